@@ -1,0 +1,52 @@
+/**
+ * Errors with stable codes. The code is part of the public contract: it is the
+ * `error.code` of every JSON error body and what callers branch on.
+ */
+export type ErrorCode =
+  | 'INVALID_GROUP_ID'
+  | 'GROUP_NOT_FOUND'
+  | 'UPSTREAM_STATUS'
+  | 'UPSTREAM_TIMEOUT'
+  | 'UPSTREAM_UNREACHABLE'
+  | 'UPSTREAM_BAD_RESPONSE'
+  | 'CIRCUIT_OPEN'
+  | 'OVERLOADED'
+  | 'WAIT_TIMEOUT'
+  | 'ABORTED'
+  | 'CLOSED'
+  | 'METHOD_NOT_ALLOWED'
+  | 'ROUTE_NOT_FOUND'
+  | 'UNAUTHORIZED'
+  | 'BAD_REQUEST'
+  | 'INTERNAL';
+
+export class ProxyError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** HTTP status a shell should answer with. */
+    readonly status: number,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ProxyError';
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+  }
+  readonly retryAfterSeconds: number | undefined;
+
+  toJSON(): { error: { code: ErrorCode; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+export function isProxyError(value: unknown): value is ProxyError {
+  return value instanceof ProxyError;
+}
+
+/** Anything thrown by a loader that is not a ProxyError becomes a 502 with a stable code. */
+export function toProxyError(error: unknown): ProxyError {
+  if (error instanceof ProxyError) return error;
+  return new ProxyError('UPSTREAM_BAD_RESPONSE', 'the loader failed: ' + (error instanceof Error ? error.message : String(error)), 502, {
+    cause: error,
+  });
+}
