@@ -1,0 +1,85 @@
+import { functionOption, integerOption, numberOption } from '../util/options.js';
+
+/** Returned by a loader when the key does not exist at the source; the engine caches it as a negative entry. */
+export const NOT_FOUND: unique symbol = Symbol.for('group-profile-proxy.not-found');
+export type NotFound = typeof NOT_FOUND;
+
+export interface LoadContext {
+  /** Aborted when the engine closes. Never aborted because one caller went away. */
+  readonly signal: AbortSignal;
+}
+
+/** Fetches one key from the source of truth. Throw a ProxyError to choose the status callers see. */
+export type Loader<V> = (key: string, context: LoadContext) => Promise<V | NotFound>;
+
+export interface EngineOptions<V> {
+  /** The source of truth. Required. Called at most once at a time per key. */
+  load: Loader<V>;
+  /** Encodes a loaded value into the bytes served and cached. Default: UTF-8 JSON. */
+  serialize?: (value: V) => Buffer;
+  /** Body served for a negative entry. Default: a JSON `{"error":{"code":"GROUP_NOT_FOUND",...}}`. */
+  notFoundBody?: (key: string) => Buffer;
+  /** Freshness of a found entry, in ms, before jitter. Default 60000. */
+  ttlMs?: number;
+  /** Uniform jitter applied to every TTL, as a fraction in [0, 0.5]. Default 0.1 (±10%). */
+  ttlJitter?: number;
+  /** Freshness of a negative entry, in ms, before jitter. Default 30000. */
+  negativeTtlMs?: number;
+  /** L1 bound on entries. Default 100000. */
+  l1MaxEntries?: number;
+  /** L1 bound on bytes (body bytes plus `l1EntryOverheadBytes` each). Default 256 MiB. */
+  l1MaxBytes?: number;
+  /** Fixed bytes counted per L1 entry on top of its body. Default 400. */
+  l1EntryOverheadBytes?: number;
+  /** Clock in ms. Default `Date.now`. Injectable for tests. */
+  now?: () => number;
+  /** Random source in [0, 1) for TTL jitter. Default `Math.random`. Injectable for tests. */
+  random?: () => number;
+}
+
+export type ResolvedEngineOptions<V> = Required<EngineOptions<V>>;
+
+export const ENGINE_DEFAULTS = {
+  ttlMs: 60_000,
+  ttlJitter: 0.1,
+  negativeTtlMs: 30_000,
+  l1MaxEntries: 100_000,
+  l1MaxBytes: 256 * 1024 * 1024,
+  l1EntryOverheadBytes: 400,
+} as const;
+
+const DAY_MS = 86_400_000;
+
+export function defaultSerialize(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+export function defaultNotFoundBody(key: string): Buffer {
+  return Buffer.from(JSON.stringify({ error: { code: 'GROUP_NOT_FOUND', message: `group ${key} does not exist` } }), 'utf8');
+}
+
+export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngineOptions<V> {
+  const o = { ...ENGINE_DEFAULTS, ...definedOnly(options) };
+  return {
+    load: functionOption('load', o.load),
+    serialize: o.serialize === undefined ? defaultSerialize : functionOption('serialize', o.serialize),
+    notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
+    ttlMs: integerOption('ttlMs', o.ttlMs, 1, DAY_MS),
+    ttlJitter: numberOption('ttlJitter', o.ttlJitter, 0, 0.5),
+    negativeTtlMs: integerOption('negativeTtlMs', o.negativeTtlMs, 0, DAY_MS),
+    l1MaxEntries: integerOption('l1MaxEntries', o.l1MaxEntries, 1),
+    l1MaxBytes: integerOption('l1MaxBytes', o.l1MaxBytes, 1),
+    l1EntryOverheadBytes: integerOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, 0),
+    now: o.now === undefined ? Date.now : functionOption('now', o.now),
+    random: o.random === undefined ? Math.random : functionOption('random', o.random),
+  };
+}
+
+/** Drops keys whose value is `undefined` so they fall back to defaults instead of failing validation. */
+export function definedOnly<T extends object>(options: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const key of Object.keys(options) as (keyof T)[]) {
+    if (options[key] !== undefined) out[key] = options[key];
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+import type { CacheEntry } from '../engine/entry.js';
+import type { LookupOutcome } from '../engine/engine.js';
+import type { ProxyError } from '../errors.js';
+
+/** Status, headers and body of one answer; every shell writes answers through these builders. */
+export interface EncodedResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer | null;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/**
+ * The answer for a cache entry: 200 with the profile, 304 when the client's
+ * validator matches, or 404 for a negative entry. Cache-Control's max-age is
+ * the entry's remaining freshness, so clients never keep a copy longer than
+ * the proxy would.
+ */
+export function encodeEntry(
+  entry: CacheEntry,
+  outcome: LookupOutcome,
+  now: number,
+  ifNoneMatch: string | undefined,
+  cacheName: string,
+): EncodedResponse {
+  const remainingSeconds = Math.max(0, Math.floor((entry.freshUntil - now) / 1000));
+  const found = entry.kind === 'found';
+  const headers: Record<string, string> = {
+    'content-type': JSON_TYPE,
+    'cache-control': `public, max-age=${remainingSeconds}`,
+    age: String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))),
+    'cache-status': cacheStatus(cacheName, outcome, remainingSeconds, found),
+  };
+  if (!found) return { status: 404, headers, body: entry.body };
+  headers.etag = entry.etag;
+  if (ifNoneMatch !== undefined && matchesIfNoneMatch(ifNoneMatch, entry.etag)) {
+    delete headers['content-type'];
+    return { status: 304, headers, body: null };
+  }
+  return { status: 200, headers, body: entry.body };
+}
+
+/** RFC 9211 Cache-Status for one answer. */
+function cacheStatus(cacheName: string, outcome: LookupOutcome, ttlSeconds: number, found: boolean): string {
+  const detail = found ? '' : '; detail=negative';
+  switch (outcome) {
+    case 'hit':
+      return `${cacheName}; hit; ttl=${ttlSeconds}${detail}`;
+    case 'miss':
+      return `${cacheName}; fwd=miss; stored${detail}`;
+    case 'collapsed':
+      return `${cacheName}; fwd=miss; collapsed${detail}`;
+  }
+}
+
+/** Weak comparison (RFC 9110 13.1.2) against a list of entity tags, or `*`. */
+export function matchesIfNoneMatch(header: string, etag: string): boolean {
+  if (header === etag) return true;
+  for (const part of header.split(',')) {
+    let tag = part.trim();
+    if (tag === '*') return true;
+    if (tag.startsWith('W/')) tag = tag.slice(2);
+    if (tag === etag) return true;
+  }
+  return false;
+}
+
+/** A JSON error answer with a stable code; never cacheable by clients. */
+export function encodeError(error: ProxyError, cacheName: string): EncodedResponse {
+  const headers: Record<string, string> = {
+    'content-type': JSON_TYPE,
+    'cache-control': 'no-store',
+  };
+  if (error.status >= 500) headers['cache-status'] = `${cacheName}; fwd=miss; fwd-status=${error.status}`;
+  if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
+  return { status: error.status, headers, body: Buffer.from(JSON.stringify(error.toJSON()), 'utf8') };
+}

@@ -1,0 +1,71 @@
+import { Hono, type Context } from 'hono';
+import type { CoalescingCache } from '../engine/engine.js';
+import { ProxyError, toProxyError } from '../errors.js';
+import { DEFAULT_MAX_GROUP_ID, parseGroupId, rawLastPathSegment } from '../ids.js';
+import { integerOption, functionOption } from '../util/options.js';
+import { encodeEntry, encodeError, type EncodedResponse } from './respond.js';
+
+export interface GroupProfileRoutesOptions {
+  /** The engine answering lookups. Required. */
+  engine: EngineReader;
+  /** Largest accepted group id. Default 2^53-1. */
+  maxGroupId?: number;
+  /**
+   * Turns the raw (still percent-encoded) path segment into a cache key, or
+   * `undefined` to reject it with 400. Default: canonical decimal ids up to `maxGroupId`.
+   */
+  parseId?: (raw: string) => string | undefined;
+  /** Cache name in RFC 9211 Cache-Status. Default `group-profile-proxy`. */
+  cacheName?: string;
+}
+
+/** What the HTTP shells need of an engine, whatever its value type. */
+export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'now'>;
+
+export const ALLOWED_METHODS = 'GET, HEAD';
+
+/**
+ * `GET /:id` answered from the engine, as a Hono sub-app to mount anywhere,
+ * e.g. `app.route('/groups', groupProfileRoutes({ engine }))`.
+ */
+export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
+  const engine = options.engine;
+  const maxGroupId = integerOption('maxGroupId', options.maxGroupId ?? DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID);
+  const parseId =
+    options.parseId === undefined
+      ? (raw: string) => parseGroupId(raw, maxGroupId)
+      : functionOption<(raw: string) => string | undefined>('parseId', options.parseId);
+  const cacheName = options.cacheName ?? 'group-profile-proxy';
+
+  const getGroupProfile = async (c: Context): Promise<Response> => {
+    const raw = rawLastPathSegment(c.req.url);
+    const key = parseId(raw);
+    if (key === undefined) {
+      return send(c, encodeError(new ProxyError('INVALID_GROUP_ID', 'group id must be a decimal integer in [1, ' + maxGroupId + ']', 400), cacheName));
+    }
+    const ifNoneMatch = c.req.header('if-none-match');
+    const fresh = engine.peek(key);
+    if (fresh !== undefined) return send(c, encodeEntry(fresh, 'hit', engine.now(), ifNoneMatch, cacheName));
+    try {
+      const { entry, outcome } = await engine.get(key, { signal: c.req.raw.signal });
+      return send(c, encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName));
+    } catch (error) {
+      return send(c, encodeError(toProxyError(error), cacheName));
+    }
+  };
+
+  const methodNotAllowed = (c: Context): Response => {
+    const response = send(c, encodeError(new ProxyError('METHOD_NOT_ALLOWED', `use ${ALLOWED_METHODS}`, 405), cacheName));
+    response.headers.set('allow', ALLOWED_METHODS);
+    return response;
+  };
+
+  return new Hono().get('/:id', getGroupProfile).all('/:id', methodNotAllowed);
+}
+
+export function send(c: Context, response: EncodedResponse): Response {
+  const status = response.status as 200;
+  // Buffers are Uint8Arrays; Hono's types only want them backed by a plain ArrayBuffer.
+  if (response.body === null) return c.body(null, status, response.headers);
+  return c.body(response.body as Uint8Array<ArrayBuffer>, status, response.headers);
+}

@@ -1,0 +1,181 @@
+/**
+ * The mock group-profile backend as a Hono app: deterministic profiles behind
+ * configurable latency, missing ids and fault modes, with counters that let
+ * tests assert how many upstream calls the proxy really made.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import { Hono, type Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ErrorCode } from '../errors.js';
+import { integerOption, OptionError } from '../util/options.js';
+import { parseBatchIds, parseGroupId, GROUP_ID_PATTERN, type ParsedIds } from './ids.js';
+import { DEFAULT_SLOW_LATENCY_MS, isMockMode, MOCK_MODES, type MockMode } from './modes.js';
+import { MAX_WAIT_MS, resolveMockBackendOptions, type MockBackendOptions } from './options.js';
+import { generateProfile } from './profiles.js';
+import { MockState, type MockStats } from './state.js';
+import { sleep } from './wait.js';
+
+export type { MockBackendOptions } from './options.js';
+export type { MockMode } from './modes.js';
+export type { MockStats } from './state.js';
+export type { GroupProfile } from './profiles.js';
+
+export interface MockBackend {
+  app: Hono;
+  /** Snapshot of the counters (a copy; later calls do not change it). */
+  stats(): MockStats;
+  /** Zeroes counters, clears touched revisions, returns to `normal`. */
+  reset(): void;
+  /** Switches the fault mode; `latencyMs` is the delay of `slow` (default 3000). */
+  setMode(mode: MockMode, latencyMs?: number): void;
+  /** Bumps the revision of a group, so its profile changes (an incremental update). */
+  touch(id: number): void;
+}
+
+const OVERSIZED_BYTES = 2 * 1024 * 1024;
+let oversizedBody: string | undefined;
+// Built on first use only: 2 MiB is not worth holding for backends that never need it.
+function oversized(): string {
+  oversizedBody ??= '{"padding":"' + 'x'.repeat(OVERSIZED_BYTES - '{"padding":""}'.length) + '"}';
+  return oversizedBody;
+}
+
+function errorJson(c: Context, status: ContentfulStatusCode, code: ErrorCode, message: string): Response {
+  return c.json({ error: { code, message } }, status);
+}
+
+export function createMockBackend(options?: Partial<MockBackendOptions>): MockBackend {
+  const config = resolveMockBackendOptions(options);
+  const missingIds = new Set(config.missingIds);
+  const state = new MockState();
+  const app = new Hono();
+
+  const isMissing = (id: number): boolean =>
+    id > config.maxId || (config.missingEvery > 0 && id % config.missingEvery === 0) || missingIds.has(id);
+
+  const profileOrNull = (raw: string): ReturnType<typeof generateProfile> | null => {
+    const id = Number(raw);
+    return isMissing(id) ? null : generateProfile(id, state.revisionOf(id));
+  };
+
+  const setMode = (mode: unknown, latencyMs?: unknown): void => {
+    if (!isMockMode(mode)) throw new OptionError('mode', `one of ${MOCK_MODES.join(', ')}`, mode);
+    state.setMode(mode, integerOption('latencyMs', latencyMs ?? DEFAULT_SLOW_LATENCY_MS, 0, MAX_WAIT_MS));
+  };
+
+  const normalLatency = (): number => {
+    if (config.latencyJitterMs === 0) return config.latencyMs;
+    return Math.max(0, config.latencyMs + (config.random() * 2 - 1) * config.latencyJitterMs);
+  };
+
+  /** The normal answer, after validation and missing-id rules. */
+  const answer = (c: Context, kind: 'single' | 'batch', parsed: ParsedIds): Response => {
+    if (!parsed.ok) return errorJson(c, 400, 'INVALID_GROUP_ID', parsed.message);
+    if (config.errorRate > 0 && config.random() < config.errorRate) {
+      return errorJson(c, 500, 'INTERNAL', 'injected failure (errorRate)');
+    }
+    if (kind === 'batch') {
+      const body: Record<string, unknown> = {};
+      for (const id of parsed.ids) body[id] = profileOrNull(id);
+      return c.json(body);
+    }
+    const id = parsed.ids[0] ?? '';
+    const profile = profileOrNull(id);
+    return profile === null ? errorJson(c, 404, 'GROUP_NOT_FOUND', `group ${id} does not exist`) : c.json(profile);
+  };
+
+  const respond = async (c: Context, kind: 'single' | 'batch', parsed: ParsedIds): Promise<Response> => {
+    const signal = c.req.raw.signal;
+    // A mode change releases parked requests, which are then answered by the new mode.
+    const hangDeadline = Date.now() + config.hangTimeoutMs;
+    while (state.mode === 'hang') {
+      const released = await state.waitForModeChange(hangDeadline - Date.now(), signal);
+      if (!released) return errorJson(c, 503, 'OVERLOADED', 'mock backend hung (mode hang)');
+    }
+    const mode = state.mode;
+    if (mode === 'down') return dropConnection(c);
+    // The answer is fixed at arrival; the wait only delays it, as with a real slow server.
+    await sleep(mode === 'slow' ? state.slowLatencyMs : normalLatency(), signal);
+    switch (mode) {
+      case 'error':
+        return errorJson(c, 500, 'INTERNAL', 'injected failure (mode error)');
+      case 'flapping':
+        return state.nextFlapFails() ? errorJson(c, 500, 'INTERNAL', 'injected failure (mode flapping)') : answer(c, kind, parsed);
+      case 'garbage':
+        return c.body('<html>not json', 200, { 'content-type': 'text/html' });
+      case 'not-object':
+        return c.json([1, 2, 3]);
+      case 'oversized':
+        return c.body(oversized(), 200, { 'content-type': 'application/json' });
+      case 'normal':
+      case 'slow':
+        return answer(c, kind, parsed);
+    }
+  };
+
+  const groups = async (c: Context, kind: 'single' | 'batch', parsed: ParsedIds): Promise<Response> => {
+    state.arrive(kind, parsed.ok ? parsed.ids : []);
+    try {
+      return await respond(c, kind, parsed);
+    } finally {
+      state.leave();
+    }
+  };
+
+  app.get('/groups/:id', (c) => groups(c, 'single', parseGroupId(c.req.param('id'))));
+  app.get('/groups', (c) => groups(c, 'batch', parseBatchIds(c.req.query('ids'), config.maxBatchIds)));
+
+  app.get('/__stats', (c) => c.json(state.stats()));
+  app.post('/__reset', (c) => {
+    state.reset();
+    return c.body(null, 204);
+  });
+  app.post('/__mode', async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return errorJson(c, 400, 'BAD_REQUEST', 'body must be JSON like {"mode":"slow","latencyMs":3000}');
+    }
+    if (typeof body !== 'object' || body === null) return errorJson(c, 400, 'BAD_REQUEST', 'body must be a JSON object');
+    const { mode, latencyMs } = body as { mode?: unknown; latencyMs?: unknown };
+    try {
+      setMode(mode, latencyMs);
+    } catch (error) {
+      if (error instanceof OptionError) return errorJson(c, 400, 'BAD_REQUEST', error.message);
+      throw error;
+    }
+    return c.body(null, 204);
+  });
+  app.post('/__touch/:id', (c) => {
+    const raw = c.req.param('id');
+    if (!GROUP_ID_PATTERN.test(raw)) return errorJson(c, 400, 'INVALID_GROUP_ID', `group id must match ${GROUP_ID_PATTERN.source}`);
+    state.touch(Number(raw));
+    return c.body(null, 204);
+  });
+  app.get('/healthz', (c) => c.text('ok'));
+
+  app.notFound((c) => errorJson(c, 404, 'ROUTE_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`));
+  app.onError((error, c) => errorJson(c, 500, 'INTERNAL', error.message));
+
+  return {
+    app,
+    stats: () => state.stats(),
+    reset: () => state.reset(),
+    setMode: (mode, latencyMs) => setMode(mode, latencyMs),
+    touch: (id) => state.touch(integerOption('id', id, 1)),
+  };
+}
+
+/**
+ * `down`: over a real socket the connection is destroyed with no answer, as a
+ * crashed upstream would. In-process (app.request) there is no socket, so a
+ * network-error Response (status 0) stands in for it.
+ */
+function dropConnection(c: Context): Response {
+  const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
+  if (incoming === undefined) return Response.error();
+  incoming.socket.destroy();
+  // Never written: the socket is gone. A valid status keeps the adapter quiet.
+  return c.body(null, 502);
+}

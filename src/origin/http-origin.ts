@@ -1,0 +1,135 @@
+import { Pool, type Dispatcher } from 'undici';
+import { ProxyError } from '../errors.js';
+import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
+import { integerOption, urlOption } from '../util/options.js';
+
+/** A group profile as the upstream returns it: any JSON object. */
+export type GroupProfile = Record<string, unknown>;
+
+export interface HttpOriginOptions {
+  /** Base URL of the group-profile service; profiles are at `{url}/groups/{id}`. Required. */
+  url: string;
+  /** Whole-response deadline (headers and body), ms. Default 2000. */
+  timeoutMs?: number;
+  /** Largest accepted body, bytes; bigger answers are an error. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Keep-alive connections to the upstream at most. Default 64. */
+  connections?: number;
+  /** How long an idle upstream connection is kept, ms. Default 10000. */
+  keepAliveTimeoutMs?: number;
+}
+
+export const HTTP_ORIGIN_DEFAULTS = {
+  timeoutMs: 2000,
+  maxBodyBytes: 1024 * 1024,
+  connections: 64,
+  keepAliveTimeoutMs: 10_000,
+} as const;
+
+/**
+ * The group-profile service over HTTP (undici keep-alive pool). Only fixed,
+ * proxy-owned headers go upstream: client headers (Authorization, Cookie, ...)
+ * never do, so a cached profile can never carry one user's data to another.
+ */
+export class HttpOrigin {
+  readonly #pool: Pool;
+  readonly #basePath: string;
+  readonly #timeoutMs: number;
+  readonly #maxBodyBytes: number;
+  readonly url: string;
+
+  constructor(options: HttpOriginOptions) {
+    const o = { ...HTTP_ORIGIN_DEFAULTS, ...definedOnly(options) };
+    const url = urlOption('url', o.url, ['http:', 'https:']);
+    this.#timeoutMs = integerOption('timeoutMs', o.timeoutMs, 1, 600_000);
+    this.#maxBodyBytes = integerOption('maxBodyBytes', o.maxBodyBytes, 1, 64 * 1024 * 1024);
+    const connections = integerOption('connections', o.connections, 1, 10_000);
+    const keepAliveTimeout = integerOption('keepAliveTimeoutMs', o.keepAliveTimeoutMs, 1, 600_000);
+    this.#basePath = url.pathname.replace(/\/+$/, '');
+    this.url = url.origin + this.#basePath;
+    this.#pool = new Pool(url.origin, { connections, keepAliveTimeout, pipelining: 1 });
+  }
+
+  /** Loads one profile: the object, NOT_FOUND on 404, or a ProxyError for anything else. */
+  readonly load = async (id: string, context: LoadContext): Promise<GroupProfile | NotFound> => {
+    const body = await this.#request(`${this.#basePath}/groups/${id}`, context.signal);
+    if (body === NOT_FOUND) return NOT_FOUND;
+    return parseObject(body);
+  };
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+
+  async #request(path: string, callerSignal: AbortSignal): Promise<Buffer | NotFound> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = AbortSignal.any([callerSignal, timeout]);
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.#pool.request({
+        path,
+        method: 'GET',
+        headers: { accept: 'application/json', 'user-agent': 'group-profile-proxy' },
+        signal,
+      });
+    } catch (error) {
+      throw this.#failure(error, timeout, callerSignal);
+    }
+    const { statusCode, headers, body } = response;
+    if (statusCode === 404) {
+      await body.dump();
+      return NOT_FOUND;
+    }
+    if (statusCode !== 200) {
+      await body.dump().catch(() => {});
+      throw new ProxyError('UPSTREAM_STATUS', `upstream answered ${statusCode}`, 502);
+    }
+    const declared = Number(headers['content-length']);
+    if (declared > this.#maxBodyBytes) {
+      body.destroy();
+      throw oversized(this.#maxBodyBytes);
+    }
+    try {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > this.#maxBodyBytes) {
+          body.destroy();
+          throw oversized(this.#maxBodyBytes);
+        }
+        chunks.push(chunk);
+      }
+      return Buffer.concat(chunks, size);
+    } catch (error) {
+      if (error instanceof ProxyError) throw error;
+      throw this.#failure(error, timeout, callerSignal);
+    }
+  }
+
+  #failure(error: unknown, timeout: AbortSignal, callerSignal: AbortSignal): ProxyError {
+    if (callerSignal.aborted && callerSignal.reason instanceof ProxyError) return callerSignal.reason;
+    if (timeout.aborted) {
+      return new ProxyError('UPSTREAM_TIMEOUT', `upstream did not answer within ${this.#timeoutMs} ms`, 504, { cause: error });
+    }
+    const reason = error instanceof Error ? error.message : String(error);
+    return new ProxyError('UPSTREAM_UNREACHABLE', `upstream request failed: ${reason}`, 502, { cause: error });
+  }
+}
+
+function oversized(limit: number): ProxyError {
+  return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream body exceeds ${limit} bytes`, 502);
+}
+
+function parseObject(body: Buffer): GroupProfile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream body is not JSON', 502);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream body is not a JSON object', 502);
+  }
+  return parsed as GroupProfile;
+}

@@ -1,0 +1,145 @@
+import { DEFAULT_MAX_GROUP_ID } from '../ids.js';
+
+/**
+ * The one configuration schema of the sidecar: environment parsing, the CLI
+ * flags and the README's configuration table all come from it.
+ */
+export interface Setting<T> {
+  /** Environment variable name, e.g. `PORT`. */
+  readonly env: string;
+  /** Default as shown to users; `undefined` means unset. */
+  readonly defaultText: string;
+  readonly description: string;
+  /** What is allowed, for error messages and docs. */
+  readonly allowed: string;
+  parse(raw: string | undefined): T;
+}
+
+class ConfigError extends Error {
+  readonly code = 'ERR_INVALID_CONFIG';
+  constructor(
+    readonly variable: string,
+    allowed: string,
+    raw: string,
+  ) {
+    super(`invalid ${variable}=${JSON.stringify(raw)}: expected ${allowed}`);
+    this.name = 'ConfigError';
+  }
+}
+export { ConfigError };
+
+function integer(env: string, fallback: number, min: number, max: number, description: string): Setting<number> {
+  const allowed = `an integer in [${min}, ${max}]`;
+  return {
+    env,
+    defaultText: String(fallback),
+    description,
+    allowed,
+    parse(raw) {
+      if (raw === undefined || raw === '') return fallback;
+      if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(env, allowed, raw);
+      const value = Number(raw);
+      if (!Number.isSafeInteger(value) || value < min || value > max) throw new ConfigError(env, allowed, raw);
+      return value;
+    },
+  };
+}
+
+function fraction(env: string, fallback: number, max: number, description: string): Setting<number> {
+  const allowed = `a number in [0, ${max}]`;
+  return {
+    env,
+    defaultText: String(fallback),
+    description,
+    allowed,
+    parse(raw) {
+      if (raw === undefined || raw === '') return fallback;
+      const value = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(value) || value < 0 || value > max) throw new ConfigError(env, allowed, raw);
+      return value;
+    },
+  };
+}
+
+function oneOf<const T extends string>(env: string, fallback: T, values: readonly T[], description: string): Setting<T> {
+  const allowed = `one of ${values.join(', ')}`;
+  return {
+    env,
+    defaultText: fallback,
+    description,
+    allowed,
+    parse(raw) {
+      if (raw === undefined || raw === '') return fallback;
+      if (!(values as readonly string[]).includes(raw)) throw new ConfigError(env, allowed, raw);
+      return raw as T;
+    },
+  };
+}
+
+function optionalUrl(env: string, protocols: readonly string[], description: string): Setting<string | undefined> {
+  const allowed = `a ${protocols.join(' or ')} URL`;
+  return {
+    env,
+    defaultText: '',
+    description,
+    allowed,
+    parse(raw) {
+      if (raw === undefined || raw === '') return undefined;
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new ConfigError(env, allowed, raw);
+      }
+      if (!protocols.includes(url.protocol)) throw new ConfigError(env, allowed, raw);
+      return raw;
+    },
+  };
+}
+
+function text(env: string, fallback: string, pattern: RegExp, allowedText: string, description: string): Setting<string> {
+  return {
+    env,
+    defaultText: fallback,
+    description,
+    allowed: allowedText,
+    parse(raw) {
+      if (raw === undefined || raw === '') return fallback;
+      if (!pattern.test(raw)) throw new ConfigError(env, allowedText, raw);
+      return raw;
+    },
+  };
+}
+
+const MIB = 1024 * 1024;
+const DAY_MS = 86_400_000;
+
+export const SETTINGS = {
+  port: integer('PORT', 8080, 0, 65535, 'TCP port the proxy listens on (0 picks a free one).'),
+  host: text('HOST', '0.0.0.0', /^[0-9A-Za-z.:[\]-]+$/, 'a host name or IP address', 'Address the proxy binds to.'),
+  upstreamUrl: optionalUrl(
+    'UPSTREAM_URL',
+    ['http:', 'https:'],
+    'Base URL of the group-profile service (profiles at `{UPSTREAM_URL}/groups/{id}`). Unset: the built-in mock backend is started in-process.',
+  ),
+  ttlMs: integer('TTL_MS', 60_000, 1, DAY_MS, 'Freshness of a cached profile, ms, before jitter.'),
+  ttlJitter: fraction('TTL_JITTER', 0.1, 0.5, 'Uniform TTL jitter as a fraction (0.1 = ±10%), so keys filled together expire apart.'),
+  negativeTtlMs: integer('NEGATIVE_TTL_MS', 30_000, 0, DAY_MS, 'Freshness of a cached "group does not exist" answer, ms, before jitter.'),
+  l1MaxEntries: integer('L1_MAX_ENTRIES', 100_000, 1, 100_000_000, 'Most profiles kept in process memory.'),
+  l1MaxBytes: integer('L1_MAX_BYTES', 256 * MIB, 1024, 64 * 1024 * MIB, 'Most bytes of process memory for cached profiles (bodies plus 400 bytes each).'),
+  upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', 2000, 1, 600_000, 'Deadline for one upstream response (headers and body), ms; beyond it callers get 504.'),
+  upstreamMaxBodyBytes: integer('UPSTREAM_MAX_BODY_BYTES', MIB, 1, 64 * MIB, 'Largest accepted upstream body; larger answers are a 502.'),
+  upstreamConnections: integer('UPSTREAM_CONNECTIONS', 64, 1, 10_000, 'Keep-alive connections to the upstream at most.'),
+  maxGroupId: integer('MAX_GROUP_ID', DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID, 'Largest valid group id; larger ids are rejected with 400.'),
+  shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000, 'On SIGTERM/SIGINT, how long in-flight requests may take to finish, ms.'),
+  logLevel: oneOf('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'Log level of the JSON logs on stdout.'),
+} satisfies Record<string, Setting<unknown>>;
+
+export type SidecarConfig = { -readonly [K in keyof typeof SETTINGS]: ReturnType<(typeof SETTINGS)[K]['parse']> };
+
+/** Parses the whole configuration from `env`; throws a ConfigError naming the first bad variable. */
+export function configFromEnv(env: Record<string, string | undefined>): SidecarConfig {
+  const config: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(SETTINGS)) config[key] = setting.parse(env[setting.env]);
+  return config as SidecarConfig;
+}

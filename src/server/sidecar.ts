@@ -1,0 +1,97 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { pino, type Logger } from 'pino';
+import { createProxyApp } from '../http/app.js';
+import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
+import { startMockBackend, type RunningMockBackend } from '../mock-backend/server.js';
+import { configFromEnv, type SidecarConfig } from './config.js';
+
+export interface RunningSidecar {
+  /** `http://host:port` the proxy answers on (loopback when bound to all interfaces). */
+  readonly url: string;
+  readonly port: number;
+  readonly cache: GroupProfileCache;
+  /** The in-process mock backend when no UPSTREAM_URL was configured. */
+  readonly mockBackend: RunningMockBackend | undefined;
+  /** Stops accepting, lets in-flight requests finish (up to SHUTDOWN_TIMEOUT_MS), then releases everything. */
+  close(): Promise<void>;
+}
+
+export interface SidecarDependencies {
+  logger?: Logger;
+}
+
+/** Starts the sidecar: engine, upstream client and HTTP server, all configured by `config`. */
+export async function startSidecar(config: Partial<SidecarConfig> = {}, dependencies: SidecarDependencies = {}): Promise<RunningSidecar> {
+  const settings: SidecarConfig = { ...configFromEnv({}), ...config };
+  const logger = dependencies.logger ?? pino({ level: settings.logLevel, base: { service: 'group-profile-proxy' } });
+
+  let mockBackend: RunningMockBackend | undefined;
+  let upstreamUrl = settings.upstreamUrl;
+  if (upstreamUrl === undefined) {
+    mockBackend = await startMockBackend({ port: 0, host: '127.0.0.1' });
+    upstreamUrl = mockBackend.url;
+    logger.info({ upstream: upstreamUrl }, `UPSTREAM_URL is not set: serving from the built-in mock backend at ${upstreamUrl} (embedded default)`);
+  }
+
+  const cache = createGroupProfileCache({
+    upstream: {
+      url: upstreamUrl,
+      timeoutMs: settings.upstreamTimeoutMs,
+      maxBodyBytes: settings.upstreamMaxBodyBytes,
+      connections: settings.upstreamConnections,
+    },
+    ttlMs: settings.ttlMs,
+    ttlJitter: settings.ttlJitter,
+    negativeTtlMs: settings.negativeTtlMs,
+    l1MaxEntries: settings.l1MaxEntries,
+    l1MaxBytes: settings.l1MaxBytes,
+  });
+  const app = createProxyApp({ engine: cache.engine, maxGroupId: settings.maxGroupId });
+
+  const server = serve({ fetch: app.fetch, port: settings.port, hostname: settings.host }) as Server;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+  } catch (error) {
+    await cache.close();
+    await mockBackend?.close();
+    throw error;
+  }
+  const port = (server.address() as AddressInfo).port;
+  const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  logger.info({ url, upstream: upstreamUrl, ttlMs: settings.ttlMs, negativeTtlMs: settings.negativeTtlMs }, 'group-profile-proxy listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await drain(server, settings.shutdownTimeoutMs);
+      await cache.close();
+      await mockBackend?.close();
+      logger.info('group-profile-proxy stopped');
+    })();
+    return closing;
+  };
+  return { url, port, cache, mockBackend, close };
+}
+
+/** Stops accepting and waits for open requests; connections still busy at the deadline are cut. */
+async function drain(server: Server, deadlineMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Keep-alive connections become idle once their response is written; close them as they do.
+  const sweeper = setInterval(() => server.closeIdleConnections(), 50);
+  const deadline = setTimeout(() => server.closeAllConnections(), deadlineMs);
+  try {
+    server.closeIdleConnections();
+    await closed;
+  } finally {
+    clearInterval(sweeper);
+    clearTimeout(deadline);
+  }
+}
+
+export { configFromEnv };
