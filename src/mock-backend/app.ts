@@ -53,9 +53,10 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
   const isMissing = (id: number): boolean =>
     id > config.maxId || (config.missingEvery > 0 && id % config.missingEvery === 0) || missingIds.has(id);
 
-  const profileOrNull = (raw: string): ReturnType<typeof generateProfile> | null => {
+  /** `revisions` were read when the request arrived: a change during the latency is not seen, as with a real database read. */
+  const profileOrNull = (raw: string, revisions: ReadonlyMap<string, number>): ReturnType<typeof generateProfile> | null => {
     const id = Number(raw);
-    return isMissing(id) ? null : generateProfile(id, state.revisionOf(id));
+    return isMissing(id) ? null : generateProfile(id, revisions.get(raw) ?? state.revisionOf(id));
   };
 
   const setMode = (mode: unknown, latencyMs?: unknown): void => {
@@ -69,22 +70,23 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
   };
 
   /** The normal answer, after validation and missing-id rules. */
-  const answer = (c: Context, kind: 'single' | 'batch', parsed: ParsedIds): Response => {
+  const answer = (c: Context, kind: 'single' | 'batch', parsed: ParsedIds, revisions: ReadonlyMap<string, number>): Response => {
     if (!parsed.ok) return errorJson(c, 400, 'INVALID_GROUP_ID', parsed.message);
     if (config.errorRate > 0 && config.random() < config.errorRate) {
       return errorJson(c, 500, 'INTERNAL', 'injected failure (errorRate)');
     }
     if (kind === 'batch') {
       const body: Record<string, unknown> = {};
-      for (const id of parsed.ids) body[id] = profileOrNull(id);
+      for (const id of parsed.ids) body[id] = profileOrNull(id, revisions);
       return c.json(body);
     }
     const id = parsed.ids[0] ?? '';
-    const profile = profileOrNull(id);
+    const profile = profileOrNull(id, revisions);
     return profile === null ? errorJson(c, 404, 'GROUP_NOT_FOUND', `group ${id} does not exist`) : c.json(profile);
   };
 
   const respond = async (c: Context, kind: 'single' | 'batch', parsed: ParsedIds): Promise<Response> => {
+    const revisions = new Map(parsed.ok ? parsed.ids.map((id) => [id, state.revisionOf(Number(id))] as const) : []);
     const signal = c.req.raw.signal;
     // A mode change releases parked requests, which are then answered by the new mode.
     const hangDeadline = Date.now() + config.hangTimeoutMs;
@@ -94,13 +96,13 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     }
     const mode = state.mode;
     if (mode === 'down') return dropConnection(c);
-    // The answer is fixed at arrival; the wait only delays it, as with a real slow server.
+    // The data is read at arrival (revisions above); the wait only delays the answer, as with a real slow server.
     await sleep(mode === 'slow' ? state.slowLatencyMs : normalLatency(), signal);
     switch (mode) {
       case 'error':
         return errorJson(c, 500, 'INTERNAL', 'injected failure (mode error)');
       case 'flapping':
-        return state.nextFlapFails() ? errorJson(c, 500, 'INTERNAL', 'injected failure (mode flapping)') : answer(c, kind, parsed);
+        return state.nextFlapFails() ? errorJson(c, 500, 'INTERNAL', 'injected failure (mode flapping)') : answer(c, kind, parsed, revisions);
       case 'garbage':
         return c.body('<html>not json', 200, { 'content-type': 'text/html' });
       case 'not-object':
@@ -109,7 +111,7 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
         return c.body(oversized(), 200, { 'content-type': 'application/json' });
       case 'normal':
       case 'slow':
-        return answer(c, kind, parsed);
+        return answer(c, kind, parsed, revisions);
     }
   };
 
