@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'METHOD_NOT_ALLOWED'
   | 'ROUTE_NOT_FOUND'
   | 'UNAUTHORIZED'
+  | 'L2_UNAVAILABLE'
+  | 'PAYLOAD_TOO_LARGE'
   | 'BAD_REQUEST'
   | 'INTERNAL';
 

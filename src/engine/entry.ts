@@ -20,6 +20,8 @@ export interface CacheEntry<V = unknown> {
   readonly storedAt: number;
   /** Served as fresh until this instant (exclusive). */
   readonly freshUntil: number;
+  /** Kept (in L1 and L2) until this instant; past freshness it may only be served as stale. */
+  readonly usableUntil: number;
 }
 
 export function etagOf(body: Buffer): string {
@@ -27,8 +29,9 @@ export function etagOf(body: Buffer): string {
   return '"' + createHash('sha1').update(body).digest('base64url') + '"';
 }
 
-export function createEntry<V>(kind: EntryKind, value: V | undefined, body: Buffer, storedAt: number, ttlMs: number): CacheEntry<V> {
-  return { kind, value, body, etag: etagOf(body), storedAt, freshUntil: storedAt + ttlMs };
+export function createEntry<V>(kind: EntryKind, value: V | undefined, body: Buffer, storedAt: number, ttlMs: number, keepMs = 0): CacheEntry<V> {
+  const freshUntil = storedAt + ttlMs;
+  return { kind, value, body, etag: etagOf(body), storedAt, freshUntil, usableUntil: freshUntil + keepMs };
 }
 
 /**

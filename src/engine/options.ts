@@ -1,4 +1,5 @@
-import { functionOption, integerOption, numberOption } from '../util/options.js';
+import type { RedisTier } from '../l2/redis-tier.js';
+import { functionOption, integerOption, numberOption, OptionError } from '../util/options.js';
 
 /** Returned by a loader when the key does not exist at the source; the engine caches it as a negative entry. */
 export const NOT_FOUND: unique symbol = Symbol.for('group-profile-proxy.not-found');
@@ -17,6 +18,10 @@ export interface EngineOptions<V> {
   load: Loader<V>;
   /** Encodes a loaded value into the bytes served and cached. Default: UTF-8 JSON. */
   serialize?: (value: V) => Buffer;
+  /** Decodes bytes read from L2 back into a value. Default: JSON.parse. */
+  deserialize?: (body: Buffer) => V;
+  /** Shared L2 tier with fleet-wide single loads and invalidation. Default: none (L1 only). The caller closes it. */
+  l2?: RedisTier;
   /** Body served for a negative entry. Default: a JSON `{"error":{"code":"GROUP_NOT_FOUND",...}}`. */
   notFoundBody?: (key: string) => Buffer;
   /** Freshness of a found entry, in ms, before jitter. Default 60000. */
@@ -37,7 +42,7 @@ export interface EngineOptions<V> {
   random?: () => number;
 }
 
-export type ResolvedEngineOptions<V> = Required<EngineOptions<V>>;
+export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2'>> & Pick<EngineOptions<V>, 'l2'>;
 
 export const ENGINE_DEFAULTS = {
   ttlMs: 60_000,
@@ -63,6 +68,8 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
   return {
     load: functionOption('load', o.load),
     serialize: o.serialize === undefined ? defaultSerialize : functionOption('serialize', o.serialize),
+    deserialize: o.deserialize === undefined ? (body: Buffer) => JSON.parse(body.toString('utf8')) as V : functionOption('deserialize', o.deserialize),
+    l2: o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2) ? o.l2 : badOption('l2', 'a RedisTier', o.l2),
     notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
     ttlMs: integerOption('ttlMs', o.ttlMs, 1, DAY_MS),
     ttlJitter: numberOption('ttlJitter', o.ttlJitter, 0, 0.5),
@@ -73,6 +80,10 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     now: o.now === undefined ? Date.now : functionOption('now', o.now),
     random: o.random === undefined ? Math.random : functionOption('random', o.random),
   };
+}
+
+function badOption(name: string, expected: string, value: unknown): never {
+  throw new OptionError(name, expected, value);
 }
 
 /** Drops keys whose value is `undefined` so they fall back to defaults instead of failing validation. */

@@ -47,6 +47,8 @@ function cacheStatus(cacheName: string, outcome: LookupOutcome, ttlSeconds: numb
   switch (outcome) {
     case 'hit':
       return `${cacheName}; hit; ttl=${ttlSeconds}${detail}`;
+    case 'l2-hit':
+      return `${cacheName}; hit; ttl=${ttlSeconds}; detail=${found ? 'l2' : 'l2-negative'}`;
     case 'miss':
       return `${cacheName}; fwd=miss; stored${detail}`;
     case 'collapsed':

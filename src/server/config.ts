@@ -111,6 +111,36 @@ function text(env: string, fallback: string, pattern: RegExp, allowedText: strin
   };
 }
 
+function optionalText(env: string, pattern: RegExp, allowedText: string, description: string): Setting<string | undefined> {
+  return {
+    env,
+    defaultText: '',
+    description,
+    allowed: allowedText,
+    parse(raw) {
+      if (raw === undefined || raw === '') return undefined;
+      if (!pattern.test(raw)) throw new ConfigError(env, allowedText, raw.length > 200 ? raw.slice(0, 200) + '…' : raw);
+      return raw;
+    },
+  };
+}
+
+/** Never echoes the value: it is a secret. */
+function secret(env: string, minLength: number, description: string): Setting<string | undefined> {
+  const allowed = `at least ${minLength} printable ASCII characters`;
+  return {
+    env,
+    defaultText: '',
+    description,
+    allowed,
+    parse(raw) {
+      if (raw === undefined || raw === '') return undefined;
+      if (raw.length < minLength || !/^[\x21-\x7e]+$/.test(raw)) throw new ConfigError(env, allowed, '<redacted>');
+      return raw;
+    },
+  };
+}
+
 const MIB = 1024 * 1024;
 const DAY_MS = 86_400_000;
 
@@ -130,6 +160,20 @@ export const SETTINGS = {
   upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', 2000, 1, 600_000, 'Deadline for one upstream response (headers and body), ms; beyond it callers get 504.'),
   upstreamMaxBodyBytes: integer('UPSTREAM_MAX_BODY_BYTES', MIB, 1, 64 * MIB, 'Largest accepted upstream body; larger answers are a 502.'),
   upstreamConnections: integer('UPSTREAM_CONNECTIONS', 64, 1, 10_000, 'Keep-alive connections to the upstream at most.'),
+  redisUrl: optionalUrl('REDIS_URL', ['redis:', 'rediss:'], 'Standalone Redis for the shared L2 tier (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS). Unset with REDIS_CLUSTER_NODES unset: L2 is off.'),
+  redisClusterNodes: optionalText(
+    'REDIS_CLUSTER_NODES',
+    /^\s*[^\s,]+:\d{1,5}\s*(,\s*[^\s,]+:\d{1,5}\s*)*$/,
+    'a comma-separated list of host:port',
+    'Redis Cluster seed nodes for the L2 tier, instead of REDIS_URL.',
+  ),
+  redisUsername: optionalText('REDIS_USERNAME', /^\S{1,256}$/, 'a user name without spaces', 'User name for REDIS_CLUSTER_NODES (REDIS_URL carries its own).'),
+  redisPassword: secret('REDIS_PASSWORD', 1, 'Password for REDIS_CLUSTER_NODES (REDIS_URL carries its own).'),
+  redisPrefix: text('REDIS_PREFIX', 'gpp:', /^[A-Za-z0-9:_.-]{0,64}$/, 'up to 64 characters of [A-Za-z0-9:_.-]', 'Prefix of every Redis key and of the event channel, so deployments can share one Redis.'),
+  redisCommandTimeoutMs: integer('REDIS_COMMAND_TIMEOUT_MS', 50, 1, 60_000, 'Deadline of one Redis command, ms; a slower or dead Redis is skipped, never waited on.'),
+  leaseTtlMs: integer('LEASE_TTL_MS', 3000, 10, 600_000, 'Lifetime of the fleet-wide load lease, ms; if the instance holding it dies, another takes over after this.'),
+  leaseWaitMs: integer('LEASE_WAIT_MS', 5000, 0, 600_000, "How long an instance waits for another instance's load before loading by itself, ms."),
+  adminToken: secret('ADMIN_TOKEN', 16, 'Bearer token for `POST /admin/invalidate`. Unset: the admin routes answer 404.'),
   maxGroupId: integer('MAX_GROUP_ID', DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID, 'Largest valid group id; larger ids are rejected with 400.'),
   shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000, 'On SIGTERM/SIGINT, how long in-flight requests may take to finish, ms.'),
   logLevel: oneOf('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'Log level of the JSON logs on stdout.'),
@@ -141,5 +185,18 @@ export type SidecarConfig = { -readonly [K in keyof typeof SETTINGS]: ReturnType
 export function configFromEnv(env: Record<string, string | undefined>): SidecarConfig {
   const config: Record<string, unknown> = {};
   for (const [key, setting] of Object.entries(SETTINGS)) config[key] = setting.parse(env[setting.env]);
-  return config as SidecarConfig;
+  const parsed = config as SidecarConfig;
+  if (parsed.redisUrl !== undefined && parsed.redisClusterNodes !== undefined) {
+    throw new ConfigError('REDIS_CLUSTER_NODES', 'to be unset when REDIS_URL is set (choose one)', parsed.redisClusterNodes);
+  }
+  return parsed;
+}
+
+/** The configuration with secrets replaced, for the start-up log line. */
+export function redactedConfig(config: SidecarConfig): Record<string, unknown> {
+  const shown: Record<string, unknown> = { ...config };
+  if (config.adminToken !== undefined) shown.adminToken = '<redacted>';
+  if (config.redisPassword !== undefined) shown.redisPassword = '<redacted>';
+  if (config.redisUrl !== undefined) shown.redisUrl = config.redisUrl.replace(/\/\/[^@/]*@/, '//<redacted>@');
+  return shown;
 }

@@ -5,13 +5,16 @@ import { pino, type Logger } from 'pino';
 import { createProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
 import { startMockBackend, type RunningMockBackend } from '../mock-backend/server.js';
-import { configFromEnv, type SidecarConfig } from './config.js';
+import { RedisTier } from '../l2/redis-tier.js';
+import { configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 
 export interface RunningSidecar {
   /** `http://host:port` the proxy answers on (loopback when bound to all interfaces). */
   readonly url: string;
   readonly port: number;
   readonly cache: GroupProfileCache;
+  /** The shared L2 tier, when REDIS_URL or REDIS_CLUSTER_NODES is set. */
+  readonly l2: RedisTier | undefined;
   /** The in-process mock backend when no UPSTREAM_URL was configured. */
   readonly mockBackend: RunningMockBackend | undefined;
   /** Stops accepting, lets in-flight requests finish (up to SHUTDOWN_TIMEOUT_MS), then releases everything. */
@@ -35,7 +38,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     logger.info({ upstream: upstreamUrl }, `UPSTREAM_URL is not set: serving from the built-in mock backend at ${upstreamUrl} (embedded default)`);
   }
 
+  const l2 = createL2(settings, logger);
   const cache = createGroupProfileCache({
+    l2,
     upstream: {
       url: upstreamUrl,
       timeoutMs: settings.upstreamTimeoutMs,
@@ -48,7 +53,13 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     l1MaxEntries: settings.l1MaxEntries,
     l1MaxBytes: settings.l1MaxBytes,
   });
-  const app = createProxyApp({ engine: cache.engine, maxGroupId: settings.maxGroupId });
+  let accepting = true;
+  const app = createProxyApp({
+    engine: cache.engine,
+    maxGroupId: settings.maxGroupId,
+    adminToken: settings.adminToken,
+    isReady: () => accepting,
+  });
 
   const server = serve({ fetch: app.fetch, port: settings.port, hostname: settings.host }) as Server;
   try {
@@ -58,25 +69,47 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     });
   } catch (error) {
     await cache.close();
+    await l2?.close();
     await mockBackend?.close();
     throw error;
   }
   const port = (server.address() as AddressInfo).port;
   const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  logger.info({ url, upstream: upstreamUrl, ttlMs: settings.ttlMs, negativeTtlMs: settings.negativeTtlMs }, 'group-profile-proxy listening');
+  logger.info({ url, upstream: upstreamUrl, config: redactedConfig(settings) }, 'group-profile-proxy listening');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      accepting = false;
       await drain(server, settings.shutdownTimeoutMs);
       await cache.close();
+      await l2?.close();
       await mockBackend?.close();
       logger.info('group-profile-proxy stopped');
     })();
     return closing;
   };
-  return { url, port, cache, mockBackend, close };
+  return { url, port, cache, l2, mockBackend, close };
+}
+
+function createL2(settings: SidecarConfig, logger: Logger): RedisTier | undefined {
+  if (settings.redisUrl === undefined && settings.redisClusterNodes === undefined) return undefined;
+  const target = settings.redisUrl !== undefined ? 'redis' : 'redis-cluster';
+  return new RedisTier({
+    url: settings.redisUrl,
+    clusterNodes: settings.redisClusterNodes?.split(',').map((node) => node.trim()),
+    username: settings.redisUsername,
+    password: settings.redisPassword,
+    prefix: settings.redisPrefix,
+    commandTimeoutMs: settings.redisCommandTimeoutMs,
+    leaseTtlMs: settings.leaseTtlMs,
+    leaseWaitMs: settings.leaseWaitMs,
+    onHealthChange: (healthy, error) => {
+      if (healthy) logger.info({ l2: target }, 'L2 Redis reachable');
+      else logger.warn({ l2: target, err: error?.message }, 'L2 Redis unreachable: serving from L1 and the origin until it is back');
+    },
+  });
 }
 
 /** Stops accepting and waits for open requests; connections still busy at the deadline are cut. */

@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import type { CacheEntry } from '../engine/entry.js';
+import { ProxyError, toProxyError, type ErrorCode } from '../errors.js';
+import { decodeEnvelope, encodeEnvelope, type EnvelopeFields } from './envelope.js';
+import { UNAVAILABLE, type BusMessage, type RedisTier } from './redis-tier.js';
+
+/** Where a fleet load got its entry: L2 directly, another instance's load, or our own origin call. */
+export type FleetSource = 'l2' | 'fleet' | 'origin';
+
+export interface FleetLoadResult<V> {
+  entry: CacheEntry<V>;
+  source: FleetSource;
+  /** False when the entry must not go into L1: the load was fenced by an invalidation. */
+  cacheable: boolean;
+}
+
+export interface FleetLoadHooks<V> {
+  /** Calls the origin and builds the entry. */
+  loadOrigin(): Promise<CacheEntry<V>>;
+  /** Turns a decoded envelope into an entry, or `undefined` when it is unusable here (stale, undecodable value). */
+  fromEnvelope(fields: EnvelopeFields): CacheEntry<V> | undefined;
+  /** True once an invalidation fenced this load. */
+  isFenced(): boolean;
+  now(): number;
+}
+
+/** Longest sleep between two looks at Redis while another instance holds the lease (pub/sub may be lossy). */
+const MAX_POLL_MS = 250;
+
+/**
+ * Fleet-wide single load, after the leases of "Scaling Memcache at Facebook":
+ * the instance that takes `lease:{id}` loads from the origin and writes L2 with
+ * a compare-and-set on its token, then announces the fill; the others wait for
+ * the announcement (or the lease's end), then read L2. A holder that dies
+ * loses the lease when it expires and another instance takes over; a waiter
+ * past its deadline loads by itself rather than fail.
+ */
+export class FleetLoader {
+  readonly #tier: RedisTier;
+  readonly #listeners = new Map<string, (message: BusMessage) => void>();
+
+  constructor(tier: RedisTier) {
+    this.#tier = tier;
+    tier.onMessage((message) => {
+      if (message.type === 'invalidate') {
+        for (const id of message.ids) this.#listeners.get(id)?.(message);
+      } else {
+        this.#listeners.get(message.id)?.(message);
+      }
+    });
+  }
+
+  async load<V>(key: string, hooks: FleetLoadHooks<V>): Promise<FleetLoadResult<V>> {
+    const tier = this.#tier;
+    const token = randomUUID();
+    const deadline = hooks.now() + tier.leaseWaitMs;
+    let mode: 'read' | 'force' = 'read';
+    let waited = false;
+    for (;;) {
+      // Listen before looking, so an announcement landing between the two is not missed.
+      const news = this.#listen(key);
+      const found = await tier.lookupOrLease(key, token, mode);
+      if (found === UNAVAILABLE) {
+        news.cancel();
+        return { entry: await hooks.loadOrigin(), source: 'origin', cacheable: true };
+      }
+      if (found.type === 'hit') {
+        news.cancel();
+        const fields = decodeEnvelope(found.bytes);
+        const entry = fields === undefined ? undefined : hooks.fromEnvelope(fields);
+        if (entry !== undefined) return { entry, source: waited ? 'fleet' : 'l2', cacheable: true };
+        mode = 'force'; // foreign, truncated, other format or stale: take the lease and overwrite it
+        continue;
+      }
+      if (found.type === 'leased') {
+        news.cancel();
+        return this.#loadAsHolder(key, token, hooks);
+      }
+      const remaining = deadline - hooks.now();
+      if (remaining <= 0) {
+        news.cancel();
+        return { entry: await hooks.loadOrigin(), source: 'origin', cacheable: true };
+      }
+      waited = true;
+      const message = await news.wait(Math.min(remaining, found.pttlMs + 1, MAX_POLL_MS));
+      if (message?.type === 'failed') throw new ProxyError(message.code as ErrorCode, message.message, message.status);
+      mode = 'read';
+    }
+  }
+
+  async #loadAsHolder<V>(key: string, token: string, hooks: FleetLoadHooks<V>): Promise<FleetLoadResult<V>> {
+    const tier = this.#tier;
+    let entry: CacheEntry<V>;
+    try {
+      entry = await hooks.loadOrigin();
+    } catch (error) {
+      await tier.releaseLease(key, token);
+      const failure = toProxyError(error);
+      if (failure.code !== 'CLOSED') {
+        void tier.publish({ type: 'failed', id: key, code: failure.code, status: failure.status, message: failure.message });
+      }
+      throw error;
+    }
+    if (hooks.isFenced()) {
+      await tier.releaseLease(key, token);
+      return { entry, source: 'origin', cacheable: false };
+    }
+    const expiryMs = entry.usableUntil - hooks.now();
+    const stored = await tier.fillIfLeased(key, token, encodeEnvelope(entry), expiryMs);
+    if (stored === true) void tier.publish({ type: 'filled', id: key });
+    // false: an invalidation voided the lease while we loaded, so our value may predate the change.
+    return { entry, source: 'origin', cacheable: stored !== false };
+  }
+
+  #listen(key: string): { wait(ms: number): Promise<BusMessage | undefined>; cancel(): void } {
+    let received: BusMessage | undefined;
+    let deliver: ((message: BusMessage | undefined) => void) | undefined;
+    const listener = (message: BusMessage): void => {
+      if (deliver !== undefined) deliver(message);
+      else received ??= message;
+    };
+    // Per-process singleflight guarantees one fleet load per key in this process.
+    this.#listeners.set(key, listener);
+    const cancel = (): void => {
+      if (this.#listeners.get(key) === listener) this.#listeners.delete(key);
+    };
+    return {
+      cancel,
+      wait: (ms) => {
+        if (received !== undefined) {
+          cancel();
+          return Promise.resolve(received);
+        }
+        return new Promise((resolve) => {
+          const timer = setTimeout(() => deliver!(undefined), ms);
+          deliver = (message) => {
+            clearTimeout(timer);
+            cancel();
+            resolve(message);
+          };
+        });
+      },
+    };
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * Redis key names. Every key of one cache key shares the hash tag `{key}`, so
+ * they live in one Redis Cluster slot and a Lua script may touch them together.
+ */
+export interface KeyNames {
+  entry(key: string): string;
+  lease(key: string): string;
+  /** The pub/sub channel for fill announcements and invalidations. */
+  readonly channel: string;
+}
+
+export const PREFIX_PATTERN = /^[A-Za-z0-9:_.-]{0,64}$/;
+
+export function keyNames(prefix: string): KeyNames {
+  return {
+    entry: (key) => `${prefix}{${key}}:entry`,
+    lease: (key) => `${prefix}{${key}}:lease`,
+    channel: `${prefix}events`,
+  };
+}
