@@ -13,5 +13,7 @@ export { createGroupProfileCache, type GroupProfileCache, type GroupProfileCache
 export { groupProfileRoutes, type GroupProfileRoutesOptions, type EngineReader } from './http/routes.js';
 export { createProxyApp, type ProxyAppOptions } from './http/app.js';
 export { encodeEntry, encodeError, type EncodedResponse } from './http/respond.js';
+export { RedisTier, REDIS_TIER_DEFAULTS, type RedisTierOptions, type BusMessage } from './l2/redis-tier.js';
+export { type InvalidationResult } from './engine/engine.js';
 export { startSidecar, type RunningSidecar } from './server/sidecar.js';
 export { SETTINGS, configFromEnv, ConfigError, type SidecarConfig } from './server/config.js';
