@@ -93,7 +93,8 @@ describe('upstream failures', () => {
     ['down', 502, 'UPSTREAM_UNREACHABLE'],
     ['slow', 504, 'UPSTREAM_TIMEOUT'],
   ])('backend mode %s → %i %s to every waiter, nothing cached, then a retry reaches the backend', async (mode, status, code) => {
-    stack = await startStack({ latencyMs: 50 }, { upstreamTimeoutMs: 300 });
+    // The breaker is kept out of the way here: this test is about how each failure maps to a status.
+    stack = await startStack({ latencyMs: 50 }, { upstreamTimeoutMs: 300, breakerVolumeThreshold: 100_000 });
     await stack.setMode(mode, mode === 'slow' ? 2000 : undefined);
     const failed = await Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
     for (const r of failed) {
@@ -126,7 +127,7 @@ describe('HTTP caching over real sockets', () => {
   });
 
   it('caches a missing group negatively until its TTL expires', async () => {
-    stack = await startStack({ latencyMs: 0, missingIds: [404] }, { negativeTtlMs: 300, ttlJitter: 0 });
+    stack = await startStack({ latencyMs: 0, missingIds: [404] }, { negativeTtlMs: 300, negativeStaleTtlMs: 0, ttlJitter: 0 });
     for (let i = 0; i < 5; i++) expect((await stack.get('/groups/404')).status).toBe(404);
     expect(stack.stats().calls).toBe(1);
     await sleep(400);
@@ -135,7 +136,7 @@ describe('HTTP caching over real sockets', () => {
   });
 
   it('re-fetches once when a fresh entry expires', async () => {
-    stack = await startStack({ latencyMs: 50 }, { ttlMs: 300, ttlJitter: 0 });
+    stack = await startStack({ latencyMs: 50 }, { ttlMs: 300, staleTtlMs: 0, ttlJitter: 0 });
     await stack.get('/groups/8');
     await sleep(400);
     const responses = await Promise.all(Array.from({ length: 200 }, () => stack!.get('/groups/8')));

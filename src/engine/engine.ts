@@ -11,19 +11,18 @@ import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngin
  * - `hit`: a fresh entry from L1;
  * - `l2-hit`: a fresh entry from the shared L2 tier;
  * - `miss`: this call started the load that went to the origin;
- * - `collapsed`: this call waited on a load another call (or another instance) had started.
+ * - `collapsed`: this call waited on a load another call (or another instance) had started;
+ * - `stale`: a stale entry served at once while one background refresh runs (stale-while-revalidate);
+ * - `stale-if-error`: a stale entry served because the load failed, was shed or the breaker is open;
+ * - `stale-timeout`: a stale entry served because the origin was slower than the soft timeout.
  */
-export type LookupOutcome = 'hit' | 'l2-hit' | 'miss' | 'collapsed';
-
-/** What an invalidation reached. */
-export interface InvalidationResult {
-  /** False when L2 is configured but unreachable: other instances keep their copies until they expire. */
-  fleet: boolean;
-}
+export type LookupOutcome = 'hit' | 'l2-hit' | 'miss' | 'collapsed' | 'stale' | 'stale-if-error' | 'stale-timeout';
 
 export interface Lookup<V> {
   readonly entry: CacheEntry<V>;
   readonly outcome: LookupOutcome;
+  /** For `stale-if-error`: the failure the stale entry stands in for. */
+  readonly error?: ProxyError;
 }
 
 export interface GetOptions {
@@ -31,18 +30,24 @@ export interface GetOptions {
   signal?: AbortSignal;
 }
 
-/** One load in progress for one key: the single coalescing point of the engine. */
-interface Flight<V> {
-  promise: Promise<Filled<V>>;
-  /** Callers that waited on this load, the starter included. */
-  waiters: number;
-  /** Set by invalidate(): the result must not be cached, it may predate the change. */
-  fenced: boolean;
+/** What an invalidation reached. */
+export interface InvalidationResult {
+  /** False when L2 is configured but unreachable: other instances keep their copies until they expire. */
+  fleet: boolean;
 }
 
 interface Filled<V> {
   entry: CacheEntry<V>;
   source: FleetSource;
+}
+
+/** One load in progress for one key: the single coalescing point of the engine. */
+interface Flight<V> {
+  promise: Promise<Filled<V>>;
+  /** Callers that waited on this load, the starter included (0 for a background refresh). */
+  waiters: number;
+  /** Set by invalidate(): the result must not be cached, it may predate the change. */
+  fenced: boolean;
 }
 
 const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', l2: 'l2-hit', fleet: 'collapsed' };
@@ -51,7 +56,9 @@ const noop = (): void => {};
 
 /**
  * The HTTP-free heart of the proxy: L1 lookup, then exactly one in-flight
- * load per key shared by every concurrent caller, then the source.
+ * load per key shared by every concurrent caller (and, with L2, by the whole
+ * fleet), then the source. Entries live fresh, then stale-while-revalidate,
+ * then as a stale-if-error fallback until `maxStaleMs` past freshness.
  */
 export class CoalescingCache<V = unknown> {
   readonly #options: ResolvedEngineOptions<V>;
@@ -88,30 +95,51 @@ export class CoalescingCache<V = unknown> {
   peek(key: string): CacheEntry<V> | undefined {
     const entry = this.#l1.get(key);
     if (entry === undefined) return undefined;
-    if (this.#options.now() < entry.freshUntil) return entry;
-    return undefined;
+    const now = this.#options.now();
+    if (now >= entry.freshUntil) return undefined;
+    const early = this.#options.earlyRefreshMs;
+    if (early !== 0 && entry.freshUntil - now < early) this.#refresh(key, entry.freshUntil);
+    return entry;
   }
 
   /**
-   * The entry for `key`: from L1 when fresh, otherwise from the one load in
-   * flight for it (started here if there is none). Every concurrent caller of
-   * a key gets the same entry or the same error; errors are never cached.
+   * The entry for `key`: from L1 when fresh (or stale within the
+   * stale-while-revalidate window), otherwise from the one load in flight for
+   * it, started here if there is none. Every concurrent caller of a key gets
+   * the same entry or the same error; errors are never cached. When the load
+   * fails or is slow and a stale entry is still kept, that entry is served.
    */
   get(key: string, options?: GetOptions): Promise<Lookup<V>> {
-    const entry = this.peek(key);
-    if (entry !== undefined) return Promise.resolve({ entry, outcome: 'hit' });
-    if (this.#closing.signal.aborted) return Promise.reject(new ProxyError('CLOSED', 'the cache is closed', 503));
+    const fresh = this.peek(key);
+    if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
+    if (this.#closing.signal.aborted) return Promise.reject(closedError());
+    const now = this.#options.now();
+    let stale = this.#l1.get(key);
+    if (stale !== undefined) {
+      if (now < stale.freshUntil + this.#staleWindow(stale)) {
+        this.#refresh(key, now);
+        return Promise.resolve({ entry: stale, outcome: 'stale' });
+      }
+      if (now >= stale.usableUntil) {
+        this.#l1.delete(key);
+        stale = undefined;
+      }
+    }
     let flight = this.#flights.get(key);
     let started = false;
     if (flight === undefined) {
-      flight = this.#startFlight(key);
+      flight = this.#startFlight(key, now);
       started = true;
     }
     flight.waiters++;
-    return waitFor(flight.promise, options?.signal).then((filled) => ({
-      entry: filled.entry,
-      outcome: started ? OUTCOME_OF_SOURCE[filled.source] : 'collapsed',
-    }));
+    const signal = options?.signal;
+    if (stale === undefined) {
+      return this.#wait(flight.promise, signal).then((filled) => ({
+        entry: filled.entry,
+        outcome: started ? OUTCOME_OF_SOURCE[filled.source] : 'collapsed',
+      }));
+    }
+    return this.#waitOrServeStale(flight, started, stale, signal);
   }
 
   /**
@@ -133,23 +161,11 @@ export class CoalescingCache<V = unknown> {
     return { fleet: deleted && published };
   }
 
-  /** Drops `keys` from L1 and fences their loads in flight, in this process only. */
-  #invalidateLocal(keys: readonly string[]): void {
-    for (const key of keys) {
-      this.#l1.delete(key);
-      const flight = this.#flights.get(key);
-      if (flight !== undefined) {
-        flight.fenced = true;
-        this.#flights.delete(key);
-      }
-    }
-  }
-
   /** Aborts loads in flight (their callers get CLOSED) and drops L1. Idempotent. */
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     this.#unsubscribe();
-    this.#closing.abort(new ProxyError('CLOSED', 'the cache is closed', 503));
+    this.#closing.abort(closedError());
     const pending = [...this.#flights.values()].map((flight) => flight.promise.catch(noop));
     this.#flights.clear();
     await Promise.all(pending);
@@ -162,9 +178,35 @@ export class CoalescingCache<V = unknown> {
     return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, inFlight: this.#flights.size, l2 };
   }
 
-  #startFlight(key: string): Flight<V> {
+  #staleWindow(entry: CacheEntry<V>): number {
+    return entry.kind === 'found' ? this.#options.staleTtlMs : this.#options.negativeStaleTtlMs;
+  }
+
+  /** Starts a background load unless one is already running; nobody waits on it. */
+  #refresh(key: string, notBefore: number): void {
+    if (this.#flights.has(key) || this.#closing.signal.aborted) return;
+    this.#startFlight(key, notBefore);
+  }
+
+  /** Drops `keys` from L1 and fences their loads in flight, in this process only. */
+  #invalidateLocal(keys: readonly string[]): void {
+    for (const key of keys) {
+      this.#l1.delete(key);
+      const flight = this.#flights.get(key);
+      if (flight !== undefined) {
+        flight.fenced = true;
+        this.#flights.delete(key);
+      }
+    }
+  }
+
+  /**
+   * `notBefore`: an L2 entry is only taken if it stays fresh past this instant
+   * (now for a miss; the current entry's expiry for an early refresh).
+   */
+  #startFlight(key: string, notBefore: number): Flight<V> {
     const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false };
-    flight.promise = this.#fill(key, flight).finally(() => {
+    flight.promise = this.#fill(key, flight, notBefore).finally(() => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
     });
     // Callers may all have gone away; the load's failure must not become an unhandled rejection.
@@ -173,7 +215,7 @@ export class CoalescingCache<V = unknown> {
     return flight;
   }
 
-  async #fill(key: string, flight: Flight<V>): Promise<Filled<V>> {
+  async #fill(key: string, flight: Flight<V>, notBefore: number): Promise<Filled<V>> {
     const signal = this.#closing.signal;
     let filled: Filled<V>;
     let cacheable = true;
@@ -183,7 +225,7 @@ export class CoalescingCache<V = unknown> {
       } else {
         const result = await this.#fleet.load(key, {
           loadOrigin: () => this.#loadFromOrigin(key),
-          fromEnvelope: (fields) => this.#fromEnvelope(fields),
+          fromEnvelope: (fields) => this.#fromEnvelope(fields, notBefore),
           isFenced: () => flight.fenced,
           now: this.#options.now,
         });
@@ -194,7 +236,7 @@ export class CoalescingCache<V = unknown> {
       throw signal.aborted ? signal.reason : toProxyError(error);
     }
     if (signal.aborted) throw signal.reason;
-    if (cacheable && !flight.fenced && filled.entry.freshUntil > this.#options.now()) this.#l1.set(key, filled.entry);
+    if (cacheable && !flight.fenced && filled.entry.usableUntil > this.#options.now()) this.#l1.set(key, filled.entry);
     return filled;
   }
 
@@ -203,13 +245,13 @@ export class CoalescingCache<V = unknown> {
     const loaded = await o.load(key, { signal: this.#closing.signal });
     const now = o.now();
     return loaded === NOT_FOUND
-      ? createEntry<V>('missing', undefined, o.notFoundBody(key), now, jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random))
-      : createEntry<V>('found', loaded, o.serialize(loaded), now, jitteredTtl(o.ttlMs, o.ttlJitter, o.random));
+      ? createEntry<V>('missing', undefined, o.notFoundBody(key), now, jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random), o.maxStaleMs)
+      : createEntry<V>('found', loaded, o.serialize(loaded), now, jitteredTtl(o.ttlMs, o.ttlJitter, o.random), o.maxStaleMs);
   }
 
-  /** An L2 value as an entry here, or `undefined` when it is no longer fresh or its value does not decode. */
-  #fromEnvelope(fields: EnvelopeFields): CacheEntry<V> | undefined {
-    if (fields.freshUntil <= this.#options.now()) return undefined;
+  /** An L2 value as an entry here, or `undefined` when it is not fresh past `notBefore` or its value does not decode. */
+  #fromEnvelope(fields: EnvelopeFields, notBefore: number): CacheEntry<V> | undefined {
+    if (fields.freshUntil <= Math.max(notBefore, this.#options.now())) return undefined;
     let value: V | undefined;
     if (fields.kind === 'found') {
       try {
@@ -228,31 +270,69 @@ export class CoalescingCache<V = unknown> {
     if (!message.deleted) await this.#l2!.deleteKeys(message.ids);
     this.#invalidateLocal(message.ids);
   }
+
+  /** Waits on a shared load with this caller's own deadline and abort signal. */
+  #wait<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const settle = watch(signal, this.#options.waitTimeoutMs, reject);
+      promise.then(
+        (value) => settle() && resolve(value),
+        (error: unknown) => settle() && reject(error),
+      );
+    });
+  }
+
+  /**
+   * With a stale entry kept for emergencies: the load's result if it comes
+   * within the soft timeout, the stale entry if the load fails (the breaker
+   * and shedding included) or is slower; the load goes on in the background.
+   */
+  #waitOrServeStale(flight: Flight<V>, started: boolean, stale: CacheEntry<V>, signal: AbortSignal | undefined): Promise<Lookup<V>> {
+    return new Promise<Lookup<V>>((resolve, reject) => {
+      const settle = watch(signal, this.#options.waitTimeoutMs, reject);
+      const soft = setTimeout(() => settle() && resolve({ entry: stale, outcome: 'stale-timeout' }), this.#options.softTimeoutMs);
+      flight.promise.then(
+        (filled) => {
+          clearTimeout(soft);
+          if (settle()) resolve({ entry: filled.entry, outcome: started ? OUTCOME_OF_SOURCE[filled.source] : 'collapsed' });
+        },
+        (error: unknown) => {
+          clearTimeout(soft);
+          if (!settle()) return;
+          const failure = toProxyError(error);
+          if (failure.code === 'CLOSED') reject(failure);
+          else resolve({ entry: stale, outcome: 'stale-if-error', error: failure });
+        },
+      );
+    });
+  }
 }
 
-/** Waits on a shared promise; an abort rejects this waiter only. */
-function waitFor<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(abortedError());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortedError());
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
-function abortedError(): ProxyError {
+/**
+ * Arms a caller's abort signal and wait deadline; both reject that caller
+ * only. Returns `settle`, which disarms them and says whether the caller is
+ * still waiting (false once it was rejected).
+ */
+function watch(signal: AbortSignal | undefined, timeoutMs: number, reject: (error: ProxyError) => void): () => boolean {
+  let done = false;
+  const finish = (error?: ProxyError): boolean => {
+    if (done) return false;
+    done = true;
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    if (error !== undefined) reject(error);
+    return true;
+  };
   // 499: nginx's "client closed request"; nobody reads it, the client is gone.
-  return new ProxyError('ABORTED', 'the caller stopped waiting', 499);
+  const onAbort = (): void => void finish(new ProxyError('ABORTED', 'the caller stopped waiting', 499));
+  const timer = setTimeout(() => finish(new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`, 504)), timeoutMs);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  return () => finish();
+}
+
+function closedError(): ProxyError {
+  return new ProxyError('CLOSED', 'the cache is closed', 503);
 }
 
 export function createCoalescingCache<V>(options: EngineOptions<V>): CoalescingCache<V> {

@@ -30,6 +30,21 @@ export interface EngineOptions<V> {
   ttlJitter?: number;
   /** Freshness of a negative entry, in ms, before jitter. Default 30000. */
   negativeTtlMs?: number;
+  /** After freshness, how long an entry is served at once while one background refresh runs (stale-while-revalidate), ms. Default 300000. */
+  staleTtlMs?: number;
+  /** The same for negative entries, ms. Default 30000. */
+  negativeStaleTtlMs?: number;
+  /**
+   * After freshness, how long an entry is kept to be served when the origin fails, is too slow or
+   * the breaker is open (stale-if-error), ms. At least the stale windows. Default 3600000.
+   */
+  maxStaleMs?: number;
+  /** With a stale entry at hand, how long a lookup waits for the origin before answering with it, ms. Default 200. */
+  softTimeoutMs?: number;
+  /** Refresh a hit in the background once its freshness has less than this left, so hot keys never miss, ms. 0 = off. Default 0. */
+  earlyRefreshMs?: number;
+  /** Longest a caller waits for a load before giving up with 504 WAIT_TIMEOUT, ms. Default 10000. */
+  waitTimeoutMs?: number;
   /** L1 bound on entries. Default 100000. */
   l1MaxEntries?: number;
   /** L1 bound on bytes (body bytes plus `l1EntryOverheadBytes` each). Default 256 MiB. */
@@ -51,6 +66,12 @@ export const ENGINE_DEFAULTS = {
   l1MaxEntries: 100_000,
   l1MaxBytes: 256 * 1024 * 1024,
   l1EntryOverheadBytes: 400,
+  staleTtlMs: 300_000,
+  negativeStaleTtlMs: 30_000,
+  maxStaleMs: 3_600_000,
+  softTimeoutMs: 200,
+  earlyRefreshMs: 0,
+  waitTimeoutMs: 10_000,
 } as const;
 
 const DAY_MS = 86_400_000;
@@ -74,6 +95,12 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     ttlMs: integerOption('ttlMs', o.ttlMs, 1, DAY_MS),
     ttlJitter: numberOption('ttlJitter', o.ttlJitter, 0, 0.5),
     negativeTtlMs: integerOption('negativeTtlMs', o.negativeTtlMs, 0, DAY_MS),
+    staleTtlMs: integerOption('staleTtlMs', o.staleTtlMs, 0, DAY_MS),
+    negativeStaleTtlMs: integerOption('negativeStaleTtlMs', o.negativeStaleTtlMs, 0, DAY_MS),
+    maxStaleMs: integerOption('maxStaleMs', o.maxStaleMs, Math.max(Number(o.staleTtlMs) || 0, Number(o.negativeStaleTtlMs) || 0), 7 * DAY_MS),
+    softTimeoutMs: integerOption('softTimeoutMs', o.softTimeoutMs, 0, 600_000),
+    earlyRefreshMs: integerOption('earlyRefreshMs', o.earlyRefreshMs, 0, DAY_MS),
+    waitTimeoutMs: integerOption('waitTimeoutMs', o.waitTimeoutMs, 1, 3_600_000),
     l1MaxEntries: integerOption('l1MaxEntries', o.l1MaxEntries, 1),
     l1MaxBytes: integerOption('l1MaxBytes', o.l1MaxBytes, 1),
     l1EntryOverheadBytes: integerOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, 0),

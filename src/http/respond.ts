@@ -23,14 +23,16 @@ export function encodeEntry(
   now: number,
   ifNoneMatch: string | undefined,
   cacheName: string,
+  failedStatus?: number,
 ): EncodedResponse {
-  const remainingSeconds = Math.max(0, Math.floor((entry.freshUntil - now) / 1000));
+  // Negative for stale entries, as RFC 9211 allows; clients get max-age=0 for them.
+  const ttlSeconds = Math.floor((entry.freshUntil - now) / 1000);
   const found = entry.kind === 'found';
   const headers: Record<string, string> = {
     'content-type': JSON_TYPE,
-    'cache-control': `public, max-age=${remainingSeconds}`,
+    'cache-control': `public, max-age=${Math.max(0, ttlSeconds)}`,
     age: String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))),
-    'cache-status': cacheStatus(cacheName, outcome, remainingSeconds, found),
+    'cache-status': cacheStatus(cacheName, outcome, ttlSeconds, found, failedStatus),
   };
   if (!found) return { status: 404, headers, body: entry.body };
   headers.etag = entry.etag;
@@ -42,17 +44,23 @@ export function encodeEntry(
 }
 
 /** RFC 9211 Cache-Status for one answer. */
-function cacheStatus(cacheName: string, outcome: LookupOutcome, ttlSeconds: number, found: boolean): string {
-  const detail = found ? '' : '; detail=negative';
+function cacheStatus(cacheName: string, outcome: LookupOutcome, ttlSeconds: number, found: boolean, failedStatus: number | undefined): string {
+  const negative = found ? '' : '-negative';
   switch (outcome) {
     case 'hit':
-      return `${cacheName}; hit; ttl=${ttlSeconds}${detail}`;
+      return `${cacheName}; hit; ttl=${ttlSeconds}${found ? '' : '; detail=negative'}`;
     case 'l2-hit':
-      return `${cacheName}; hit; ttl=${ttlSeconds}; detail=${found ? 'l2' : 'l2-negative'}`;
+      return `${cacheName}; hit; ttl=${ttlSeconds}; detail=l2${negative}`;
     case 'miss':
-      return `${cacheName}; fwd=miss; stored${detail}`;
+      return `${cacheName}; fwd=miss; stored${found ? '' : '; detail=negative'}`;
     case 'collapsed':
-      return `${cacheName}; fwd=miss; collapsed${detail}`;
+      return `${cacheName}; fwd=miss; collapsed${found ? '' : '; detail=negative'}`;
+    case 'stale':
+      return `${cacheName}; hit; ttl=${ttlSeconds}; detail=stale-while-revalidate${negative}`;
+    case 'stale-timeout':
+      return `${cacheName}; fwd=stale; ttl=${ttlSeconds}; detail=stale-timeout${negative}`;
+    case 'stale-if-error':
+      return `${cacheName}; fwd=stale; fwd-status=${failedStatus ?? 502}; ttl=${ttlSeconds}; detail=stale-if-error${negative}`;
   }
 }
 

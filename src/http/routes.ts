@@ -47,8 +47,8 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
     const fresh = engine.peek(key);
     if (fresh !== undefined) return send(c, encodeEntry(fresh, 'hit', engine.now(), ifNoneMatch, cacheName));
     try {
-      const { entry, outcome } = await engine.get(key, { signal: c.req.raw.signal });
-      return send(c, encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName));
+      const { entry, outcome, error } = await engine.get(key, { signal: c.req.raw.signal });
+      return send(c, encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName, error?.status));
     } catch (error) {
       return send(c, encodeError(toProxyError(error), cacheName));
     }

@@ -155,6 +155,12 @@ export const SETTINGS = {
   ttlMs: integer('TTL_MS', 60_000, 1, DAY_MS, 'Freshness of a cached profile, ms, before jitter.'),
   ttlJitter: fraction('TTL_JITTER', 0.1, 0.5, 'Uniform TTL jitter as a fraction (0.1 = ±10%), so keys filled together expire apart.'),
   negativeTtlMs: integer('NEGATIVE_TTL_MS', 30_000, 0, DAY_MS, 'Freshness of a cached "group does not exist" answer, ms, before jitter.'),
+  staleTtlMs: integer('STALE_TTL_MS', 300_000, 0, DAY_MS, 'After freshness, how long a profile is served at once while one background refresh runs (stale-while-revalidate), ms.'),
+  negativeStaleTtlMs: integer('NEGATIVE_STALE_TTL_MS', 30_000, 0, DAY_MS, 'The same window for cached "does not exist" answers, ms.'),
+  maxStaleMs: integer('MAX_STALE_MS', 3_600_000, 0, 7 * DAY_MS, 'After freshness, how long a profile is kept to be served when the upstream fails, is too slow or the breaker is open (stale-if-error), ms. At least the stale windows.'),
+  softTimeoutMs: integer('SOFT_TIMEOUT_MS', 200, 0, 600_000, 'With a stale copy at hand, how long to wait for the upstream before answering with the copy, ms; the load finishes in the background.'),
+  earlyRefreshMs: integer('EARLY_REFRESH_MS', 0, 0, DAY_MS, 'Refresh a hit in the background once less than this much freshness is left, so hot groups never miss, ms. 0 = off.'),
+  waitTimeoutMs: integer('WAIT_TIMEOUT_MS', 10_000, 1, 3_600_000, 'Longest a request waits for a load before 504 WAIT_TIMEOUT, ms.'),
   l1MaxEntries: integer('L1_MAX_ENTRIES', 100_000, 1, 100_000_000, 'Most profiles kept in process memory.'),
   l1MaxBytes: integer('L1_MAX_BYTES', 256 * MIB, 1024, 64 * 1024 * MIB, 'Most bytes of process memory for cached profiles (bodies plus 400 bytes each).'),
   upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', 2000, 1, 600_000, 'Deadline for one upstream response (headers and body), ms; beyond it callers get 504.'),
@@ -174,6 +180,18 @@ export const SETTINGS = {
   leaseTtlMs: integer('LEASE_TTL_MS', 3000, 10, 600_000, 'Lifetime of the fleet-wide load lease, ms; if the instance holding it dies, another takes over after this.'),
   leaseWaitMs: integer('LEASE_WAIT_MS', 5000, 0, 600_000, "How long an instance waits for another instance's load before loading by itself, ms."),
   adminToken: secret('ADMIN_TOKEN', 16, 'Bearer token for `POST /admin/invalidate`. Unset: the admin routes answer 404.'),
+  upstreamMaxConcurrency: integer('UPSTREAM_MAX_CONCURRENCY', 64, 1, 100_000, 'Upstream calls in progress at most; further loads queue.'),
+  upstreamMaxQueue: integer('UPSTREAM_MAX_QUEUE', 256, 0, 1_000_000, 'Loads waiting for an upstream slot at most; beyond it new misses are shed with 503 and Retry-After.'),
+  upstreamQueueTimeoutMs: integer('UPSTREAM_QUEUE_TIMEOUT_MS', 1000, 1, 600_000, 'Longest wait for an upstream slot, ms; then the load is shed with 503.'),
+  breakerErrorPercent: integer('BREAKER_ERROR_PERCENT', 50, 1, 100, 'The circuit breaker opens when this percentage of upstream calls in the window failed (5xx, timeouts, network errors, bad bodies; never 404s).'),
+  breakerVolumeThreshold: integer('BREAKER_VOLUME_THRESHOLD', 20, 0, 1_000_000, 'Upstream calls needed in the window before the breaker may open.'),
+  breakerWindowMs: integer('BREAKER_WINDOW_MS', 10_000, 10, 3_600_000, 'Rolling window of the breaker\'s failure rate, ms.'),
+  breakerResetMs: integer('BREAKER_RESET_MS', 5000, 1, 3_600_000, 'How long the breaker stays open before one half-open probe, ms.'),
+  maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most; more are refused.'),
+  maxHeaderBytes: integer('MAX_HEADER_BYTES', 16_384, 1024, 1_048_576, 'Largest request header section; larger requests get 431.'),
+  requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000, 'Longest time to receive a whole request from a client, ms.'),
+  keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 65_000, 1, 3_600_000, 'How long an idle client keep-alive connection is kept, ms (above typical load-balancer idle timeouts).'),
+  shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0, 600_000, 'On SIGTERM, how long /readyz answers 503 before the server stops accepting, ms (set it to a few seconds behind a load balancer).'),
   maxGroupId: integer('MAX_GROUP_ID', DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID, 'Largest valid group id; larger ids are rejected with 400.'),
   shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000, 'On SIGTERM/SIGINT, how long in-flight requests may take to finish, ms.'),
   logLevel: oneOf('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'Log level of the JSON logs on stdout.'),
@@ -186,6 +204,9 @@ export function configFromEnv(env: Record<string, string | undefined>): SidecarC
   const config: Record<string, unknown> = {};
   for (const [key, setting] of Object.entries(SETTINGS)) config[key] = setting.parse(env[setting.env]);
   const parsed = config as SidecarConfig;
+  if (parsed.maxStaleMs < Math.max(parsed.staleTtlMs, parsed.negativeStaleTtlMs)) {
+    throw new ConfigError('MAX_STALE_MS', 'at least STALE_TTL_MS and NEGATIVE_STALE_TTL_MS', String(parsed.maxStaleMs));
+  }
   if (parsed.redisUrl !== undefined && parsed.redisClusterNodes !== undefined) {
     throw new ConfigError('REDIS_CLUSTER_NODES', 'to be unset when REDIS_URL is set (choose one)', parsed.redisClusterNodes);
   }

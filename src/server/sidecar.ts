@@ -47,9 +47,25 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       maxBodyBytes: settings.upstreamMaxBodyBytes,
       connections: settings.upstreamConnections,
     },
+    guard: {
+      maxConcurrency: settings.upstreamMaxConcurrency,
+      maxQueue: settings.upstreamMaxQueue,
+      queueTimeoutMs: settings.upstreamQueueTimeoutMs,
+      breakerErrorPercent: settings.breakerErrorPercent,
+      breakerVolumeThreshold: settings.breakerVolumeThreshold,
+      breakerWindowMs: settings.breakerWindowMs,
+      breakerResetMs: settings.breakerResetMs,
+      onBreakerChange: (state) => logger.warn({ breaker: state }, `upstream circuit breaker ${state}`),
+    },
     ttlMs: settings.ttlMs,
     ttlJitter: settings.ttlJitter,
     negativeTtlMs: settings.negativeTtlMs,
+    staleTtlMs: settings.staleTtlMs,
+    negativeStaleTtlMs: settings.negativeStaleTtlMs,
+    maxStaleMs: settings.maxStaleMs,
+    softTimeoutMs: settings.softTimeoutMs,
+    earlyRefreshMs: settings.earlyRefreshMs,
+    waitTimeoutMs: settings.waitTimeoutMs,
     l1MaxEntries: settings.l1MaxEntries,
     l1MaxBytes: settings.l1MaxBytes,
   });
@@ -61,7 +77,18 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     isReady: () => accepting,
   });
 
-  const server = serve({ fetch: app.fetch, port: settings.port, hostname: settings.host }) as Server;
+  const server = serve({
+    fetch: app.fetch,
+    port: settings.port,
+    hostname: settings.host,
+    serverOptions: {
+      maxHeaderSize: settings.maxHeaderBytes,
+      requestTimeout: settings.requestTimeoutMs,
+      headersTimeout: Math.min(settings.requestTimeoutMs, 60_000),
+      keepAliveTimeout: settings.keepAliveTimeoutMs,
+    },
+  }) as Server;
+  server.maxConnections = settings.maxConnections;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
@@ -81,7 +108,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      // Readiness fails first, so load balancers stop sending before the listener closes.
       accepting = false;
+      if (settings.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelayMs));
       await drain(server, settings.shutdownTimeoutMs);
       await cache.close();
       await l2?.close();
