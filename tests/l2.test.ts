@@ -119,6 +119,21 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
   });
 });
 
+describe('stale-while-revalidate across the fleet', () => {
+  it('refreshes a stale id once for the whole fleet, through the lease', async () => {
+    fleet = await startFleet(3, targets.standalone(), { backend: { latencyMs: 50 }, engine: { ttlMs: 300, ttlJitter: 0, staleTtlMs: 60_000 } });
+    for (const { engine } of fleet.instances) await engine.get('61');
+    expect(fleet.backend.backend.stats().calls).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    const lookups = await Promise.all(Array.from({ length: 300 }, (_, i) => fleet!.instances[i % 3]!.engine.get('61')));
+    expect(lookups.every((l) => l.outcome === 'stale')).toBe(true);
+    await expectEventually(() => {
+      for (const { engine } of fleet!.instances) expect(engine.peek('61')).toBeDefined();
+    });
+    expect(fleet.backend.backend.stats().calls).toBe(2);
+  });
+});
+
 describe('invalidation fencing', () => {
   it('never lets a load that began before a change write the old profile back (100 races)', async () => {
     fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 40 } });
