@@ -1,6 +1,7 @@
 import { Pool, type Dispatcher } from 'undici';
 import { ProxyError } from '../errors.js';
 import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
+import type { BatchResult } from './batch-loader.js';
 import { integerOption, urlOption } from '../util/options.js';
 
 /** A group profile as the upstream returns it: any JSON object. */
@@ -57,11 +58,33 @@ export class HttpOrigin {
     return parseObject(body);
   };
 
+  /**
+   * Loads several profiles in one call: `GET {url}/groups?ids=1,2,3` answering a
+   * JSON object that maps each id to its profile or `null`. An id missing from
+   * the answer, or mapped to something else, fails alone.
+   */
+  readonly loadMany = async (ids: readonly string[], context: LoadContext): Promise<BatchResult<GroupProfile>> => {
+    const body = await this.#request(`${this.#basePath}/groups?ids=${ids.join(',')}`, context.signal, ids.length);
+    if (body === NOT_FOUND) throw new ProxyError('UPSTREAM_STATUS', 'upstream has no batch endpoint (404 on /groups?ids=)', 502);
+    const answer = parseObject(body);
+    const results: BatchResult<GroupProfile> = new Map();
+    for (const id of ids) {
+      if (!Object.hasOwn(answer, id)) continue;
+      const value = answer[id];
+      if (value === null) results.set(id, NOT_FOUND);
+      else if (typeof value === 'object' && !Array.isArray(value)) results.set(id, value as GroupProfile);
+      else results.set(id, new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer for ${id} is not a JSON object or null`, 502));
+    }
+    return results;
+  };
+
   async close(): Promise<void> {
     await this.#pool.close();
   }
 
-  async #request(path: string, callerSignal: AbortSignal): Promise<Buffer | NotFound> {
+  /** `bodyScale`: a batch answer may be as large as that many profiles. */
+  async #request(path: string, callerSignal: AbortSignal, bodyScale = 1): Promise<Buffer | NotFound> {
+    const maxBodyBytes = Math.min(this.#maxBodyBytes * bodyScale, 256 * 1024 * 1024);
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = AbortSignal.any([callerSignal, timeout]);
     let response: Dispatcher.ResponseData;
@@ -85,18 +108,18 @@ export class HttpOrigin {
       throw new ProxyError('UPSTREAM_STATUS', `upstream answered ${statusCode}`, 502);
     }
     const declared = Number(headers['content-length']);
-    if (declared > this.#maxBodyBytes) {
+    if (declared > maxBodyBytes) {
       body.destroy();
-      throw oversized(this.#maxBodyBytes);
+      throw oversized(maxBodyBytes);
     }
     try {
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of body as AsyncIterable<Buffer>) {
         size += chunk.length;
-        if (size > this.#maxBodyBytes) {
+        if (size > maxBodyBytes) {
           body.destroy();
-          throw oversized(this.#maxBodyBytes);
+          throw oversized(maxBodyBytes);
         }
         chunks.push(chunk);
       }

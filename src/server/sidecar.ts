@@ -47,6 +47,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       maxBodyBytes: settings.upstreamMaxBodyBytes,
       connections: settings.upstreamConnections,
     },
+    batch: settings.upstreamBatch === 'on' ? { windowMs: settings.batchWindowMs, maxIds: settings.batchMaxIds } : undefined,
     guard: {
       maxConcurrency: settings.upstreamMaxConcurrency,
       maxQueue: settings.upstreamMaxQueue,

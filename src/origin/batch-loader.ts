@@ -1,0 +1,84 @@
+import { ProxyError } from '../errors.js';
+import { definedOnly, type LoadContext, type Loader, type NotFound } from '../engine/options.js';
+import { integerOption } from '../util/options.js';
+
+/** One answer per requested key: the value, NOT_FOUND, or an error for that key alone. */
+export type BatchResult<V> = Map<string, V | NotFound | ProxyError>;
+
+/** Loads several keys in one call. Keys missing from the result fail alone. */
+export type LoadMany<V> = (keys: readonly string[], context: LoadContext) => Promise<BatchResult<V>>;
+
+export interface BatchLoaderOptions<V> {
+  /** The multi-get call. Required. */
+  loadMany: LoadMany<V>;
+  /** How long the first key of a batch waits for others, ms. Default 2. */
+  windowMs?: number;
+  /** Keys per batch at most; a full batch leaves at once. Default 100. */
+  maxKeys?: number;
+}
+
+export const BATCH_DEFAULTS = { windowMs: 2, maxKeys: 100 } as const;
+
+interface Pending<V> {
+  keys: Map<string, { resolve: (value: V | NotFound) => void; reject: (error: unknown) => void }[]>;
+  signal: AbortSignal;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Turns single-key loads into batched calls: keys arriving within `windowMs`
+ * of each other, up to `maxKeys`, go out as one `loadMany`. It sits under the
+ * engine's per-key singleflight, so a key normally reaches it once at a time;
+ * should it arrive twice for one pending batch, both share that batch's answer.
+ */
+export class BatchLoader<V> {
+  readonly #loadMany: LoadMany<V>;
+  readonly #windowMs: number;
+  readonly #maxKeys: number;
+  #pending: Pending<V> | undefined;
+
+  constructor(options: BatchLoaderOptions<V>) {
+    const o = { ...BATCH_DEFAULTS, ...definedOnly(options) };
+    if (typeof o.loadMany !== 'function') throw new TypeError('loadMany must be a function');
+    this.#loadMany = o.loadMany;
+    this.#windowMs = integerOption('windowMs', o.windowMs, 0, 10_000);
+    this.#maxKeys = integerOption('maxKeys', o.maxKeys, 1, 10_000);
+  }
+
+  readonly load: Loader<V> = (key, context) =>
+    new Promise<V | NotFound>((resolve, reject) => {
+      let batch = this.#pending;
+      if (batch === undefined) {
+        batch = { keys: new Map(), signal: context.signal, timer: undefined };
+        this.#pending = batch;
+        const started = batch;
+        batch.timer = setTimeout(() => this.#flush(started), this.#windowMs);
+      }
+      const waiters = batch.keys.get(key);
+      if (waiters !== undefined) waiters.push({ resolve, reject });
+      else batch.keys.set(key, [{ resolve, reject }]);
+      if (batch.keys.size >= this.#maxKeys) this.#flush(batch);
+    });
+
+  #flush(batch: Pending<V>): void {
+    if (this.#pending !== batch) return;
+    this.#pending = undefined;
+    clearTimeout(batch.timer);
+    const keys = [...batch.keys.keys()];
+    this.#loadMany(keys, { signal: batch.signal }).then(
+      (results) => {
+        for (const [key, waiters] of batch.keys) {
+          const result = results.get(key);
+          for (const waiter of waiters) {
+            if (result === undefined) waiter.reject(new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer has no entry for ${key}`, 502));
+            else if (result instanceof ProxyError) waiter.reject(result);
+            else waiter.resolve(result);
+          }
+        }
+      },
+      (error: unknown) => {
+        for (const waiters of batch.keys.values()) for (const waiter of waiters) waiter.reject(error);
+      },
+    );
+  }
+}
