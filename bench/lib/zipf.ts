@@ -1,0 +1,36 @@
+/**
+ * Zipf(s) over ranks 1..n: P(k) ∝ 1/k^s. The CDF is built once, each sample
+ * is a binary search. `random` is injectable so runs can be repeated.
+ */
+export function zipfSampler(n: number, s: number, random: () => number = Math.random): () => number {
+  const cdf = new Float64Array(n);
+  let total = 0;
+  for (let k = 1; k <= n; k++) {
+    total += 1 / Math.pow(k, s);
+    cdf[k - 1] = total;
+  }
+  for (let i = 0; i < n; i++) cdf[i]! /= total;
+  return () => {
+    const u = random();
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo + 1;
+  };
+}
+
+/** A small seeded PRNG (mulberry32), so a workload can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
