@@ -1,14 +1,20 @@
 #!/usr/bin/env node
-import { ConfigError, configFromEnv } from './server/config.js';
+import { helpText, parseArgs, UsageError } from './server/cli-args.js';
+import { ConfigError, configFromEnv, type SidecarConfig } from './server/config.js';
 import { startSidecar } from './server/sidecar.js';
 
-/** `npm start`: the sidecar, configured by environment variables. */
+/** `npm start` / `group-profile-proxy`: the sidecar, configured by environment variables and flags. */
 async function main(): Promise<void> {
-  let config;
+  let config: SidecarConfig;
   try {
-    config = configFromEnv(process.env);
+    const command = parseArgs(process.argv.slice(2));
+    if (command.help) {
+      process.stdout.write(helpText());
+      return;
+    }
+    config = configFromEnv({ ...process.env, ...command.env });
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof UsageError) {
       process.stderr.write(`group-profile-proxy: ${error.message}\n`);
       process.exit(1);
     }

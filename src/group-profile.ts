@@ -1,8 +1,11 @@
+import { performance } from 'node:perf_hooks';
 import { CoalescingCache } from './engine/engine.js';
-import type { EngineOptions, Loader } from './engine/options.js';
+import { NOT_FOUND, type EngineOptions, type Loader } from './engine/options.js';
+import { ProxyError } from './errors.js';
+import type { ProxyMetrics, OriginOutcome } from './metrics/metrics.js';
+import { BatchLoader } from './origin/batch-loader.js';
 import { HttpOrigin, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';
 import { OriginGuard, type OriginGuardOptions } from './resilience/origin-guard.js';
-import { BatchLoader } from './origin/batch-loader.js';
 
 export interface GroupProfileCacheOptions extends Omit<EngineOptions<GroupProfile>, 'load'> {
   /** The group-profile service. Required. */
@@ -14,9 +17,11 @@ export interface GroupProfileCacheOptions extends Omit<EngineOptions<GroupProfil
    * A batch counts once against the concurrency bound and the breaker.
    */
   batch?: { windowMs?: number; maxIds?: number };
+  /** Prometheus metrics to record into. Default: none. */
+  metrics?: ProxyMetrics;
 }
 
-/** The engine preset for group profiles: an HTTP origin behind the coalescing cache. */
+/** The engine preset for group profiles: an HTTP origin behind the breaker, the concurrency bound and the coalescing cache. */
 export interface GroupProfileCache {
   readonly engine: CoalescingCache<GroupProfile>;
   readonly origin: HttpOrigin;
@@ -26,18 +31,30 @@ export interface GroupProfileCache {
 }
 
 export function createGroupProfileCache(options: GroupProfileCacheOptions): GroupProfileCache {
-  const { upstream, guard: guardOptions, batch, ...engineOptions } = options;
+  const { upstream, guard: guardOptions, batch, metrics, ...engineOptions } = options;
   const origin = new HttpOrigin(upstream);
-  const guard = new OriginGuard(guardOptions);
+  const guard = new OriginGuard({
+    ...guardOptions,
+    onBreakerChange: (state) => {
+      metrics?.recordBreaker(state);
+      guardOptions?.onBreakerChange?.(state);
+    },
+  });
+  const call = <T>(kind: 'single' | 'batch', run: () => Promise<T>): Promise<T> =>
+    metrics === undefined ? guard.run(run) : measured(metrics, kind, () => guard.run(() => timed(metrics, kind, run)));
   const load: Loader<GroupProfile> =
     batch === undefined
-      ? (id, context) => guard.run(() => origin.load(id, context))
+      ? (id, context) => call('single', () => origin.load(id, context))
       : new BatchLoader<GroupProfile>({
-          loadMany: (ids, context) => guard.run(() => origin.loadMany(ids, context)),
+          loadMany: (ids, context) => {
+            metrics?.batchSize.observe(ids.length);
+            return call('batch', () => origin.loadMany(ids, context));
+          },
           windowMs: batch.windowMs,
           maxKeys: batch.maxIds,
         }).load;
-  const engine = new CoalescingCache<GroupProfile>({ ...engineOptions, load });
+  const observer = engineOptions.observer ?? metrics?.engineObserver;
+  const engine = new CoalescingCache<GroupProfile>({ ...engineOptions, observer, load });
   return {
     engine,
     origin,
@@ -48,4 +65,40 @@ export function createGroupProfileCache(options: GroupProfileCacheOptions): Grou
       await origin.close();
     },
   };
+}
+
+/** Counts every attempted upstream call by outcome, including those the breaker or the bound refused. */
+async function measured<T>(metrics: ProxyMetrics, kind: 'single' | 'batch', run: () => Promise<T>): Promise<T> {
+  try {
+    const result = await run();
+    metrics.originCalls.inc({ kind, outcome: result === NOT_FOUND ? 'not_found' : 'ok' });
+    return result;
+  } catch (error) {
+    metrics.originCalls.inc({ kind, outcome: outcomeOf(error) });
+    throw error;
+  }
+}
+
+/** Times only the calls that reached the service. */
+async function timed<T>(metrics: ProxyMetrics, kind: 'single' | 'batch', run: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await run();
+  } finally {
+    metrics.originDuration.observe({ kind }, (performance.now() - started) / 1000);
+  }
+}
+
+function outcomeOf(error: unknown): OriginOutcome {
+  if (!(error instanceof ProxyError)) return 'error';
+  switch (error.code) {
+    case 'UPSTREAM_TIMEOUT':
+      return 'timeout';
+    case 'CIRCUIT_OPEN':
+      return 'circuit_open';
+    case 'OVERLOADED':
+      return 'shed';
+    default:
+      return 'error';
+  }
 }

@@ -78,7 +78,7 @@ export class CoalescingCache<V = unknown> {
     });
     this.#l2 = this.#options.l2;
     if (this.#l2 !== undefined) {
-      this.#fleet = new FleetLoader(this.#l2);
+      this.#fleet = new FleetLoader(this.#l2, this.#options.observer);
       this.#unsubscribe = this.#l2.onMessage((message) => void this.#onBusMessage(message));
     }
   }
@@ -185,7 +185,7 @@ export class CoalescingCache<V = unknown> {
   /** Starts a background load unless one is already running; nobody waits on it. */
   #refresh(key: string, notBefore: number): void {
     if (this.#flights.has(key) || this.#closing.signal.aborted) return;
-    this.#startFlight(key, notBefore);
+    this.#startFlight(key, notBefore, true);
   }
 
   /** Drops `keys` from L1 and fences their loads in flight, in this process only. */
@@ -204,13 +204,17 @@ export class CoalescingCache<V = unknown> {
    * `notBefore`: an L2 entry is only taken if it stays fresh past this instant
    * (now for a miss; the current entry's expiry for an early refresh).
    */
-  #startFlight(key: string, notBefore: number): Flight<V> {
+  #startFlight(key: string, notBefore: number, background = false): Flight<V> {
     const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false };
     flight.promise = this.#fill(key, flight, notBefore).finally(() => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
     });
-    // Callers may all have gone away; the load's failure must not become an unhandled rejection.
-    flight.promise.catch(noop);
+    const observe = this.#options.observer.loadSettled;
+    // Also keeps a failure nobody waits for from becoming an unhandled rejection.
+    flight.promise.then(
+      (filled) => observe?.({ waiters: flight.waiters, source: filled.source, background }),
+      () => observe?.({ waiters: flight.waiters, source: undefined, background }),
+    );
     this.#flights.set(key, flight);
     return flight;
   }

@@ -1,4 +1,5 @@
 import type { RedisTier } from '../l2/redis-tier.js';
+import type { EngineObserver } from './observer.js';
 import { functionOption, integerOption, numberOption, OptionError } from '../util/options.js';
 
 /** Returned by a loader when the key does not exist at the source; the engine caches it as a negative entry. */
@@ -51,13 +52,15 @@ export interface EngineOptions<V> {
   l1MaxBytes?: number;
   /** Fixed bytes counted per L1 entry on top of its body. Default 400. */
   l1EntryOverheadBytes?: number;
+  /** Hooks for metrics. Default: none. */
+  observer?: EngineObserver;
   /** Clock in ms. Default `Date.now`. Injectable for tests. */
   now?: () => number;
   /** Random source in [0, 1) for TTL jitter. Default `Math.random`. Injectable for tests. */
   random?: () => number;
 }
 
-export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2'>> & Pick<EngineOptions<V>, 'l2'>;
+export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer'>> & Pick<EngineOptions<V>, 'l2'> & { observer: EngineObserver };
 
 export const ENGINE_DEFAULTS = {
   ttlMs: 60_000,
@@ -104,6 +107,7 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     l1MaxEntries: integerOption('l1MaxEntries', o.l1MaxEntries, 1),
     l1MaxBytes: integerOption('l1MaxBytes', o.l1MaxBytes, 1),
     l1EntryOverheadBytes: integerOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, 0),
+    observer: o.observer === undefined ? {} : typeof o.observer === 'object' && o.observer !== null ? o.observer : badOption('observer', 'an object of hooks', o.observer),
     now: o.now === undefined ? Date.now : functionOption('now', o.now),
     random: o.random === undefined ? Math.random : functionOption('random', o.random),
   };

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Hono } from 'hono';
 import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
@@ -12,6 +13,10 @@ export interface ProxyAppOptions extends GroupProfileRoutesOptions {
   adminToken?: string;
   /** False once shutdown has begun, so load balancers stop sending traffic first. Default: always ready. */
   isReady?: () => boolean;
+  /** Called with one line per answered request when set (the access log). Default: none. */
+  accessLog?: (line: { method: string; path: string; status: number; cache: string | null; ms: number }) => void;
+  /** Serve `GET /metrics` from these metrics' registry. Default: no /metrics route (e.g. when it has its own port). */
+  metricsRoute?: boolean;
 }
 
 /**
@@ -24,6 +29,15 @@ export function createProxyApp(options: ProxyAppOptions): Hono {
   const maxGroupId = options.maxGroupId ?? DEFAULT_MAX_GROUP_ID;
   const isReady = options.isReady ?? (() => true);
   const app = new Hono();
+  const accessLog = options.accessLog;
+  if (accessLog !== undefined) {
+    app.use('*', async (c, next) => {
+      const started = performance.now();
+      await next();
+      const cache = c.res.headers.get('cache-status');
+      accessLog({ method: c.req.method, path: c.req.path, status: c.res.status, cache, ms: Math.round((performance.now() - started) * 100) / 100 });
+    });
+  }
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
     const { l2 } = options.engine.stats();
@@ -31,6 +45,10 @@ export function createProxyApp(options: ProxyAppOptions): Hono {
     return isReady() ? c.json({ status: 'ready', l2 }) : c.json({ status: 'stopping', l2 }, 503);
   });
   app.route('/groups', groupProfileRoutes(options));
+  const metrics = options.metrics;
+  if (options.metricsRoute === true && metrics !== undefined) {
+    app.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+  }
   if (options.adminToken !== undefined) {
     app.route(
       '/admin',

@@ -1,8 +1,10 @@
+import { performance } from 'node:perf_hooks';
 import { Hono, type Context } from 'hono';
 import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError, toProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId, rawLastPathSegment } from '../ids.js';
-import { integerOption, functionOption } from '../util/options.js';
+import type { ProxyMetrics } from '../metrics/metrics.js';
+import { integerOption, functionOption, OptionError } from '../util/options.js';
 import { encodeEntry, encodeError, type EncodedResponse } from './respond.js';
 
 export interface GroupProfileRoutesOptions {
@@ -15,9 +17,13 @@ export interface GroupProfileRoutesOptions {
    * `undefined` to reject it with 400. Default: canonical decimal ids up to `maxGroupId`.
    */
   parseId?: (raw: string) => string | undefined;
-  /** Cache name in RFC 9211 Cache-Status. Default `group-profile-proxy`. */
+  /** Cache name in RFC 9211 Cache-Status (an RFC 8941 token). Default `group-profile-proxy`. */
   cacheName?: string;
+  /** Prometheus metrics to record requests into. Default: none. */
+  metrics?: ProxyMetrics;
 }
+
+const ROUTE_LABEL = '/groups/:id';
 
 /** What the HTTP shells need of an engine, whatever its value type. */
 export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'now'>;
@@ -35,22 +41,32 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
     options.parseId === undefined
       ? (raw: string) => parseGroupId(raw, maxGroupId)
       : functionOption<(raw: string) => string | undefined>('parseId', options.parseId);
-  const cacheName = options.cacheName ?? 'group-profile-proxy';
+  const cacheName = cacheNameOption(options.cacheName);
+  const metrics = options.metrics;
+  const record = (started: number, response: EncodedResponse, cache: string): EncodedResponse => {
+    if (metrics !== undefined) {
+      metrics.requests.inc({ route: ROUTE_LABEL, status: response.status, cache });
+      metrics.requestDuration.observe({ route: ROUTE_LABEL }, (performance.now() - started) / 1000);
+    }
+    return response;
+  };
 
   const getGroupProfile = async (c: Context): Promise<Response> => {
+    const started = metrics === undefined ? 0 : performance.now();
     const raw = rawLastPathSegment(c.req.url);
     const key = parseId(raw);
     if (key === undefined) {
-      return send(c, encodeError(new ProxyError('INVALID_GROUP_ID', 'group id must be a decimal integer in [1, ' + maxGroupId + ']', 400), cacheName));
+      const invalid = new ProxyError('INVALID_GROUP_ID', 'group id must be a decimal integer in [1, ' + maxGroupId + ']', 400);
+      return send(c, record(started, encodeError(invalid, cacheName), 'none'));
     }
     const ifNoneMatch = c.req.header('if-none-match');
     const fresh = engine.peek(key);
-    if (fresh !== undefined) return send(c, encodeEntry(fresh, 'hit', engine.now(), ifNoneMatch, cacheName));
+    if (fresh !== undefined) return send(c, record(started, encodeEntry(fresh, 'hit', engine.now(), ifNoneMatch, cacheName), 'hit'));
     try {
       const { entry, outcome, error } = await engine.get(key, { signal: c.req.raw.signal });
-      return send(c, encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName, error?.status));
+      return send(c, record(started, encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName, error?.status), outcome));
     } catch (error) {
-      return send(c, encodeError(toProxyError(error), cacheName));
+      return send(c, record(started, encodeError(toProxyError(error), cacheName), 'none'));
     }
   };
 
@@ -61,6 +77,14 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
   };
 
   return new Hono().get('/:id', getGroupProfile).all('/:id', methodNotAllowed);
+}
+
+function cacheNameOption(value: unknown): string {
+  if (value === undefined) return 'group-profile-proxy';
+  if (typeof value !== 'string' || !/^[A-Za-z*][A-Za-z0-9_.:/%*!#$&'+^`|~-]*$/.test(value)) {
+    throw new OptionError('cacheName', 'an RFC 8941 token such as "group-profile-proxy"', value);
+  }
+  return value;
 }
 
 export function send(c: Context, response: EncodedResponse): Response {

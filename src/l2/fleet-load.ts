@@ -3,6 +3,7 @@ import type { CacheEntry } from '../engine/entry.js';
 import { ProxyError, toProxyError, type ErrorCode } from '../errors.js';
 import { decodeEnvelope, encodeEnvelope, type EnvelopeFields } from './envelope.js';
 import { UNAVAILABLE, type BusMessage, type RedisTier } from './redis-tier.js';
+import type { EngineObserver } from '../engine/observer.js';
 
 /** Where a fleet load got its entry: L2 directly, another instance's load, or our own origin call. */
 export type FleetSource = 'l2' | 'fleet' | 'origin';
@@ -38,9 +39,11 @@ const MAX_POLL_MS = 250;
 export class FleetLoader {
   readonly #tier: RedisTier;
   readonly #listeners = new Map<string, (message: BusMessage) => void>();
+  readonly #observer: EngineObserver;
 
-  constructor(tier: RedisTier) {
+  constructor(tier: RedisTier, observer: EngineObserver = {}) {
     this.#tier = tier;
+    this.#observer = observer;
     tier.onMessage((message) => {
       if (message.type === 'invalidate') {
         for (const id of message.ids) this.#listeners.get(id)?.(message);
@@ -74,13 +77,16 @@ export class FleetLoader {
       }
       if (found.type === 'leased') {
         news.cancel();
+        if (waited) this.#observer.lease?.('takeover');
         return this.#loadAsHolder(key, token, hooks);
       }
       const remaining = deadline - hooks.now();
       if (remaining <= 0) {
         news.cancel();
+        this.#observer.lease?.('deadline');
         return { entry: await hooks.loadOrigin(), source: 'origin', cacheable: true };
       }
+      if (!waited) this.#observer.lease?.('wait');
       waited = true;
       const message = await news.wait(Math.min(remaining, found.pttlMs + 1, MAX_POLL_MS));
       if (message?.type === 'failed') throw new ProxyError(message.code as ErrorCode, message.message, message.status);
@@ -96,7 +102,9 @@ export class FleetLoader {
     } catch (error) {
       await tier.releaseLease(key, token);
       const failure = toProxyError(error);
-      if (failure.code !== 'CLOSED') {
+      // Local conditions (our breaker, our shedding, shutdown) are not the origin's answer: the
+      // waiters elsewhere retry under their own lease instead of sharing our error.
+      if (failure.code !== 'CLOSED' && failure.code !== 'CIRCUIT_OPEN' && failure.code !== 'OVERLOADED') {
         void tier.publish({ type: 'failed', id: key, code: failure.code, status: failure.status, message: failure.message });
       }
       throw error;

@@ -45,6 +45,11 @@ function integer(env: string, fallback: number, min: number, max: number, descri
   };
 }
 
+function optionalInteger(env: string, min: number, max: number, description: string): Setting<number | undefined> {
+  const inner = integer(env, 0, min, max, description);
+  return { ...inner, defaultText: '', parse: (raw) => (raw === undefined || raw === '' ? undefined : inner.parse(raw)) };
+}
+
 function fraction(env: string, fallback: number, max: number, description: string): Setting<number> {
   const allowed = `a number in [0, ${max}]`;
   return {
@@ -197,6 +202,8 @@ export const SETTINGS = {
   shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0, 600_000, 'On SIGTERM, how long /readyz answers 503 before the server stops accepting, ms (set it to a few seconds behind a load balancer).'),
   maxGroupId: integer('MAX_GROUP_ID', DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID, 'Largest valid group id; larger ids are rejected with 400.'),
   shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000, 'On SIGTERM/SIGINT, how long in-flight requests may take to finish, ms.'),
+  metricsPort: optionalInteger('METRICS_PORT', 0, 65535, 'Serve `GET /metrics` on this port instead of the main one (0 picks a free one). Unset: on the main port.'),
+  accessLog: oneOf('ACCESS_LOG', 'off', ['on', 'off'], 'Log one JSON line per request (method, path, status, cache outcome, duration). Off keeps the hot path free of logging.'),
   logLevel: oneOf('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'Log level of the JSON logs on stdout.'),
 } satisfies Record<string, Setting<unknown>>;
 

@@ -5,7 +5,9 @@ import { pino, type Logger } from 'pino';
 import { createProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
 import { startMockBackend, type RunningMockBackend } from '../mock-backend/server.js';
+import { Hono } from 'hono';
 import { RedisTier } from '../l2/redis-tier.js';
+import { ProxyMetrics } from '../metrics/metrics.js';
 import { configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 
 export interface RunningSidecar {
@@ -15,6 +17,9 @@ export interface RunningSidecar {
   readonly cache: GroupProfileCache;
   /** The shared L2 tier, when REDIS_URL or REDIS_CLUSTER_NODES is set. */
   readonly l2: RedisTier | undefined;
+  readonly metrics: ProxyMetrics;
+  /** `http://host:port` of the metrics listener when METRICS_PORT is set. */
+  readonly metricsUrl: string | undefined;
   /** The in-process mock backend when no UPSTREAM_URL was configured. */
   readonly mockBackend: RunningMockBackend | undefined;
   /** Stops accepting, lets in-flight requests finish (up to SHUTDOWN_TIMEOUT_MS), then releases everything. */
@@ -39,8 +44,14 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   }
 
   const l2 = createL2(settings, logger);
-  const cache = createGroupProfileCache({
+  let cache: GroupProfileCache | undefined;
+  const metrics = new ProxyMetrics(
+    {},
+    { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats() },
+  );
+  cache = createGroupProfileCache({
     l2,
+    metrics,
     upstream: {
       url: upstreamUrl,
       timeoutMs: settings.upstreamTimeoutMs,
@@ -76,6 +87,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     maxGroupId: settings.maxGroupId,
     adminToken: settings.adminToken,
     isReady: () => accepting,
+    metrics,
+    metricsRoute: settings.metricsPort === undefined,
+    accessLog: settings.accessLog === 'on' ? (line) => logger.info(line, 'request') : undefined,
   });
 
   const server = serve({
@@ -103,7 +117,18 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   }
   const port = (server.address() as AddressInfo).port;
   const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const urlOf = (p: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
+  const url = urlOf(port);
+  let metricsServer: Server | undefined;
+  if (settings.metricsPort !== undefined) {
+    const metricsApp = new Hono().get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+    metricsServer = serve({ fetch: metricsApp.fetch, port: settings.metricsPort, hostname: settings.host }) as Server;
+    await new Promise<void>((resolve, reject) => {
+      metricsServer!.once('listening', resolve);
+      metricsServer!.once('error', reject);
+    });
+  }
+  const metricsUrl = metricsServer === undefined ? undefined : urlOf((metricsServer.address() as AddressInfo).port);
   logger.info({ url, upstream: upstreamUrl, config: redactedConfig(settings) }, 'group-profile-proxy listening');
 
   let closing: Promise<void> | undefined;
@@ -113,14 +138,15 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       accepting = false;
       if (settings.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelayMs));
       await drain(server, settings.shutdownTimeoutMs);
-      await cache.close();
+      if (metricsServer !== undefined) await drain(metricsServer, 1000);
+      await cache!.close();
       await l2?.close();
       await mockBackend?.close();
       logger.info('group-profile-proxy stopped');
     })();
     return closing;
   };
-  return { url, port, cache, l2, mockBackend, close };
+  return { url, port, cache, l2, metrics, metricsUrl, mockBackend, close };
 }
 
 function createL2(settings: SidecarConfig, logger: Logger): RedisTier | undefined {

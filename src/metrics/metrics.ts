@@ -1,0 +1,131 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EngineObserver } from '../engine/observer.js';
+import type { BreakerState } from '../resilience/origin-guard.js';
+
+export interface ProxyMetricsOptions {
+  /** Registry to register on. Default: a new Registry (never prom-client's global one). */
+  registry?: Registry;
+  /** Prefix of every metric name. Default `gpp_`. */
+  prefix?: string;
+  /** Also collect Node's process metrics (CPU, memory, event-loop lag, GC). Default true. */
+  processMetrics?: boolean;
+}
+
+/** Point-in-time state read at scrape time. */
+export interface GaugeSources {
+  engine?: () => { l1Entries: number; l1Bytes: number; inFlight: number; l2: 'disabled' | 'ok' | 'degraded' };
+  breaker?: () => BreakerState;
+  upstream?: () => { active: number; queued: number };
+}
+
+const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
+
+/** Upstream call outcome labels. */
+export type OriginOutcome = 'ok' | 'not_found' | 'error' | 'timeout' | 'circuit_open' | 'shed';
+
+/**
+ * The proxy's Prometheus metrics, named by Prometheus conventions (`_total`
+ * counters, `_seconds` durations, base units). See the README's metrics table.
+ */
+export class ProxyMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'route' | 'status' | 'cache'>;
+  readonly requestDuration: Histogram<'route'>;
+  readonly originCalls: Counter<'kind' | 'outcome'>;
+  readonly originDuration: Histogram<'kind'>;
+  readonly waitersPerLoad: Histogram;
+  readonly loads: Counter<'source'>;
+  readonly leaseEvents: Counter<'event'>;
+  readonly batchSize: Histogram;
+  readonly breakerTransitions: Counter<'state'>;
+
+  constructor(options: ProxyMetricsOptions = {}, sources: GaugeSources = {}) {
+    const registry = options.registry ?? new Registry();
+    const p = options.prefix ?? 'gpp_';
+    const registers = [registry];
+    this.registry = registry;
+    this.requests = new Counter({
+      name: `${p}http_requests_total`,
+      help: 'HTTP requests answered, by route, status and cache outcome (hit, l2-hit, miss, collapsed, stale, stale-if-error, stale-timeout, none).',
+      labelNames: ['route', 'status', 'cache'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: `${p}http_request_duration_seconds`,
+      help: 'Time to answer an HTTP request.',
+      labelNames: ['route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.originCalls = new Counter({
+      name: `${p}origin_calls_total`,
+      help: 'Calls to the group-profile service, by kind (single, batch) and outcome (ok, not_found, error, timeout, circuit_open, shed).',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.originDuration = new Histogram({
+      name: `${p}origin_call_duration_seconds`,
+      help: 'Duration of calls that reached the group-profile service.',
+      labelNames: ['kind'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.waitersPerLoad = new Histogram({
+      name: `${p}coalesced_waiters`,
+      help: 'Requests that shared one load that went to the origin: the coalescing (reduction) factor.',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+      registers,
+    });
+    this.loads = new Counter({
+      name: `${p}loads_total`,
+      help: 'Loads run for missing or stale entries, by where the entry came from (origin, l2, fleet = another instance load, error).',
+      labelNames: ['source'],
+      registers,
+    });
+    this.leaseEvents = new Counter({
+      name: `${p}lease_events_total`,
+      help: 'Fleet lease protocol: wait (another instance was loading), takeover (lease taken after waiting), deadline (loaded alone after LEASE_WAIT_MS).',
+      labelNames: ['event'],
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: `${p}batch_size_ids`,
+      help: 'Ids per batch call to the group-profile service.',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+      registers,
+    });
+    this.breakerTransitions = new Counter({
+      name: `${p}breaker_transitions_total`,
+      help: 'Circuit breaker transitions, by the state entered.',
+      labelNames: ['state'],
+      registers,
+    });
+    const gauge = (name: string, help: string, collect: (g: Gauge) => void): void => {
+      new Gauge({ name: `${p}${name}`, help, registers, collect(this: Gauge) { collect(this); } });
+    };
+    gauge('breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', (g) => g.set(BREAKER_VALUE[sources.breaker?.() ?? 'closed']));
+    gauge('inflight_loads', 'Loads in progress (one per key at most).', (g) => g.set(sources.engine?.().inFlight ?? 0));
+    gauge('l1_entries', 'Entries in the in-process L1 cache.', (g) => g.set(sources.engine?.().l1Entries ?? 0));
+    gauge('l1_bytes', 'Bytes accounted to the L1 cache (bodies plus per-entry overhead).', (g) => g.set(sources.engine?.().l1Bytes ?? 0));
+    gauge('l2_up', 'Shared L2 tier reachable: 1 yes, 0 no, -1 not configured.', (g) => {
+      const l2 = sources.engine?.().l2 ?? 'disabled';
+      g.set(l2 === 'ok' ? 1 : l2 === 'degraded' ? 0 : -1);
+    });
+    gauge('origin_active_calls', 'Calls to the group-profile service in progress.', (g) => g.set(sources.upstream?.().active ?? 0));
+    gauge('origin_queued_calls', 'Loads waiting for an upstream slot.', (g) => g.set(sources.upstream?.().queued ?? 0));
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: p });
+  }
+
+  /** Engine hooks feeding the load, coalescing and lease metrics. */
+  readonly engineObserver: EngineObserver = {
+    loadSettled: (event) => {
+      this.loads.inc({ source: event.source ?? 'error' });
+      if (event.source === 'origin') this.waitersPerLoad.observe(Math.max(1, event.waiters));
+    },
+    lease: (event) => this.leaseEvents.inc({ event }),
+  };
+
+  recordBreaker(state: BreakerState): void {
+    this.breakerTransitions.inc({ state });
+  }
+}
