@@ -4,6 +4,11 @@
  */
 export { CoalescingCache, createCoalescingCache, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
 export { type CacheEntry, type EntryKind } from './engine/entry.js';
+export { createKeyedCache, type KeyedCache, type KeyedCacheOptions } from './engine/keyed.js';
+export { type EngineObserver, type LoadSettledEvent, type LeaseEvent } from './engine/observer.js';
+export { ProxyMetrics, type ProxyMetricsOptions, type GaugeSources } from './metrics/metrics.js';
+export { OriginGuard, ORIGIN_GUARD_DEFAULTS, type OriginGuardOptions, type BreakerState } from './resilience/origin-guard.js';
+export { BatchLoader, BATCH_DEFAULTS, type BatchLoaderOptions, type LoadMany, type BatchResult } from './origin/batch-loader.js';
 export { NOT_FOUND, ENGINE_DEFAULTS, type EngineOptions, type Loader, type LoadContext, type NotFound } from './engine/options.js';
 export { ProxyError, isProxyError, type ErrorCode } from './errors.js';
 export { OptionError } from './util/options.js';
@@ -12,6 +17,9 @@ export { HttpOrigin, HTTP_ORIGIN_DEFAULTS, type GroupProfile, type HttpOriginOpt
 export { createGroupProfileCache, type GroupProfileCache, type GroupProfileCacheOptions } from './group-profile.js';
 export { groupProfileRoutes, type GroupProfileRoutesOptions, type EngineReader } from './http/routes.js';
 export { createProxyApp, type ProxyAppOptions } from './http/app.js';
+export { adminRoutes, type AdminRoutesOptions } from './http/admin.js';
+export { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from './mock-backend/server.js';
+export { createMockBackend, type MockBackend, type MockBackendOptions } from './mock-backend/app.js';
 export { encodeEntry, encodeError, type EncodedResponse } from './http/respond.js';
 export { RedisTier, REDIS_TIER_DEFAULTS, type RedisTierOptions, type BusMessage } from './l2/redis-tier.js';
 export { type InvalidationResult } from './engine/engine.js';

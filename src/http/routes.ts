@@ -46,6 +46,7 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
   const record = (started: number, response: EncodedResponse, cache: string): EncodedResponse => {
     if (metrics !== undefined) {
       metrics.requests.inc({ route: ROUTE_LABEL, status: response.status, cache });
+      if (cache !== 'none') metrics.recordL1(cache);
       metrics.requestDuration.observe({ route: ROUTE_LABEL }, (performance.now() - started) / 1000);
     }
     return response;

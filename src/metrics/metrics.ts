@@ -38,6 +38,8 @@ export class ProxyMetrics {
   readonly leaseEvents: Counter<'event'>;
   readonly batchSize: Histogram;
   readonly breakerTransitions: Counter<'state'>;
+  readonly lookups: Counter<'tier' | 'result'>;
+  readonly #l2Enabled: () => boolean;
 
   constructor(options: ProxyMetricsOptions = {}, sources: GaugeSources = {}) {
     const registry = options.registry ?? new Registry();
@@ -100,6 +102,13 @@ export class ProxyMetrics {
       labelNames: ['state'],
       registers,
     });
+    this.lookups = new Counter({
+      name: `${p}cache_lookups_total`,
+      help: 'Cache lookups by tier (l1, l2) and result (hit, stale, miss). L2 is looked up on L1 misses only.',
+      labelNames: ['tier', 'result'],
+      registers,
+    });
+    this.#l2Enabled = () => (sources.engine?.().l2 ?? 'disabled') !== 'disabled';
     const gauge = (name: string, help: string, collect: (g: Gauge) => void): void => {
       new Gauge({ name: `${p}${name}`, help, registers, collect(this: Gauge) { collect(this); } });
     };
@@ -121,9 +130,15 @@ export class ProxyMetrics {
     loadSettled: (event) => {
       this.loads.inc({ source: event.source ?? 'error' });
       if (event.source === 'origin') this.waitersPerLoad.observe(Math.max(1, event.waiters));
+      if (event.source !== undefined && this.#l2Enabled()) this.lookups.inc({ tier: 'l2', result: event.source === 'origin' ? 'miss' : 'hit' });
     },
     lease: (event) => this.leaseEvents.inc({ event }),
   };
+
+  /** One L1 lookup of an HTTP request, from its cache outcome. */
+  recordL1(outcome: string): void {
+    this.lookups.inc({ tier: 'l1', result: outcome === 'hit' ? 'hit' : outcome === 'stale' ? 'stale' : 'miss' });
+  }
 
   recordBreaker(state: BreakerState): void {
     this.breakerTransitions.inc({ state });

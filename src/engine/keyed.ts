@@ -1,0 +1,45 @@
+import { CoalescingCache, type GetOptions, type InvalidationResult, type Lookup } from './engine.js';
+import type { CacheEntry } from './entry.js';
+import { type EngineOptions, type LoadContext, type NotFound } from './options.js';
+import { functionOption } from '../util/options.js';
+
+export interface KeyedCacheOptions<K, V> extends Omit<EngineOptions<V>, 'load'> {
+  /** Loads one key from the source of truth. Required. */
+  load: (key: K, context: LoadContext) => Promise<V | NotFound>;
+  /** The cache key of `key`; equal keys must give equal strings. Default `String(key)`. */
+  keyToString?: (key: K) => string;
+  /**
+   * Turns a cache key back into a key for `load` (loads run per cache key, and a background
+   * refresh has no caller's key at hand). Required unless keys are strings.
+   */
+  keyFromString?: (key: string) => K;
+}
+
+/** The engine with typed keys: any keyed async source, any value type. */
+export interface KeyedCache<K, V> {
+  readonly engine: CoalescingCache<V>;
+  get(key: K, options?: GetOptions): Promise<Lookup<V>>;
+  /** The loaded value, or `undefined` when the source said it does not exist. */
+  value(key: K, options?: GetOptions): Promise<V | undefined>;
+  peek(key: K): CacheEntry<V> | undefined;
+  invalidate(keys: readonly K[]): Promise<InvalidationResult>;
+  close(): Promise<void>;
+}
+
+export function createKeyedCache<K = string, V = unknown>(options: KeyedCacheOptions<K, V>): KeyedCache<K, V> {
+  const { load, keyToString, keyFromString, ...engineOptions } = options;
+  const toString = keyToString === undefined ? String : functionOption<(key: K) => string>('keyToString', keyToString);
+  const fromString = keyFromString === undefined ? (key: string) => key as unknown as K : functionOption<(key: string) => K>('keyFromString', keyFromString);
+  if (keyToString !== undefined && keyFromString === undefined) {
+    throw new TypeError('invalid option keyFromString: required when keyToString is given');
+  }
+  const engine = new CoalescingCache<V>({ ...engineOptions, load: (key, context) => load(fromString(key), context) });
+  return {
+    engine,
+    get: (key, getOptions) => engine.get(toString(key), getOptions),
+    value: async (key, getOptions) => (await engine.get(toString(key), getOptions)).entry.value,
+    peek: (key) => engine.peek(toString(key)),
+    invalidate: (keys) => engine.invalidate(keys.map(toString)),
+    close: () => engine.close(),
+  };
+}

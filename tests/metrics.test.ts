@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ProxyMetrics, createGroupProfileCache, createProxyApp, startMockBackend, type GroupProfileCache, type RunningMockBackend } from '../src/index.js';
+import { parseArgs, helpText, flagOf } from '../src/server/cli-args.js';
+import { SETTINGS } from '../src/server/config.js';
+import { spawnEntry } from './helpers/spawn.js';
+
+let backend: RunningMockBackend | undefined;
+let profiles: GroupProfileCache | undefined;
+afterEach(async () => {
+  await profiles?.close();
+  await backend?.close();
+  profiles = backend = undefined;
+});
+
+async function setup(backendOptions = {}) {
+  backend = await startMockBackend({ latencyMs: 100, latencyJitterMs: 0, ...backendOptions });
+  let cache: GroupProfileCache | undefined;
+  const metrics = new ProxyMetrics({ processMetrics: false }, { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats() });
+  cache = profiles = createGroupProfileCache({ upstream: { url: backend.url }, metrics });
+  const app = createProxyApp({ engine: cache.engine, metrics, metricsRoute: true });
+  return { app, metrics };
+}
+
+function sample(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  if (line === undefined) throw new Error(`no sample ${name}`);
+  return Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+describe('metrics', () => {
+  it('after a burst of 1000 requests on one id, the waiters histogram shows 1000 waiters on one origin call', async () => {
+    const { app } = await setup();
+    const responses = await Promise.all(Array.from({ length: 1000 }, () => app.request('/groups/42')));
+    expect(responses.every((r) => r.status === 200)).toBe(true);
+    const response = await app.request('/metrics');
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await response.text();
+    expect(sample(text, 'gpp_coalesced_waiters_count')).toBe(1);
+    expect(sample(text, 'gpp_coalesced_waiters_sum')).toBe(1000);
+    expect(text).toContain('gpp_coalesced_waiters_bucket{le="500"} 0');
+    expect(text).toContain('gpp_coalesced_waiters_bucket{le="1000"} 1');
+    expect(text).toContain('gpp_origin_calls_total{kind="single",outcome="ok"} 1');
+    expect(text).toContain('gpp_loads_total{source="origin"} 1');
+    expect(text).toMatch(/gpp_http_requests_total\{route="\/groups\/:id",status="200",cache="miss"\} 1\n/);
+    expect(text).toMatch(/gpp_http_requests_total\{route="\/groups\/:id",status="200",cache="collapsed"\} 999\n/);
+    expect(text).toContain('gpp_breaker_state 0');
+    expect(text).toContain('gpp_l1_entries 1');
+    expect(text).toContain('gpp_l2_up -1');
+  });
+
+  it('counts hits, invalid ids, upstream errors and breaker transitions', async () => {
+    const { app, metrics } = await setup({ latencyMs: 0 });
+    await app.request('/groups/1');
+    await app.request('/groups/1');
+    await app.request('/groups/01');
+    backend!.backend.setMode('error');
+    await app.request('/groups/2');
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/cache="hit"\} 1\n/);
+    expect(text).toMatch(/status="400",cache="none"\} 1\n/);
+    expect(text).toMatch(/status="502",cache="none"\} 1\n/);
+    expect(text).toContain('gpp_origin_calls_total{kind="single",outcome="error"} 1');
+  });
+
+  it('registers on an injected registry only, never the global one', async () => {
+    const { Registry, register } = await import('prom-client');
+    const registry = new Registry();
+    new ProxyMetrics({ registry, prefix: 'mine_', processMetrics: false });
+    expect((await registry.getMetricsAsJSON()).every((m) => m.name.startsWith('mine_'))).toBe(true);
+    expect((await register.getMetricsAsJSON()).some((m) => m.name.startsWith('mine_'))).toBe(false);
+  });
+
+  it('lists exactly the exported metrics in the README metrics table', async () => {
+    const metrics = new ProxyMetrics({ processMetrics: false });
+    const exported = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).sort();
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('<!-- metrics-table:start -->'), readme.indexOf('<!-- metrics-table:end -->'));
+    const documented = [...table.matchAll(/^\| `(gpp_[a-z0-9_]+)`/gm)].map((m) => m[1]!).sort();
+    expect(documented).toEqual(exported);
+  });
+});
+
+describe('CLI flags mirror the configuration schema', () => {
+  it('maps every setting to a flag and --help lists them all', () => {
+    const help = helpText();
+    for (const setting of Object.values(SETTINGS)) {
+      expect(help).toContain(flagOf(setting.env));
+      expect(parseArgs([flagOf(setting.env), 'x'])).toEqual({ help: false, env: { [setting.env]: 'x' } });
+    }
+    expect(parseArgs(['--port=9000', '--ttl-ms', '5000'])).toEqual({ help: false, env: { PORT: '9000', TTL_MS: '5000' } });
+    expect(parseArgs(['--help'])).toEqual({ help: true });
+  });
+
+  it('rejects unknown flags and missing values', () => {
+    expect(() => parseArgs(['--prot', '1'])).toThrow('unknown option --prot; see --help');
+    expect(() => parseArgs(['--port'])).toThrow('option --port needs a value');
+  });
+
+  it('starts from flags, which win over the environment, and prints --help', async () => {
+    const proxy = spawnEntry('src/cli.ts', { PORT: 'not-a-port', HOST: '0.0.0.0' }, ['--port', '0', '--host=127.0.0.1', '--ttl-ms', '1234']);
+    try {
+      const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; config: { ttlMs: number } };
+      expect(listening.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(listening.config.ttlMs).toBe(1234);
+      expect((await fetch(`${listening.url}/healthz`)).status).toBe(200);
+    } finally {
+      proxy.child.kill('SIGKILL');
+    }
+    const help = spawnEntry('src/cli.ts', {}, ['--help']);
+    expect(await help.exited).toBe(0);
+    expect(help.lines.join('\n')).toContain('--upstream-url (UPSTREAM_URL, default unset)');
+  });
+});
