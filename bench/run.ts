@@ -6,12 +6,18 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { markdownTable, type Row } from './lib/report.js';
+import { burst } from './scenarios/burst.js';
+import { fleet } from './scenarios/fleet.js';
+import { outage } from './scenarios/outage.js';
 import { zipf } from './scenarios/zipf.js';
 
 type Scenario = (options: Record<string, number>) => Promise<Row[]>;
 
 const SCENARIOS: Record<string, { run: Scenario; about: string }> = {
+  burst: { run: (o) => burst(o), about: '1000 simultaneous requests for one cold group, with and without the proxy; writes the downstream-calls chart' },
   zipf: { run: (o) => zipf(o), about: 'Zipf(1.1) over 100k ids from cold, 64 connections, 10 s; batching off and on' },
+  outage: { run: (o) => outage(o), about: 'steady traffic over cached groups while the backend fails mid-run' },
+  fleet: { run: (o) => fleet(o), about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server' },
 };
 
 function parseFlags(args: string[]): Record<string, number> {
