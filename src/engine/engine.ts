@@ -2,7 +2,7 @@ import { ProxyError, toProxyError } from '../errors.js';
 import type { EnvelopeFields } from '../l2/envelope.js';
 import { FleetLoader, type FleetSource } from '../l2/fleet-load.js';
 import type { BusMessage, RedisTier } from '../l2/redis-tier.js';
-import { createEntry, jitteredTtl, type CacheEntry } from './entry.js';
+import { createEntry, entryFromFields, jitteredTtl, type CacheEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 
@@ -249,22 +249,21 @@ export class CoalescingCache<V = unknown> {
     const loaded = await o.load(key, { signal: this.#closing.signal });
     const now = o.now();
     return loaded === NOT_FOUND
-      ? createEntry<V>('missing', undefined, o.notFoundBody(key), now, jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random), o.maxStaleMs)
-      : createEntry<V>('found', loaded, o.serialize(loaded), now, jitteredTtl(o.ttlMs, o.ttlJitter, o.random), o.maxStaleMs);
+      ? createEntry<V>('missing', o.notFoundBody(key), now, jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random), o.maxStaleMs, o.deserialize)
+      : createEntry<V>('found', o.serialize(loaded), now, jitteredTtl(o.ttlMs, o.ttlJitter, o.random), o.maxStaleMs, o.deserialize);
   }
 
   /** An L2 value as an entry here, or `undefined` when it is not fresh past `notBefore` or its value does not decode. */
   #fromEnvelope(fields: EnvelopeFields, notBefore: number): CacheEntry<V> | undefined {
     if (fields.freshUntil <= Math.max(notBefore, this.#options.now())) return undefined;
-    let value: V | undefined;
     if (fields.kind === 'found') {
       try {
-        value = this.#options.deserialize(fields.body);
+        this.#options.deserialize(fields.body); // must decode; the value itself is decoded again only on access
       } catch {
         return undefined;
       }
     }
-    return { ...fields, value };
+    return entryFromFields(fields, this.#options.deserialize);
   }
 
   /** Invalidations published by other instances or by the group-profile service itself. */

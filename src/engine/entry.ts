@@ -10,7 +10,11 @@ export type EntryKind = 'found' | 'missing';
  */
 export interface CacheEntry<V = unknown> {
   readonly kind: EntryKind;
-  /** The decoded value for `found` entries, `undefined` for `missing` ones. */
+  /**
+   * The decoded value for `found` entries, `undefined` for `missing` ones.
+   * Decoded from `body` on first access and kept from then on: a proxy that
+   * only serves bytes never holds parsed objects in memory.
+   */
   readonly value: V | undefined;
   /** Response body: the serialized value, or the not-found error body. */
   readonly body: Buffer;
@@ -29,9 +33,58 @@ export function etagOf(body: Buffer): string {
   return '"' + createHash('sha1').update(body).digest('base64url') + '"';
 }
 
-export function createEntry<V>(kind: EntryKind, value: V | undefined, body: Buffer, storedAt: number, ttlMs: number, keepMs = 0): CacheEntry<V> {
+export interface EntryFields {
+  kind: EntryKind;
+  body: Buffer;
+  etag: string;
+  storedAt: number;
+  freshUntil: number;
+  usableUntil: number;
+}
+
+const UNDECODED: unique symbol = Symbol('undecoded');
+
+/** The one CacheEntry implementation: plain fields plus a lazily decoded value. */
+class StoredEntry<V> implements CacheEntry<V> {
+  readonly kind: EntryKind;
+  readonly body: Buffer;
+  readonly etag: string;
+  readonly storedAt: number;
+  readonly freshUntil: number;
+  readonly usableUntil: number;
+  #value: V | undefined | typeof UNDECODED = UNDECODED;
+  readonly #decode: (body: Buffer) => V;
+
+  constructor(fields: EntryFields, decode: (body: Buffer) => V) {
+    this.kind = fields.kind;
+    this.body = fields.body;
+    this.etag = fields.etag;
+    this.storedAt = fields.storedAt;
+    this.freshUntil = fields.freshUntil;
+    this.usableUntil = fields.usableUntil;
+    this.#decode = decode;
+  }
+
+  get value(): V | undefined {
+    if (this.#value === UNDECODED) this.#value = this.kind === 'found' ? this.#decode(this.body) : undefined;
+    return this.#value;
+  }
+}
+
+export function entryFromFields<V>(fields: EntryFields, decode: (body: Buffer) => V): CacheEntry<V> {
+  return new StoredEntry(fields, decode);
+}
+
+export function createEntry<V>(
+  kind: EntryKind,
+  body: Buffer,
+  storedAt: number,
+  ttlMs: number,
+  keepMs: number,
+  decode: (body: Buffer) => V,
+): CacheEntry<V> {
   const freshUntil = storedAt + ttlMs;
-  return { kind, value, body, etag: etagOf(body), storedAt, freshUntil, usableUntil: freshUntil + keepMs };
+  return new StoredEntry({ kind, body, etag: etagOf(body), storedAt, freshUntil, usableUntil: freshUntil + keepMs }, decode);
 }
 
 /**

@@ -19,7 +19,7 @@ export interface EngineOptions<V> {
   load: Loader<V>;
   /** Encodes a loaded value into the bytes served and cached. Default: UTF-8 JSON. */
   serialize?: (value: V) => Buffer;
-  /** Decodes bytes read from L2 back into a value. Default: JSON.parse. */
+  /** Decodes the stored bytes back into a value (entry.value, L2 reads). Default: JSON.parse; set it whenever `serialize` is not JSON. */
   deserialize?: (body: Buffer) => V;
   /** Shared L2 tier with fleet-wide single loads and invalidation. Default: none (L1 only). The caller closes it. */
   l2?: RedisTier;
