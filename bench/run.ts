@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { markdownTable, type Row } from './lib/report.js';
 import { burst } from './scenarios/burst.js';
 import { fleet } from './scenarios/fleet.js';
+import { coldBurst, hotPath } from './scenarios/hot-path.js';
 import { outage } from './scenarios/outage.js';
 import { zipf } from './scenarios/zipf.js';
 
@@ -18,6 +19,8 @@ const SCENARIOS: Record<string, { run: Scenario; about: string }> = {
   zipf: { run: (o) => zipf(o), about: 'Zipf(1.1) over 100k ids from cold, 64 connections, 10 s; batching off and on' },
   outage: { run: (o) => outage(o), about: 'steady traffic over cached groups while the backend fails mid-run' },
   fleet: { run: (o) => fleet(o), about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server' },
+  'hot-path': { run: (o) => hotPath(o), about: 'L1-hit req/s on one core vs a bare node:http server with the same bytes (wrk, taskset)' },
+  'cold-burst': { run: (o) => coldBurst(o), about: '1000 identical cold requests over warm keep-alive connections, 50 ms origin: added latency' },
 };
 
 function parseFlags(args: string[]): Record<string, number> {

@@ -10,9 +10,20 @@ export interface Running {
   stop(): Promise<void>;
 }
 
+export interface NodeProcessOptions {
+  /** Node flags before the script. */
+  nodeArgs?: string[];
+  /** Arguments after the script. */
+  args?: string[];
+  /** Pin the process to this CPU list with taskset (e.g. "0"). */
+  cpu?: string;
+}
+
 /** Starts a compiled entry point of dist/ and resolves with the URL from its first line matching `ready`. */
-export function startNode(script: string, env: Record<string, string>, ready: RegExp, extraArgs: string[] = []): Promise<Running> {
-  const child = spawn(process.execPath, [...extraArgs, script], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+export function startNode(script: string, env: Record<string, string>, ready: RegExp, options: NodeProcessOptions = {}): Promise<Running> {
+  const argv = [...(options.nodeArgs ?? []), script, ...(options.args ?? [])];
+  const [command, args] = options.cpu === undefined ? [process.execPath, argv] : ['taskset', ['-c', options.cpu, process.execPath, ...argv]];
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -41,9 +52,9 @@ export function startMock(env: Record<string, string> = {}): Promise<Running> {
   return startNode('dist/mock-backend/cli.js', { MOCK_PORT: '0', MOCK_LATENCY_JITTER_MS: '0', ...env }, /mock backend listening/);
 }
 
-export function startProxy(env: Record<string, string>): Promise<Running> {
+export function startProxy(env: Record<string, string>, options: NodeProcessOptions = {}): Promise<Running> {
   // The proxy logs nothing per request at info; its 'listening' line is how we learn its URL.
-  return startNode('dist/cli.js', { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' }, /listening/);
+  return startNode('dist/cli.js', { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' }, /listening/, options);
 }
 
 export interface BackendStats {

@@ -34,12 +34,17 @@ export function encodeEntry(
     age: String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))),
     'cache-status': cacheStatus(cacheName, outcome, ttlSeconds, found, failedStatus),
   };
-  if (!found) return { status: 404, headers, body: entry.body };
+  if (!found) {
+    headers['content-length'] = String(entry.body.length);
+    return { status: 404, headers, body: entry.body };
+  }
   headers.etag = entry.etag;
   if (ifNoneMatch !== undefined && matchesIfNoneMatch(ifNoneMatch, entry.etag)) {
     delete headers['content-type'];
     return { status: 304, headers, body: null };
   }
+  // Explicit, so a body written straight to a Node response is not sent chunked.
+  headers['content-length'] = String(entry.body.length);
   return { status: 200, headers, body: entry.body };
 }
 

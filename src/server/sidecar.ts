@@ -1,6 +1,8 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
+import { getRequestListener, serve } from '@hono/node-server';
+import { createFastPath } from '../http/fast-path.js';
+import { parseGroupId } from '../ids.js';
 import { pino, type Logger } from 'pino';
 import { createProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
@@ -9,6 +11,8 @@ import { Hono } from 'hono';
 import { RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
 import { configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
+
+const CACHE_NAME = 'group-profile-proxy';
 
 export interface RunningSidecar {
   /** `http://host:port` the proxy answers on (loopback when bound to all interfaces). */
@@ -92,18 +96,25 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     accessLog: settings.accessLog === 'on' ? (line) => logger.info(line, 'request') : undefined,
   });
 
-  const server = serve({
-    fetch: app.fetch,
-    port: settings.port,
-    hostname: settings.host,
-    serverOptions: {
+  const honoListener = getRequestListener(app.fetch);
+  // L1 hits skip Hono (see fast-path.ts); the access log needs Hono's middleware, so it turns the fast path off.
+  const fastPath =
+    settings.accessLog === 'on'
+      ? undefined
+      : createFastPath({ engine: cache.engine, parseId: (raw) => parseGroupId(raw, settings.maxGroupId), cacheName: CACHE_NAME, metrics });
+  const server = createServer(
+    {
       maxHeaderSize: settings.maxHeaderBytes,
       requestTimeout: settings.requestTimeoutMs,
       headersTimeout: Math.min(settings.requestTimeoutMs, 60_000),
       keepAliveTimeout: settings.keepAliveTimeoutMs,
     },
-  }) as Server;
+    (req, res) => {
+      if (fastPath === undefined || !fastPath(req, res)) void honoListener(req, res);
+    },
+  );
   server.maxConnections = settings.maxConnections;
+  server.listen(settings.port, settings.host);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);

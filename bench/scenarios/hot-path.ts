@@ -1,0 +1,102 @@
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'undici';
+import { percentile } from '../lib/load.js';
+import { startMock, startNode, startProxy } from '../lib/processes.js';
+import { wrk } from '../lib/wrk.js';
+import type { Row } from '../lib/report.js';
+
+export interface HotPathOptions {
+  seconds: number;
+  connections: number;
+  rounds: number;
+}
+
+export const HOT_PATH_DEFAULTS: HotPathOptions = { seconds: 10, connections: 64, rounds: 2 };
+
+/**
+ * L1-hit throughput on one core next to a bare node:http server serving the
+ * same bytes and headers, measured side by side in the same run: each server
+ * pinned to CPU 0, wrk pinned to CPU 1, 64 connections.
+ */
+export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Row[]> {
+  const o = { ...HOT_PATH_DEFAULTS, ...options };
+  const mock = await startMock({ MOCK_LATENCY_MS: '0' });
+  const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000' }, { cpu: '0' });
+  try {
+    const hit = await fetch(`${proxy.url}/groups/42`);
+    const body = Buffer.from(await hit.arrayBuffer());
+    const headers: Record<string, string> = {};
+    for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag']) headers[name] = (await fetch(`${proxy.url}/groups/42`)).headers.get(name)!;
+    const bare = await startNode('bench/bare-server.mjs', {}, /bare server listening/, { args: [JSON.stringify({ headers, body: body.toString('base64') })], cpu: '0' });
+    try {
+      const results = { bare: [] as ReturnType<typeof wrk>[], proxy: [] as ReturnType<typeof wrk>[] };
+      for (let round = 0; round < o.rounds; round++) {
+        results.bare.push(wrk(`${bare.url}/groups/42`, { connections: o.connections, seconds: o.seconds, cpu: '1' }));
+        results.proxy.push(wrk(`${proxy.url}/groups/42`, { connections: o.connections, seconds: o.seconds, cpu: '1' }));
+      }
+      const best = (list: ReturnType<typeof wrk>[]) => list.reduce((a, b) => (b.rps > a.rps ? b : a));
+      const bareBest = best(results.bare);
+      const proxyBest = best(results.proxy);
+      console.log(`\n| server (pinned to one core) | req/s | p50 ms | p99 ms | errors | vs bare node:http |`);
+      console.log(`| --- | ---: | ---: | ---: | ---: | ---: |`);
+      for (const [name, r] of [['bare node:http, same bytes and headers', bareBest], ['proxy, L1 hit', proxyBest]] as const) {
+        console.log(`| ${name} | ${Math.round(r.rps)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.errors} | ${(r.rps / bareBest.rps).toFixed(3)} |`);
+      }
+      console.log(`\nall rounds, req/s: bare ${results.bare.map((r) => Math.round(r.rps)).join(', ')}; proxy ${results.proxy.map((r) => Math.round(r.rps)).join(', ')}`);
+      return [
+        { scenario: 'hot-path: bare node:http', requests: Math.round(bareBest.rps * o.seconds), downstreamCalls: 0, errors: bareBest.errors, p50: bareBest.p50Ms, p95: Number.NaN, p99: bareBest.p99Ms, rps: bareBest.rps },
+        { scenario: 'hot-path: proxy L1 hit', requests: Math.round(proxyBest.rps * o.seconds), downstreamCalls: 1, errors: proxyBest.errors, p50: proxyBest.p50Ms, p95: Number.NaN, p99: proxyBest.p99Ms, rps: proxyBest.rps },
+      ];
+    } finally {
+      await bare.stop();
+    }
+  } finally {
+    await proxy.stop();
+    await mock.stop();
+  }
+}
+
+/**
+ * A cold burst of 1000 identical requests over already-open keep-alive
+ * connections against a 50 ms origin: the latency the proxy adds to waiters.
+ */
+export async function coldBurst(options: { requests?: number; originLatencyMs?: number } = {}): Promise<Row[]> {
+  const requests = options.requests ?? 1000;
+  const originLatencyMs = options.originLatencyMs ?? 50;
+  const mock = await startMock({ MOCK_LATENCY_MS: String(originLatencyMs) });
+  const proxy = await startProxy({ UPSTREAM_URL: mock.url });
+  const pool = new Pool(proxy.url, { connections: requests });
+  try {
+    // Open every connection first, so the burst measures the proxy, not TCP handshakes.
+    await Promise.all(Array.from({ length: requests }, async () => (await pool.request({ path: '/healthz', method: 'GET' })).body.dump()));
+    const rows: Row[] = [];
+    for (let round = 0; round < 3; round++) {
+      const group = 5_000_000 + round;
+      const latencies = await Promise.all(
+        Array.from({ length: requests }, async () => {
+          const t0 = performance.now();
+          const response = await pool.request({ path: `/groups/${group}`, method: 'GET' });
+          await response.body.dump();
+          return performance.now() - t0;
+        }),
+      );
+      const sorted = Float64Array.from(latencies).sort();
+      const stats = (await (await fetch(`${mock.url}/__stats`)).json()) as { byId: Record<string, number> };
+      rows.push({
+        scenario: `cold burst ${requests} over warm connections, origin ${originLatencyMs} ms (round ${round + 1})`,
+        requests,
+        downstreamCalls: stats.byId[String(group)] ?? 0,
+        errors: 0,
+        p50: percentile(sorted, 50),
+        p95: percentile(sorted, 95),
+        p99: percentile(sorted, 99),
+        rps: Number.NaN,
+      });
+    }
+    return rows;
+  } finally {
+    await pool.close();
+    await proxy.stop();
+    await mock.stop();
+  }
+}

@@ -1,0 +1,88 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CoalescingCache, NOT_FOUND, createProxyApp, parseGroupId } from '../src/index.js';
+import { createFastPath } from '../src/http/fast-path.js';
+
+const NOW = 1_700_000_000_000;
+let clock = NOW;
+const engine = new CoalescingCache<{ id: string; name: string }>({
+  load: async (key) => (key === '404' ? NOT_FOUND : { id: key, name: `group ${key}` }),
+  ttlJitter: 0,
+  now: () => clock,
+});
+const app = createProxyApp({ engine });
+const honoListener = getRequestListener(app.fetch);
+const fastPath = createFastPath({ engine, parseId: (raw) => parseGroupId(raw), cacheName: 'group-profile-proxy' });
+let fastHits = 0;
+let withFastPath: Server;
+let honoOnly: Server;
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+let fastUrl = '';
+let honoUrl = '';
+
+beforeAll(async () => {
+  withFastPath = createServer((req, res) => {
+    if (fastPath(req, res)) fastHits++;
+    else void honoListener(req, res);
+  });
+  honoOnly = createServer((req, res) => void honoListener(req, res));
+  fastUrl = await listen(withFastPath);
+  honoUrl = await listen(honoOnly);
+  // Fill L1 through the normal path, then move the clock so Age and max-age are non-trivial.
+  await engine.get('42');
+  await engine.get('404');
+  clock = NOW + 12_345;
+});
+
+afterAll(async () => {
+  for (const server of [withFastPath, honoOnly]) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+  await engine.close();
+});
+
+async function answer(base: string, path: string, init: RequestInit = {}) {
+  const response = await fetch(base + path, init);
+  const headers = Object.fromEntries([...response.headers].filter(([name]) => name !== 'date'));
+  return { status: response.status, headers, body: Buffer.from(await response.arrayBuffer()).toString('base64') };
+}
+
+describe('the L1-hit fast path answers exactly like the Hono path', () => {
+  const etag = () => engine.peek('42')!.etag;
+  it.each([
+    ['a hit', '/groups/42', {}],
+    ['a hit with a query string', '/groups/42?x=1', {}],
+    ['a 304', '/groups/42', { headers: { 'if-none-match': 'ETAG' } }],
+    ['a weak If-None-Match list', '/groups/42', { headers: { 'if-none-match': '"a", W/ETAG' } }],
+    ['a non-matching If-None-Match', '/groups/42', { headers: { 'if-none-match': '"nope"' } }],
+    ['a negative hit', '/groups/404', {}],
+    ['a HEAD hit', '/groups/42', { method: 'HEAD' }],
+  ])('%s', async (_name, path, init: { headers?: Record<string, string>; method?: string }) => {
+    const headers = Object.fromEntries(Object.entries(init.headers ?? {}).map(([k, v]) => [k, v.replace('ETAG', etag())]));
+    const before = fastHits;
+    const viaFast = await answer(fastUrl, path, { ...init, headers });
+    expect(fastHits).toBe(before + 1);
+    const viaHono = await answer(honoUrl, path, { ...init, headers });
+    expect(viaFast).toEqual(viaHono);
+  });
+
+  it.each(['/groups/7', '/groups/042', '/groups/42/x', '/healthz', '/groups/%34%32'])('leaves %s to Hono', async (path) => {
+    const before = fastHits;
+    const viaFast = await answer(fastUrl, path);
+    expect(fastHits).toBe(before);
+    expect(viaFast.status).toBe((await answer(honoUrl, path)).status);
+  });
+
+  it('leaves other methods to Hono', async () => {
+    const before = fastHits;
+    expect((await fetch(fastUrl + '/groups/42', { method: 'POST' })).status).toBe(405);
+    expect(fastHits).toBe(before);
+  });
+});
