@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # group-profile-proxy: compiled JavaScript on Node 24, configured only by
 # environment variables (see README "Configuration"). The same image runs the
 # mock backend: `node dist/mock-backend/cli.js`.

