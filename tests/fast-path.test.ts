@@ -2,18 +2,25 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CoalescingCache, NOT_FOUND, createProxyApp, parseGroupId } from '../src/index.js';
+import { CoalescingCache, NOT_FOUND, ProxyError, createProxyApp, parseGroupId } from '../src/index.js';
 import { createFastPath } from '../src/http/fast-path.js';
 
 const NOW = 1_700_000_000_000;
 let clock = NOW;
-const engine = new CoalescingCache<{ id: string; name: string }>({
-  load: async (key) => (key === '404' ? NOT_FOUND : { id: key, name: `group ${key}` }),
-  ttlJitter: 0,
-  now: () => clock,
-});
-const app = createProxyApp({ engine });
-const honoListener = getRequestListener(app.fetch);
+// Two identical engines, one behind each server, so a miss is a miss on both.
+const makeEngine = () =>
+  new CoalescingCache<{ id: string; name: string }>({
+    load: async (key) => {
+      if (key === '500') throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500', 502);
+      return key === '404' ? NOT_FOUND : { id: key, name: `group ${key}` };
+    },
+    ttlJitter: 0,
+    now: () => clock,
+  });
+const engine = makeEngine();
+const honoEngine = makeEngine();
+const honoListener = getRequestListener(createProxyApp({ engine: honoEngine }).fetch);
+const fastFallback = getRequestListener(createProxyApp({ engine }).fetch);
 const fastPath = createFastPath({ engine, parseId: (raw) => parseGroupId(raw), cacheName: 'group-profile-proxy' });
 let fastHits = 0;
 let withFastPath: Server;
@@ -29,14 +36,16 @@ let honoUrl = '';
 beforeAll(async () => {
   withFastPath = createServer((req, res) => {
     if (fastPath(req, res)) fastHits++;
-    else void honoListener(req, res);
+    else void fastFallback(req, res);
   });
   honoOnly = createServer((req, res) => void honoListener(req, res));
   fastUrl = await listen(withFastPath);
   honoUrl = await listen(honoOnly);
-  // Fill L1 through the normal path, then move the clock so Age and max-age are non-trivial.
-  await engine.get('42');
-  await engine.get('404');
+  // Fill both L1s alike, then move the clock so Age and max-age are non-trivial.
+  for (const e of [engine, honoEngine]) {
+    await e.get('42');
+    await e.get('404');
+  }
   clock = NOW + 12_345;
 });
 
@@ -46,6 +55,7 @@ afterAll(async () => {
     await new Promise((resolve) => server.close(resolve));
   }
   await engine.close();
+  await honoEngine.close();
 });
 
 async function answer(base: string, path: string, init: RequestInit = {}) {
@@ -64,6 +74,9 @@ describe('the L1-hit fast path answers exactly like the Hono path', () => {
     ['a non-matching If-None-Match', '/groups/42', { headers: { 'if-none-match': '"nope"' } }],
     ['a negative hit', '/groups/404', {}],
     ['a HEAD hit', '/groups/42', { method: 'HEAD' }],
+    ['a miss', '/groups/7', {}],
+    ['a negative miss', '/groups/404404', {}],
+    ['an upstream failure', '/groups/500', {}],
   ])('%s', async (_name, path, init: { headers?: Record<string, string>; method?: string }) => {
     const headers = Object.fromEntries(Object.entries(init.headers ?? {}).map(([k, v]) => [k, v.replace('ETAG', etag())]));
     const before = fastHits;
@@ -73,7 +86,7 @@ describe('the L1-hit fast path answers exactly like the Hono path', () => {
     expect(viaFast).toEqual(viaHono);
   });
 
-  it.each(['/groups/7', '/groups/042', '/groups/42/x', '/healthz', '/groups/%34%32'])('leaves %s to Hono', async (path) => {
+  it.each(['/groups/042', '/groups/42/x', '/healthz', '/groups/%34%32', '/groups/0'])('leaves %s to Hono', async (path) => {
     const before = fastHits;
     const viaFast = await answer(fastUrl, path);
     expect(fastHits).toBe(before);

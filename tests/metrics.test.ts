@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProxyMetrics, createGroupProfileCache, createProxyApp, startMockBackend, type GroupProfileCache, type RunningMockBackend } from '../src/index.js';
+import { ProxyMetrics, createGroupProfileCache, createProxyApp, startMockBackend, startSidecar, type GroupProfileCache, type RunningMockBackend } from '../src/index.js';
 import { parseArgs, helpText, flagOf } from '../src/server/cli-args.js';
 import { SETTINGS } from '../src/server/config.js';
 import { spawnEntry } from './helpers/spawn.js';
@@ -61,6 +61,26 @@ describe('metrics', () => {
     expect(text).toMatch(/status="400",cache="none"\} 1\n/);
     expect(text).toMatch(/status="502",cache="none"\} 1\n/);
     expect(text).toContain('gpp_origin_calls_total{kind="single",outcome="error"} 1');
+  });
+
+  it('counts fast-path hits of the sidecar at scrape time', async () => {
+    backend = await startMockBackend({ latencyMs: 0 });
+    const proxy = await startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', upstreamUrl: backend.url });
+    try {
+      for (let i = 0; i < 11; i++) await (await fetch(`${proxy.url}/groups/5`)).arrayBuffer();
+      const etag = (await fetch(`${proxy.url}/groups/5`)).headers.get('etag')!;
+      expect((await fetch(`${proxy.url}/groups/5`, { headers: { 'if-none-match': etag } })).status).toBe(304);
+      const text = await (await fetch(`${proxy.url}/metrics`)).text();
+      expect(text).toMatch(/gpp_http_requests_total\{route="\/groups\/:id",status="200",cache="hit"\} 11\n/);
+      expect(text).toMatch(/gpp_http_requests_total\{route="\/groups\/:id",status="304",cache="hit"\} 1\n/);
+      expect(text).toMatch(/gpp_http_requests_total\{route="\/groups\/:id",status="200",cache="miss"\} 1\n/);
+      expect(text).toContain('gpp_cache_lookups_total{tier="l1",result="hit"} 12');
+      expect(text).toContain('gpp_http_request_duration_seconds_count{route="/groups/:id"} 13');
+      // A second scrape does not count them again.
+      expect(await (await fetch(`${proxy.url}/metrics`)).text()).toContain('gpp_cache_lookups_total{tier="l1",result="hit"} 12');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('registers on an injected registry only, never the global one', async () => {

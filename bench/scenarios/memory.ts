@@ -6,9 +6,13 @@ import type { Row } from '../lib/report.js';
 export interface MemoryOptions {
   profiles: number;
   connections: number;
+  /** V8 old-space cap of the proxy, MB (0 = Node's default). */
+  maxOldSpaceMb: number;
+  /** V8 semi-space cap of the proxy, MB (0 = Node's default). */
+  maxSemiSpaceMb: number;
 }
 
-export const MEMORY_DEFAULTS: MemoryOptions = { profiles: 100_000, connections: 64 };
+export const MEMORY_DEFAULTS: MemoryOptions = { profiles: 100_000, connections: 64, maxOldSpaceMb: 0, maxSemiSpaceMb: 0 };
 
 function residentBytes(pid: number): number {
   const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -31,7 +35,15 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
   const lines: string[] = [];
   for (const maxBytes of [1024 * MB, 64 * MB]) {
     const mock = await startMock({ MOCK_LATENCY_MS: '0' });
-    const proxy = await startProxy({ UPSTREAM_URL: mock.url, L1_MAX_ENTRIES: String(o.profiles * 2), L1_MAX_BYTES: String(maxBytes), TTL_MS: '3600000' });
+    const proxy = await startProxy(
+      { UPSTREAM_URL: mock.url, L1_MAX_ENTRIES: String(o.profiles * 2), L1_MAX_BYTES: String(maxBytes), TTL_MS: '3600000' },
+      {
+        nodeArgs: [
+          ...(o.maxOldSpaceMb > 0 ? [`--max-old-space-size=${o.maxOldSpaceMb}`] : []),
+          ...(o.maxSemiSpaceMb > 0 ? [`--max-semi-space-size=${o.maxSemiSpaceMb}`] : []),
+        ],
+      },
+    );
     const pool = new Pool(proxy.url, { connections: o.connections });
     try {
       const baseline = residentBytes(proxy.child.pid!);
@@ -50,6 +62,10 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
       const rss = residentBytes(proxy.child.pid!);
       const entries = await gauge(proxy.url, 'gpp_l1_entries');
       const l1Bytes = await gauge(proxy.url, 'gpp_l1_bytes');
+      const heapUsed = await gauge(proxy.url, 'gpp_nodejs_heap_size_used_bytes');
+      const heapTotal = await gauge(proxy.url, 'gpp_nodejs_heap_size_total_bytes');
+      const external = await gauge(proxy.url, 'gpp_nodejs_external_memory_bytes');
+      console.error(`heap used ${(heapUsed / MB).toFixed(0)} MB, heap total ${(heapTotal / MB).toFixed(0)} MB, external ${(external / MB).toFixed(0)} MB`);
       const limit = 1.3 * payload + 80 * MB;
       lines.push(
         `| ${maxBytes / MB} MiB | ${o.profiles} | ${(payload / MB).toFixed(1)} MB | ${entries} | ${(l1Bytes / MB).toFixed(1)} MB | ${(baseline / MB).toFixed(0)} MB | ${(rss / MB).toFixed(0)} MB | ${(limit / MB).toFixed(0)} MB | ${rss <= limit ? 'yes' : 'NO'} | ${l1Bytes <= maxBytes ? 'yes' : 'NO'} |`,

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { ProxyMetrics } from '../metrics/metrics.js';
-import { encodeEntry } from './respond.js';
-import type { EngineReader } from './routes.js';
+import { encodeEntry, type EncodedResponse } from './respond.js';
+import { answerMiss, type EngineReader } from './routes.js';
 
 export interface FastPathOptions {
   engine: EngineReader;
@@ -15,15 +15,19 @@ export interface FastPathOptions {
 }
 
 /**
- * The pre-Hono fast path for L1 hits, the bulk of the traffic: a fresh entry
- * for a valid id is written straight to the Node response. Anything else (a
- * miss, a bad id, another route or method) returns false and goes to Hono.
- * Both paths encode answers with the same `encodeEntry`, so headers and bytes
- * cannot differ (tests/fast-path.test.ts proves it).
+ * The sidecar's pre-Hono fast path for profile lookups, the bulk of the
+ * traffic: `GET|HEAD /groups/{valid id}` is answered straight on the Node
+ * response, an L1 hit synchronously, a miss through the same `answerMiss` the
+ * Hono route uses (a burst's 1000 waiters are written without a framework in
+ * between). Anything else (a bad id, another route or method) returns false
+ * and goes to Hono. Both paths encode with the same functions, so headers and
+ * bytes cannot differ (tests/fast-path.test.ts proves it).
  */
 export function createFastPath(options: FastPathOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
   const { engine, parseId, cacheName, metrics } = options;
   const prefix = options.prefix ?? '/groups/';
+  const recordHit = metrics?.hitRecorder();
+  const lastAnswers = new WeakMap<object, { now: number; answer: EncodedResponse }>();
   return (req, res) => {
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return false;
@@ -36,17 +40,37 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
     if (raw.includes('/')) return false;
     const key = parseId(raw);
     if (key === undefined) return false;
-    const entry = engine.peek(key);
-    if (entry === undefined) return false;
     const ifNoneMatch = req.headers['if-none-match'];
-    const answer = encodeEntry(entry, 'hit', engine.now(), ifNoneMatch, cacheName);
+    const entry = engine.peek(key);
+    if (entry === undefined) {
+      const gone = new AbortController();
+      res.once('close', () => {
+        if (!res.writableFinished) gone.abort();
+      });
+      void answerMiss(engine, key, ifNoneMatch, cacheName, gone.signal).then(({ response, cache }) => {
+        if (res.destroyed) return;
+        res.writeHead(response.status, response.headers);
+        res.end(method === 'HEAD' ? undefined : (response.body ?? undefined));
+        metrics?.recordAnswer('/groups/:id', response.status, cache, (performance.now() - started) / 1000);
+      });
+      return true;
+    }
+    const now = engine.now();
+    let answer: EncodedResponse;
+    if (ifNoneMatch === undefined) {
+      // encodeEntry is a pure function of (entry, now): reuse its answer within the same millisecond.
+      const memo = lastAnswers.get(entry);
+      if (memo !== undefined && memo.now === now) answer = memo.answer;
+      else {
+        answer = encodeEntry(entry, 'hit', now, undefined, cacheName);
+        lastAnswers.set(entry, { now, answer });
+      }
+    } else {
+      answer = encodeEntry(entry, 'hit', now, ifNoneMatch, cacheName);
+    }
     res.writeHead(answer.status, answer.headers);
     res.end(method === 'HEAD' ? undefined : (answer.body ?? undefined));
-    if (metrics !== undefined) {
-      metrics.requests.inc({ route: '/groups/:id', status: answer.status, cache: 'hit' });
-      metrics.recordL1('hit');
-      metrics.requestDuration.observe({ route: '/groups/:id' }, (performance.now() - started) / 1000);
-    }
+    recordHit?.(answer.status, (performance.now() - started) / 1000);
     return true;
   };
 }

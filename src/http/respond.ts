@@ -89,5 +89,7 @@ export function encodeError(error: ProxyError, cacheName: string): EncodedRespon
   };
   if (error.status >= 500) headers['cache-status'] = `${cacheName}; fwd=miss; fwd-status=${error.status}`;
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
-  return { status: error.status, headers, body: Buffer.from(JSON.stringify(error.toJSON()), 'utf8') };
+  const body = Buffer.from(JSON.stringify(error.toJSON()), 'utf8');
+  headers['content-length'] = String(body.length);
+  return { status: error.status, headers, body };
 }

@@ -44,11 +44,7 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
   const cacheName = cacheNameOption(options.cacheName);
   const metrics = options.metrics;
   const record = (started: number, response: EncodedResponse, cache: string): EncodedResponse => {
-    if (metrics !== undefined) {
-      metrics.requests.inc({ route: ROUTE_LABEL, status: response.status, cache });
-      if (cache !== 'none') metrics.recordL1(cache);
-      metrics.requestDuration.observe({ route: ROUTE_LABEL }, (performance.now() - started) / 1000);
-    }
+    metrics?.recordAnswer(ROUTE_LABEL, response.status, cache, (performance.now() - started) / 1000);
     return response;
   };
 
@@ -63,12 +59,8 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
     const ifNoneMatch = c.req.header('if-none-match');
     const fresh = engine.peek(key);
     if (fresh !== undefined) return send(c, record(started, encodeEntry(fresh, 'hit', engine.now(), ifNoneMatch, cacheName), 'hit'));
-    try {
-      const { entry, outcome, error } = await engine.get(key, { signal: c.req.raw.signal });
-      return send(c, record(started, encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName, error?.status), outcome));
-    } catch (error) {
-      return send(c, record(started, encodeError(toProxyError(error), cacheName), 'none'));
-    }
+    const { response, cache } = await answerMiss(engine, key, ifNoneMatch, cacheName, c.req.raw.signal);
+    return send(c, record(started, response, cache));
   };
 
   const methodNotAllowed = (c: Context): Response => {
@@ -78,6 +70,26 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
   };
 
   return new Hono().get('/:id', getGroupProfile).all('/:id', methodNotAllowed);
+}
+
+/**
+ * The answer for a key that was not a fresh L1 hit: waits on the engine (the
+ * one coalesced load) and encodes the entry or the error. Shared by the Hono
+ * route and the sidecar's fast path, so both answer alike.
+ */
+export async function answerMiss(
+  engine: EngineReader,
+  key: string,
+  ifNoneMatch: string | undefined,
+  cacheName: string,
+  signal: AbortSignal | undefined,
+): Promise<{ response: EncodedResponse; cache: string }> {
+  try {
+    const { entry, outcome, error } = await engine.get(key, { signal });
+    return { response: encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName, error?.status), cache: outcome };
+  } catch (error) {
+    return { response: encodeError(toProxyError(error), cacheName), cache: 'none' };
+  }
 }
 
 function cacheNameOption(value: unknown): string {
