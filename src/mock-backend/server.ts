@@ -1,7 +1,7 @@
 /** Runs the mock backend on a real HTTP socket (tests, benchmarks, the proxy's embedded default). */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
+import { createAdaptorServer } from '@hono/node-server';
 import { integerOption, OptionError } from '../util/options.js';
 import { createMockBackend, type MockBackend, type MockBackendOptions } from './app.js';
 
@@ -27,7 +27,9 @@ export async function startMockBackend(options: StartMockBackendOptions = {}): P
   if (typeof host !== 'string' || host === '') throw new OptionError('host', 'a non-empty host name or address', host);
   const backend = createMockBackend(backendOptions);
 
-  const server = serve({ fetch: backend.app.fetch, port: requestedPort, hostname: host }) as Server;
+  const server = createAdaptorServer({ fetch: backend.app.fetch }) as Server;
+  // Bursts open many connections at once; Node's default backlog (511) would overflow into resets.
+  server.listen({ port: requestedPort, host, backlog: 4096 });
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);

@@ -13,6 +13,7 @@ import { ProxyMetrics } from '../metrics/metrics.js';
 import { configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 
 const CACHE_NAME = 'group-profile-proxy';
+const LISTEN_BACKLOG = 4096;
 
 export interface RunningSidecar {
   /** `http://host:port` the proxy answers on (loopback when bound to all interfaces). */
@@ -114,7 +115,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     },
   );
   server.maxConnections = settings.maxConnections;
-  server.listen(settings.port, settings.host);
+  // A burst opens a thousand connections at once: Node's default accept backlog (511) overflows and
+  // the kernel answers the overflow with resets. The kernel caps this at net.core.somaxconn.
+  server.listen({ port: settings.port, host: settings.host, backlog: LISTEN_BACKLOG });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
