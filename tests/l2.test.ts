@@ -1,7 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { decodeEnvelope } from '../src/l2/envelope.js';
-import { UNAVAILABLE } from '../src/l2/redis-tier.js';
+import { UNAVAILABLE, parseBusMessage } from '../src/l2/redis-tier.js';
 import { startFleet, waitUntilHealthy, type Fleet } from './helpers/fleet.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
 
@@ -180,6 +180,41 @@ describe('invalidation fencing', () => {
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('lease lifetime', () => {
+  it('keeps the lease alive through a load slower than LEASE_TTL_MS: one origin call, cached everywhere', async () => {
+    fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 400 }, tier: { leaseTtlMs: 100 } });
+    const [a, b] = fleet.instances;
+    const lookups = await Promise.all(Array.from({ length: 100 }, (_, i) => fleet!.instances[i % 2]!.engine.get('8181')));
+    expect(lookups.every((l) => l.entry.kind === 'found')).toBe(true);
+    expect(fleet.backend.backend.stats().calls).toBe(1);
+    expect((await a!.engine.get('8181')).outcome).toBe('hit');
+    expect((await b!.engine.get('8181')).outcome).toBe('hit');
+    expect(fleet.backend.backend.stats().calls).toBe(1);
+  });
+
+  it('closes without waiting out another instance\'s lease', async () => {
+    fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 0 }, tier: { leaseWaitMs: 600_000 } });
+    const [holder, waiter] = fleet.instances;
+    fleet.backend.backend.setMode('hang');
+    const held = holder!.engine.get('8282').catch(() => undefined);
+    await expectEventually(() => expect(fleet!.backend.backend.stats().byId['8282']).toBe(1));
+    const waiting = waiter!.engine.get('8282');
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the waiter now polls the held lease
+    await waiter!.engine.close();
+    await expect(waiting).rejects.toMatchObject({ code: 'CLOSED' });
+    fleet.backend.backend.setMode('normal');
+    await held;
+  });
+
+  it('ignores bus messages with an implausible status', () => {
+    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'X', status: 0 }))).toBeUndefined();
+    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'X', status: 1000 }))).toBeUndefined();
+    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'UPSTREAM_STATUS', status: 502 }))).toMatchObject({ status: 502 });
+    expect(parseBusMessage('not json')).toBeUndefined();
+    expect(parseBusMessage(JSON.stringify({ type: 'invalidate', ids: [1, '2', {}] }))).toMatchObject({ ids: ['1', '2'] });
   });
 });
 

@@ -182,6 +182,17 @@ describe('OriginGuard', () => {
     guard.close();
   });
 
+  it('opens on a hanging upstream even while most calls are shed', async () => {
+    const guard = new OriginGuard({ maxConcurrency: 2, maxQueue: 0, breakerVolumeThreshold: 2, breakerErrorPercent: 50 });
+    const timingOut = () => new Promise<never>((_, reject) => setTimeout(() => reject(new ProxyError('UPSTREAM_TIMEOUT', 'slow', 504)), 20));
+    const settled = await Promise.allSettled(Array.from({ length: 50 }, () => guard.run(timingOut)));
+    const codes = settled.map((s) => (s.status === 'rejected' ? (s.reason as ProxyError).code : 'ok'));
+    expect(codes.filter((c) => c === 'UPSTREAM_TIMEOUT')).toHaveLength(2);
+    expect(codes.filter((c) => c === 'OVERLOADED')).toHaveLength(48);
+    expect(guard.breakerState).toBe('open');
+    guard.close();
+  });
+
   it('does not count shedding or non-origin errors as failures', async () => {
     const guard = new OriginGuard({ breakerVolumeThreshold: 2, breakerErrorPercent: 1 });
     for (let i = 0; i < 10; i++) {

@@ -165,6 +165,7 @@ export class CoalescingCache<V = unknown> {
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     this.#unsubscribe();
+    this.#fleet?.close();
     this.#closing.abort(closedError());
     const pending = [...this.#flights.values()].map((flight) => flight.promise.catch(noop));
     this.#flights.clear();
@@ -232,6 +233,7 @@ export class CoalescingCache<V = unknown> {
           fromEnvelope: (fields) => this.#fromEnvelope(fields, notBefore),
           isFenced: () => flight.fenced,
           now: this.#options.now,
+          signal,
         });
         filled = result;
         cacheable = result.cacheable;

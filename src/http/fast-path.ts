@@ -47,12 +47,18 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
       res.once('close', () => {
         if (!res.writableFinished) gone.abort();
       });
-      void answerMiss(engine, key, ifNoneMatch, cacheName, gone.signal).then(({ response, cache }) => {
-        if (res.destroyed) return;
-        res.writeHead(response.status, response.headers);
-        res.end(method === 'HEAD' ? undefined : (response.body ?? undefined));
-        metrics?.recordAnswer('/groups/:id', response.status, cache, (performance.now() - started) / 1000);
-      });
+      answerMiss(engine, key, ifNoneMatch, cacheName, gone.signal)
+        .then(({ response, cache }) => {
+          if (res.destroyed) return;
+          res.writeHead(response.status, response.headers);
+          res.end(method === 'HEAD' ? undefined : (response.body ?? undefined));
+          metrics?.recordAnswer('/groups/:id', response.status, cache, (performance.now() - started) / 1000);
+        })
+        .catch(() => {
+          // Never an unhandled rejection: whatever broke, this one response is lost, not the process.
+          if (res.headersSent) res.destroy();
+          else res.writeHead(500, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end('{"error":{"code":"INTERNAL","message":"internal error"}}');
+        });
       return true;
     }
     const now = engine.now();

@@ -23,6 +23,8 @@ export interface FleetLoadHooks<V> {
   /** True once an invalidation fenced this load. */
   isFenced(): boolean;
   now(): number;
+  /** Aborted when the engine closes: stop waiting on other instances. */
+  signal: AbortSignal;
 }
 
 /** Longest sleep between two looks at Redis while another instance holds the lease (pub/sub may be lossy). */
@@ -38,19 +40,24 @@ const MAX_POLL_MS = 250;
  */
 export class FleetLoader {
   readonly #tier: RedisTier;
-  readonly #listeners = new Map<string, (message: BusMessage) => void>();
+  /** Per key: usually one listener (per-process singleflight), two when an invalidation restarted a load. */
+  readonly #listeners = new Map<string, Set<(message: BusMessage) => void>>();
   readonly #observer: EngineObserver;
+  readonly #unsubscribe: () => void;
 
   constructor(tier: RedisTier, observer: EngineObserver = {}) {
     this.#tier = tier;
     this.#observer = observer;
-    tier.onMessage((message) => {
-      if (message.type === 'invalidate') {
-        for (const id of message.ids) this.#listeners.get(id)?.(message);
-      } else {
-        this.#listeners.get(message.id)?.(message);
-      }
+    this.#unsubscribe = tier.onMessage((message) => {
+      const ids = message.type === 'invalidate' ? message.ids : [message.id];
+      for (const id of ids) for (const listener of this.#listeners.get(id) ?? []) listener(message);
     });
+  }
+
+  /** Stops listening to the tier's bus (the tier itself belongs to the caller). */
+  close(): void {
+    this.#unsubscribe();
+    this.#listeners.clear();
   }
 
   async load<V>(key: string, hooks: FleetLoadHooks<V>): Promise<FleetLoadResult<V>> {
@@ -60,8 +67,9 @@ export class FleetLoader {
     let mode: 'read' | 'force' = 'read';
     let waited = false;
     for (;;) {
+      if (hooks.signal.aborted) throw hooks.signal.reason;
       // Listen before looking, so an announcement landing between the two is not missed.
-      const news = this.#listen(key);
+      const news = this.#listen(key, hooks.signal);
       const found = await tier.lookupOrLease(key, token, mode);
       if (found === UNAVAILABLE) {
         news.cancel();
@@ -97,9 +105,13 @@ export class FleetLoader {
   async #loadAsHolder<V>(key: string, token: string, hooks: FleetLoadHooks<V>): Promise<FleetLoadResult<V>> {
     const tier = this.#tier;
     let entry: CacheEntry<V>;
+    // Keep the lease alive while loading, so a load slower than LEASE_TTL_MS is not mistaken for a
+    // fenced one (its write-back would fail) and no other instance starts a second load.
+    const heartbeat = setInterval(() => void tier.extendLease(key, token), Math.max(5, Math.floor(tier.leaseTtlMs / 3)));
     try {
       entry = await hooks.loadOrigin();
     } catch (error) {
+      clearInterval(heartbeat);
       await tier.releaseLease(key, token);
       const failure = toProxyError(error);
       // Local conditions (our breaker, our shedding, shutdown) are not the origin's answer: the
@@ -109,6 +121,7 @@ export class FleetLoader {
       }
       throw error;
     }
+    clearInterval(heartbeat);
     if (hooks.isFenced()) {
       await tier.releaseLease(key, token);
       return { entry, source: 'origin', cacheable: false };
@@ -120,17 +133,23 @@ export class FleetLoader {
     return { entry, source: 'origin', cacheable: stored !== false };
   }
 
-  #listen(key: string): { wait(ms: number): Promise<BusMessage | undefined>; cancel(): void } {
+  #listen(key: string, signal: AbortSignal): { wait(ms: number): Promise<BusMessage | undefined>; cancel(): void } {
     let received: BusMessage | undefined;
     let deliver: ((message: BusMessage | undefined) => void) | undefined;
     const listener = (message: BusMessage): void => {
       if (deliver !== undefined) deliver(message);
       else received ??= message;
     };
-    // Per-process singleflight guarantees one fleet load per key in this process.
-    this.#listeners.set(key, listener);
+    let set = this.#listeners.get(key);
+    if (set === undefined) {
+      set = new Set();
+      this.#listeners.set(key, set);
+    }
+    set.add(listener);
     const cancel = (): void => {
-      if (this.#listeners.get(key) === listener) this.#listeners.delete(key);
+      const current = this.#listeners.get(key);
+      current?.delete(listener);
+      if (current?.size === 0) this.#listeners.delete(key);
     };
     return {
       cancel,
@@ -140,9 +159,12 @@ export class FleetLoader {
           return Promise.resolve(received);
         }
         return new Promise((resolve) => {
+          const onAbort = (): void => deliver!(undefined); // the loop then sees the aborted signal
           const timer = setTimeout(() => deliver!(undefined), ms);
+          signal.addEventListener('abort', onAbort, { once: true });
           deliver = (message) => {
             clearTimeout(timer);
+            signal.removeEventListener('abort', onAbort);
             cancel();
             resolve(message);
           };

@@ -3,7 +3,7 @@ import { Cluster, Redis, type ClusterNode } from 'ioredis';
 import { definedOnly } from '../engine/options.js';
 import { integerOption, OptionError } from '../util/options.js';
 import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
-import { FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
+import { EXTEND_LEASE, FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -52,6 +52,7 @@ type ScriptClient = RedisClient & {
   gppLookupOrLeaseBuffer(entry: string, lease: string, token: string, leaseMs: number, mode: string): Promise<[number, Buffer | number]>;
   gppFillIfLeased(entry: string, lease: string, token: string, envelope: Buffer, expiryMs: number): Promise<number>;
   gppReleaseLease(entry: string, lease: string, token: string): Promise<number>;
+  gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
 };
 
 /**
@@ -100,6 +101,7 @@ export class RedisTier {
     client.defineCommand('gppLookupOrLease', { numberOfKeys: 2, lua: LOOKUP_OR_LEASE });
     client.defineCommand('gppFillIfLeased', { numberOfKeys: 2, lua: FILL_IF_LEASED });
     client.defineCommand('gppReleaseLease', { numberOfKeys: 2, lua: RELEASE_LEASE });
+    client.defineCommand('gppExtendLease', { numberOfKeys: 2, lua: EXTEND_LEASE });
     this.#client = client as ScriptClient;
     client.on('ready', () => this.#setHealthy(true));
     client.on('error', (error: Error) => this.#setHealthy(false, error));
@@ -151,6 +153,11 @@ export class RedisTier {
 
   async releaseLease(key: string, token: string): Promise<void> {
     await this.#run(() => this.#client.gppReleaseLease(this.keys.entry(key), this.keys.lease(key), token));
+  }
+
+  /** Keeps a lease alive while its holder loads; a holder that dies stops extending it. */
+  async extendLease(key: string, token: string): Promise<void> {
+    await this.#run(() => this.#client.gppExtendLease(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs));
   }
 
   /** Deletes the entries and voids outstanding leases of `keys`. False when Redis could not be reached. */
@@ -246,8 +253,9 @@ export function parseBusMessage(text: string): BusMessage | undefined {
   const m = value as Record<string, unknown>;
   const from = typeof m.from === 'string' ? m.from : undefined;
   if (m.type === 'filled' && typeof m.id === 'string') return { type: 'filled', id: m.id, from };
-  if (m.type === 'failed' && typeof m.id === 'string' && typeof m.code === 'string' && typeof m.status === 'number') {
-    return { type: 'failed', id: m.id, code: m.code, status: m.status, message: typeof m.message === 'string' ? m.message : 'load failed', from };
+  // Anyone with access to the channel can publish: only a plausible error status is taken.
+  if (m.type === 'failed' && typeof m.id === 'string' && typeof m.code === 'string' && Number.isInteger(m.status) && (m.status as number) >= 500 && (m.status as number) <= 599) {
+    return { type: 'failed', id: m.id, code: m.code, status: m.status as number, message: typeof m.message === 'string' ? m.message.slice(0, 500) : 'load failed', from };
   }
   if (m.type === 'invalidate' && Array.isArray(m.ids)) {
     const ids = m.ids.filter((id): id is string | number => typeof id === 'string' || typeof id === 'number').map(String);

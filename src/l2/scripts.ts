@@ -41,3 +41,9 @@ export const RELEASE_LEASE = `
 if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
 return 0
 `;
+
+/** Extend the lease while its holder is still loading, if it is still ours. ARGV: token, lease ms. */
+export const EXTEND_LEASE = `
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 0
+`;

@@ -12,7 +12,7 @@ export interface OriginGuardOptions {
   maxQueue?: number;
   /** Longest wait for a slot, ms; then the call is shed with 503. Default 1000. */
   queueTimeoutMs?: number;
-  /** Opens the breaker when this percentage of calls in the window failed. Default 50. */
+  /** Opens the breaker when more than this percentage of calls in the window failed (1–99). Default 50. */
   breakerErrorPercent?: number;
   /** Calls needed in the window before the breaker may open. Default 20. */
   breakerVolumeThreshold?: number;
@@ -61,9 +61,9 @@ export class OriginGuard {
     this.#queueTimeoutMs = integerOption('queueTimeoutMs', o.queueTimeoutMs, 1, 600_000);
     const resetMs = integerOption('breakerResetMs', o.breakerResetMs, 1, 3_600_000);
     this.#retryAfterSeconds = Math.max(1, Math.ceil(resetMs / 1000));
-    this.#breaker = new CircuitBreaker((call: Call) => this.#limited(call), {
+    this.#breaker = new CircuitBreaker((call: Call) => call(), {
       timeout: false, // the origin client enforces its own hard timeout
-      errorThresholdPercentage: integerOption('breakerErrorPercent', o.breakerErrorPercent, 1, 100),
+      errorThresholdPercentage: integerOption('breakerErrorPercent', o.breakerErrorPercent, 1, 99),
       volumeThreshold: integerOption('breakerVolumeThreshold', o.breakerVolumeThreshold, 0, 1_000_000),
       rollingCountTimeout: integerOption('breakerWindowMs', o.breakerWindowMs, 10, 3_600_000),
       rollingCountBuckets: 10,
@@ -78,16 +78,26 @@ export class OriginGuard {
     }
   }
 
-  /** Runs one origin call under the breaker and the concurrency bound. */
+  /**
+   * Runs one origin call under the concurrency bound, then the breaker. The
+   * bound sits outside the breaker so that shed calls never reach it: opossum
+   * counts a filtered error as a success, and shedding would keep a hanging
+   * upstream's failure rate below the threshold.
+   */
   async run<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return (await this.#breaker.fire(call)) as T;
-    } catch (error) {
-      if ((error as { code?: string }).code === 'EOPENBREAKER') {
-        throw new ProxyError('CIRCUIT_OPEN', 'the upstream is failing; calls are paused', 503, { retryAfterSeconds: this.#retryAfterSeconds });
+    if (this.#breaker.opened) throw this.#circuitOpen();
+    return this.#limited(async () => {
+      try {
+        return (await this.#breaker.fire(call)) as T;
+      } catch (error) {
+        if ((error as { code?: string }).code === 'EOPENBREAKER') throw this.#circuitOpen();
+        throw error;
       }
-      throw error;
-    }
+    });
+  }
+
+  #circuitOpen(): ProxyError {
+    return new ProxyError('CIRCUIT_OPEN', 'the upstream is failing; calls are paused', 503, { retryAfterSeconds: this.#retryAfterSeconds });
   }
 
   get breakerState(): BreakerState {

@@ -191,7 +191,7 @@ export const SETTINGS = {
   upstreamMaxConcurrency: integer('UPSTREAM_MAX_CONCURRENCY', 64, 1, 100_000, 'Upstream calls in progress at most; further loads queue.'),
   upstreamMaxQueue: integer('UPSTREAM_MAX_QUEUE', 256, 0, 1_000_000, 'Loads waiting for an upstream slot at most; beyond it new misses are shed with 503 and Retry-After.'),
   upstreamQueueTimeoutMs: integer('UPSTREAM_QUEUE_TIMEOUT_MS', 1000, 1, 600_000, 'Longest wait for an upstream slot, ms; then the load is shed with 503.'),
-  breakerErrorPercent: integer('BREAKER_ERROR_PERCENT', 50, 1, 100, 'The circuit breaker opens when this percentage of upstream calls in the window failed (5xx, timeouts, network errors, bad bodies; never 404s).'),
+  breakerErrorPercent: integer('BREAKER_ERROR_PERCENT', 50, 1, 99, 'The circuit breaker opens when more than this percentage of upstream calls in the window failed (5xx, timeouts, network errors, bad bodies; never 404s).'),
   breakerVolumeThreshold: integer('BREAKER_VOLUME_THRESHOLD', 20, 0, 1_000_000, 'Upstream calls needed in the window before the breaker may open.'),
   breakerWindowMs: integer('BREAKER_WINDOW_MS', 10_000, 10, 3_600_000, 'Rolling window of the breaker\'s failure rate, ms.'),
   breakerResetMs: integer('BREAKER_RESET_MS', 5000, 1, 3_600_000, 'How long the breaker stays open before one half-open probe, ms.'),
