@@ -58,7 +58,7 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
           }
         }),
       );
-      await new Promise((resolve) => setTimeout(resolve, 2000)); // let the heap settle
+      await new Promise((resolve) => setTimeout(resolve, Number(process.env.SETTLE_MS ?? 2000))); // let the heap settle
       const rss = residentBytes(proxy.child.pid!);
       const entries = await gauge(proxy.url, 'gpp_l1_entries');
       const l1Bytes = await gauge(proxy.url, 'gpp_l1_bytes');
