@@ -5,7 +5,7 @@ import { ProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../ids.js';
 import { adminRoutes } from './admin.js';
 import { encodeError } from './respond.js';
-import { groupProfileRoutes, send, type GroupProfileRoutesOptions } from './routes.js';
+import { cacheNameOption, groupProfileRoutes, send, type GroupProfileRoutesOptions } from './routes.js';
 
 export interface ProxyAppOptions extends GroupProfileRoutesOptions {
   engine: GroupProfileRoutesOptions['engine'] & Pick<CoalescingCache<unknown>, 'invalidate' | 'stats'>;
@@ -25,7 +25,7 @@ export interface ProxyAppOptions extends GroupProfileRoutesOptions {
  * forwarded, and only to the configured upstream: never an open proxy.
  */
 export function createProxyApp(options: ProxyAppOptions): Hono {
-  const cacheName = options.cacheName ?? 'group-profile-proxy';
+  const cacheName = cacheNameOption(options.cacheName);
   const maxGroupId = options.maxGroupId ?? DEFAULT_MAX_GROUP_ID;
   const isReady = options.isReady ?? (() => true);
   const app = new Hono();

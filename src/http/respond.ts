@@ -11,6 +11,9 @@ export interface EncodedResponse {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
+/** Cache name in RFC 9211 Cache-Status unless a shell is given another. */
+export const DEFAULT_CACHE_NAME = 'group-profile-proxy';
+
 /**
  * The answer for a cache entry: 200 with the profile, 304 when the client's
  * validator matches, or 404 for a negative entry. Cache-Control's max-age is

@@ -5,7 +5,7 @@ import { ProxyError, toProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId, rawLastPathSegment } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { integerOption, functionOption, OptionError } from '../util/options.js';
-import { encodeEntry, encodeError, type EncodedResponse } from './respond.js';
+import { DEFAULT_CACHE_NAME, encodeEntry, encodeError, type EncodedResponse } from './respond.js';
 
 export interface GroupProfileRoutesOptions {
   /** The engine answering lookups. Required. */
@@ -92,8 +92,9 @@ export async function answerMiss(
   }
 }
 
-function cacheNameOption(value: unknown): string {
-  if (value === undefined) return 'group-profile-proxy';
+/** Validates a `cacheName` option once; every shell answers under the same, checked name. */
+export function cacheNameOption(value: unknown): string {
+  if (value === undefined) return DEFAULT_CACHE_NAME;
   if (typeof value !== 'string' || !/^[A-Za-z*][A-Za-z0-9_.:/%*!#$&'+^`|~-]*$/.test(value)) {
     throw new OptionError('cacheName', 'an RFC 8941 token such as "group-profile-proxy"', value);
   }

@@ -5,6 +5,7 @@ interface Series {
   counts: Float64Array;
   sum: number;
   count: number;
+  record: (value: number) => void;
 }
 
 /**
@@ -31,25 +32,29 @@ export class FastHistogram {
     registry.registerMetric(this as never);
   }
 
-  /** A recorder bound to one label value. */
+  /** The recorder bound to one label value, made once per value and reused. */
   series(labelValue: string): (value: number) => void {
-    let series = this.#series.get(labelValue);
-    if (series === undefined) {
-      series = { labels: { [this.labelName]: labelValue }, counts: new Float64Array(this.#buckets.length), sum: 0, count: 0 };
-      this.#series.set(labelValue, series);
-    }
-    const s = series;
+    const existing = this.#series.get(labelValue);
+    if (existing !== undefined) return existing.record;
     const buckets = this.#buckets;
-    return (value) => {
-      for (let i = 0; i < buckets.length; i++) {
-        if (value <= buckets[i]!) {
-          s.counts[i]!++;
-          break;
+    const s: Series = {
+      labels: { [this.labelName]: labelValue },
+      counts: new Float64Array(buckets.length),
+      sum: 0,
+      count: 0,
+      record: (value) => {
+        for (let i = 0; i < buckets.length; i++) {
+          if (value <= buckets[i]!) {
+            s.counts[i]!++;
+            break;
+          }
         }
-      }
-      s.sum += value;
-      s.count++;
+        s.sum += value;
+        s.count++;
+      },
     };
+    this.#series.set(labelValue, s);
+    return s.record;
   }
 
   /** The prom-client metric protocol: called by the registry at scrape time. */

@@ -176,11 +176,6 @@ export class ProxyMetrics {
     this.requestDuration.series(route)(seconds);
   }
 
-  /** Duration recorder for one route (pre-resolved, cheap). */
-  durationRecorder(route: string): (seconds: number) => void {
-    return this.requestDuration.series(route);
-  }
-
   /** One L1 lookup of an HTTP request, from its cache outcome. */
   recordL1(outcome: string): void {
     this.lookups.inc({ tier: 'l1', result: outcome === 'hit' ? 'hit' : outcome === 'stale' ? 'stale' : 'miss' });

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, serve } from '@hono/node-server';
 import { createFastPath } from '../http/fast-path.js';
+import { DEFAULT_CACHE_NAME } from '../http/respond.js';
 import { parseGroupId } from '../ids.js';
 import { pino, type Logger } from 'pino';
 import { createProxyApp } from '../http/app.js';
@@ -12,7 +13,6 @@ import { RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
 import { configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 
-const CACHE_NAME = 'group-profile-proxy';
 const LISTEN_BACKLOG = 4096;
 
 export interface RunningSidecar {
@@ -102,7 +102,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   const fastPath =
     settings.accessLog === 'on'
       ? undefined
-      : createFastPath({ engine: cache.engine, parseId: (raw) => parseGroupId(raw, settings.maxGroupId), cacheName: CACHE_NAME, metrics });
+      : createFastPath({ engine: cache.engine, parseId: (raw) => parseGroupId(raw, settings.maxGroupId), cacheName: DEFAULT_CACHE_NAME, metrics });
   const server = createServer(
     {
       maxHeaderSize: settings.maxHeaderBytes,
