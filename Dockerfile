@@ -38,4 +38,7 @@ STOPSIGNAL SIGTERM
 # slim images have no curl: probe /healthz with node's own fetch.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-CMD ["node", "dist/cli.js"]
+# V8 flags from src/server/node-flags.ts (the deploy tests keep them equal): a
+# small young generation and a 20% old-generation growth step keep the resident
+# set near the cached bytes (README "Memory"). Neither caps the heap.
+CMD ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "dist/cli.js"]

@@ -2,7 +2,7 @@
  * group-profile-proxy: a query-coalescing cache for group-profile lookups.
  * Importing this module has no side effects.
  */
-export { CoalescingCache, createCoalescingCache, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
+export { CoalescingCache, createCoalescingCache, type EngineStats, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
 export { type CacheEntry, type EntryKind } from './engine/entry.js';
 export { createKeyedCache, type KeyedCache, type KeyedCacheOptions } from './engine/keyed.js';
 export { type EngineObserver, type LoadSettledEvent, type LeaseEvent } from './engine/observer.js';

@@ -17,6 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { ProxyMetrics } from '../src/metrics/metrics.js';
 import { ConfigError, SETTINGS, configFromEnv } from '../src/server/config.js';
+import { SIDECAR_NODE_FLAGS } from '../src/server/node-flags.js';
 import { ROOT, spawnNode, type Spawned } from './helpers/spawn.js';
 
 type Json = Record<string, unknown>;
@@ -432,7 +433,10 @@ describe('Dockerfile', () => {
     expect(finalEnv()).toMatchObject({ NODE_ENV: 'production' });
     expect(finalOf('EXPOSE').map((i) => i.getArgumentsContent())).toEqual(['8080']);
     expect(finalOf('STOPSIGNAL').map((i) => i.getArgumentsContent())).toEqual(['SIGTERM']);
-    expect(finalOf('CMD').map(execForm)).toEqual([['node', 'dist/cli.js']]);
+    expect(finalOf('CMD').map(execForm)).toEqual([['node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js']]);
+    // `npm start` runs the sidecar exactly as the image does.
+    const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts.start).toBe(['node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js'].join(' '));
     expect(finalOf('ENTRYPOINT')).toEqual([]);
     const [healthcheck] = finalOf('HEALTHCHECK');
     expect(healthcheck).toBeDefined();

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -52,9 +53,10 @@ export function startMock(env: Record<string, string> = {}): Promise<Running> {
   return startNode('dist/mock-backend/cli.js', { MOCK_PORT: '0', MOCK_LATENCY_JITTER_MS: '0', ...env }, /mock backend listening/);
 }
 
+/** Starts the sidecar as production does: with SIDECAR_NODE_FLAGS unless `options.nodeArgs` says otherwise. */
 export function startProxy(env: Record<string, string>, options: NodeProcessOptions = {}): Promise<Running> {
   // The proxy logs nothing per request at info; its 'listening' line is how we learn its URL.
-  return startNode('dist/cli.js', { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' }, /listening/, options);
+  return startNode('dist/cli.js', { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' }, /listening/, { ...options, nodeArgs: options.nodeArgs ?? [...SIDECAR_NODE_FLAGS] });
 }
 
 export interface BackendStats {

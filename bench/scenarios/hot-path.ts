@@ -9,9 +9,11 @@ export interface HotPathOptions {
   seconds: number;
   connections: number;
   rounds: number;
+  /** 1: start the proxy with plain `node`, without SIDECAR_NODE_FLAGS (to see what the flags cost). */
+  stockNode: number;
 }
 
-export const HOT_PATH_DEFAULTS: HotPathOptions = { seconds: 5, connections: 64, rounds: 5 };
+export const HOT_PATH_DEFAULTS: HotPathOptions = { seconds: 5, connections: 64, rounds: 5, stockNode: 0 };
 
 /**
  * L1-hit throughput on one core next to a bare node:http server serving the
@@ -21,7 +23,7 @@ export const HOT_PATH_DEFAULTS: HotPathOptions = { seconds: 5, connections: 64, 
 export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Row[]> {
   const o = { ...HOT_PATH_DEFAULTS, ...options };
   const mock = await startMock({ MOCK_LATENCY_MS: '0' });
-  const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000' }, { cpu: '0' });
+  const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000' }, { cpu: '0', ...(o.stockNode === 1 ? { nodeArgs: [] } : {}) });
   try {
     const hit = await fetch(`${proxy.url}/groups/42`);
     const body = Buffer.from(await hit.arrayBuffer());

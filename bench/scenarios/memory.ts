@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
+import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
 import { startMock, startProxy } from '../lib/processes.js';
 import type { Row } from '../lib/report.js';
 
@@ -10,9 +11,11 @@ export interface MemoryOptions {
   maxOldSpaceMb: number;
   /** V8 semi-space cap of the proxy, MB (0 = Node's default). */
   maxSemiSpaceMb: number;
+  /** 1: start the proxy with plain `node`, without SIDECAR_NODE_FLAGS. */
+  stockNode: number;
 }
 
-export const MEMORY_DEFAULTS: MemoryOptions = { profiles: 100_000, connections: 64, maxOldSpaceMb: 0, maxSemiSpaceMb: 0 };
+export const MEMORY_DEFAULTS: MemoryOptions = { profiles: 100_000, connections: 64, maxOldSpaceMb: 0, maxSemiSpaceMb: 0, stockNode: 0 };
 
 function residentBytes(pid: number): number {
   const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -36,9 +39,10 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
   for (const maxBytes of [1024 * MB, 64 * MB]) {
     const mock = await startMock({ MOCK_LATENCY_MS: '0' });
     const proxy = await startProxy(
-      { UPSTREAM_URL: mock.url, L1_MAX_ENTRIES: String(o.profiles * 2), L1_MAX_BYTES: String(maxBytes), TTL_MS: '3600000' },
+      { UPSTREAM_URL: mock.url, L1_MAX_ENTRIES: String(Math.max(100_000, o.profiles)), L1_MAX_BYTES: String(maxBytes), TTL_MS: '3600000' },
       {
         nodeArgs: [
+          ...(o.stockNode === 1 ? [] : SIDECAR_NODE_FLAGS),
           ...(o.maxOldSpaceMb > 0 ? [`--max-old-space-size=${o.maxOldSpaceMb}`] : []),
           ...(o.maxSemiSpaceMb > 0 ? [`--max-semi-space-size=${o.maxSemiSpaceMb}`] : []),
         ],
@@ -76,6 +80,8 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
       await mock.stop();
     }
   }
+  const flags = [...(o.stockNode === 1 ? [] : SIDECAR_NODE_FLAGS), ...(o.maxOldSpaceMb > 0 ? [`--max-old-space-size=${o.maxOldSpaceMb}`] : []), ...(o.maxSemiSpaceMb > 0 ? [`--max-semi-space-size=${o.maxSemiSpaceMb}`] : [])];
+  console.log(`\nproxy started as: node ${[...flags, 'dist/cli.js'].join(' ')}`);
   console.log('\n| L1_MAX_BYTES | profiles fetched | payload | L1 entries | L1 bytes | RSS at start | RSS after fill | target (1.3 × payload + 80 MB) | RSS within target | L1_MAX_BYTES respected |');
   console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
   for (const line of lines) console.log(line);

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { ProxyError, toProxyError } from '../errors.js';
 import type { EnvelopeFields } from '../l2/envelope.js';
 import { FleetLoader, type FleetSource } from '../l2/fleet-load.js';
@@ -60,6 +61,17 @@ const noop = (): void => {};
  * fleet), then the source. Entries live fresh, then stale-while-revalidate,
  * then as a stale-if-error fallback until `maxStaleMs` past freshness.
  */
+/** Point-in-time counts, for gauges and health checks. */
+export interface EngineStats {
+  l1Entries: number;
+  /** Bytes accounted against `l1MaxBytes`: body bytes plus the per-entry overhead. */
+  l1Bytes: number;
+  /** Memory L1's body arena holds, holes between replaced bodies included. */
+  l1ArenaBytes: number;
+  inFlight: number;
+  l2: 'disabled' | 'ok' | 'degraded';
+}
+
 export class CoalescingCache<V = unknown> {
   readonly #options: ResolvedEngineOptions<V>;
   readonly #l1: MemoryTier<V>;
@@ -71,6 +83,8 @@ export class CoalescingCache<V = unknown> {
 
   constructor(options: EngineOptions<V>) {
     this.#options = resolveEngineOptions(options);
+    // Every in-flight load listens on this signal; hundreds at once under load is normal, not a leak.
+    setMaxListeners(0, this.#closing.signal);
     this.#l1 = new MemoryTier<V>({
       maxEntries: this.#options.l1MaxEntries,
       maxBytes: this.#options.l1MaxBytes,
@@ -174,9 +188,9 @@ export class CoalescingCache<V = unknown> {
   }
 
   /** Point-in-time counters for health and metrics. */
-  stats(): { l1Entries: number; l1Bytes: number; inFlight: number; l2: 'disabled' | 'ok' | 'degraded' } {
+  stats(): EngineStats {
     const l2 = this.#l2 === undefined ? 'disabled' : this.#l2.healthy ? 'ok' : 'degraded';
-    return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, inFlight: this.#flights.size, l2 };
+    return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, l1ArenaBytes: this.#l1.arenaBytes, inFlight: this.#flights.size, l2 };
   }
 
   #staleWindow(entry: CacheEntry<V>): number {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { BodyArena, Placement, Slab } from './body-arena.js';
 
 /** `found` holds a value; `missing` is a negative entry (the source said the key does not exist). */
 export type EntryKind = 'found' | 'missing';
@@ -44,46 +45,95 @@ export interface EntryFields {
 
 const UNDECODED: unique symbol = Symbol('undecoded');
 
-/** The one CacheEntry implementation: plain fields plus a lazily decoded value. */
-class StoredEntry<V> implements CacheEntry<V> {
+/**
+ * The one CacheEntry implementation: plain fields plus a lazily decoded value.
+ * Kept lean because L1 holds one per cached key: deadlines are small integer
+ * offsets from `storedAt` (no boxed doubles), and the body is a range of an
+ * arena slab once L1 holds the entry (no Buffer object of its own).
+ */
+export class StoredEntry<V> implements CacheEntry<V> {
   readonly kind: EntryKind;
-  readonly body: Buffer;
   readonly etag: string;
   readonly storedAt: number;
-  readonly freshUntil: number;
-  readonly usableUntil: number;
+  readonly #freshFor: number;
+  readonly #keptFor: number;
+  /** Until placed in an arena: the body as given. Then: the slab's bytes, body at `#offset`. */
+  #bytes: Buffer;
+  #offset: number;
+  readonly #length: number;
+  #slab: Slab | undefined;
   #value: V | undefined | typeof UNDECODED = UNDECODED;
   readonly #decode: (body: Buffer) => V;
 
   constructor(fields: EntryFields, decode: (body: Buffer) => V) {
     this.kind = fields.kind;
-    this.body = ownedCopy(fields.body);
     this.etag = fields.etag;
     this.storedAt = fields.storedAt;
-    this.freshUntil = fields.freshUntil;
-    this.usableUntil = fields.usableUntil;
+    this.#freshFor = fields.freshUntil - fields.storedAt;
+    this.#keptFor = fields.usableUntil - fields.freshUntil;
+    // Not copied here: until L1 places it in its arena, the entry is transient and may share the caller's bytes.
+    this.#bytes = fields.body;
+    this.#offset = 0;
+    this.#length = fields.body.length;
+    this.#slab = undefined;
     this.#decode = decode;
+  }
+
+  get freshUntil(): number {
+    return this.storedAt + this.#freshFor;
+  }
+
+  get usableUntil(): number {
+    return this.storedAt + this.#freshFor + this.#keptFor;
+  }
+
+  get body(): Buffer {
+    const bytes = this.#bytes;
+    if (this.#offset === 0 && this.#length === bytes.length) return bytes;
+    return bytes.subarray(this.#offset, this.#offset + this.#length);
+  }
+
+  get bodyLength(): number {
+    return this.#length;
   }
 
   get value(): V | undefined {
     if (this.#value === UNDECODED) this.#value = this.kind === 'found' ? this.#decode(this.body) : undefined;
     return this.#value;
   }
+
+  /** Copies the body into `arena`; L1 calls this once it holds the entry. A no-op when already placed. */
+  placeIn(arena: BodyArena): void {
+    if (this.#slab !== undefined) return;
+    this.#bind(arena.place(this.body));
+  }
+
+  /**
+   * L1 dropped the entry: its bytes stop counting as live. The entry keeps
+   * reading them (a response may still be writing them); slabs are never
+   * reused, only freed once nothing references them.
+   */
+  releaseFrom(arena: BodyArena): void {
+    if (this.#slab === undefined) return;
+    arena.release(this.#slab, this.#length);
+    this.#slab = undefined;
+  }
+
+  /** During a compaction: moves the body out of a slab being evacuated. */
+  relocateIn(arena: BodyArena): void {
+    const slab = this.#slab;
+    if (slab === undefined || !slab.evacuating) return;
+    this.#bind(arena.relocate({ slab, offset: this.#offset }, this.#length));
+  }
+
+  #bind(placement: Placement): void {
+    this.#slab = placement.slab;
+    this.#bytes = placement.slab.bytes;
+    this.#offset = placement.offset;
+  }
 }
 
-/**
- * Small Buffers are slices of shared 8 KiB pool slabs; a cached slice would pin
- * its whole slab, garbage neighbours included, for as long as the entry lives
- * (measured: external memory 2.7× the payload). Entries own exact-size memory.
- */
-function ownedCopy(body: Buffer): Buffer {
-  if (body.byteOffset === 0 && body.buffer.byteLength === body.length) return body;
-  const owned = Buffer.allocUnsafeSlow(body.length);
-  body.copy(owned);
-  return owned;
-}
-
-export function entryFromFields<V>(fields: EntryFields, decode: (body: Buffer) => V): CacheEntry<V> {
+export function entryFromFields<V>(fields: EntryFields, decode: (body: Buffer) => V): StoredEntry<V> {
   return new StoredEntry(fields, decode);
 }
 
@@ -94,7 +144,7 @@ export function createEntry<V>(
   ttlMs: number,
   keepMs: number,
   decode: (body: Buffer) => V,
-): CacheEntry<V> {
+): StoredEntry<V> {
   const freshUntil = storedAt + ttlMs;
   return new StoredEntry({ kind, body, etag: etagOf(body), storedAt, freshUntil, usableUntil: freshUntil + keepMs }, decode);
 }

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
-import type { CacheEntry } from './entry.js';
+import { BodyArena } from './body-arena.js';
+import { StoredEntry, type CacheEntry } from './entry.js';
 
 export interface MemoryTierOptions {
   /** Most entries kept. */
@@ -10,20 +11,31 @@ export interface MemoryTierOptions {
   entryOverheadBytes: number;
 }
 
+const MAX_SLAB_BYTES = 1024 * 1024;
+const MIN_SLAB_BYTES = 64 * 1024;
+
 /**
- * The in-process L1 tier: an LRU bounded by entry count and by bytes. Expiry
- * is decided by the engine's clock (entries carry their own deadlines), so
+ * The in-process L1 tier: an LRU bounded by entry count and by bytes, with
+ * the bodies of the entries it holds copied into a slab arena. Expiry is
+ * decided by the engine's clock (entries carry their own deadlines), so
  * lru-cache's own TTL timers are not used.
  */
 export class MemoryTier<V> {
-  readonly #lru: LRUCache<string, CacheEntry<V>>;
+  readonly #lru: LRUCache<string, StoredEntry<V>>;
+  readonly #arena: BodyArena;
 
   constructor(options: MemoryTierOptions) {
     const overhead = options.entryOverheadBytes;
-    this.#lru = new LRUCache<string, CacheEntry<V>>({
+    // Small caches get small slabs, so a half-filled slab is never a large share of the bound.
+    const slabBytes = Math.min(MAX_SLAB_BYTES, Math.max(MIN_SLAB_BYTES, Math.floor(options.maxBytes / 64)));
+    const arena = new BodyArena({ slabBytes });
+    this.#arena = arena;
+    this.#lru = new LRUCache<string, StoredEntry<V>>({
       max: options.maxEntries,
       maxSize: options.maxBytes,
-      sizeCalculation: (entry) => entry.body.length + overhead,
+      sizeCalculation: (entry) => entry.bodyLength + overhead,
+      // Every way out of the LRU (eviction, overwrite, delete, clear) lands here.
+      dispose: (entry) => entry.releaseFrom(arena),
     });
   }
 
@@ -32,11 +44,16 @@ export class MemoryTier<V> {
   }
 
   set(key: string, entry: CacheEntry<V>): void {
-    this.#lru.set(key, entry);
+    if (!(entry instanceof StoredEntry)) throw new TypeError('L1 holds only entries made by createEntry or entryFromFields');
+    this.#lru.set(key, entry as StoredEntry<V>);
+    // lru-cache refuses an entry larger than maxBytes; only a held entry takes arena space.
+    if (this.#lru.peek(key) === entry) (entry as StoredEntry<V>).placeIn(this.#arena);
+    this.#compactIfDue();
   }
 
   delete(key: string): void {
     this.#lru.delete(key);
+    this.#compactIfDue();
   }
 
   clear(): void {
@@ -50,5 +67,23 @@ export class MemoryTier<V> {
   /** Bytes currently accounted for (body bytes plus overhead per entry). */
   get bytes(): number {
     return this.#lru.calculatedSize;
+  }
+
+  /** Memory the arena holds for bodies, holes included (at most ~1.25 × the live body bytes). */
+  get arenaBytes(): number {
+    return this.#arena.slabBytes;
+  }
+
+  /** Body bytes of the entries held. */
+  get liveBodyBytes(): number {
+    return this.#arena.liveBytes;
+  }
+
+  #compactIfDue(): void {
+    if (!this.#arena.compactionDue) return;
+    this.#arena.planCompaction();
+    // One pass over L1 (amortized O(1) per replaced body, see BodyArena); no LRU state changes.
+    const arena = this.#arena;
+    this.#lru.forEach((entry) => entry.relocateIn(arena));
   }
 }

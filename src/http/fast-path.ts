@@ -27,7 +27,10 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
   const { engine, parseId, cacheName, metrics } = options;
   const prefix = options.prefix ?? '/groups/';
   const recordHit = metrics?.hitRecorder();
-  const lastAnswers = new WeakMap<object, { now: number; answer: EncodedResponse }>();
+  // Answers encoded during the current millisecond, by entry: a hot key is encoded once per ms,
+  // and the memo never holds more than the keys hit within one millisecond.
+  let memoNow = Number.NaN;
+  const memo = new Map<object, EncodedResponse>();
   return (req, res) => {
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return false;
@@ -65,11 +68,15 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
     let answer: EncodedResponse;
     if (ifNoneMatch === undefined) {
       // encodeEntry is a pure function of (entry, now): reuse its answer within the same millisecond.
-      const memo = lastAnswers.get(entry);
-      if (memo !== undefined && memo.now === now) answer = memo.answer;
+      if (now !== memoNow) {
+        memo.clear();
+        memoNow = now;
+      }
+      const memoized = memo.get(entry);
+      if (memoized !== undefined) answer = memoized;
       else {
         answer = encodeEntry(entry, 'hit', now, undefined, cacheName);
-        lastAnswers.set(entry, { now, answer });
+        memo.set(entry, answer);
       }
     } else {
       answer = encodeEntry(entry, 'hit', now, ifNoneMatch, cacheName);

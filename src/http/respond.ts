@@ -38,8 +38,9 @@ export function encodeEntry(
     'cache-status': cacheStatus(cacheName, outcome, ttlSeconds, found, failedStatus),
   };
   if (!found) {
-    headers['content-length'] = String(entry.body.length);
-    return { status: 404, headers, body: entry.body };
+    const body = entry.body;
+    headers['content-length'] = String(body.length);
+    return { status: 404, headers, body };
   }
   headers.etag = entry.etag;
   if (ifNoneMatch !== undefined && matchesIfNoneMatch(ifNoneMatch, entry.etag)) {
@@ -47,8 +48,9 @@ export function encodeEntry(
     return { status: 304, headers, body: null };
   }
   // Explicit, so a body written straight to a Node response is not sent chunked.
-  headers['content-length'] = String(entry.body.length);
-  return { status: 200, headers, body: entry.body };
+  const body = entry.body;
+  headers['content-length'] = String(body.length);
+  return { status: 200, headers, body };
 }
 
 /** RFC 9211 Cache-Status for one answer. */

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { CacheEntry } from '../engine/entry.js';
 import { ProxyError, toProxyError, type ErrorCode } from '../errors.js';
 import { decodeEnvelope, encodeEnvelope, type EnvelopeFields } from './envelope.js';
-import { UNAVAILABLE, type BusMessage, type RedisTier } from './redis-tier.js';
+import type { BusMessage, RedisTier } from './redis-tier.js';
+import { UNAVAILABLE } from './unavailable.js';
 import type { EngineObserver } from '../engine/observer.js';
 
 /** Where a fleet load got its entry: L2 directly, another instance's load, or our own origin call. */

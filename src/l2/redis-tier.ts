@@ -3,6 +3,7 @@ import { Cluster, Redis, type ClusterNode } from 'ioredis';
 import { definedOnly } from '../engine/options.js';
 import { integerOption, OptionError } from '../util/options.js';
 import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
+import { UNAVAILABLE, type Unavailable } from './unavailable.js';
 import { EXTEND_LEASE, FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
@@ -36,9 +37,7 @@ export const REDIS_TIER_DEFAULTS = {
   leaseWaitMs: 5000,
 } as const;
 
-/** Returned by every operation that could not reach Redis in time. */
-export const UNAVAILABLE: unique symbol = Symbol('redis-unavailable');
-export type Unavailable = typeof UNAVAILABLE;
+export { UNAVAILABLE, type Unavailable };
 
 export type LeaseLookup = { type: 'hit'; bytes: Buffer } | { type: 'leased' } | { type: 'held'; pttlMs: number };
 

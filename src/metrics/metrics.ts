@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EngineStats } from '../engine/engine.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { BreakerState } from '../resilience/origin-guard.js';
 import { FastHistogram } from './fast-histogram.js';
@@ -14,7 +15,7 @@ export interface ProxyMetricsOptions {
 
 /** Point-in-time state read at scrape time. */
 export interface GaugeSources {
-  engine?: () => { l1Entries: number; l1Bytes: number; inFlight: number; l2: 'disabled' | 'ok' | 'degraded' };
+  engine?: () => EngineStats;
   breaker?: () => BreakerState;
   upstream?: () => { active: number; queued: number };
 }
@@ -136,6 +137,7 @@ export class ProxyMetrics {
     gauge('inflight_loads', 'Loads in progress (one per key at most).', (g) => g.set(sources.engine?.().inFlight ?? 0));
     gauge('l1_entries', 'Entries in the in-process L1 cache.', (g) => g.set(sources.engine?.().l1Entries ?? 0));
     gauge('l1_bytes', 'Bytes accounted to the L1 cache (bodies plus per-entry overhead).', (g) => g.set(sources.engine?.().l1Bytes ?? 0));
+    gauge('l1_arena_bytes', 'Memory held for L1 bodies, holes left by replaced bodies included.', (g) => g.set(sources.engine?.().l1ArenaBytes ?? 0));
     gauge('l2_up', 'Shared L2 tier reachable: 1 yes, 0 no, -1 not configured.', (g) => {
       const l2 = sources.engine?.().l2 ?? 'disabled';
       g.set(l2 === 'ok' ? 1 : l2 === 'degraded' ? 0 : -1);

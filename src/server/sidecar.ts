@@ -7,9 +7,9 @@ import { parseGroupId } from '../ids.js';
 import { pino, type Logger } from 'pino';
 import { createProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
-import { startMockBackend, type RunningMockBackend } from '../mock-backend/server.js';
+import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
-import { RedisTier } from '../l2/redis-tier.js';
+import type { RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
 import { configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 
@@ -43,12 +43,14 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   let mockBackend: RunningMockBackend | undefined;
   let upstreamUrl = settings.upstreamUrl;
   if (upstreamUrl === undefined) {
+    // Loaded on demand, like ioredis below: a production sidecar does not carry modules it never runs.
+    const { startMockBackend } = await import('../mock-backend/server.js');
     mockBackend = await startMockBackend({ port: 0, host: '127.0.0.1' });
     upstreamUrl = mockBackend.url;
     logger.info({ upstream: upstreamUrl }, `UPSTREAM_URL is not set: serving from the built-in mock backend at ${upstreamUrl} (embedded default)`);
   }
 
-  const l2 = createL2(settings, logger);
+  const l2 = await createL2(settings, logger);
   let cache: GroupProfileCache | undefined;
   const metrics = new ProxyMetrics(
     {},
@@ -163,8 +165,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   return { url, port, cache, l2, metrics, metricsUrl, mockBackend, close };
 }
 
-function createL2(settings: SidecarConfig, logger: Logger): RedisTier | undefined {
+async function createL2(settings: SidecarConfig, logger: Logger): Promise<RedisTier | undefined> {
   if (settings.redisUrl === undefined && settings.redisClusterNodes === undefined) return undefined;
+  const { RedisTier } = await import('../l2/redis-tier.js');
   const target = settings.redisUrl !== undefined ? 'redis' : 'redis-cluster';
   return new RedisTier({
     url: settings.redisUrl,
