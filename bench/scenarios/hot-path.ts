@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { percentile } from '../lib/load.js';
+import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
 import { startMock, startNode, startProxy } from '../lib/processes.js';
 import { wrk } from '../lib/wrk.js';
 import type { Row } from '../lib/report.js';
@@ -29,7 +30,12 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
     const body = Buffer.from(await hit.arrayBuffer());
     const headers: Record<string, string> = {};
     for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag']) headers[name] = (await fetch(`${proxy.url}/groups/42`)).headers.get(name)!;
-    const bare = await startNode('bench/bare-server.mjs', {}, /bare server listening/, { args: [JSON.stringify({ headers, body: body.toString('base64') })], cpu: '0' });
+    // The yardstick runs on the same V8 flags as the proxy, so the ratio is the cost of the proxy's code alone.
+    const bare = await startNode('bench/bare-server.mjs', {}, /bare server listening/, {
+      args: [JSON.stringify({ headers, body: body.toString('base64') })],
+      cpu: '0',
+      nodeArgs: o.stockNode === 1 ? [] : [...SIDECAR_NODE_FLAGS],
+    });
     try {
       const results = { bare: [] as ReturnType<typeof wrk>[], proxy: [] as ReturnType<typeof wrk>[] };
       // Warm both JITs before measuring; then interleave rounds so noise hits both alike.
@@ -43,6 +49,7 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
       const median = (list: ReturnType<typeof wrk>[]) => [...list].sort((a, b) => a.rps - b.rps)[Math.floor(list.length / 2)]!;
       const bareBest = median(results.bare);
       const proxyBest = median(results.proxy);
+      console.log(`\nboth servers started as: node ${(o.stockNode === 1 ? [] : SIDECAR_NODE_FLAGS).join(' ') || '(no flags)'}`);
       console.log(`\n| server (pinned to one core), median of ${o.rounds} rounds | req/s | p50 ms | p99 ms | errors | vs bare node:http |`);
       console.log(`| --- | ---: | ---: | ---: | ---: | ---: |`);
       for (const [name, r] of [['bare node:http, same bytes and headers', bareBest], ['proxy, L1 hit', proxyBest]] as const) {
