@@ -24,17 +24,18 @@ export const HOT_PATH_DEFAULTS: HotPathOptions = { seconds: 5, connections: 64, 
 export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Row[]> {
   const o = { ...HOT_PATH_DEFAULTS, ...options };
   const mock = await startMock({ MOCK_LATENCY_MS: '0' });
-  const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000' }, { cpu: '0', ...(o.stockNode === 1 ? { nodeArgs: [] } : {}) });
+  // Both servers run on the same V8 flags, so the ratio is the cost of the proxy's code alone.
+  const nodeArgs = o.stockNode === 1 ? [] : [...SIDECAR_NODE_FLAGS];
+  const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000' }, { cpu: '0', nodeArgs });
   try {
     const hit = await fetch(`${proxy.url}/groups/42`);
     const body = Buffer.from(await hit.arrayBuffer());
     const headers: Record<string, string> = {};
     for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag']) headers[name] = (await fetch(`${proxy.url}/groups/42`)).headers.get(name)!;
-    // The yardstick runs on the same V8 flags as the proxy, so the ratio is the cost of the proxy's code alone.
     const bare = await startNode('bench/bare-server.mjs', {}, /bare server listening/, {
       args: [JSON.stringify({ headers, body: body.toString('base64') })],
       cpu: '0',
-      nodeArgs: o.stockNode === 1 ? [] : [...SIDECAR_NODE_FLAGS],
+      nodeArgs,
     });
     try {
       const results = { bare: [] as ReturnType<typeof wrk>[], proxy: [] as ReturnType<typeof wrk>[] };
@@ -49,7 +50,7 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
       const median = (list: ReturnType<typeof wrk>[]) => [...list].sort((a, b) => a.rps - b.rps)[Math.floor(list.length / 2)]!;
       const bareBest = median(results.bare);
       const proxyBest = median(results.proxy);
-      console.log(`\nboth servers started as: node ${(o.stockNode === 1 ? [] : SIDECAR_NODE_FLAGS).join(' ') || '(no flags)'}`);
+      console.log(`\nboth servers started as: node ${nodeArgs.join(' ') || '(no flags)'}`);
       console.log(`\n| server (pinned to one core), median of ${o.rounds} rounds | req/s | p50 ms | p99 ms | errors | vs bare node:http |`);
       console.log(`| --- | ---: | ---: | ---: | ---: | ---: |`);
       for (const [name, r] of [['bare node:http, same bytes and headers', bareBest], ['proxy, L1 hit', proxyBest]] as const) {

@@ -36,17 +36,16 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
   const o = { ...MEMORY_DEFAULTS, ...options };
   const MB = 1024 * 1024;
   const lines: string[] = [];
+  const nodeArgs = [
+    ...(o.stockNode === 1 ? [] : SIDECAR_NODE_FLAGS),
+    ...(o.maxOldSpaceMb > 0 ? [`--max-old-space-size=${o.maxOldSpaceMb}`] : []),
+    ...(o.maxSemiSpaceMb > 0 ? [`--max-semi-space-size=${o.maxSemiSpaceMb}`] : []),
+  ];
   for (const maxBytes of [1024 * MB, 64 * MB]) {
     const mock = await startMock({ MOCK_LATENCY_MS: '0' });
     const proxy = await startProxy(
       { UPSTREAM_URL: mock.url, L1_MAX_ENTRIES: String(Math.max(100_000, o.profiles)), L1_MAX_BYTES: String(maxBytes), TTL_MS: '3600000' },
-      {
-        nodeArgs: [
-          ...(o.stockNode === 1 ? [] : SIDECAR_NODE_FLAGS),
-          ...(o.maxOldSpaceMb > 0 ? [`--max-old-space-size=${o.maxOldSpaceMb}`] : []),
-          ...(o.maxSemiSpaceMb > 0 ? [`--max-semi-space-size=${o.maxSemiSpaceMb}`] : []),
-        ],
-      },
+      { nodeArgs },
     );
     const pool = new Pool(proxy.url, { connections: o.connections });
     try {
@@ -80,8 +79,7 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
       await mock.stop();
     }
   }
-  const flags = [...(o.stockNode === 1 ? [] : SIDECAR_NODE_FLAGS), ...(o.maxOldSpaceMb > 0 ? [`--max-old-space-size=${o.maxOldSpaceMb}`] : []), ...(o.maxSemiSpaceMb > 0 ? [`--max-semi-space-size=${o.maxSemiSpaceMb}`] : [])];
-  console.log(`\nproxy started as: node ${[...flags, 'dist/cli.js'].join(' ')}`);
+  console.log(`\nproxy started as: node ${[...nodeArgs, 'dist/cli.js'].join(' ')}`);
   console.log('\n| L1_MAX_BYTES | profiles fetched | payload | L1 entries | L1 bytes | RSS at start | RSS after fill | target (1.3 × payload + 80 MB) | RSS within target | L1_MAX_BYTES respected |');
   console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
   for (const line of lines) console.log(line);

@@ -11,12 +11,12 @@
  *
  * The cost is fragmentation inside slabs: a body that is replaced or evicted
  * leaves a hole until its whole slab is free. The arena counts live bytes per
- * slab; when holes exceed `compactAtWaste` of all slab bytes, the owner runs a
- * compaction that copies the bodies of the emptiest slabs into fresh ones
- * until holes are at most `compactToWaste`. Memory for bodies thus stays
- * within ~1/(1 - compactAtWaste) of the live bytes, and a compaction visits
- * each cached entry once, after at least (compactAtWaste - compactToWaste) of
- * the slab bytes were freed: amortized O(1) per replaced body.
+ * slab; when holes exceed COMPACT_AT_WASTE (20%) of all slab bytes, the owner
+ * runs a compaction that copies the bodies of the emptiest slabs into fresh
+ * ones until holes are at most COMPACT_TO_WASTE (5%). Memory for bodies thus
+ * stays within ~1.25× the live bytes, and a compaction visits each cached
+ * entry once, after at least 15% of the slab bytes were freed: amortized O(1)
+ * per replaced body.
  */
 export class Slab {
   /** Bytes written so far (bodies are appended). */
@@ -38,16 +38,15 @@ export interface Placement {
 export interface BodyArenaOptions {
   /** Size of one slab. Bodies over a quarter of it get a slab of their own. */
   slabBytes: number;
-  /** Fraction of slab bytes that may be holes before compaction is due. Default 0.2. */
-  compactAtWaste?: number;
-  /** Fraction of holes a compaction brings the arena down to. Default 0.05. */
-  compactToWaste?: number;
 }
+
+/** Fraction of slab bytes that may be holes before compaction is due. */
+const COMPACT_AT_WASTE = 0.2;
+/** Fraction of holes a compaction brings the arena down to. */
+const COMPACT_TO_WASTE = 0.05;
 
 export class BodyArena {
   readonly #slabBytes: number;
-  readonly #compactAt: number;
-  readonly #compactTo: number;
   /** Slabs holding at least one live body, plus the one being filled. */
   readonly #slabs = new Set<Slab>();
   #current: Slab | undefined;
@@ -56,8 +55,6 @@ export class BodyArena {
 
   constructor(options: BodyArenaOptions) {
     this.#slabBytes = options.slabBytes;
-    this.#compactAt = options.compactAtWaste ?? 0.2;
-    this.#compactTo = options.compactToWaste ?? 0.05;
   }
 
   /** Copies `body` into the arena. */
@@ -90,21 +87,21 @@ export class BodyArena {
     this.#drop(slab);
   }
 
-  /** True when holes exceed `compactAtWaste` of the slab bytes (and more than two slabs' worth). */
+  /** True when holes exceed COMPACT_AT_WASTE of the slab bytes (and more than two slabs' worth). */
   get compactionDue(): boolean {
-    const waste = this.#slabTotal - this.#liveTotal - this.#unusedTail();
-    return waste > 2 * this.#slabBytes && waste > this.#compactAt * this.#slabTotal;
+    const waste = this.#waste();
+    return waste > 2 * this.#slabBytes && waste > COMPACT_AT_WASTE * this.#slabTotal;
   }
 
   /**
    * Marks the emptiest slabs for evacuation, enough of them that moving their
-   * live bodies brings the holes down to `compactToWaste`. The owner then
+   * live bodies brings the holes down to COMPACT_TO_WASTE. The owner then
    * calls `relocate` for every cached body in an evacuating slab.
    */
   planCompaction(): void {
     const candidates = [...this.#slabs].filter((slab) => slab !== this.#current).sort((a, b) => a.live / a.bytes.length - b.live / b.bytes.length);
-    let waste = this.#slabTotal - this.#liveTotal - this.#unusedTail();
-    const target = this.#compactTo * this.#slabTotal;
+    let waste = this.#waste();
+    const target = COMPACT_TO_WASTE * this.#slabTotal;
     for (const slab of candidates) {
       if (waste <= target) break;
       slab.evacuating = true;
@@ -139,13 +136,14 @@ export class BodyArena {
     return slab;
   }
 
-
   #drop(slab: Slab): void {
     if (!this.#slabs.delete(slab)) return;
     this.#slabTotal -= slab.bytes.length;
   }
 
-  #unusedTail(): number {
-    return this.#current === undefined ? 0 : this.#current.bytes.length - this.#current.used;
+  /** Hole bytes: slab bytes that are neither a live body nor the unfilled tail of the current slab. */
+  #waste(): number {
+    const unusedTail = this.#current === undefined ? 0 : this.#current.bytes.length - this.#current.used;
+    return this.#slabTotal - this.#liveTotal - unusedTail;
   }
 }

@@ -55,12 +55,6 @@ const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', 
 
 const noop = (): void => {};
 
-/**
- * The HTTP-free heart of the proxy: L1 lookup, then exactly one in-flight
- * load per key shared by every concurrent caller (and, with L2, by the whole
- * fleet), then the source. Entries live fresh, then stale-while-revalidate,
- * then as a stale-if-error fallback until `maxStaleMs` past freshness.
- */
 /** Point-in-time counts, for gauges and health checks. */
 export interface EngineStats {
   l1Entries: number;
@@ -72,6 +66,12 @@ export interface EngineStats {
   l2: 'disabled' | 'ok' | 'degraded';
 }
 
+/**
+ * The HTTP-free heart of the proxy: L1 lookup, then exactly one in-flight
+ * load per key shared by every concurrent caller (and, with L2, by the whole
+ * fleet), then the source. Entries live fresh, then stale-while-revalidate,
+ * then as a stale-if-error fallback until `maxStaleMs` past freshness.
+ */
 export class CoalescingCache<V = unknown> {
   readonly #options: ResolvedEngineOptions<V>;
   readonly #l1: MemoryTier<V>;
