@@ -17,7 +17,7 @@ const server = createServer((req, res) => {
     waiting = [];
     timer = undefined;
     for (const r of all) {
-      r.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+      r.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(body.length) });
       r.end(body);
     }
   }, originMs);

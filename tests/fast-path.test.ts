@@ -1,9 +1,11 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CoalescingCache, NOT_FOUND, ProxyError, createProxyApp, parseGroupId } from '../src/index.js';
 import { createFastPath } from '../src/http/fast-path.js';
+import { AnswerEncoder, encodeEntry } from '../src/http/respond.js';
+import { deferred } from './helpers/deferred.js';
 
 const NOW = 1_700_000_000_000;
 let clock = NOW;
@@ -97,5 +99,101 @@ describe('the L1-hit fast path answers exactly like the Hono path', () => {
     const before = fastHits;
     expect((await fetch(fastUrl + '/groups/42', { method: 'POST' })).status).toBe(405);
     expect(fastHits).toBe(before);
+  });
+});
+
+describe('a burst of misses on the fast path', () => {
+  it('is one load; every waiter but a client that left gets the same answer as through Hono', async () => {
+    const gates = [deferred<void>(), deferred<void>()];
+    const loads: string[] = [];
+    const gatedEngine = (gate: Promise<void>) =>
+      new CoalescingCache<{ id: string; name: string }>({
+        load: async (key) => {
+          loads.push(key);
+          await gate;
+          return { id: key, name: `group ${key}` };
+        },
+        ttlJitter: 0,
+        now: () => clock,
+      });
+    const fastEngine = gatedEngine(gates[0]!.promise);
+    const slowEngine = gatedEngine(gates[1]!.promise);
+    const fast = createFastPath({ engine: fastEngine, parseId: (raw) => parseGroupId(raw), cacheName: 'group-profile-proxy' });
+    const hono = getRequestListener(createProxyApp({ engine: slowEngine }).fetch);
+    let fastAnswered = 0;
+    const servers = [
+      createServer((req, res) => {
+        if (fast(req, res)) fastAnswered++;
+        else res.writeHead(500).end();
+      }),
+      createServer((req, res) => void hono(req, res)),
+    ];
+    const [fastBase, honoBase] = await Promise.all(servers.map(listen));
+    try {
+      const burst = async (base: string, gate: (typeof gates)[number]) => {
+        // A client that sends its request and leaves before the load returns.
+        const leaver = connect(Number(new URL(base).port), '127.0.0.1');
+        await new Promise((resolve) => leaver.once('connect', resolve));
+        leaver.write('GET /groups/77 HTTP/1.1\r\nhost: x\r\n\r\n');
+        const answers = Array.from({ length: 30 }, () => answer(base, '/groups/77'));
+        await vi.waitFor(() => expect(loads.length).toBeGreaterThan(0));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        leaver.destroy();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        gate.resolve();
+        return Promise.all(answers);
+      };
+      const viaFast = await burst(fastBase!, gates[0]!);
+      expect(loads).toEqual(['77']);
+      const viaHono = await burst(honoBase!, gates[1]!);
+      expect(loads).toEqual(['77', '77']);
+      expect(fastAnswered).toBe(31);
+      for (const answers of [viaFast, viaHono]) {
+        expect(answers.every((a) => a.status === 200)).toBe(true);
+        expect(answers.filter((a) => a.headers['cache-status']!.includes('collapsed')).length).toBeGreaterThanOrEqual(29);
+      }
+      const collapsed = (answers: typeof viaFast) => answers.find((a) => a.headers['cache-status']!.includes('collapsed'));
+      expect(collapsed(viaFast)).toEqual(collapsed(viaHono));
+    } finally {
+      for (const server of servers) {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+      await fastEngine.close();
+      await slowEngine.close();
+    }
+  });
+});
+
+describe('AnswerEncoder', () => {
+  // Filled by beforeAll, so read inside each test.
+  let entry: NonNullable<ReturnType<typeof engine.peek>>;
+  beforeAll(() => {
+    entry = engine.peek('42')!;
+  });
+
+  it('shares one answer per entry and outcome within a millisecond, never across', () => {
+    const encoder = new AnswerEncoder('group-profile-proxy');
+    const now = clock;
+    const hit = encoder.encode(entry, 'hit', now, undefined);
+    expect(encoder.encode(entry, 'hit', now, undefined)).toBe(hit);
+    const collapsed = encoder.encode(entry, 'collapsed', now, undefined);
+    expect(collapsed).not.toBe(hit);
+    expect(collapsed).toEqual(encodeEntry(entry, 'collapsed', now, undefined, 'group-profile-proxy'));
+    expect(hit).toEqual(encodeEntry(entry, 'hit', now, undefined, 'group-profile-proxy'));
+    const later = encoder.encode(entry, 'hit', now + 1_000, undefined);
+    expect(later).not.toBe(hit);
+    expect(later.headers.age).toBe(String(Number(hit.headers.age) + 1));
+  });
+
+  it('never memoizes a conditional, failed or first-load answer', () => {
+    const encoder = new AnswerEncoder('group-profile-proxy');
+    const now = clock;
+    expect(encoder.encode(entry, 'hit', now, entry.etag).status).toBe(304);
+    expect(encoder.encode(entry, 'hit', now, undefined).status).toBe(200);
+    const failed = encoder.encode(entry, 'stale-if-error', now, undefined, 503);
+    expect(failed.headers['cache-status']).toContain('fwd-status=503');
+    expect(encoder.encode(entry, 'stale-if-error', now, undefined, 503)).not.toBe(failed);
+    expect(encoder.encode(entry, 'miss', now, undefined)).not.toBe(encoder.encode(entry, 'miss', now, undefined));
   });
 });

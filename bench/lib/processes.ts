@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
@@ -78,4 +78,10 @@ export async function resetBackend(mockUrl: string): Promise<void> {
 
 export async function setBackendMode(mockUrl: string, mode: string, latencyMs?: number): Promise<void> {
   await fetch(`${mockUrl}/__mode`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mode, latencyMs }) });
+}
+
+/** Pins every thread of this process to `cpu` (taskset), so a load generator never shares the server's core. */
+export function pinThisProcess(cpu: string): void {
+  const run = spawnSync('taskset', ['-a', '-cp', cpu, String(process.pid)], { encoding: 'utf8' });
+  if (run.error !== undefined || run.status !== 0) throw new Error(`taskset failed: ${run.error?.message ?? run.stderr}`);
 }

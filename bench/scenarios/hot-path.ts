@@ -1,8 +1,7 @@
-import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
 import { percentile } from '../lib/load.js';
 import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
-import { startMock, startNode, startProxy } from '../lib/processes.js';
+import { BurstClient } from '../lib/burst-client.js';
+import { backendStats, pinThisProcess, startMock, startNode, startProxy } from '../lib/processes.js';
 import { wrk } from '../lib/wrk.js';
 import type { Row } from '../lib/report.js';
 
@@ -74,41 +73,39 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
 /**
  * A cold burst of 1000 identical requests over already-open keep-alive
  * connections against a 50 ms origin: the latency the proxy adds to waiters.
- * The same burst against an ideal coalescing server (bench/bare-burst-server.mjs)
- * gives the floor of this load generator on this machine.
+ * The server is pinned to CPU 0 and this process, the load generator (raw
+ * sockets, see burst-client.ts), to CPU 1. The same burst against an ideal
+ * coalescing server (bench/bare-burst-server.mjs) gives the floor of this
+ * generator on this machine.
  */
-export async function coldBurst(options: { requests?: number; originLatencyMs?: number; rounds?: number } = {}): Promise<Row[]> {
+export async function coldBurst(options: { requests?: number; originLatencyMs?: number; rounds?: number; stockNode?: number } = {}): Promise<Row[]> {
   const requests = options.requests ?? 1000;
   const originLatencyMs = options.originLatencyMs ?? 50;
   const rounds = options.rounds ?? 5;
+  const nodeArgs = options.stockNode === 1 ? [] : [...SIDECAR_NODE_FLAGS];
+  pinThisProcess('1');
   const rows: Row[] = [];
   const mock = await startMock({ MOCK_LATENCY_MS: String(originLatencyMs) });
-  const proxy = await startProxy({ UPSTREAM_URL: mock.url });
-  const floor = await startNode('bench/bare-burst-server.mjs', { ORIGIN_MS: String(originLatencyMs) }, /bare burst server listening/);
+  const proxy = await startProxy({ UPSTREAM_URL: mock.url }, { cpu: '0', nodeArgs });
+  const floor = await startNode('bench/bare-burst-server.mjs', { ORIGIN_MS: String(originLatencyMs) }, /bare burst server listening/, { cpu: '0', nodeArgs });
   try {
+    console.log(`\nboth servers started as: node ${nodeArgs.join(' ') || '(no flags)'}, pinned to CPU 0; load generator on CPU 1`);
     for (const [label, target] of [['proxy', proxy.url], ['ideal coalescing server (floor)', floor.url]] as const) {
-      const pool = new Pool(target, { connections: requests });
+      const client = await BurstClient.open(target, requests);
       try {
-        // Open every connection first, so the burst measures the server, not TCP handshakes.
-        await Promise.all(Array.from({ length: requests }, async () => (await pool.request({ path: '/healthz', method: 'GET' })).body.dump()));
+        // Bursts on other keys first: a serving process has compiled its miss path and set up its
+        // connections long before a burst comes; the first bursts of a new process measure V8's JIT.
+        for (let warmup = 0; warmup < 5; warmup++) await client.burst(`/groups/${4_000_000 + warmup}`);
         for (let round = 0; round < rounds; round++) {
-          const group = 5_000_000 + round;
-          const before = (await (await fetch(`${mock.url}/__stats`)).json()) as { calls: number };
-          const latencies = await Promise.all(
-            Array.from({ length: requests }, async () => {
-              const t0 = performance.now();
-              const response = await pool.request({ path: `/groups/${group}`, method: 'GET' });
-              await response.body.dump();
-              return performance.now() - t0;
-            }),
-          );
-          const after = (await (await fetch(`${mock.url}/__stats`)).json()) as { calls: number };
-          const sorted = Float64Array.from(latencies).sort();
+          const before = await backendStats(mock.url);
+          const answers = await client.burst(`/groups/${5_000_000 + round}`);
+          const after = await backendStats(mock.url);
+          const sorted = Float64Array.from(answers, (a) => a.latencyMs).sort();
           rows.push({
             scenario: `cold burst ${requests}, origin ${originLatencyMs} ms, ${label} (round ${round + 1})`,
             requests,
             downstreamCalls: label === 'proxy' ? after.calls - before.calls : 1,
-            errors: 0,
+            errors: answers.filter((a) => a.status !== 200).length,
             p50: percentile(sorted, 50),
             p95: percentile(sorted, 95),
             p99: percentile(sorted, 99),
@@ -116,7 +113,7 @@ export async function coldBurst(options: { requests?: number; originLatencyMs?: 
           });
         }
       } finally {
-        await pool.close();
+        client.close();
       }
     }
     return rows;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { ProxyMetrics } from '../metrics/metrics.js';
-import { encodeEntry, type EncodedResponse } from './respond.js';
+import { AnswerEncoder } from './respond.js';
 import { answerMiss, type EngineReader } from './routes.js';
 
 export interface FastPathOptions {
@@ -27,10 +27,7 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
   const { engine, parseId, cacheName, metrics } = options;
   const prefix = options.prefix ?? '/groups/';
   const recordHit = metrics?.hitRecorder();
-  // Answers encoded during the current millisecond, by entry: a hot key is encoded once per ms,
-  // and the memo never holds more than the keys hit within one millisecond.
-  let memoNow = Number.NaN;
-  const memo = new Map<object, EncodedResponse>();
+  const encoder = new AnswerEncoder(cacheName);
   return (req, res) => {
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return false;
@@ -46,11 +43,10 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
     const ifNoneMatch = req.headers['if-none-match'];
     const entry = engine.peek(key);
     if (entry === undefined) {
-      const gone = new AbortController();
-      res.once('close', () => {
-        if (!res.writableFinished) gone.abort();
-      });
-      answerMiss(engine, key, ifNoneMatch, cacheName, gone.signal)
+      // No abort signal per waiter: an AbortController and its listeners cost more than the rest of a
+      // waiter, and a burst's thousand would outlive the young generation. A client that leaves
+      // keeps its waiter until the shared load settles (or waitTimeoutMs), and is then not written to.
+      answerMiss(engine, key, ifNoneMatch, encoder, undefined)
         .then(({ response, cache }) => {
           if (res.destroyed) return;
           res.writeHead(response.status, response.headers);
@@ -64,23 +60,7 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
         });
       return true;
     }
-    const now = engine.now();
-    let answer: EncodedResponse;
-    if (ifNoneMatch === undefined) {
-      // encodeEntry is a pure function of (entry, now): reuse its answer within the same millisecond.
-      if (now !== memoNow) {
-        memo.clear();
-        memoNow = now;
-      }
-      const memoized = memo.get(entry);
-      if (memoized !== undefined) answer = memoized;
-      else {
-        answer = encodeEntry(entry, 'hit', now, undefined, cacheName);
-        memo.set(entry, answer);
-      }
-    } else {
-      answer = encodeEntry(entry, 'hit', now, ifNoneMatch, cacheName);
-    }
+    const answer = encoder.encode(entry, 'hit', engine.now(), ifNoneMatch);
     res.writeHead(answer.status, answer.headers);
     res.end(method === 'HEAD' ? undefined : (answer.body ?? undefined));
     recordHit?.(answer.status, (performance.now() - started) / 1000);

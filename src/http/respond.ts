@@ -53,6 +53,43 @@ export function encodeEntry(
   return { status: 200, headers, body };
 }
 
+/**
+ * `encodeEntry` with a memo for its common case, no If-None-Match and no
+ * failure: within one millisecond the answer for an (entry, outcome) pair is
+ * the same object. A hot key is encoded once per ms, and a burst's 1000
+ * collapsed waiters share one answer instead of 1000 header objects that
+ * would all survive until the load returns. The memo only holds what was
+ * answered during the current millisecond.
+ */
+export class AnswerEncoder {
+  readonly cacheName: string;
+  #memoAt = Number.NaN;
+  readonly #hits = new Map<CacheEntry, EncodedResponse>();
+  readonly #collapsed = new Map<CacheEntry, EncodedResponse>();
+
+  constructor(cacheName: string) {
+    this.cacheName = cacheName;
+  }
+
+  encode(entry: CacheEntry, outcome: LookupOutcome, now: number, ifNoneMatch: string | undefined, failedStatus?: number): EncodedResponse {
+    if (ifNoneMatch !== undefined || (outcome !== 'hit' && outcome !== 'collapsed')) {
+      return encodeEntry(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus);
+    }
+    if (now !== this.#memoAt) {
+      this.#hits.clear();
+      this.#collapsed.clear();
+      this.#memoAt = now;
+    }
+    const memo = outcome === 'hit' ? this.#hits : this.#collapsed;
+    let answer = memo.get(entry);
+    if (answer === undefined) {
+      answer = encodeEntry(entry, outcome, now, undefined, this.cacheName);
+      memo.set(entry, answer);
+    }
+    return answer;
+  }
+}
+
 /** RFC 9211 Cache-Status for one answer. */
 function cacheStatus(cacheName: string, outcome: LookupOutcome, ttlSeconds: number, found: boolean, failedStatus: number | undefined): string {
   const negative = found ? '' : '-negative';

@@ -5,7 +5,7 @@ import { ProxyError, toProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId, rawLastPathSegment } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { integerOption, functionOption, OptionError } from '../util/options.js';
-import { DEFAULT_CACHE_NAME, encodeEntry, encodeError, type EncodedResponse } from './respond.js';
+import { AnswerEncoder, DEFAULT_CACHE_NAME, encodeError, type EncodedResponse } from './respond.js';
 
 export interface GroupProfileRoutesOptions {
   /** The engine answering lookups. Required. */
@@ -42,6 +42,7 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
       ? (raw: string) => parseGroupId(raw, maxGroupId)
       : functionOption<(raw: string) => string | undefined>('parseId', options.parseId);
   const cacheName = cacheNameOption(options.cacheName);
+  const encoder = new AnswerEncoder(cacheName);
   const metrics = options.metrics;
   const record = (started: number, response: EncodedResponse, cache: string): EncodedResponse => {
     metrics?.recordAnswer(ROUTE_LABEL, response.status, cache, (performance.now() - started) / 1000);
@@ -58,8 +59,8 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
     }
     const ifNoneMatch = c.req.header('if-none-match');
     const fresh = engine.peek(key);
-    if (fresh !== undefined) return send(c, record(started, encodeEntry(fresh, 'hit', engine.now(), ifNoneMatch, cacheName), 'hit'));
-    const { response, cache } = await answerMiss(engine, key, ifNoneMatch, cacheName, c.req.raw.signal);
+    if (fresh !== undefined) return send(c, record(started, encoder.encode(fresh, 'hit', engine.now(), ifNoneMatch), 'hit'));
+    const { response, cache } = await answerMiss(engine, key, ifNoneMatch, encoder, c.req.raw.signal);
     return send(c, record(started, response, cache));
   };
 
@@ -81,14 +82,14 @@ export async function answerMiss(
   engine: EngineReader,
   key: string,
   ifNoneMatch: string | undefined,
-  cacheName: string,
+  encoder: AnswerEncoder,
   signal: AbortSignal | undefined,
 ): Promise<{ response: EncodedResponse; cache: string }> {
   try {
-    const { entry, outcome, error } = await engine.get(key, { signal });
-    return { response: encodeEntry(entry, outcome, engine.now(), ifNoneMatch, cacheName, error?.status), cache: outcome };
+    const { entry, outcome, error } = await engine.get(key, signal === undefined ? undefined : { signal });
+    return { response: encoder.encode(entry, outcome, engine.now(), ifNoneMatch, error?.status), cache: outcome };
   } catch (error) {
-    return { response: encodeError(toProxyError(error), cacheName), cache: 'none' };
+    return { response: encodeError(toProxyError(error), encoder.cacheName), cache: 'none' };
   }
 }
 

@@ -1,0 +1,99 @@
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+export interface BurstAnswer {
+  status: number;
+  /** From the write of this socket's request to the last byte of its answer, ms. */
+  latencyMs: number;
+}
+
+/**
+ * A load generator for one burst at a time: N keep-alive connections opened
+ * up front, then one identical GET written on every one of them in a tight
+ * loop. Answers are framed by Content-Length on raw sockets, with no HTTP
+ * client in between, so the generator's own cost per answer is a few
+ * microseconds and the latency it reports is the server's. (An HTTP client
+ * pool adds tens of ms to the tail of a 1000-answer burst on one core.)
+ */
+export class BurstClient {
+  readonly #sockets: Socket[] = [];
+  readonly #host: string;
+
+  private constructor(host: string) {
+    this.#host = host;
+  }
+
+  /** Opens `connections` sockets to a loopback `url` (http://127.0.0.1:port). */
+  static async open(url: string, connections: number): Promise<BurstClient> {
+    const { hostname, port } = new URL(url);
+    if (!/^127\.\d+\.\d+\.\d+$/.test(hostname)) throw new Error(`refusing a non-loopback target: ${url}`);
+    const client = new BurstClient(`${hostname}:${port}`);
+    // In batches of 100, so the server's accept backlog never overflows.
+    for (let opened = 0; opened < connections; opened += 100) {
+      const batch = Array.from(
+        { length: Math.min(100, connections - opened) },
+        () =>
+          new Promise<Socket>((resolve, reject) => {
+            const socket = connect({ host: hostname, port: Number(port), noDelay: true }, () => resolve(socket));
+            socket.once('error', reject);
+          }),
+      );
+      client.#sockets.push(...(await Promise.all(batch)));
+    }
+    return client;
+  }
+
+  /** Writes `GET path` on every connection at once; resolves when every answer is complete. */
+  burst(path: string, timeoutMs = 10_000): Promise<BurstAnswer[]> {
+    const request = Buffer.from(`GET ${path} HTTP/1.1\r\nhost: ${this.#host}\r\n\r\n`, 'latin1');
+    const pending = this.#sockets.map((socket) => answerOn(socket));
+    const started = new Float64Array(this.#sockets.length);
+    for (let i = 0; i < this.#sockets.length; i++) {
+      started[i] = performance.now();
+      this.#sockets[i]!.write(request);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`burst of ${this.#sockets.length} not answered within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const answers = Promise.all(pending.map(async (answer, i) => ({ status: (await answer).status, latencyMs: (await answer).at - started[i]! })));
+    return Promise.race([answers, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  close(): void {
+    for (const socket of this.#sockets) socket.destroy();
+  }
+}
+
+/** Reads one HTTP/1.1 answer framed by Content-Length from `socket`. */
+function answerOn(socket: Socket): Promise<{ status: number; at: number }> {
+  return new Promise((resolve, reject) => {
+    let head = '';
+    let bodyLeft = -1;
+    let status = 0;
+    const onData = (chunk: Buffer): void => {
+      let rest = chunk;
+      if (bodyLeft < 0) {
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        status = Number(head.slice(9, 12));
+        const length = /\r\ncontent-length: *(\d+)/i.exec(head.slice(0, end));
+        if (length === null) return fail(new Error(`answer without Content-Length: ${head.slice(0, end)}`));
+        bodyLeft = Number(length[1]);
+        rest = Buffer.from(head.slice(end + 4), 'latin1');
+      }
+      bodyLeft -= rest.length;
+      if (bodyLeft > 0) return;
+      if (bodyLeft < 0) return fail(new Error('more bytes than Content-Length'));
+      socket.off('data', onData).off('error', fail).off('close', onClose);
+      resolve({ status, at: performance.now() });
+    };
+    const fail = (error: Error): void => {
+      socket.off('data', onData).off('error', fail).off('close', onClose);
+      reject(error);
+    };
+    const onClose = (): void => fail(new Error('connection closed before the answer was complete'));
+    socket.on('data', onData).once('error', fail).once('close', onClose);
+  });
+}
