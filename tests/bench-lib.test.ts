@@ -1,4 +1,8 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { BurstClient } from '../bench/lib/burst-client.js';
+import { parseWrk } from '../bench/lib/wrk.js';
 import { percentile } from '../bench/lib/load.js';
 import { markdownTable, row } from '../bench/lib/report.js';
 import { barChartSvg } from '../bench/lib/svg.js';
@@ -38,5 +42,60 @@ describe('benchmark helpers', () => {
     const svg = barChartSvg('t', 'x', 'y', ['1', '10'], [{ name: 'a', color: '#000', values: [1, 10] }]);
     expect(svg.match(/<rect x=/g)).toHaveLength(2 + 1); // two bars and one legend swatch
     expect(svg).toContain('>10</text>');
+  });
+});
+
+const WRK_OUTPUT = `Running 3s test @ http://127.0.0.1:40000/groups/42
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.52ms  502.11us  12.40ms   90.12%
+    Req/Sec    42.10k     2.01k   45.00k    80.00%
+  Latency Distribution
+     50%    1.40ms
+     75%    1.60ms
+     90%    1.90ms
+     99%  850.00us
+  125667 requests in 3.00s, 201.29MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  41882.31
+Transfer/sec:     67.08MB
+`;
+
+describe('wrk report parsing', () => {
+  it('reads requests, rate, percentiles in any unit and every kind of error', () => {
+    expect(parseWrk(WRK_OUTPUT)).toEqual({ requests: 125_667, rps: 41_882.31, p50Ms: 1.4, p99Ms: 0.85, errors: 7 });
+  });
+});
+
+describe('BurstClient', () => {
+  it('writes one request per connection and frames each answer by Content-Length, even split across packets', async () => {
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.url!);
+      res.writeHead(req.url === '/missing' ? 404 : 200, { 'content-length': '10' });
+      res.write('01234');
+      setTimeout(() => res.end('56789'), 5);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = await BurstClient.open(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 150);
+    try {
+      const first = await client.burst('/groups/1');
+      expect(first).toHaveLength(150);
+      expect(first.every((a) => a.status === 200 && a.latencyMs >= 0)).toBe(true);
+      // Keep-alive: the same connections carry the next burst.
+      const second = await client.burst('/missing');
+      expect(second.map((a) => a.status)).toEqual(Array(150).fill(404));
+      expect(seen.filter((url) => url === '/groups/1')).toHaveLength(150);
+      expect(seen).toHaveLength(300);
+    } finally {
+      client.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('refuses a target that is not on loopback', async () => {
+    await expect(BurstClient.open('http://10.0.0.1:80', 1)).rejects.toThrow(/non-loopback/);
   });
 });
