@@ -91,6 +91,20 @@ describe('metrics', () => {
     expect((await register.getMetricsAsJSON()).some((m) => m.name.startsWith('mine_'))).toBe(false);
   });
 
+  it("exports prom-client's process metrics, without the per-GC histogram unless asked for", async () => {
+    const { Registry, collectDefaultMetrics } = await import('prom-client');
+    const names = async (registry: InstanceType<typeof Registry>) => (await registry.getMetricsAsJSON()).map((m) => m.name).sort();
+    const reference = new Registry();
+    collectDefaultMetrics({ register: reference, prefix: 'gpp_' });
+    const withoutGc = new ProxyMetrics({ registry: new Registry() });
+    const withGc = new ProxyMetrics({ registry: new Registry(), gcMetrics: true });
+    const own = await names(new ProxyMetrics({ registry: new Registry(), processMetrics: false }).registry);
+    const processNames = async (metrics: ProxyMetrics) => (await names(metrics.registry)).filter((name) => !own.includes(name));
+    expect(await processNames(withGc)).toEqual(await names(reference));
+    expect(await processNames(withoutGc)).toEqual((await names(reference)).filter((name) => name !== 'gpp_nodejs_gc_duration_seconds'));
+    expect(await processNames(withoutGc)).toContain('gpp_nodejs_eventloop_lag_seconds');
+  });
+
   it('lists exactly the exported metrics in the README metrics table', async () => {
     const metrics = new ProxyMetrics({ processMetrics: false });
     const exported = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).sort();

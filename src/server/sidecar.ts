@@ -53,7 +53,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   const l2 = await createL2(settings, logger);
   let cache: GroupProfileCache | undefined;
   const metrics = new ProxyMetrics(
-    {},
+    { gcMetrics: settings.gcMetrics === 'on' },
     { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats() },
   );
   cache = createGroupProfileCache({
