@@ -170,6 +170,13 @@ export async function coldBurst(options: { requests?: number; originLatencyMs?: 
         client.close();
       }
     }
+    const target = originLatencyMs + 30;
+    console.log(`\n| server | p99 per round, ms | median p99 | rounds with p99 ≤ ${target} ms (origin + 30) |`);
+    console.log('| --- | --- | ---: | ---: |');
+    for (const label of ['proxy', 'ideal coalescing server (floor)']) {
+      const p99s = rows.filter((r) => r.scenario.includes(`, ${label} (`)).map((r) => r.p99);
+      console.log(`| ${label} | ${p99s.map((p) => p.toFixed(1)).join(', ')} | ${median(p99s).toFixed(1)} | ${p99s.filter((p) => p <= target).length} of ${p99s.length} |`);
+    }
     return rows;
   } finally {
     await floor.stop();

@@ -6,6 +6,7 @@ import type { BusMessage, RedisTier } from '../l2/redis-tier.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
+import { abortedError, WaitList } from './wait-list.js';
 
 /**
  * How a lookup was answered, for Cache-Status and metrics:
@@ -49,6 +50,8 @@ interface Flight<V> {
   waiters: number;
   /** Set by invalidate(): the result must not be cached, it may predate the change. */
   fenced: boolean;
+  /** Callers waiting without a stale fallback; made by the first of them. */
+  waitList: WaitList<Lookup<V>> | undefined;
 }
 
 const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', l2: 'l2-hit', fleet: 'collapsed' };
@@ -147,12 +150,7 @@ export class CoalescingCache<V = unknown> {
     }
     flight.waiters++;
     const signal = options?.signal;
-    if (stale === undefined) {
-      return this.#wait(flight.promise, signal).then((filled) => ({
-        entry: filled.entry,
-        outcome: started ? OUTCOME_OF_SOURCE[filled.source] : 'collapsed',
-      }));
-    }
+    if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
     return this.#waitOrServeStale(flight, started, stale, signal);
   }
 
@@ -220,7 +218,7 @@ export class CoalescingCache<V = unknown> {
    * (now for a miss; the current entry's expiry for an early refresh).
    */
   #startFlight(key: string, notBefore: number, background = false): Flight<V> {
-    const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false };
+    const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false, waitList: undefined };
     flight.promise = this.#fill(key, flight, notBefore).finally(() => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
     });
@@ -290,15 +288,17 @@ export class CoalescingCache<V = unknown> {
     this.#invalidateLocal(message.ids);
   }
 
-  /** Waits on a shared load with this caller's own deadline and abort signal. */
-  #wait<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const settle = watch(signal, this.#options.waitTimeoutMs, reject);
-      promise.then(
-        (value) => settle() && resolve(value),
-        (error: unknown) => settle() && reject(error),
-      );
-    });
+  /** The flight's waiters, each with its own deadline and abort signal; all answered when the load settles. */
+  #waitListOf(flight: Flight<V>): WaitList<Lookup<V>> {
+    if (flight.waitList !== undefined) return flight.waitList;
+    const list = new WaitList<Lookup<V>>(this.#options.waitTimeoutMs);
+    flight.waitList = list;
+    flight.promise.then(
+      // One answer object for the starter and one shared by every collapsed caller.
+      (filled) => list.resolveAll({ entry: filled.entry, outcome: OUTCOME_OF_SOURCE[filled.source] }, { entry: filled.entry, outcome: 'collapsed' }),
+      (error: unknown) => list.rejectAll(error),
+    );
+    return list;
   }
 
   /**
@@ -342,8 +342,7 @@ function watch(signal: AbortSignal | undefined, timeoutMs: number, reject: (erro
     if (error !== undefined) reject(error);
     return true;
   };
-  // 499: nginx's "client closed request"; nobody reads it, the client is gone.
-  const onAbort = (): void => void finish(new ProxyError('ABORTED', 'the caller stopped waiting', 499));
+  const onAbort = (): void => void finish(abortedError());
   const timer = setTimeout(() => finish(new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`, 504)), timeoutMs);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });

@@ -1,0 +1,98 @@
+import { performance } from 'node:perf_hooks';
+import { ProxyError } from '../errors.js';
+
+interface Waiter<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: unknown) => void;
+  /** performance.now() past which this caller gets WAIT_TIMEOUT. */
+  readonly deadline: number;
+  /** The caller that started the load (it gets `firstValue`). */
+  readonly first: boolean;
+  readonly signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  settled: boolean;
+}
+
+/**
+ * The callers waiting on one load, each with its own deadline and optional
+ * abort signal, under a single timer. Callers join in time order, so their
+ * deadlines are sorted and the timer only ever waits for the earliest one.
+ * A burst's thousand waiters cost a thousand small records, not a thousand
+ * timers, promise chains and closures that would all outlive V8's young
+ * generation while the load is out.
+ */
+export class WaitList<T> {
+  readonly #timeoutMs: number;
+  readonly #waiters: Waiter<T>[] = [];
+  /** Waiters before this index are settled. */
+  #next = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #done = false;
+
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Waits for the load's value; rejects this caller alone on its deadline or its signal. */
+  wait(first: boolean, signal: AbortSignal | undefined): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.#done) throw new Error('WaitList.wait after the load settled');
+      if (signal?.aborted) return reject(abortedError());
+      const waiter: Waiter<T> = { resolve, reject, deadline: performance.now() + this.#timeoutMs, first, signal, onAbort: undefined, settled: false };
+      if (signal !== undefined) {
+        waiter.onAbort = () => this.#settle(waiter, abortedError());
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#waiters.push(waiter);
+      this.#timer ??= setTimeout(this.#expire, this.#timeoutMs);
+    });
+  }
+
+  /** The load succeeded: the first caller gets `firstValue`, every other one `value`. */
+  resolveAll(firstValue: T, value: T): void {
+    this.#finish((waiter) => waiter.resolve(waiter.first ? firstValue : value));
+  }
+
+  rejectAll(error: unknown): void {
+    this.#finish((waiter) => waiter.reject(error));
+  }
+
+  #finish(answer: (waiter: Waiter<T>) => void): void {
+    this.#done = true;
+    clearTimeout(this.#timer);
+    for (let i = this.#next; i < this.#waiters.length; i++) {
+      const waiter = this.#waiters[i]!;
+      if (waiter.settled) continue;
+      this.#disarm(waiter);
+      answer(waiter);
+    }
+    this.#waiters.length = 0;
+  }
+
+  readonly #expire = (): void => {
+    this.#timer = undefined;
+    const now = performance.now();
+    const waiters = this.#waiters;
+    while (this.#next < waiters.length && waiters[this.#next]!.deadline <= now) {
+      const waiter = waiters[this.#next++]!;
+      if (!waiter.settled) this.#settle(waiter, new ProxyError('WAIT_TIMEOUT', `no answer within ${this.#timeoutMs} ms`, 504));
+    }
+    if (this.#next < waiters.length) this.#timer = setTimeout(this.#expire, Math.max(1, waiters[this.#next]!.deadline - now));
+  };
+
+  #settle(waiter: Waiter<T>, error: ProxyError): void {
+    if (waiter.settled) return;
+    this.#disarm(waiter);
+    waiter.reject(error);
+  }
+
+  #disarm(waiter: Waiter<T>): void {
+    waiter.settled = true;
+    if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);
+  }
+}
+
+/** 499: nginx's "client closed request"; nobody reads it, the client is gone. */
+export function abortedError(): ProxyError {
+  return new ProxyError('ABORTED', 'the caller stopped waiting', 499);
+}
