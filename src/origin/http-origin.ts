@@ -1,4 +1,5 @@
-import { Pool, type Dispatcher } from 'undici';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { ProxyError } from '../errors.js';
 import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
 import type { BatchResult } from './batch-loader.js';
@@ -28,12 +29,16 @@ export const HTTP_ORIGIN_DEFAULTS = {
 } as const;
 
 /**
- * The group-profile service over HTTP (undici keep-alive pool). Only fixed,
+ * The group-profile service over HTTP: Node's own client with a keep-alive
+ * agent (undici from npm would load a second copy of the HTTP client Node
+ * already ships, ~8 MB of resident memory). Only fixed,
  * proxy-owned headers go upstream: client headers (Authorization, Cookie, ...)
  * never do, so a cached profile can never carry one user's data to another.
  */
 export class HttpOrigin {
-  readonly #pool: Pool;
+  readonly #agent: HttpAgent;
+  readonly #send: (options: RequestOptions, onResponse: (response: IncomingMessage) => void) => ClientRequest;
+  readonly #target: { protocol: string; hostname: string; port: string };
   readonly #basePath: string;
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
@@ -48,7 +53,13 @@ export class HttpOrigin {
     const keepAliveTimeout = integerOption('keepAliveTimeoutMs', o.keepAliveTimeoutMs, 1, 600_000);
     this.#basePath = url.pathname.replace(/\/+$/, '');
     this.url = url.origin + this.#basePath;
-    this.#pool = new Pool(url.origin, { connections, keepAliveTimeout, pipelining: 1 });
+    const secure = url.protocol === 'https:';
+    // `timeout` closes a keep-alive connection idle that long; in-flight requests have their own deadline.
+    const agentOptions = { keepAlive: true, maxSockets: connections, maxFreeSockets: connections, timeout: keepAliveTimeout, scheduling: 'lifo' as const };
+    this.#agent = secure ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+    this.#send = secure ? httpsRequest : httpRequest;
+    // URL keeps IPv6 literals bracketed; Node's client wants them bare.
+    this.#target = { protocol: url.protocol, hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port };
   }
 
   /** Loads one profile: the object, NOT_FOUND on 404, or a ProxyError for anything else. */
@@ -79,7 +90,7 @@ export class HttpOrigin {
   };
 
   async close(): Promise<void> {
-    await this.#pool.close();
+    this.#agent.destroy();
   }
 
   /** `bodyScale`: a batch answer may be as large as that many profiles. */
@@ -111,42 +122,52 @@ export class HttpOrigin {
     callerSignal: AbortSignal,
     maxBodyBytes: number,
   ): Promise<Buffer | NotFound> {
-    let response: Dispatcher.ResponseData;
+    let response: IncomingMessage;
     try {
-      response = await this.#pool.request({
-        path,
-        method: 'GET',
-        headers: { accept: 'application/json', 'user-agent': 'group-profile-proxy' },
-        signal,
+      response = await new Promise<IncomingMessage>((resolve, reject) => {
+        const request = this.#send(
+          {
+            ...this.#target,
+            agent: this.#agent,
+            path,
+            method: 'GET',
+            headers: { accept: 'application/json', 'user-agent': 'group-profile-proxy' },
+            signal,
+          },
+          resolve,
+        );
+        request.once('error', reject);
+        request.end();
       });
     } catch (error) {
       throw this.#failure(error, timeout, callerSignal);
     }
-    const { statusCode, headers, body } = response;
+    const statusCode = response.statusCode ?? 0;
     if (statusCode === 404) {
-      await body.dump();
+      await discard(response);
       return NOT_FOUND;
     }
     if (statusCode !== 200) {
-      await body.dump().catch(() => {});
+      await discard(response);
       throw new ProxyError('UPSTREAM_STATUS', `upstream answered ${statusCode}`, 502);
     }
-    const declared = Number(headers['content-length']);
+    const declared = Number(response.headers['content-length']);
     if (declared > maxBodyBytes) {
-      body.destroy();
+      response.destroy();
       throw oversized(maxBodyBytes);
     }
     try {
       const chunks: Buffer[] = [];
       let size = 0;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      for await (const chunk of response as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (size > maxBodyBytes) {
-          body.destroy();
+          response.destroy();
           throw oversized(maxBodyBytes);
         }
         chunks.push(chunk);
       }
+      if (!response.complete) throw new Error('upstream closed the connection before the end of the body');
       return Buffer.concat(chunks, size);
     } catch (error) {
       if (error instanceof ProxyError) throw error;
@@ -161,6 +182,19 @@ export class HttpOrigin {
     }
     const reason = error instanceof Error ? error.message : String(error);
     return new ProxyError('UPSTREAM_UNREACHABLE', `upstream request failed: ${reason}`, 502, { cause: error });
+  }
+}
+
+/** Reads a body to its end so the connection goes back to the pool; a large one closes the connection instead. */
+async function discard(response: IncomingMessage): Promise<void> {
+  let size = 0;
+  try {
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > 64 * 1024) return void response.destroy();
+    }
+  } catch {
+    // The connection is gone; nothing to give back.
   }
 }
 
