@@ -28,122 +28,87 @@ class ConfigError extends Error {
 }
 export { ConfigError };
 
-function integer(env: string, fallback: number, min: number, max: number, description: string): Setting<number> {
-  const allowed = `an integer in [${min}, ${max}]`;
+/** What a converter returns for a value it rejects (`undefined` can be a valid value). */
+const INVALID: unique symbol = Symbol('invalid');
+
+/**
+ * The shell every setting shares: unset or empty gives `fallback`; anything
+ * else goes through `convert`, and a rejected value is reported under the
+ * variable's name, shown as `shown(raw)` (secrets are never echoed, long
+ * values are cut).
+ */
+function setting<T>(
+  env: string,
+  fallback: T,
+  allowed: string,
+  description: string,
+  convert: (raw: string) => T | typeof INVALID,
+  shown: (raw: string) => string = (raw) => raw,
+): Setting<T> {
   return {
     env,
-    defaultText: String(fallback),
+    defaultText: fallback === undefined ? '' : String(fallback),
     description,
     allowed,
     parse(raw) {
       if (raw === undefined || raw === '') return fallback;
-      if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(env, allowed, raw);
-      const value = Number(raw);
-      if (!Number.isSafeInteger(value) || value < min || value > max) throw new ConfigError(env, allowed, raw);
+      const value = convert(raw);
+      if (value === INVALID) throw new ConfigError(env, allowed, shown(raw));
       return value;
     },
   };
+}
+
+function integerIn(min: number, max: number): (raw: string) => number | typeof INVALID {
+  return (raw) => {
+    if (!/^-?\d+$/.test(raw.trim())) return INVALID;
+    const value = Number(raw);
+    return Number.isSafeInteger(value) && value >= min && value <= max ? value : INVALID;
+  };
+}
+
+function integer(env: string, fallback: number, min: number, max: number, description: string): Setting<number> {
+  return setting(env, fallback, `an integer in [${min}, ${max}]`, description, integerIn(min, max));
 }
 
 function optionalInteger(env: string, min: number, max: number, description: string): Setting<number | undefined> {
-  const inner = integer(env, 0, min, max, description);
-  return { ...inner, defaultText: '', parse: (raw) => (raw === undefined || raw === '' ? undefined : inner.parse(raw)) };
+  return setting<number | undefined>(env, undefined, `an integer in [${min}, ${max}]`, description, integerIn(min, max));
 }
 
 function fraction(env: string, fallback: number, max: number, description: string): Setting<number> {
-  const allowed = `a number in [0, ${max}]`;
-  return {
-    env,
-    defaultText: String(fallback),
-    description,
-    allowed,
-    parse(raw) {
-      if (raw === undefined || raw === '') return fallback;
-      const value = Number(raw);
-      if (raw.trim() === '' || !Number.isFinite(value) || value < 0 || value > max) throw new ConfigError(env, allowed, raw);
-      return value;
-    },
-  };
+  return setting(env, fallback, `a number in [0, ${max}]`, description, (raw) => {
+    const value = Number(raw);
+    return raw.trim() !== '' && Number.isFinite(value) && value >= 0 && value <= max ? value : INVALID;
+  });
 }
 
 function oneOf<const T extends string>(env: string, fallback: T, values: readonly T[], description: string): Setting<T> {
-  const allowed = `one of ${values.join(', ')}`;
-  return {
-    env,
-    defaultText: fallback,
-    description,
-    allowed,
-    parse(raw) {
-      if (raw === undefined || raw === '') return fallback;
-      if (!(values as readonly string[]).includes(raw)) throw new ConfigError(env, allowed, raw);
-      return raw as T;
-    },
-  };
+  return setting<T>(env, fallback, `one of ${values.join(', ')}`, description, (raw) => ((values as readonly string[]).includes(raw) ? (raw as T) : INVALID));
 }
 
 function optionalUrl(env: string, protocols: readonly string[], description: string): Setting<string | undefined> {
-  const allowed = `a ${protocols.join(' or ')} URL`;
-  return {
-    env,
-    defaultText: '',
-    description,
-    allowed,
-    parse(raw) {
-      if (raw === undefined || raw === '') return undefined;
-      let url: URL;
-      try {
-        url = new URL(raw);
-      } catch {
-        throw new ConfigError(env, allowed, raw);
-      }
-      if (!protocols.includes(url.protocol)) throw new ConfigError(env, allowed, raw);
-      return raw;
-    },
-  };
+  return setting<string | undefined>(env, undefined, `a ${protocols.join(' or ')} URL`, description, (raw) => {
+    try {
+      return protocols.includes(new URL(raw).protocol) ? raw : INVALID;
+    } catch {
+      return INVALID;
+    }
+  });
 }
 
-function text(env: string, fallback: string, pattern: RegExp, allowedText: string, description: string): Setting<string> {
-  return {
-    env,
-    defaultText: fallback,
-    description,
-    allowed: allowedText,
-    parse(raw) {
-      if (raw === undefined || raw === '') return fallback;
-      if (!pattern.test(raw)) throw new ConfigError(env, allowedText, raw);
-      return raw;
-    },
-  };
+function text(env: string, fallback: string, pattern: RegExp, allowed: string, description: string): Setting<string> {
+  return setting(env, fallback, allowed, description, (raw) => (pattern.test(raw) ? raw : INVALID));
 }
 
-function optionalText(env: string, pattern: RegExp, allowedText: string, description: string): Setting<string | undefined> {
-  return {
-    env,
-    defaultText: '',
-    description,
-    allowed: allowedText,
-    parse(raw) {
-      if (raw === undefined || raw === '') return undefined;
-      if (!pattern.test(raw)) throw new ConfigError(env, allowedText, raw.length > 200 ? raw.slice(0, 200) + '…' : raw);
-      return raw;
-    },
-  };
+function optionalText(env: string, pattern: RegExp, allowed: string, description: string): Setting<string | undefined> {
+  const cut = (raw: string) => (raw.length > 200 ? raw.slice(0, 200) + '…' : raw);
+  return setting<string | undefined>(env, undefined, allowed, description, (raw) => (pattern.test(raw) ? raw : INVALID), cut);
 }
 
 /** Never echoes the value: it is a secret. */
 function secret(env: string, minLength: number, description: string): Setting<string | undefined> {
-  const allowed = `at least ${minLength} printable ASCII characters`;
-  return {
-    env,
-    defaultText: '',
-    description,
-    allowed,
-    parse(raw) {
-      if (raw === undefined || raw === '') return undefined;
-      if (raw.length < minLength || !/^[\x21-\x7e]+$/.test(raw)) throw new ConfigError(env, allowed, '<redacted>');
-      return raw;
-    },
-  };
+  const valid = (raw: string) => raw.length >= minLength && /^[\x21-\x7e]+$/.test(raw);
+  return setting<string | undefined>(env, undefined, `at least ${minLength} printable ASCII characters`, description, (raw) => (valid(raw) ? raw : INVALID), () => '<redacted>');
 }
 
 const MIB = 1024 * 1024;
