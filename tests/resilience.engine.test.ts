@@ -104,6 +104,39 @@ describe('soft timeout', () => {
   });
 });
 
+describe('a caller with a stale fallback', () => {
+  it('gets its own ABORTED or WAIT_TIMEOUT, not the stale entry; a load failing with the same codes still serves it', async () => {
+    const clock = manualClock();
+    const gate = deferred<Profile>();
+    let calls = 0;
+    const cache = new CoalescingCache<Profile>({
+      load: async (key) => {
+        calls++;
+        if (calls === 1) return { id: key, version: 1 };
+        if (calls === 2) return gate.promise;
+        throw new ProxyError('ABORTED', 'the loader gave up', 499);
+      },
+      ttlMs: 1000,
+      ttlJitter: 0,
+      staleTtlMs: 0,
+      softTimeoutMs: 60_000,
+      waitTimeoutMs: 30,
+      now: clock.now,
+    });
+    await cache.get('1');
+    clock.advance(2000);
+    const leaving = new AbortController();
+    const aborted = cache.get('1', { signal: leaving.signal });
+    leaving.abort();
+    await expect(aborted).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(cache.get('1')).rejects.toMatchObject({ code: 'WAIT_TIMEOUT', status: 504 });
+    gate.reject(new Error('late'));
+    await tick();
+    expect(await cache.get('1')).toMatchObject({ outcome: 'stale-if-error', error: { code: 'ABORTED' } });
+    expect(calls).toBe(3);
+  });
+});
+
 describe('early refresh', () => {
   it('refreshes a hot entry once before it expires, so it never misses', async () => {
     const clock = manualClock();

@@ -6,7 +6,7 @@ import type { BusMessage, RedisTier } from '../l2/redis-tier.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
-import { abortedError, WaitList } from './wait-list.js';
+import { isCallerFailure, WaitList } from './wait-list.js';
 
 /**
  * How a lookup was answered, for Cache-Status and metrics:
@@ -308,45 +308,25 @@ export class CoalescingCache<V = unknown> {
    */
   #waitOrServeStale(flight: Flight<V>, started: boolean, stale: CacheEntry<V>, signal: AbortSignal | undefined): Promise<Lookup<V>> {
     return new Promise<Lookup<V>>((resolve, reject) => {
-      const settle = watch(signal, this.#options.waitTimeoutMs, reject);
-      const soft = setTimeout(() => settle() && resolve({ entry: stale, outcome: 'stale-timeout' }), this.#options.softTimeoutMs);
-      flight.promise.then(
-        (filled) => {
-          clearTimeout(soft);
-          if (settle()) resolve({ entry: filled.entry, outcome: started ? OUTCOME_OF_SOURCE[filled.source] : 'collapsed' });
-        },
-        (error: unknown) => {
-          clearTimeout(soft);
-          if (!settle()) return;
-          const failure = toProxyError(error);
-          if (failure.code === 'CLOSED') reject(failure);
-          else resolve({ entry: stale, outcome: 'stale-if-error', error: failure });
-        },
-      );
+      // Whichever settles first wins; later calls to resolve or reject are no-ops.
+      const soft = setTimeout(() => resolve({ entry: stale, outcome: 'stale-timeout' }), this.#options.softTimeoutMs);
+      this.#waitListOf(flight)
+        .wait(started, signal)
+        .then(
+          (lookup) => {
+            clearTimeout(soft);
+            resolve(lookup);
+          },
+          (error: unknown) => {
+            clearTimeout(soft);
+            // This caller's own deadline or signal, or a closing cache: no stale answer stands in.
+            const failure = toProxyError(error);
+            if (isCallerFailure(error) || failure.code === 'CLOSED') reject(failure);
+            else resolve({ entry: stale, outcome: 'stale-if-error', error: failure });
+          },
+        );
     });
   }
-}
-
-/**
- * Arms a caller's abort signal and wait deadline; both reject that caller
- * only. Returns `settle`, which disarms them and says whether the caller is
- * still waiting (false once it was rejected).
- */
-function watch(signal: AbortSignal | undefined, timeoutMs: number, reject: (error: ProxyError) => void): () => boolean {
-  let done = false;
-  const finish = (error?: ProxyError): boolean => {
-    if (done) return false;
-    done = true;
-    clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
-    if (error !== undefined) reject(error);
-    return true;
-  };
-  const onAbort = (): void => void finish(abortedError());
-  const timer = setTimeout(() => finish(new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`, 504)), timeoutMs);
-  if (signal?.aborted) onAbort();
-  else signal?.addEventListener('abort', onAbort, { once: true });
-  return () => finish();
 }
 
 function closedError(): ProxyError {

@@ -75,7 +75,7 @@ export class WaitList<T> {
     const waiters = this.#waiters;
     while (this.#next < waiters.length && waiters[this.#next]!.deadline <= now) {
       const waiter = waiters[this.#next++]!;
-      if (!waiter.settled) this.#settle(waiter, new ProxyError('WAIT_TIMEOUT', `no answer within ${this.#timeoutMs} ms`, 504));
+      if (!waiter.settled) this.#settle(waiter, waitTimeoutError(this.#timeoutMs));
     }
     if (this.#next < waiters.length) this.#timer = setTimeout(this.#expire, Math.max(1, waiters[this.#next]!.deadline - now));
   };
@@ -92,7 +92,23 @@ export class WaitList<T> {
   }
 }
 
+/** Failures of one caller's wait (its deadline, its signal), as opposed to failures of the load. */
+const callerFailures = new WeakSet<object>();
+
+/** True for an error a WaitList gave one caller alone: the load itself may still succeed. */
+export function isCallerFailure(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && callerFailures.has(error);
+}
+
 /** 499: nginx's "client closed request"; nobody reads it, the client is gone. */
-export function abortedError(): ProxyError {
-  return new ProxyError('ABORTED', 'the caller stopped waiting', 499);
+function abortedError(): ProxyError {
+  const error = new ProxyError('ABORTED', 'the caller stopped waiting', 499);
+  callerFailures.add(error);
+  return error;
+}
+
+function waitTimeoutError(timeoutMs: number): ProxyError {
+  const error = new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`, 504);
+  callerFailures.add(error);
+  return error;
 }
