@@ -14,7 +14,7 @@
 import { check } from 'k6';
 import http from 'k6/http';
 import type { Options } from 'k6/options';
-import { backendStats, profileRequests, recordDownstream, reductionSummary, type BackendStats, type SummaryData } from './lib/backend.ts';
+import { backendStats, coldGroupId, profileRequests, recordDownstream, reductionSummary, type BackendStats, type SummaryData } from './lib/backend.ts';
 
 const PROXY_URL = __ENV.PROXY_URL || 'http://127.0.0.1:8080';
 const BACKEND_URL = __ENV.BACKEND_URL || 'http://127.0.0.1:9090';
@@ -36,8 +36,7 @@ interface Data {
 }
 
 export function setup(): Data {
-  const groupId = __ENV.GROUP_ID || String(1_000_000 + Math.floor(Math.random() * 9_000_000));
-  return { before: backendStats(BACKEND_URL), groupId };
+  return { before: backendStats(BACKEND_URL), groupId: coldGroupId() };
 }
 
 export default function (data: Data): void {

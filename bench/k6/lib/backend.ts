@@ -25,6 +25,11 @@ export function setBackendMode(backendUrl: string, mode: string, latencyMs?: num
   if (response.status !== 204) throw new Error(`setting mode ${mode} failed: ${response.status}`);
 }
 
+/** The group a burst asks for: GROUP_ID, or a random id no earlier run is likely to have cached. */
+export function coldGroupId(): string {
+  return __ENV.GROUP_ID || String(1_000_000 + Math.floor(Math.random() * 9_000_000));
+}
+
 /** In teardown: records the downstream calls since setup, so thresholds and the summary can use them. */
 export function recordDownstream(backendUrl: string, before: BackendStats): number {
   const calls = backendStats(backendUrl).calls - before.calls;
