@@ -6,13 +6,25 @@
  */
 export const DEFAULT_MAX_GROUP_ID = Number.MAX_SAFE_INTEGER;
 
-const CANONICAL_ID = /^[1-9][0-9]{0,15}$/;
+const MAX_DIGITS = 16;
 
-/** The cache key for `raw`, or `undefined` when `raw` is not a canonical id in [1, maxId]. */
+/**
+ * The cache key for `raw`, or `undefined` when `raw` is not a canonical id in [1, maxId].
+ * One pass over the characters instead of a RegExp: this runs on every request,
+ * and a regexp test on a freshly sliced string costs more than the rest of an L1 hit.
+ */
 export function parseGroupId(raw: string, maxId: number = DEFAULT_MAX_GROUP_ID): string | undefined {
-  if (!CANONICAL_ID.test(raw)) return undefined;
-  // 16 digits can exceed 2^53-1; Number() is exact below that bound, which maxId never exceeds.
-  return Number(raw) <= maxId ? raw : undefined;
+  const length = raw.length;
+  if (length === 0 || length > MAX_DIGITS) return undefined;
+  let value = 0;
+  for (let i = 0; i < length; i++) {
+    const digit = raw.charCodeAt(i) - 48; // '0'
+    // A leading zero is not canonical; anything but ASCII 0-9 is not a digit.
+    if (digit < (i === 0 ? 1 : 0) || digit > 9) return undefined;
+    // Exact below 2^53; past it the sum only grows, so it stays above any maxId (≤ 2^53-1).
+    value = value * 10 + digit;
+  }
+  return value <= maxId ? raw : undefined;
 }
 
 /**
