@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProxyMetrics, createGroupProfileCache, createProxyApp, startMockBackend, startSidecar, type GroupProfileCache, type RunningMockBackend } from '../src/index.js';
@@ -103,6 +104,29 @@ describe('metrics', () => {
     expect(await processNames(withGc)).toEqual(await names(reference));
     expect(await processNames(withoutGc)).toEqual((await names(reference)).filter((name) => name !== 'gpp_nodejs_gc_duration_seconds'));
     expect(await processNames(withoutGc)).toContain('gpp_nodejs_eventloop_lag_seconds');
+  });
+
+  it('counts process CPU from one reading per scrape, user + system = total', async () => {
+    const metrics = new ProxyMetrics({ prefix: 'cpu_' });
+    const until = Date.now() + 30;
+    while (Date.now() < until); // some CPU to count
+    const values = Object.fromEntries(
+      (await metrics.registry.getMetricsAsJSON()).filter((m) => m.name.startsWith('cpu_process_cpu')).map((m) => [m.name, m.values[0]!.value]),
+    );
+    expect(values['cpu_process_cpu_user_seconds_total']).toBeGreaterThan(0);
+    expect(values['cpu_process_cpu_seconds_total']).toBeCloseTo(values['cpu_process_cpu_user_seconds_total']! + values['cpu_process_cpu_system_seconds_total']!, 9);
+  });
+
+  it('does not load prom-client’s index or @opentelemetry/api (built dist, fresh process)', () => {
+    const script = `
+      import { createRequire } from 'node:module';
+      const { ProxyMetrics } = await import('./dist/metrics/metrics.js');
+      await new ProxyMetrics({ gcMetrics: true }).registry.metrics();
+      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      console.log(JSON.stringify({ otel: loaded.filter((f) => f.includes('@opentelemetry')).length, index: loaded.filter((f) => f.endsWith('prom-client/index.js')).length, lib: loaded.filter((f) => f.includes('prom-client/lib/')).length }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('..', import.meta.url), encoding: 'utf8' })) as Record<string, number>;
+    expect(out).toEqual({ otel: 0, index: 0, lib: expect.any(Number) });
+    expect(out['lib']).toBeGreaterThan(10);
   });
 
   it('lists exactly the exported metrics in the README metrics table', async () => {

@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './prom.js';
 import type { EngineStats } from '../engine/engine.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { BreakerState } from '../resilience/origin-guard.js';
@@ -194,22 +193,5 @@ export class ProxyMetrics {
 
   recordBreaker(state: BreakerState): void {
     this.breakerTransitions.inc({ state });
-  }
-}
-
-/**
- * prom-client's default metrics, with or without the GC histogram. prom-client
- * has no switch for one default metric, so without GC each collector named in
- * its own `metricsList` is registered from its module, as
- * collectDefaultMetrics does (tests/metrics.test.ts checks the resulting set).
- */
-function collectProcessMetrics(registry: Registry, prefix: string, gc: boolean): void {
-  const config = { register: registry, prefix, eventLoopMonitoringPrecision: 10 };
-  if (gc) return collectDefaultMetrics(config);
-  const require = createRequire(import.meta.url);
-  for (const name of collectDefaultMetrics.metricsList) {
-    if (name === 'gc') continue;
-    const collector = require(`prom-client/lib/metrics/${name}`) as (registry: Registry, config: object) => void;
-    collector(registry, config);
   }
 }
