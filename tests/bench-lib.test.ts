@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { BurstClient } from '../bench/lib/burst-client.js';
+import { flagOf, parseFlags } from '../bench/lib/flags.js';
 import { parseWrk } from '../bench/lib/wrk.js';
 import { percentile } from '../bench/lib/load.js';
 import { markdownTable, row } from '../bench/lib/report.js';
@@ -97,5 +98,24 @@ describe('BurstClient', () => {
 
   it('refuses a target that is not on loopback', async () => {
     await expect(BurstClient.open('http://10.0.0.1:80', 1)).rejects.toThrow(/non-loopback/);
+  });
+});
+
+describe('bench flags', () => {
+  it('maps --kebab-case <number> pairs onto the options a scenario takes', () => {
+    expect(parseFlags(['--rounds', '8', '--origin-latency-ms', '20'], ['rounds', 'originLatencyMs'])).toEqual({ rounds: 8, originLatencyMs: 20 });
+    expect(flagOf('maxSemiSpaceMb')).toBe('--max-semi-space-mb');
+  });
+
+  it('refuses a flag the scenario does not take, naming the ones it does', () => {
+    expect(() => parseFlags(['--max-semi-space-size', '4'], ['maxSemiSpaceMb', 'profiles'])).toThrow(
+      'unknown flag --max-semi-space-size: this scenario takes --max-semi-space-mb, --profiles',
+    );
+  });
+
+  it('refuses a flag without a numeric value', () => {
+    expect(() => parseFlags(['--rounds'], ['rounds'])).toThrow('bad flag near --rounds');
+    expect(() => parseFlags(['--rounds', 'many'], ['rounds'])).toThrow('bad flag near --rounds');
+    expect(() => parseFlags(['rounds', '3'], ['rounds'])).toThrow('bad flag near rounds');
   });
 });
