@@ -18,18 +18,33 @@ export interface NodeProcessOptions {
   args?: string[];
   /** Pin the process to this CPU list with taskset (e.g. "0"). */
   cpu?: string;
+  /** A command and its flags to run node under (e.g. valgrind). */
+  wrapper?: string[];
+  /** How long the process may take to print its ready line. Default 15 s. */
+  startTimeoutMs?: number;
 }
 
 /** Starts a compiled entry point of dist/ and resolves with the URL from its first line matching `ready`. */
 export function startNode(script: string, env: Record<string, string>, ready: RegExp, options: NodeProcessOptions = {}): Promise<Running> {
-  const argv = [...(options.nodeArgs ?? []), script, ...(options.args ?? [])];
-  const [command, args] = options.cpu === undefined ? [process.execPath, argv] : ['taskset', ['-c', options.cpu, process.execPath, ...argv]];
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const command = [
+    ...(options.cpu === undefined ? [] : ['taskset', '-c', options.cpu]),
+    ...(options.wrapper ?? []),
+    process.execPath,
+    ...(options.nodeArgs ?? []),
+    script,
+    ...(options.args ?? []),
+  ];
+  const startTimeoutMs = options.startTimeoutMs ?? 15_000;
+  const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${script} did not start within 15 s`));
-    }, 15_000);
+      reject(new Error(`${script} did not start within ${startTimeoutMs / 1000} s`));
+    }, startTimeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`${command[0]} could not be started for ${script}: ${error.message}`));
+    });
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
       if (!ready.test(line)) return;
@@ -84,4 +99,19 @@ export async function setBackendMode(mockUrl: string, mode: string, latencyMs?: 
 export function pinThisProcess(cpu: string): void {
   const run = spawnSync('taskset', ['-a', '-cp', cpu, String(process.pid)], { encoding: 'utf8' });
   if (run.error !== undefined || run.status !== 0) throw new Error(`taskset failed: ${run.error?.message ?? run.stderr}`);
+}
+
+/**
+ * The hot-path yardstick (bench/bare-server.mjs): a bare node:http server
+ * answering every request with the body and headers of the proxy's L1 hit
+ * for /groups/42, Content-Length included so neither answers chunked.
+ */
+export async function startBareServer(proxyUrl: string, env: Record<string, string>, options: NodeProcessOptions): Promise<Running> {
+  const fill = await fetch(`${proxyUrl}/groups/42`);
+  const body = Buffer.from(await fill.arrayBuffer());
+  const hit = await fetch(`${proxyUrl}/groups/42`);
+  await hit.arrayBuffer();
+  const headers: Record<string, string> = {};
+  for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag', 'content-length']) headers[name] = hit.headers.get(name)!;
+  return startNode('bench/bare-server.mjs', env, /bare server listening/, { ...options, args: [JSON.stringify({ headers, body: body.toString('base64') })] });
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { percentile } from '../lib/load.js';
 import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
 import { BurstClient } from '../lib/burst-client.js';
-import { backendStats, pinThisProcess, startMock, startNode, startProxy, type Running } from '../lib/processes.js';
+import { backendStats, pinThisProcess, startBareServer, startMock, startNode, startProxy, type Running } from '../lib/processes.js';
 import { wrk, type WrkResult } from '../lib/wrk.js';
 import type { Row } from '../lib/report.js';
 
@@ -54,16 +54,7 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
   const nodeArgs = o.stockNode === 1 ? [] : [...SIDECAR_NODE_FLAGS];
   const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000' }, { cpu: '0', nodeArgs });
   try {
-    const hit = await fetch(`${proxy.url}/groups/42`);
-    const body = Buffer.from(await hit.arrayBuffer());
-    const headers: Record<string, string> = {};
-    // content-length too: without it the bare server would answer chunked, more bytes than the proxy sends.
-    for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag', 'content-length']) headers[name] = (await fetch(`${proxy.url}/groups/42`)).headers.get(name)!;
-    const bare = await startNode('bench/bare-server.mjs', {}, /bare server listening/, {
-      args: [JSON.stringify({ headers, body: body.toString('base64') })],
-      cpu: '0',
-      nodeArgs,
-    });
+    const bare = await startBareServer(proxy.url, {}, { cpu: '0', nodeArgs });
     try {
       type Name = 'bare' | 'proxy';
       const servers: Record<Name, Running> = { bare, proxy };

@@ -1,11 +1,10 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Pool } from 'undici';
 import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
-import { ROOT, startMock } from '../lib/processes.js';
+import { startBareServer, startMock, startProxy, type NodeProcessOptions, type Running } from '../lib/processes.js';
 import type { Row } from '../lib/report.js';
 
 export interface InstructionsOptions {
@@ -25,24 +24,21 @@ interface Counted {
   allThreads: number;
 }
 
-// valgrind names its control pipes after $HOST and $USER; the controller must see the same values.
+// valgrind names its control pipes after $HOST and $USER; the controller must see the same values
+// (HOST is also the proxy's listen address, so it stays loopback).
 const CONTROL_ENV = { HOST: '127.0.0.1', USER: 'bench' };
 
-/** Starts `script` under callgrind with collection on and resolves with its URL once it prints `ready`. */
-async function underCallgrind(outDir: string, script: string[], env: Record<string, string>, ready: RegExp): Promise<{ child: ChildProcess; url: string }> {
-  const args = ['--tool=callgrind', '--separate-threads=yes', '--dump-instr=no', `--callgrind-out-file=${join(outDir, 'cg.out')}`, process.execPath, ...SIDECAR_NODE_FLAGS, ...script];
-  const child = spawn('valgrind', args, { cwd: ROOT, env: { ...process.env, ...env, ...CONTROL_ENV }, stdio: ['ignore', 'pipe', 'ignore'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script[0]} did not start under valgrind within 120 s`)), 120_000);
-    child.once('error', (error) => reject(new Error(`valgrind failed (install it with 'apt-get install valgrind'): ${error.message}`)));
-    child.once('exit', (code) => reject(new Error(`${script[0]} exited with ${code} under valgrind before it was ready`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!ready.test(line)) return;
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { url: string }).url);
-    });
-  });
-  return { child, url };
+/** Node under callgrind, counting from the start, one output file per thread in `outDir`. */
+function callgrind(outDir: string): NodeProcessOptions {
+  return {
+    wrapper: ['valgrind', '--quiet', '--tool=callgrind', '--separate-threads=yes', '--dump-instr=no', `--callgrind-out-file=${join(outDir, 'cg.out')}`],
+    nodeArgs: [...SIDECAR_NODE_FLAGS],
+    startTimeoutMs: 120_000,
+  };
+}
+
+function valgrindHint(error: Error): never {
+  throw new Error(`${error.message} (valgrind and callgrind_control come with 'apt-get install valgrind')`);
 }
 
 function callgrindControl(pid: number, command: '-z' | '-d'): void {
@@ -64,7 +60,7 @@ async function fire(pool: Pool, path: string, count: number, connections: number
 }
 
 /** Zeroes the counters, sends `requests`, dumps, and reads the per-thread totals of that dump. */
-async function count(server: { child: ChildProcess; url: string }, outDir: string, o: InstructionsOptions): Promise<Counted> {
+async function count(server: Running, outDir: string, o: InstructionsOptions): Promise<Counted> {
   const pool = new Pool(server.url, { connections: o.connections });
   try {
     await fire(pool, '/groups/42', o.warmup, o.connections);
@@ -86,7 +82,8 @@ async function count(server: { child: ChildProcess; url: string }, outDir: strin
  * L1-hit cost in instructions per request, proxy next to the bare node:http
  * server, each under valgrind's callgrind. Instruction counts do not depend
  * on what else the (virtual) machine is doing, so this ratio repeats within
- * ~2% where req/s on this VM moves by 30%. It counts user space only (the
+ * a few percent (the spread is whether V8's collector runs inside the counted
+ * window) where req/s on this VM moves by 30%. It counts user space only (the
  * kernel's share per request, the same for both, is left out), and under
  * valgrind requests arrive ~50× slower, so work done per millisecond (the
  * answer memo, timers) weighs more per request than at full speed: both
@@ -96,18 +93,12 @@ export async function instructions(options: Partial<InstructionsOptions> = {}): 
   const o = { ...INSTRUCTIONS_DEFAULTS, ...options };
   const mock = await startMock({ MOCK_LATENCY_MS: '0' });
   const dirs = [mkdtempSync(join(tmpdir(), 'cg-proxy-')), mkdtempSync(join(tmpdir(), 'cg-bare-'))] as const;
-  const children: ChildProcess[] = [];
+  const servers: Running[] = [];
   try {
-    const proxy = await underCallgrind(dirs[0], ['dist/cli.js'], { UPSTREAM_URL: mock.url, TTL_MS: '3600000', PORT: '0', LOG_LEVEL: 'info' }, /listening/);
-    children.push(proxy.child);
-    const first = await fetch(`${proxy.url}/groups/42`);
-    const body = Buffer.from(await first.arrayBuffer());
-    const hit = await fetch(`${proxy.url}/groups/42`);
-    await hit.arrayBuffer();
-    const headers: Record<string, string> = {};
-    for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag', 'content-length']) headers[name] = hit.headers.get(name)!;
-    const bare = await underCallgrind(dirs[1], ['bench/bare-server.mjs', JSON.stringify({ headers, body: body.toString('base64') })], {}, /bare server listening/);
-    children.push(bare.child);
+    const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000', ...CONTROL_ENV }, callgrind(dirs[0])).catch(valgrindHint);
+    servers.push(proxy);
+    const bare = await startBareServer(proxy.url, CONTROL_ENV, callgrind(dirs[1])).catch(valgrindHint);
+    servers.push(bare);
     // valgrind runs each process on one core at a time; the two run side by side to halve the wait.
     const [proxyCount, bareCount] = await Promise.all([count(proxy, dirs[0], o), count(bare, dirs[1], o)]);
     console.log(`\nboth under valgrind --tool=callgrind, node ${SIDECAR_NODE_FLAGS.join(' ')}; ${o.warmup} warm-up requests, then ${o.requests} counted, ${o.connections} connections`);
@@ -122,7 +113,7 @@ export async function instructions(options: Partial<InstructionsOptions> = {}): 
     writeFileSync(new URL('instructions.json', results), JSON.stringify(record, null, 2) + '\n');
     return [];
   } finally {
-    for (const child of children) child.kill('SIGKILL');
+    for (const server of servers) server.child.kill('SIGKILL');
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
     await mock.stop();
   }
