@@ -100,15 +100,17 @@ export function isCallerFailure(error: unknown): boolean {
   return typeof error === 'object' && error !== null && callerFailures.has(error);
 }
 
-/** 499: nginx's "client closed request"; nobody reads it, the client is gone. */
-function abortedError(): ProxyError {
-  const error = new ProxyError('ABORTED', 'the caller stopped waiting', 499);
+/** Marks an error as one caller's alone (see isCallerFailure). */
+function callerFailure(error: ProxyError): ProxyError {
   callerFailures.add(error);
   return error;
 }
 
+/** 499: nginx's "client closed request"; nobody reads it, the client is gone. */
+function abortedError(): ProxyError {
+  return callerFailure(new ProxyError('ABORTED', 'the caller stopped waiting', 499));
+}
+
 function waitTimeoutError(timeoutMs: number): ProxyError {
-  const error = new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`, 504);
-  callerFailures.add(error);
-  return error;
+  return callerFailure(new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`, 504));
 }
