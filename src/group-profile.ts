@@ -6,6 +6,7 @@ import type { ProxyMetrics, OriginOutcome } from './metrics/metrics.js';
 import { BatchLoader } from './origin/batch-loader.js';
 import { HttpOrigin, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';
 import { OriginGuard, type OriginGuardOptions } from './resilience/origin-guard.js';
+import { OptionError } from './util/options.js';
 
 export interface GroupProfileCacheOptions extends Omit<EngineOptions<GroupProfile>, 'load'> {
   /** The group-profile service. Required. */
@@ -31,6 +32,9 @@ export interface GroupProfileCache {
 }
 
 export function createGroupProfileCache(options: GroupProfileCacheOptions): GroupProfileCache {
+  // Checked before anything reads it, so plain-JS callers (no options, `{}`, a bare URL string) get the OptionError, not a TypeError.
+  const upstreamOption: unknown = (options as GroupProfileCacheOptions | undefined)?.upstream;
+  if (typeof upstreamOption !== 'object' || upstreamOption === null) throw new OptionError('upstream', 'an object with a url', upstreamOption);
   const { upstream, guard: guardOptions, batch, metrics, ...engineOptions } = options;
   const origin = new HttpOrigin(upstream);
   const guard = new OriginGuard({
