@@ -14,7 +14,8 @@
 import { check } from 'k6';
 import http from 'k6/http';
 import type { Options } from 'k6/options';
-import { backendStats, coldGroupId, profileRequests, recordDownstream, reductionSummary, type BackendStats, type SummaryData } from './lib/backend.ts';
+import { backendStats, coldGroupId, profileRequests, recordDownstream, type BackendStats } from './lib/backend.ts';
+import { reductionSummary, SUMMARY_TREND_STATS, type SummaryData } from './lib/summary.ts';
 
 const PROXY_URL = __ENV.PROXY_URL || 'http://127.0.0.1:8080';
 const BACKEND_URL = __ENV.BACKEND_URL || 'http://127.0.0.1:9090';
@@ -24,6 +25,7 @@ export const options: Options = {
   scenarios: {
     burst: { executor: 'per-vu-iterations', vus: VUS, iterations: 1, maxDuration: '60s' },
   },
+  summaryTrendStats: SUMMARY_TREND_STATS,
   thresholds: {
     downstream_calls: ['count<=1'],
     'http_req_failed{scenario:burst}': ['rate==0'],

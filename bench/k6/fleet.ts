@@ -15,7 +15,8 @@ import { check } from 'k6';
 import exec from 'k6/execution';
 import http from 'k6/http';
 import type { Options } from 'k6/options';
-import { backendStats, coldGroupId, profileRequests, recordDownstream, reductionSummary, type BackendStats, type SummaryData } from './lib/backend.ts';
+import { backendStats, coldGroupId, profileRequests, recordDownstream, type BackendStats } from './lib/backend.ts';
+import { reductionSummary, SUMMARY_TREND_STATS, type SummaryData } from './lib/summary.ts';
 
 const PROXY_URLS = (__ENV.PROXY_URLS || 'http://127.0.0.1:8080,http://127.0.0.1:8081').split(',').map((url) => url.trim());
 const BACKEND_URL = __ENV.BACKEND_URL || 'http://127.0.0.1:9090';
@@ -24,6 +25,7 @@ export const options: Options = {
   scenarios: {
     fleet: { executor: 'per-vu-iterations', vus: Number(__ENV.VUS || 1000), iterations: 1, maxDuration: '60s' },
   },
+  summaryTrendStats: SUMMARY_TREND_STATS,
   thresholds: {
     downstream_calls: ['count<=1'],
     'http_req_failed{scenario:fleet}': ['rate==0'],

@@ -17,7 +17,8 @@
 import { check, sleep } from 'k6';
 import http from 'k6/http';
 import type { Options } from 'k6/options';
-import { backendStats, profileRequests, recordDownstream, reductionSummary, setBackendMode, type BackendStats, type SummaryData } from './lib/backend.ts';
+import { backendStats, profileRequests, recordDownstream, setBackendMode, type BackendStats } from './lib/backend.ts';
+import { reductionSummary, SUMMARY_TREND_STATS, type SummaryData } from './lib/summary.ts';
 
 const PROXY_URL = __ENV.PROXY_URL || 'http://127.0.0.1:8080';
 const BACKEND_URL = __ENV.BACKEND_URL || 'http://127.0.0.1:9090';
@@ -31,6 +32,7 @@ export const options: Options = {
     users: { executor: 'constant-vus', vus: Number(__ENV.VUS || 50), duration: `${OUTAGE_AFTER + OUTAGE_FOR + TAIL}s`, exec: 'users' },
     outage: { executor: 'per-vu-iterations', vus: 1, iterations: 1, startTime: `${OUTAGE_AFTER}s`, exec: 'outage', maxDuration: `${OUTAGE_FOR + 30}s` },
   },
+  summaryTrendStats: SUMMARY_TREND_STATS,
   thresholds: {
     'http_req_failed{scenario:users}': ['rate==0'],
     'checks{scenario:users}': ['rate==1'],

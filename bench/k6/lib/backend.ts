@@ -1,16 +1,26 @@
 // Helpers shared by the k6 scenarios: the mock backend's call counters, read
 // in setup() and teardown() to count downstream calls. Only k6's own modules.
+// teardown() can't hand data to handleSummary(), but metrics it adds are in
+// the end-of-test summary (and its thresholds), so the counts go into Counters.
 import http from 'k6/http';
 import { Counter } from 'k6/metrics';
+import { distinctIdsAsked } from './summary.ts';
 
 /** Downstream calls the group-profile backend received during the test (its /__stats, after minus before). */
 export const downstreamCalls = new Counter('downstream_calls');
 
+/** Distinct ids the backend was asked for during the test (its /__stats byId, ids whose count rose); zipf only. */
+export const downstreamDistinctIds = new Counter('downstream_distinct_ids');
+
 /** Profile requests sent to the proxies (setup and control requests excluded). */
 export const profileRequests = new Counter('profile_requests');
 
+/** The part of the mock backend's /__stats the scenarios read. */
 export interface BackendStats {
+  /** Every /groups* request (single and batch). */
   calls: number;
+  /** Times each id was asked for (once per batch call that named it). */
+  byId: Record<string, number>;
 }
 
 export function backendStats(backendUrl: string): BackendStats {
@@ -30,26 +40,15 @@ export function coldGroupId(): string {
   return __ENV.GROUP_ID || String(1_000_000 + Math.floor(Math.random() * 9_000_000));
 }
 
-/** In teardown: records the downstream calls since setup, so thresholds and the summary can use them. */
-export function recordDownstream(backendUrl: string, before: BackendStats): number {
-  const calls = backendStats(backendUrl).calls - before.calls;
-  downstreamCalls.add(calls);
-  return calls;
+/** In teardown: records the downstream calls since setup, so thresholds and the summary can use them; returns the stats read. */
+export function recordDownstream(backendUrl: string, before: BackendStats): BackendStats {
+  const after = backendStats(backendUrl);
+  downstreamCalls.add(after.calls - before.calls);
+  return after;
 }
 
-export interface SummaryData {
-  metrics: Record<string, { values: Record<string, number> } | undefined>;
-}
-
-/** A summary line with requests, downstream calls and the reduction ratio, plus the JSON for tooling. */
-export function reductionSummary(scenario: string, data: SummaryData): Record<string, string> {
-  const requests = data.metrics['profile_requests']?.values['count'] ?? 0;
-  const calls = data.metrics['downstream_calls']?.values['count'] ?? 0;
-  const failed = data.metrics['http_req_failed']?.values['rate'] ?? 0;
-  const duration = data.metrics['http_req_duration']?.values ?? {};
-  const ratio = calls === 0 ? 'inf' : (requests / calls).toFixed(1);
-  const line =
-    `${scenario}: ${requests} requests, ${calls} downstream calls, reduction ${ratio}x, ` +
-    `p95 ${(duration['p(95)'] ?? 0).toFixed(1)} ms, p99 ${(duration['p(99)'] ?? 0).toFixed(1)} ms, failed ${(failed * 100).toFixed(2)}%\n`;
-  return { stdout: line, [`summary-${scenario}.json`]: JSON.stringify(data, null, 2) };
+/** In teardown: recordDownstream, plus the distinct ids asked since setup, for the summary's calls per distinct id. */
+export function recordDownstreamPerId(backendUrl: string, before: BackendStats): void {
+  const after = recordDownstream(backendUrl, before);
+  downstreamDistinctIds.add(distinctIdsAsked(before.byId, after.byId));
 }
