@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { flagOf, parseFlags } from './lib/flags.js';
 import { markdownTable, type Row } from './lib/report.js';
 import { BURST_DEFAULTS, burst } from './scenarios/burst.js';
+import { DISTINCT_BURST_DEFAULTS, distinctBurst } from './scenarios/distinct-burst.js';
 import { FLEET_DEFAULTS, fleet } from './scenarios/fleet.js';
 import { HOT_PATH_DEFAULTS, coldBurst, hotPath } from './scenarios/hot-path.js';
 import { INSTRUCTIONS_DEFAULTS, instructions } from './scenarios/instructions.js';
@@ -23,6 +24,11 @@ const SCENARIOS: Record<string, { run: Scenario; about: string; options: readonl
     run: (o) => burst(o),
     about: '1000 simultaneous requests for one cold group, with and without the proxy; writes the downstream-calls chart',
     options: Object.keys(BURST_DEFAULTS).filter((key) => key !== 'levels'),
+  },
+  'distinct-burst': {
+    run: (o) => distinctBurst(o),
+    about: '5000 simultaneous requests for distinct cold groups against a healthy 200 ms backend: served, shed, timed out, breaker',
+    options: Object.keys(DISTINCT_BURST_DEFAULTS),
   },
   zipf: { run: (o) => zipf(o), about: 'Zipf(1.1) over 100k ids from cold, 64 connections, 10 s; batching off and on', options: Object.keys(ZIPF_DEFAULTS) },
   outage: { run: (o) => outage(o), about: 'steady traffic over cached groups while the backend fails mid-run', options: Object.keys(OUTAGE_DEFAULTS) },

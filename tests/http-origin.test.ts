@@ -1,12 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HttpOrigin, NOT_FOUND } from '../src/index.js';
 
 let server: Server | undefined;
 let origin: HttpOrigin | undefined;
 
 afterEach(async () => {
+  vi.useRealTimers();
   await origin?.close();
   server?.closeAllConnections();
   if (server) await new Promise((resolve) => server!.close(resolve));
@@ -75,4 +76,64 @@ describe('HttpOrigin over node:http', () => {
     await expect(origin.load('1', context())).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
     await expect(origin.load('2', context())).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
   });
+
+  it('times the upstream from when the request has a connection, not while it waits inside the proxy for one', async () => {
+    const held: ServerResponse[] = [];
+    const { url, seen } = await upstream((_req, res) => held.push(res));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    origin = new HttpOrigin({ url, connections: 1, timeoutMs: 1000 });
+    const first = origin.load('1', context());
+    const second = origin.load('2', context()); // queued for the one connection
+    await until(() => seen.requests.length === 1);
+    vi.advanceTimersByTime(900);
+    held[0]!.end('{"id":1}');
+    expect(await first).toEqual({ id: 1 });
+    await until(() => seen.requests.length === 2);
+    // 1100 ms since `second` was asked for, 200 ms of them at the upstream: not late.
+    vi.advanceTimersByTime(200);
+    held[1]!.end('{"id":2}');
+    expect(await second).toEqual({ id: 2 });
+  });
+
+  it('does not time out an answer that arrived while the event loop was busy past the deadline', async () => {
+    const { url } = await upstream((_req, res) => {
+      // The answer is in the proxy's socket buffer; the deadline then passes before the proxy reads it,
+      // as when a burst keeps the event loop busy longer than the upstream timeout.
+      res.once('finish', () => setImmediate(() => vi.advanceTimersByTime(1001)));
+      res.end('{"id":7}');
+    });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    origin = new HttpOrigin({ url, timeoutMs: 1000 });
+    expect(await origin.load('7', context())).toEqual({ id: 7 });
+  });
+
+  it('does not count a stall of its own event loop against the upstream deadline', async () => {
+    const held: ServerResponse[] = [];
+    const { url, seen } = await upstream((_req, res) => held.push(res));
+    origin = new HttpOrigin({ url, timeoutMs: 100 });
+    const load = origin.load('9', context());
+    await until(() => seen.requests.length === 1);
+    // The proxy's loop is blocked for 6× the upstream timeout (a burst being parsed); the upstream
+    // answers 20 ms after the loop is free again, 20 ms of upstream time in all.
+    const blockedUntil = performance.now() + 600;
+    while (performance.now() < blockedUntil);
+    setTimeout(() => held[0]!.end('{"id":9}'), 20);
+    expect(await load).toEqual({ id: 9 });
+  });
+
+  it('still times out an upstream that has not answered when the deadline is checked', async () => {
+    const { url, seen } = await upstream(() => {});
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    origin = new HttpOrigin({ url, timeoutMs: 1000 });
+    const load = origin.load('8', context());
+    await until(() => seen.requests.length === 1);
+    vi.advanceTimersByTime(1001);
+    await expect(load).rejects.toMatchObject({ code: 'UPSTREAM_TIMEOUT', status: 504 });
+  });
 });
+
+/** Yields to real I/O until `condition` holds (timers may be faked; setImmediate is not). */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 100_000 && !condition(); i++) await new Promise((resolve) => setImmediate(resolve));
+  if (!condition()) throw new Error('condition never held');
+}

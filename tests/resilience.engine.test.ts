@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CoalescingCache, NOT_FOUND, ProxyError, type Loader } from '../src/index.js';
 import { OriginGuard } from '../src/resilience/origin-guard.js';
 import { deferred, manualClock } from './helpers/deferred.js';
@@ -158,6 +158,101 @@ describe('waiter deadline', () => {
     const cache = new CoalescingCache<Profile>({ load: source.load, waitTimeoutMs: 20 });
     await expect(cache.get('1')).rejects.toMatchObject({ code: 'WAIT_TIMEOUT', status: 504 });
     expect(cache.stats().l1Entries).toBe(0);
+  });
+});
+
+describe('OriginGuard admission by expected wait', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** Calls that take `latencyMs` of (fake) time each, counting how many run at once. */
+  function upstreamOf(latencyMs: number) {
+    const upstream = { active: 0, peak: 0, calls: 0 };
+    const call = () =>
+      new Promise<string>((resolve) => {
+        upstream.calls++;
+        upstream.active++;
+        upstream.peak = Math.max(upstream.peak, upstream.active);
+        setTimeout(() => {
+          upstream.active--;
+          resolve('ok');
+        }, latencyMs);
+      });
+    return { upstream, call };
+  }
+
+  async function settleAll<T>(results: Promise<T>[], stepMs: number): Promise<PromiseSettledResult<T>[]> {
+    let done = false;
+    const all = Promise.allSettled(results).finally(() => (done = true));
+    for (let i = 0; i < 10_000 && !done; i++) await vi.advanceTimersByTimeAsync(stepMs);
+    return all;
+  }
+
+  const codesOf = (settled: PromiseSettledResult<unknown>[]) => settled.map((s) => (s.status === 'fulfilled' ? 'ok' : (s.reason as ProxyError).code));
+
+  it('sheds nothing of a 1000-call burst that a healthy 50 ms upstream drains within the queue timeout (defaults)', async () => {
+    vi.useFakeTimers();
+    const guard = new OriginGuard({ now: () => Date.now() });
+    const { upstream, call } = upstreamOf(50);
+    // 64 slots × 50 ms ≈ 1280 calls/s: the 936 queued drain in ~730 ms, inside the 2000 ms queue timeout.
+    const settled = await settleAll(Array.from({ length: 1000 }, () => guard.run(call)), 10);
+    expect(codesOf(settled).filter((c) => c !== 'ok')).toEqual([]);
+    expect(upstream.calls).toBe(1000);
+    expect(upstream.peak).toBe(64);
+    expect(guard.stats()).toMatchObject({ shed: 0, active: 0, queued: 0, latencyMs: 50 });
+    expect(guard.breakerState).toBe('closed');
+    guard.close();
+  });
+
+  it('sheds at once what a slow upstream cannot start within the queue timeout, before holding it', async () => {
+    vi.useFakeTimers();
+    const guard = new OriginGuard({ now: () => Date.now() });
+    const { upstream, call } = upstreamOf(1500);
+    await settleAll([guard.run(call)], 100); // measures 1.5 s per call
+    const results = Array.from({ length: 1000 }, () => guard.run(call));
+    for (const result of results) result.catch(() => {}); // settled below; shed ones reject before that
+    // 64 slots busy for 1.5 s: only (2000 ms × 64 ÷ 1500 ms) = 85 calls can be expected to start within the queue timeout.
+    await vi.advanceTimersByTimeAsync(0);
+    expect(guard.stats()).toMatchObject({ active: 64, queued: 85, shed: 851 });
+    const codes = codesOf(await settleAll(results, 100));
+    expect(codes.filter((c) => c === 'ok')).toHaveLength(128);
+    expect(codes.filter((c) => c === 'OVERLOADED')).toHaveLength(872);
+    expect(upstream.calls).toBe(129);
+    expect(guard.breakerState).toBe('closed');
+    guard.close();
+  });
+
+  it('before anything is measured admits by count and sheds at the deadline what could not start; then sheds new arrivals at once', async () => {
+    vi.useFakeTimers();
+    const guard = new OriginGuard({ now: () => Date.now() });
+    const { upstream, call } = upstreamOf(200);
+    const results = Array.from({ length: 5000 }, () => guard.run(call));
+    for (const result of results) result.catch(() => {}); // settled below; shed ones reject before that
+    await vi.advanceTimersByTimeAsync(0);
+    expect(guard.stats()).toMatchObject({ active: 64, queued: 4936, shed: 0 });
+    await vi.advanceTimersByTimeAsync(200);
+    // Measured now: 200 ms per call, ~320 calls started per second, so a newcomer behind ~4900 cannot start in 2 s.
+    const late = guard.run(call);
+    await expect(late).rejects.toMatchObject({ code: 'OVERLOADED' });
+    const codes = codesOf(await settleAll(results, 50));
+    const served = codes.filter((c) => c === 'ok').length;
+    // 64 slots × 200 ms: rounds start at 0, 200, ..., 1800 ms, inside the 2 s queue timeout; the rest is shed at its deadline.
+    expect(served).toBe(64 * 10);
+    expect(codes.filter((c) => c === 'OVERLOADED')).toHaveLength(5000 - 64 * 10);
+    expect(upstream.calls).toBe(served);
+    expect(guard.breakerState).toBe('closed');
+    guard.close();
+  });
+
+  it('never sheds more than maxQueue allows to wait, whatever the estimate', async () => {
+    vi.useFakeTimers();
+    const guard = new OriginGuard({ now: () => Date.now(), maxConcurrency: 2, maxQueue: 3 });
+    const { call } = upstreamOf(1);
+    const codes = codesOf(await settleAll(Array.from({ length: 10 }, () => guard.run(call)), 1));
+    expect(codes.filter((c) => c === 'ok')).toHaveLength(5);
+    expect(codes.filter((c) => c === 'OVERLOADED')).toHaveLength(5);
+    guard.close();
   });
 });
 

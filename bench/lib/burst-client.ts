@@ -3,6 +3,8 @@ import { performance } from 'node:perf_hooks';
 
 export interface BurstAnswer {
   status: number;
+  /** The body of an answer with status 400 or above (a JSON error), for its code. */
+  errorBody?: string;
   /** From the write of this socket's request to the last byte of its answer, ms. */
   latencyMs: number;
 }
@@ -43,20 +45,30 @@ export class BurstClient {
     return client;
   }
 
-  /** Writes `GET path` on every connection at once; resolves when every answer is complete. */
-  burst(path: string, timeoutMs = 10_000): Promise<BurstAnswer[]> {
-    const request = Buffer.from(`GET ${path} HTTP/1.1\r\nhost: ${this.#host}\r\n\r\n`, 'latin1');
+  /**
+   * Writes `GET path` on every connection at once (`path(i)` for the i-th
+   * connection when it is a function); resolves when every answer is complete.
+   */
+  burst(path: string | ((i: number) => string), timeoutMs = 10_000): Promise<BurstAnswer[]> {
+    const requestFor = (p: string): Buffer => Buffer.from(`GET ${p} HTTP/1.1\r\nhost: ${this.#host}\r\n\r\n`, 'latin1');
+    const requests = typeof path === 'string' ? undefined : this.#sockets.map((_, i) => requestFor(path(i)));
+    const same = typeof path === 'string' ? requestFor(path) : undefined;
     const pending = this.#sockets.map((socket) => answerOn(socket));
     const started = new Float64Array(this.#sockets.length);
     for (let i = 0; i < this.#sockets.length; i++) {
       started[i] = performance.now();
-      this.#sockets[i]!.write(request);
+      this.#sockets[i]!.write(same ?? requests![i]!);
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`burst of ${this.#sockets.length} not answered within ${timeoutMs} ms`)), timeoutMs);
     });
-    const answers = Promise.all(pending.map(async (answer, i) => ({ status: (await answer).status, latencyMs: (await answer).at - started[i]! })));
+    const answers = Promise.all(
+      pending.map(async (answer, i) => {
+        const { status, at, errorBody } = await answer;
+        return errorBody === undefined ? { status, latencyMs: at - started[i]! } : { status, errorBody, latencyMs: at - started[i]! };
+      }),
+    );
     return Promise.race([answers, timeout]).finally(() => clearTimeout(timer));
   }
 
@@ -66,11 +78,12 @@ export class BurstClient {
 }
 
 /** Reads one HTTP/1.1 answer framed by Content-Length from `socket`. */
-function answerOn(socket: Socket): Promise<{ status: number; at: number }> {
+function answerOn(socket: Socket): Promise<{ status: number; at: number; errorBody?: string }> {
   return new Promise((resolve, reject) => {
     let head = '';
     let bodyLeft = -1;
     let status = 0;
+    let errorBody: string | undefined;
     const onData = (chunk: Buffer): void => {
       let rest = chunk;
       if (bodyLeft < 0) {
@@ -82,12 +95,14 @@ function answerOn(socket: Socket): Promise<{ status: number; at: number }> {
         if (length === null) return fail(new Error(`answer without Content-Length: ${head.slice(0, end)}`));
         bodyLeft = Number(length[1]);
         rest = Buffer.from(head.slice(end + 4), 'latin1');
+        if (status >= 400) errorBody = '';
       }
       bodyLeft -= rest.length;
+      if (errorBody !== undefined) errorBody += rest.toString('utf8');
       if (bodyLeft > 0) return;
       if (bodyLeft < 0) return fail(new Error('more bytes than Content-Length'));
       socket.off('data', onData).off('error', fail).off('close', onClose);
-      resolve({ status, at: performance.now() });
+      resolve(errorBody === undefined ? { status, at: performance.now() } : { status, at: performance.now(), errorBody });
     };
     const fail = (error: Error): void => {
       socket.off('data', onData).off('error', fail).off('close', onClose);

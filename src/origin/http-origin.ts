@@ -1,8 +1,10 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { performance } from 'node:perf_hooks';
 import { ProxyError } from '../errors.js';
 import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
 import type { BatchResult } from './batch-loader.js';
+import { LoopStall } from '../util/loop-stall.js';
 import { integerOption, urlOption } from '../util/options.js';
 
 /** A group profile as the upstream returns it: any JSON object. */
@@ -11,7 +13,10 @@ export type GroupProfile = Record<string, unknown>;
 export interface HttpOriginOptions {
   /** Base URL of the group-profile service; profiles are at `{url}/groups/{id}`. Required. */
   url: string;
-  /** Whole-response deadline (headers and body), ms. Default 2000. */
+  /**
+   * Deadline for the upstream's whole response (headers and body), ms, counted from when the request has a
+   * connection; time the proxy's own event loop was stalled meanwhile is not counted (up to tenfold). Default 2000.
+   */
   timeoutMs?: number;
   /** Largest accepted body, bytes; bigger answers are an error. Default 1 MiB. */
   maxBodyBytes?: number;
@@ -42,6 +47,7 @@ export class HttpOrigin {
   readonly #basePath: string;
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
+  readonly #loop = new LoopStall(() => performance.now());
   readonly url: string;
 
   constructor(options: HttpOriginOptions) {
@@ -99,29 +105,53 @@ export class HttpOrigin {
     // One controller per request, not AbortSignal.any([callerSignal, ...]): Node keeps every signal
     // combined with a long-lived one (the engine's) reachable from it, a leak of ~100 bytes per call.
     const controller = new AbortController();
-    const timeout = { aborted: false };
-    const timer = setTimeout(() => {
-      timeout.aborted = true;
-      controller.abort(new Error('upstream timeout'));
-    }, this.#timeoutMs);
+    const deadline: Deadline = { timer: undefined, stallAtStart: 0, extendedMs: 0, timedOut: false, settled: false };
+    this.#loop.acquire();
     const onCallerAbort = (): void => controller.abort(callerSignal.reason);
     if (callerSignal.aborted) onCallerAbort();
     else callerSignal.addEventListener('abort', onCallerAbort, { once: true });
     try {
-      return await this.#exchange(path, controller.signal, timeout, callerSignal, maxBodyBytes);
+      return await this.#exchange(path, controller, deadline, callerSignal, maxBodyBytes);
     } finally {
-      clearTimeout(timer);
+      deadline.settled = true;
+      clearTimeout(deadline.timer);
+      this.#loop.release();
       callerSignal.removeEventListener('abort', onCallerAbort);
     }
   }
 
-  async #exchange(
-    path: string,
-    signal: AbortSignal,
-    timeout: { aborted: boolean },
-    callerSignal: AbortSignal,
-    maxBodyBytes: number,
-  ): Promise<Buffer | NotFound> {
+  /**
+   * Starts the upstream deadline once the request has a connection: time spent
+   * waiting for a pooled socket is the proxy's, not the upstream's. When the
+   * timer fires, time the proxy's own event loop was stalled meanwhile (a
+   * burst being parsed) is given back first, up to tenfold the timeout; then
+   * the abort still waits one turn of the loop (setImmediate runs after the
+   * poll phase), so an answer already received is read before the upstream is
+   * called late.
+   */
+  #startDeadline(controller: AbortController, deadline: Deadline): void {
+    if (deadline.timer !== undefined || deadline.settled) return;
+    deadline.stallAtStart = this.#loop.stalledMs();
+    const check = (): void => {
+      if (deadline.settled) return;
+      const owed = this.#loop.stalledMs() - deadline.stallAtStart - deadline.extendedMs;
+      const room = MAX_STALL_EXTENSION * this.#timeoutMs - deadline.extendedMs;
+      if (owed >= 1 && room >= 1) {
+        const extension = Math.min(owed, room);
+        deadline.extendedMs += extension;
+        deadline.timer = setTimeout(check, extension);
+        return;
+      }
+      setImmediate(() => {
+        if (deadline.settled) return;
+        deadline.timedOut = true;
+        controller.abort(new Error('upstream timeout'));
+      });
+    };
+    deadline.timer = setTimeout(check, this.#timeoutMs);
+  }
+
+  async #exchange(path: string, controller: AbortController, deadline: Deadline, callerSignal: AbortSignal, maxBodyBytes: number): Promise<Buffer | NotFound> {
     let response: IncomingMessage;
     try {
       response = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -132,15 +162,16 @@ export class HttpOrigin {
             path,
             method: 'GET',
             headers: { accept: 'application/json', 'user-agent': 'group-profile-proxy' },
-            signal,
+            signal: controller.signal,
           },
           resolve,
         );
+        request.once('socket', () => this.#startDeadline(controller, deadline));
         request.once('error', reject);
         request.end();
       });
     } catch (error) {
-      throw this.#failure(error, timeout, callerSignal);
+      throw this.#failure(error, deadline, callerSignal);
     }
     const statusCode = response.statusCode ?? 0;
     if (statusCode === 404) {
@@ -171,18 +202,33 @@ export class HttpOrigin {
       return Buffer.concat(chunks, size);
     } catch (error) {
       if (error instanceof ProxyError) throw error;
-      throw this.#failure(error, timeout, callerSignal);
+      throw this.#failure(error, deadline, callerSignal);
     }
   }
 
-  #failure(error: unknown, timeout: { aborted: boolean }, callerSignal: AbortSignal): ProxyError {
+  #failure(error: unknown, deadline: Deadline, callerSignal: AbortSignal): ProxyError {
     if (callerSignal.aborted && callerSignal.reason instanceof ProxyError) return callerSignal.reason;
-    if (timeout.aborted) {
+    if (deadline.timedOut) {
       return new ProxyError('UPSTREAM_TIMEOUT', `upstream did not answer within ${this.#timeoutMs} ms`, 504, { cause: error });
     }
     const reason = error instanceof Error ? error.message : String(error);
     return new ProxyError('UPSTREAM_UNREACHABLE', `upstream request failed: ${reason}`, 502, { cause: error });
   }
+}
+
+/** A stalled event loop lengthens an upstream deadline at most this many times the timeout. */
+const MAX_STALL_EXTENSION = 10;
+
+/** The upstream deadline of one request. */
+interface Deadline {
+  timer: NodeJS.Timeout | undefined;
+  /** The loop's summed stall when the deadline started, and how much of the stall since has been given back. */
+  stallAtStart: number;
+  extendedMs: number;
+  /** The deadline passed with the answer still incomplete. */
+  timedOut: boolean;
+  /** The exchange is over; a pending abort must do nothing. */
+  settled: boolean;
 }
 
 /** Reads a body to its end so the connection goes back to the pool; a large one closes the connection instead. */

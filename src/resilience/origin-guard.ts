@@ -1,16 +1,25 @@
+import { performance } from 'node:perf_hooks';
 import CircuitBreaker from 'opossum';
 import { definedOnly } from '../engine/options.js';
 import { ProxyError } from '../errors.js';
-import { integerOption } from '../util/options.js';
+import { LoopStall } from '../util/loop-stall.js';
+import { functionOption, integerOption } from '../util/options.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 export interface OriginGuardOptions {
   /** Origin calls in progress at most (a batch counts as one). Default 64. */
   maxConcurrency?: number;
-  /** Calls waiting for a slot at most; beyond it new calls are shed with 503. Default 256. */
+  /**
+   * Calls waiting for a slot at most: a memory bound, generous on purpose.
+   * Admission is decided by the expected wait well before it. Default 10000.
+   */
   maxQueue?: number;
-  /** Longest wait for a slot, ms; then the call is shed with 503. Default 1000. */
+  /**
+   * Longest wait for a slot, ms. A call whose expected wait (calls ahead of it
+   * against the measured upstream throughput) exceeds it is shed at once with
+   * 503 OVERLOADED; one still waiting when it runs out is shed then. Default 2000 (the upstream timeout's default: a miss may wait as long for a slot as for the answer).
+   */
   queueTimeoutMs?: number;
   /** Opens the breaker when more than this percentage of calls in the window failed (1–99). Default 50. */
   breakerErrorPercent?: number;
@@ -22,27 +31,47 @@ export interface OriginGuardOptions {
   breakerResetMs?: number;
   /** Told of every breaker transition. */
   onBreakerChange?: (state: BreakerState) => void;
+  /** Monotonic clock in ms for call durations and queue deadlines. Default `performance.now`. Injectable for tests. */
+  now?: () => number;
 }
 
 export const ORIGIN_GUARD_DEFAULTS = {
   maxConcurrency: 64,
-  maxQueue: 256,
-  queueTimeoutMs: 1000,
+  maxQueue: 10_000,
+  queueTimeoutMs: 2000,
   breakerErrorPercent: 50,
   breakerVolumeThreshold: 20,
   breakerWindowMs: 10_000,
   breakerResetMs: 5000,
 } as const;
 
+/** Weight of the newest call in the running mean of call durations. */
+const LATENCY_SMOOTHING = 0.2;
+
 /** Only the origin's own failures count toward opening the breaker: never 404s, rejected ids or local shedding. */
 const ORIGIN_FAILURES = new Set(['UPSTREAM_STATUS', 'UPSTREAM_TIMEOUT', 'UPSTREAM_UNREACHABLE', 'UPSTREAM_BAD_RESPONSE']);
 
 type Call = () => Promise<unknown>;
 
+interface QueuedCall {
+  readonly grant: () => void;
+  readonly shed: () => void;
+  /** `now()` past which the call is shed. */
+  readonly deadline: number;
+}
+
 /**
  * Protects the origin: an opossum circuit breaker on the failure rate, then a
- * bound on concurrent calls with a bounded, deadline-limited queue. Every
+ * bound on concurrent calls with a queue admitted by expected wait. Every
  * origin call (single or batch) goes through `run`.
+ *
+ * Admission: with every slot busy, a call joins the queue only if the calls
+ * ahead of it can be expected to drain within `queueTimeoutMs` at the
+ * upstream's measured throughput (slots ÷ mean call duration). A healthy
+ * upstream drains a large burst well inside the deadline, so none of it is
+ * shed; a slow or failing one gets its excess shed at once, before the proxy
+ * holds it. Time spent queued here is the proxy's own: it ends in 503
+ * OVERLOADED and never reaches the breaker.
  */
 export class OriginGuard {
   readonly #breaker: CircuitBreaker<[Call], unknown>;
@@ -50,15 +79,24 @@ export class OriginGuard {
   readonly #maxQueue: number;
   readonly #queueTimeoutMs: number;
   readonly #retryAfterSeconds: number;
-  readonly #queue: { grant: () => void }[] = [];
+  readonly #now: () => number;
+  /** FIFO of waiting calls; entries before `#head` are gone. Deadlines ascend, so one timer serves all. */
+  #queue: QueuedCall[] = [];
+  #head = 0;
+  #timer: NodeJS.Timeout | undefined;
   #active = 0;
   #shed = 0;
+  /** Running mean of the upstream's own duration of calls that ran, ms; undefined until the first one ends. */
+  #latencyMs: number | undefined;
+  readonly #loop: LoopStall;
 
   constructor(options: OriginGuardOptions = {}) {
     const o = { ...ORIGIN_GUARD_DEFAULTS, ...definedOnly(options) };
     this.#maxConcurrency = integerOption('maxConcurrency', o.maxConcurrency, 1, 100_000);
     this.#maxQueue = integerOption('maxQueue', o.maxQueue, 0, 1_000_000);
     this.#queueTimeoutMs = integerOption('queueTimeoutMs', o.queueTimeoutMs, 1, 600_000);
+    this.#now = o.now === undefined ? () => performance.now() : functionOption('now', o.now);
+    this.#loop = new LoopStall(this.#now);
     const resetMs = integerOption('breakerResetMs', o.breakerResetMs, 1, 3_600_000);
     this.#retryAfterSeconds = Math.max(1, Math.ceil(resetMs / 1000));
     this.#breaker = new CircuitBreaker((call: Call) => call(), {
@@ -70,7 +108,7 @@ export class OriginGuard {
       resetTimeout: resetMs,
       errorFilter: (error: unknown) => !(error instanceof ProxyError && ORIGIN_FAILURES.has(error.code)),
     });
-    const notify = o.onBreakerChange;
+    const notify = o.onBreakerChange === undefined ? undefined : functionOption<(state: BreakerState) => void>('onBreakerChange', o.onBreakerChange);
     if (notify !== undefined) {
       this.#breaker.on('open', () => notify('open'));
       this.#breaker.on('halfOpen', () => notify('half-open'));
@@ -86,14 +124,23 @@ export class OriginGuard {
    */
   async run<T>(call: () => Promise<T>): Promise<T> {
     if (this.#breaker.opened) throw this.#circuitOpen();
-    return this.#limited(async () => {
-      try {
-        return (await this.#breaker.fire(call)) as T;
-      } catch (error) {
-        if ((error as { code?: string }).code === 'EOPENBREAKER') throw this.#circuitOpen();
-        throw error;
-      }
-    });
+    if (this.#active < this.#maxConcurrency) this.#active++;
+    else await this.#waitForSlot();
+    this.#loop.acquire();
+    const started = this.#now();
+    const stalledBefore = this.#loop.stalledMs();
+    try {
+      return (await this.#breaker.fire(call)) as T;
+    } catch (error) {
+      if ((error as { code?: string }).code === 'EOPENBREAKER') throw this.#circuitOpen();
+      throw error;
+    } finally {
+      // An answer that waited for a busy event loop measures the proxy, not the upstream.
+      const duration = this.#now() - started;
+      this.#observe(Math.max(0, duration - (this.#loop.stalledMs() - stalledBefore)));
+      this.#release();
+      this.#loop.release();
+    }
   }
 
   #circuitOpen(): ProxyError {
@@ -104,45 +151,66 @@ export class OriginGuard {
     return this.#breaker.opened ? 'open' : this.#breaker.halfOpen ? 'half-open' : 'closed';
   }
 
-  stats(): { active: number; queued: number; shed: number } {
-    return { active: this.#active, queued: this.#queue.length, shed: this.#shed };
+  /** `latencyMs`: the running mean of call durations admission works from (undefined before the first call ends). */
+  stats(): { active: number; queued: number; shed: number; latencyMs: number | undefined } {
+    return { active: this.#active, queued: this.#queue.length - this.#head, shed: this.#shed, latencyMs: this.#latencyMs };
   }
 
-  /** Stops the breaker's timers. */
+  /** Stops the breaker's timers and the queue's. */
   close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#breaker.shutdown();
   }
 
-  async #limited<T>(call: () => Promise<T>): Promise<T> {
-    if (this.#active < this.#maxConcurrency) this.#active++;
-    else await this.#waitForSlot();
-    try {
-      return await call();
-    } finally {
-      // Hand the slot straight to the next waiter, so a newcomer cannot slip in between.
-      const next = this.#queue.shift();
-      if (next !== undefined) next.grant();
-      else this.#active--;
-    }
+  /** Hands the slot straight to the next waiter, so a newcomer cannot slip in between. */
+  #release(): void {
+    const next = this.#dequeue();
+    if (next !== undefined) next.grant();
+    else this.#active--;
   }
 
   #waitForSlot(): Promise<void> {
-    if (this.#queue.length >= this.#maxQueue) return Promise.reject(this.#overloaded());
+    const queued = this.#queue.length - this.#head;
+    if (queued >= this.#maxQueue || this.#expectedWaitMs(queued) > this.#queueTimeoutMs) return Promise.reject(this.#overloaded());
     return new Promise<void>((resolve, reject) => {
-      const waiter = {
-        grant: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-      const timer = setTimeout(() => {
-        const index = this.#queue.indexOf(waiter);
-        if (index !== -1) this.#queue.splice(index, 1);
-        reject(this.#overloaded());
-      }, this.#queueTimeoutMs);
-      this.#queue.push(waiter);
+      this.#queue.push({ grant: resolve, shed: () => reject(this.#overloaded()), deadline: this.#now() + this.#queueTimeoutMs });
+      this.#timer ??= setTimeout(this.#expire, this.#queueTimeoutMs);
     });
   }
+
+  /** How long a call with `ahead` calls queued before it can expect to wait for a slot, ms (0 while nothing is measured). */
+  #expectedWaitMs(ahead: number): number {
+    const latency = this.#latencyMs;
+    return latency === undefined ? 0 : ((ahead + 1) * latency) / this.#maxConcurrency;
+  }
+
+  /** A call that ran took `durationMs` of the upstream's time: updates the mean admission works from. */
+  #observe(durationMs: number): void {
+    const previous = this.#latencyMs;
+    this.#latencyMs = previous === undefined ? durationMs : previous + LATENCY_SMOOTHING * (durationMs - previous);
+  }
+
+  #dequeue(): QueuedCall | undefined {
+    if (this.#head === this.#queue.length) return undefined;
+    const next = this.#queue[this.#head++]!;
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    return next;
+  }
+
+  readonly #expire = (): void => {
+    this.#timer = undefined;
+    const now = this.#now();
+    while (this.#head < this.#queue.length && this.#queue[this.#head]!.deadline <= now) this.#dequeue()!.shed();
+    const next = this.#queue[this.#head];
+    if (next !== undefined) this.#timer = setTimeout(this.#expire, Math.max(1, next.deadline - now));
+  };
 
   #overloaded(): ProxyError {
     this.#shed++;

@@ -120,8 +120,15 @@ export const SETTINGS = {
   upstreamUrl: optionalUrl(
     'UPSTREAM_URL',
     ['http:', 'https:'],
-    'Base URL of the group-profile service (profiles at `{UPSTREAM_URL}/groups/{id}`). Unset: the built-in mock backend is started in-process.',
+    'Base URL of the group-profile service (profiles at `{UPSTREAM_URL}/groups/{id}`). Unset: the built-in mock backend is started in-process, except with NODE_ENV=production (see MOCK_BACKEND).',
   ),
+  mockBackend: oneOf(
+    'MOCK_BACKEND',
+    'auto',
+    ['auto', 'on', 'off'],
+    'Serve made-up profiles from the built-in mock backend: `auto` does when UPSTREAM_URL is unset and NODE_ENV is not `production`; `on` does always (UPSTREAM_URL must then be unset); `off` never does (UPSTREAM_URL is required).',
+  ),
+  nodeEnv: optionalText('NODE_ENV', /^[A-Za-z0-9_.-]{1,64}$/, 'a word such as production', 'With `production` (as in the image), the proxy refuses to start without UPSTREAM_URL unless MOCK_BACKEND=on.'),
   ttlMs: integer('TTL_MS', 60_000, 1, DAY_MS, 'Freshness of a cached profile, ms, before jitter.'),
   ttlJitter: fraction('TTL_JITTER', 0.1, 0.5, 'Uniform TTL jitter as a fraction (0.1 = ±10%), so keys filled together expire apart.'),
   negativeTtlMs: integer('NEGATIVE_TTL_MS', 30_000, 0, DAY_MS, 'Freshness of a cached "group does not exist" answer, ms, before jitter.'),
@@ -133,7 +140,7 @@ export const SETTINGS = {
   waitTimeoutMs: integer('WAIT_TIMEOUT_MS', 10_000, 1, 3_600_000, 'Longest a request waits for a load before 504 WAIT_TIMEOUT, ms.'),
   l1MaxEntries: integer('L1_MAX_ENTRIES', 100_000, 1, 100_000_000, 'Most profiles kept in process memory.'),
   l1MaxBytes: integer('L1_MAX_BYTES', 256 * MIB, 1024, 64 * 1024 * MIB, 'Most bytes of process memory for cached profiles (bodies plus 400 bytes each).'),
-  upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', 2000, 1, 600_000, 'Deadline for one upstream response (headers and body), ms; beyond it callers get 504.'),
+  upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', 2000, 1, 600_000, 'Deadline for one upstream response (headers and body), ms, from when the request has a connection and not counting time the proxy itself was too busy to read the answer; beyond it callers get 504 UPSTREAM_TIMEOUT.'),
   upstreamMaxBodyBytes: integer('UPSTREAM_MAX_BODY_BYTES', MIB, 1, 64 * MIB, 'Largest accepted upstream body; larger answers are a 502.'),
   upstreamConnections: integer('UPSTREAM_CONNECTIONS', 64, 1, 10_000, 'Keep-alive connections to the upstream at most.'),
   redisUrl: optionalUrl('REDIS_URL', ['redis:', 'rediss:'], 'Standalone Redis for the shared L2 tier (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS). Unset with REDIS_CLUSTER_NODES unset: L2 is off.'),
@@ -154,8 +161,20 @@ export const SETTINGS = {
   batchWindowMs: integer('BATCH_WINDOW_MS', 2, 0, 10_000, 'How long the first miss of a batch waits for others, ms.'),
   batchMaxIds: integer('BATCH_MAX_IDS', 100, 1, 1000, 'Ids per batch call at most; a full batch leaves at once.'),
   upstreamMaxConcurrency: integer('UPSTREAM_MAX_CONCURRENCY', 64, 1, 100_000, 'Upstream calls in progress at most; further loads queue.'),
-  upstreamMaxQueue: integer('UPSTREAM_MAX_QUEUE', 256, 0, 1_000_000, 'Loads waiting for an upstream slot at most; beyond it new misses are shed with 503 and Retry-After.'),
-  upstreamQueueTimeoutMs: integer('UPSTREAM_QUEUE_TIMEOUT_MS', 1000, 1, 600_000, 'Longest wait for an upstream slot, ms; then the load is shed with 503.'),
+  upstreamMaxQueue: integer(
+    'UPSTREAM_MAX_QUEUE',
+    10_000,
+    0,
+    1_000_000,
+    'Loads waiting for an upstream slot at most, a memory bound; admission is decided by the expected wait (see UPSTREAM_QUEUE_TIMEOUT_MS) well before it is reached.',
+  ),
+  upstreamQueueTimeoutMs: integer(
+    'UPSTREAM_QUEUE_TIMEOUT_MS',
+    2000,
+    1,
+    600_000,
+    'Longest wait for an upstream slot, ms. A miss whose expected wait (queue length against the measured upstream throughput) exceeds it is shed at once with 503 OVERLOADED, and so is one still waiting when it runs out.',
+  ),
   breakerErrorPercent: integer('BREAKER_ERROR_PERCENT', 50, 1, 99, 'The circuit breaker opens when more than this percentage of upstream calls in the window failed (5xx, timeouts, network errors, bad bodies; never 404s).'),
   breakerVolumeThreshold: integer('BREAKER_VOLUME_THRESHOLD', 20, 0, 1_000_000, 'Upstream calls needed in the window before the breaker may open.'),
   breakerWindowMs: integer('BREAKER_WINDOW_MS', 10_000, 10, 3_600_000, 'Rolling window of the breaker\'s failure rate, ms.'),
@@ -169,6 +188,12 @@ export const SETTINGS = {
   shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000, 'On SIGTERM/SIGINT, how long in-flight requests may take to finish, ms.'),
   metricsPort: optionalInteger('METRICS_PORT', 0, 65535, 'Serve `GET /metrics` on this port instead of the main one (0 picks a free one). Unset: on the main port.'),
   gcMetrics: oneOf('GC_METRICS', 'off', ['on', 'off'], 'Also export `gpp_nodejs_gc_duration_seconds`. Off by default: observing every GC costs about 5% of L1-hit throughput.'),
+  addressFile: optionalText(
+    'ADDRESS_FILE',
+    /^[^\0\n]{1,1024}$/,
+    'a file path',
+    'Once listening, write the URL the proxy answers on to this file (removed on shutdown); the image sets it for its HEALTHCHECK, so the check follows --port and HOST.',
+  ),
   accessLog: oneOf('ACCESS_LOG', 'off', ['on', 'off'], 'Log one JSON line per request (method, path, status, cache outcome, duration). Off keeps the hot path free of logging.'),
   logLevel: oneOf('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'Log level of the JSON logs on stdout.'),
 } satisfies Record<string, Setting<unknown>>;
@@ -180,13 +205,35 @@ export function configFromEnv(env: Record<string, string | undefined>): SidecarC
   const config: Record<string, unknown> = {};
   for (const [key, setting] of Object.entries(SETTINGS)) config[key] = setting.parse(env[setting.env]);
   const parsed = config as SidecarConfig;
-  if (parsed.maxStaleMs < Math.max(parsed.staleTtlMs, parsed.negativeStaleTtlMs)) {
-    throw new ConfigError('MAX_STALE_MS', 'at least STALE_TTL_MS and NEGATIVE_STALE_TTL_MS', String(parsed.maxStaleMs));
-  }
-  if (parsed.redisUrl !== undefined && parsed.redisClusterNodes !== undefined) {
-    throw new ConfigError('REDIS_CLUSTER_NODES', 'to be unset when REDIS_URL is set (choose one)', parsed.redisClusterNodes);
-  }
+  checkConfig(parsed);
   return parsed;
+}
+
+/**
+ * The rules between settings, for a configuration from the environment or
+ * from code (startSidecar runs them on what it is given); throws a
+ * ConfigError naming the setting to change.
+ */
+export function checkConfig(config: SidecarConfig): void {
+  if (config.maxStaleMs < Math.max(config.staleTtlMs, config.negativeStaleTtlMs)) {
+    throw new ConfigError('MAX_STALE_MS', 'at least STALE_TTL_MS and NEGATIVE_STALE_TTL_MS', String(config.maxStaleMs));
+  }
+  if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
+    throw new ConfigError('REDIS_CLUSTER_NODES', 'to be unset when REDIS_URL is set (choose one)', config.redisClusterNodes);
+  }
+  if (config.mockBackend === 'on' && config.upstreamUrl !== undefined) {
+    throw new ConfigError('MOCK_BACKEND', 'off or auto when UPSTREAM_URL is set (choose one)', config.mockBackend);
+  }
+  if (config.upstreamUrl === undefined && config.mockBackend !== 'on') {
+    if (config.mockBackend === 'off') throw new ConfigError('UPSTREAM_URL', 'the URL of the group-profile service (MOCK_BACKEND=off)', '');
+    if (config.nodeEnv === 'production') {
+      throw new ConfigError(
+        'UPSTREAM_URL',
+        'the URL of the group-profile service when NODE_ENV=production; set MOCK_BACKEND=on to serve the built-in mock backend\'s made-up profiles instead',
+        '',
+      );
+    }
+  }
 }
 
 /** The configuration with secrets replaced, for the start-up log line. */

@@ -1,0 +1,48 @@
+/** Period of the probe timer, ms: coarse, it only has to see stalls that matter against upstream latencies. */
+const PROBE_MS = 10;
+
+/**
+ * How long the event loop has been stalled, summed: a coarse timer that runs
+ * only while someone holds the probe adds up how late it fires. Time a call
+ * spent waiting for a busy event loop is the proxy's, not the upstream's: a
+ * call's duration minus the stall during it is the upstream's share, so a
+ * burst that keeps the proxy busy does not read as a slow or late upstream.
+ */
+export class LoopStall {
+  readonly #now: () => number;
+  #stalled = 0;
+  #last = 0;
+  #holders = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  /** `now`: a monotonic clock in ms. */
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  /** Starts the probe for one more holder; pair with release(). */
+  acquire(): void {
+    if (this.#holders++ > 0) return;
+    this.#last = this.#now();
+    this.#timer = setInterval(() => {
+      const now = this.#now();
+      this.#stalled += Math.max(0, now - this.#last - PROBE_MS);
+      this.#last = now;
+    }, PROBE_MS);
+    // Never what keeps a process alive, and idle instances have no probe at all.
+    this.#timer.unref();
+  }
+
+  release(): void {
+    if (this.#holders === 0 || --this.#holders > 0) return;
+    this.#stalled = this.stalledMs();
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Stall so far, ms, the stretch since the probe last ran included. */
+  stalledMs(): number {
+    if (this.#timer === undefined) return this.#stalled;
+    return this.#stalled + Math.max(0, this.#now() - this.#last - PROBE_MS);
+  }
+}
