@@ -1,5 +1,7 @@
+import { inspect } from 'node:util';
+import { Hono } from 'hono';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { CoalescingCache, createProxyApp, type Loader } from '../src/index.js';
+import { CoalescingCache, OptionError, adminRoutes, createProxyApp, type Loader } from '../src/index.js';
 import { startFleet, type Fleet } from './helpers/fleet.js';
 import { startRedisServer } from './helpers/redis-server.js';
 
@@ -43,6 +45,31 @@ describe('POST /admin/invalidate', () => {
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toBe('Bearer');
     expect(engine.peek('1')).toBeDefined();
+  });
+
+  it.each([
+    ['a lower-case scheme', `bearer ${TOKEN}`],
+    ['an upper-case scheme', `BEARER ${TOKEN}`],
+    ['several spaces after the scheme', `Bearer   ${TOKEN}`],
+  ])('accepts %s (the auth scheme is case-insensitive, RFC 9110 11.1)', async (_name, authorization) => {
+    const { app, engine } = localApp();
+    await engine.get('1');
+    const response = await app.request('/admin/invalidate', invalidate({ ids: [1] }, authorization));
+    expect(response.status).toBe(200);
+    expect(engine.peek('1')).toBeUndefined();
+  });
+
+  it.each([
+    ['the scheme alone', 'Bearer'],
+    ['the scheme glued to the token', `Bearer${TOKEN}`],
+    ['the token followed by more', `Bearer ${TOKEN} extra`],
+    ['the token alone', TOKEN],
+    ['another scheme ending in bearer', `XBearer ${TOKEN}`],
+  ])('answers 401 for %s', async (_name, authorization) => {
+    const { app } = localApp();
+    const response = await app.request('/admin/invalidate', invalidate({ ids: [1] }, authorization));
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toBe('Bearer');
   });
 
   it('invalidates the listed ids with the right token', async () => {
@@ -107,6 +134,72 @@ describe('POST /admin/invalidate', () => {
     expect(response.headers.get('retry-after')).toBe('1');
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('L2_UNAVAILABLE');
     expect(engine.peek('1')).toBeUndefined();
+  });
+});
+
+describe('the admin token option', () => {
+  const engine = new CoalescingCache({ load: async () => ({}) });
+  const mountDirectly = (token: unknown) => {
+    const app = new Hono();
+    app.route('/admin', adminRoutes({ engine, token: token as string, parseId: (raw) => raw, cacheName: 'test' }));
+    return app;
+  };
+  // Each bad value with how the error describes it: its type and length, never the value.
+  const invalid: [string, unknown, string][] = [
+    ['an empty string', '', 'a string of 0 characters'],
+    ['15 characters', 'x'.repeat(15), 'a string of 15 characters'],
+    ['a space', 'sixteen-chars-an d', 'a string of 18 characters, not all printable ASCII'],
+    ['a tab', 'sixteen-chars-an\td', 'a string of 18 characters, not all printable ASCII'],
+    ['a newline', 'sixteen-chars-and\n', 'a string of 18 characters, not all printable ASCII'],
+    ['DEL', 'sixteen-chars-and\x7f', 'a string of 18 characters, not all printable ASCII'],
+    ['non-ASCII letters', 'é'.repeat(20), 'a string of 20 characters, not all printable ASCII'],
+    ['a number', 1234567890123456, 'a number'],
+    ['null', null, 'null'],
+    ['an object', { token: TOKEN }, 'an object'],
+  ];
+
+  it.each(invalid)('createProxyApp rejects %s, naming adminToken and never echoing the value', (_name, value, described) => {
+    let error: unknown;
+    try {
+      createProxyApp({ engine, adminToken: value as string });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(OptionError);
+    const optionError = error as OptionError;
+    expect(optionError.code).toBe('ERR_INVALID_OPTION');
+    expect(optionError.option).toBe('adminToken');
+    expect(optionError.message).toBe(
+      `invalid option adminToken: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received ${described}`,
+    );
+    if (typeof value === 'string' && value !== '') {
+      for (const shown of [optionError.message, inspect(optionError), JSON.stringify(optionError), String(optionError.received)]) {
+        expect(shown).not.toContain(value);
+      }
+    }
+    if (typeof value === 'object' && value !== null) expect(inspect(optionError)).not.toContain(TOKEN);
+  });
+
+  it.each(invalid)('adminRoutes rejects %s, naming token', (_name, value, described) => {
+    expect(() => mountDirectly(value)).toThrow(OptionError);
+    expect(() => mountDirectly(value)).toThrow(`invalid option token: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received ${described}`);
+  });
+
+  it('adminRoutes rejects a missing token', () => {
+    expect(() => mountDirectly(undefined)).toThrow('invalid option token: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received undefined');
+  });
+
+  it('the issue: an empty adminToken no longer serves invalidations without Authorization', () => {
+    expect(() => createProxyApp({ engine, adminToken: '' })).toThrow(OptionError);
+  });
+
+  it('accepts exactly 16 printable ASCII characters, symbols included, through both entry points', async () => {
+    const token = '!"#$%&()*+,-./~A';
+    expect(token).toHaveLength(16);
+    const request = { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"ids":["1"]}' };
+    const viaApp = createProxyApp({ engine, adminToken: token });
+    expect((await viaApp.request('/admin/invalidate', request)).status).toBe(200);
+    expect((await mountDirectly(token).request('/admin/invalidate', request)).status).toBe(200);
   });
 });
 

@@ -105,6 +105,11 @@ export class CoalescingCache<V = unknown> {
     return this.#options.now();
   }
 
+  /** How long past freshness entries are served while one refresh runs, so shells can state it (stale-while-revalidate). */
+  staleWindows(): { staleWhileRevalidateMs: number; negativeStaleWhileRevalidateMs: number } {
+    return { staleWhileRevalidateMs: this.#options.staleTtlMs, negativeStaleWhileRevalidateMs: this.#options.negativeStaleTtlMs };
+  }
+
   /**
    * A fresh L1 entry, synchronously, or `undefined`. The hot path of the HTTP
    * shells: no promise, no allocation.

@@ -3,12 +3,13 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
+import { ADMIN_TOKEN_MIN_LENGTH, secretOption } from '../util/options.js';
 import { encodeError } from './respond.js';
 import { send } from './routes.js';
 
 export interface AdminRoutesOptions {
   engine: Pick<CoalescingCache<unknown>, 'invalidate'>;
-  /** Bearer token every admin request must carry. Required. */
+  /** Bearer token every admin request must carry: at least 16 printable ASCII characters (0x21-0x7e). Required. */
   token: string;
   /** Canonical cache key for an id, or `undefined` when invalid. */
   parseId: (raw: string) => string | undefined;
@@ -19,17 +20,26 @@ export interface AdminRoutesOptions {
 export const MAX_INVALIDATION_IDS = 1000;
 
 /**
+ * `credentials = auth-scheme 1*SP token` (RFC 9110 11.4, RFC 6750 2.1); the
+ * scheme is case-insensitive (RFC 9110 11.1). The token part takes any
+ * printable ASCII, the alphabet tokens are validated against.
+ */
+const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
+
+/**
  * `POST /invalidate` with `{"ids":[...]}`: invalidates profiles on every
  * instance (L2 entry and lease deleted, L1 evicted through the bus).
  * Authorised by `Authorization: Bearer <token>`, compared in constant time.
+ * Throws an OptionError naming `token` unless it has at least 16 printable
+ * ASCII characters, so an empty or guessable token never opens the routes.
  */
 export function adminRoutes(options: AdminRoutesOptions): Hono {
-  const expected = digest(options.token);
+  const expected = digest(secretOption('token', options.token, ADMIN_TOKEN_MIN_LENGTH));
   const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, options.cacheName));
   const app = new Hono();
   app.use('*', async (c, next) => {
-    const header = c.req.header('authorization') ?? '';
-    const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
+    // No header or a malformed one compares as '', which never equals a valid (non-empty) token.
+    const presented = BEARER.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
     if (!timingSafeEqual(digest(presented), expected)) {
       const response = fail(c, new ProxyError('UNAUTHORIZED', 'a valid Bearer token is required', 401));
       response.headers.set('www-authenticate', 'Bearer');

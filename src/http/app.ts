@@ -3,13 +3,18 @@ import { Hono } from 'hono';
 import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../ids.js';
+import { ADMIN_TOKEN_MIN_LENGTH, secretOption } from '../util/options.js';
 import { adminRoutes } from './admin.js';
 import { encodeError } from './respond.js';
 import { cacheNameOption, groupProfileRoutes, send, type GroupProfileRoutesOptions } from './routes.js';
 
 export interface ProxyAppOptions extends GroupProfileRoutesOptions {
   engine: GroupProfileRoutesOptions['engine'] & Pick<CoalescingCache<unknown>, 'invalidate' | 'stats'>;
-  /** Token for `POST /admin/invalidate`. Unset: the admin routes answer 404. */
+  /**
+   * Bearer token for `POST /admin/invalidate`: at least 16 printable ASCII
+   * characters (0x21-0x7e), as `ADMIN_TOKEN` requires; anything else (`''`
+   * included) throws an OptionError naming `adminToken`. Unset: the admin routes answer 404.
+   */
   adminToken?: string;
   /** False once shutdown has begun, so load balancers stop sending traffic first. Default: always ready. */
   isReady?: () => boolean;
@@ -26,6 +31,7 @@ export interface ProxyAppOptions extends GroupProfileRoutesOptions {
  */
 export function createProxyApp(options: ProxyAppOptions): Hono {
   const cacheName = cacheNameOption(options.cacheName);
+  const adminToken = options.adminToken === undefined ? undefined : secretOption('adminToken', options.adminToken, ADMIN_TOKEN_MIN_LENGTH);
   const maxGroupId = options.maxGroupId ?? DEFAULT_MAX_GROUP_ID;
   const isReady = options.isReady ?? (() => true);
   const app = new Hono();
@@ -49,10 +55,10 @@ export function createProxyApp(options: ProxyAppOptions): Hono {
   if (options.metricsRoute === true && metrics !== undefined) {
     app.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   }
-  if (options.adminToken !== undefined) {
+  if (adminToken !== undefined) {
     app.route(
       '/admin',
-      adminRoutes({ engine: options.engine, token: options.adminToken, parseId: options.parseId ?? ((raw) => parseGroupId(raw, maxGroupId)), cacheName }),
+      adminRoutes({ engine: options.engine, token: adminToken, parseId: options.parseId ?? ((raw) => parseGroupId(raw, maxGroupId)), cacheName }),
     );
   }
   app.notFound((c) => send(c, encodeError(new ProxyError('ROUTE_NOT_FOUND', 'no such route', 404), cacheName)));

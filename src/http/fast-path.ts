@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { AnswerEncoder } from './respond.js';
-import { answerMiss, type EngineReader } from './routes.js';
+import { answerMiss, policyFor, type EngineReader } from './routes.js';
 
 export interface FastPathOptions {
   engine: EngineReader;
@@ -12,6 +12,8 @@ export interface FastPathOptions {
   /** Mount point of the group routes, with trailing slash. Default `/groups/`. */
   prefix?: string;
   metrics?: ProxyMetrics;
+  /** As the Hono routes' option: `s-maxage` for shared caches, s. Default: none. */
+  sMaxAgeSeconds?: number;
 }
 
 /**
@@ -27,7 +29,7 @@ export function createFastPath(options: FastPathOptions): (req: IncomingMessage,
   const { engine, parseId, cacheName, metrics } = options;
   const prefix = options.prefix ?? '/groups/';
   const recordHit = metrics?.hitRecorder();
-  const encoder = new AnswerEncoder(cacheName);
+  const encoder = new AnswerEncoder(cacheName, policyFor(engine, options.sMaxAgeSeconds));
   return (req, res) => {
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return false;

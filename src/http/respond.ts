@@ -14,11 +14,55 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 /** Cache name in RFC 9211 Cache-Status unless a shell is given another. */
 export const DEFAULT_CACHE_NAME = 'group-profile-proxy';
 
+/** What Cache-Control tells caches in front of the proxy beyond each entry's own lifetime. */
+export interface CacheControlPolicy {
+  /** `stale-while-revalidate` for found entries, s; 0 leaves it out. */
+  readonly staleWhileRevalidateSeconds: number;
+  /** The same for negative (404) entries, s. */
+  readonly negativeStaleWhileRevalidateSeconds: number;
+  /** `s-maxage` for shared caches (CDNs), s; undefined leaves it out. */
+  readonly sharedMaxAgeSeconds: number | undefined;
+}
+
+/** No stale directives and no s-maxage: only max-age. */
+export const PLAIN_CACHE_CONTROL: CacheControlPolicy = { staleWhileRevalidateSeconds: 0, negativeStaleWhileRevalidateSeconds: 0, sharedMaxAgeSeconds: undefined };
+
+/** The engine's stale windows, for shells to state as RFC 5861 directives. */
+export interface StaleWindows {
+  readonly staleWhileRevalidateMs: number;
+  readonly negativeStaleWhileRevalidateMs: number;
+}
+
+/** The policy of a shell: the engine's stale-while-revalidate windows (when it states them) and an optional s-maxage. */
+export function cacheControlPolicy(windows: StaleWindows | undefined, sharedMaxAgeSeconds: number | undefined): CacheControlPolicy {
+  return {
+    staleWhileRevalidateSeconds: Math.floor((windows?.staleWhileRevalidateMs ?? 0) / 1000),
+    negativeStaleWhileRevalidateSeconds: Math.floor((windows?.negativeStaleWhileRevalidateMs ?? 0) / 1000),
+    sharedMaxAgeSeconds,
+  };
+}
+
+/**
+ * Cache-Control for an entry, read by caches as RFC 9111 §4.2 says: max-age is
+ * the entry's whole freshness lifetime (Age carries the time since it was
+ * stored, and caches subtract it), stale-while-revalidate and stale-if-error
+ * (RFC 5861) are the proxy's own windows, so a cache in front behaves like it.
+ */
+function cacheControl(entry: CacheEntry, policy: CacheControlPolicy): string {
+  let value = `public, max-age=${Math.floor((entry.freshUntil - entry.storedAt) / 1000)}`;
+  const revalidate = entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds;
+  if (revalidate > 0) value += `, stale-while-revalidate=${revalidate}`;
+  const ifError = Math.floor((entry.usableUntil - entry.freshUntil) / 1000);
+  if (ifError > 0) value += `, stale-if-error=${ifError}`;
+  if (policy.sharedMaxAgeSeconds !== undefined) value += `, s-maxage=${policy.sharedMaxAgeSeconds}`;
+  return value;
+}
+
 /**
  * The answer for a cache entry: 200 with the profile, 304 when the client's
- * validator matches, or 404 for a negative entry. Cache-Control's max-age is
- * the entry's remaining freshness, so clients never keep a copy longer than
- * the proxy would.
+ * validator matches, or 404 for a negative entry. Age is rounded up, so with
+ * max-age rounded down a downstream copy never stays fresh longer than the
+ * proxy's own (it may expire up to 2 s earlier).
  */
 export function encodeEntry(
   entry: CacheEntry,
@@ -27,14 +71,15 @@ export function encodeEntry(
   ifNoneMatch: string | undefined,
   cacheName: string,
   failedStatus?: number,
+  policy: CacheControlPolicy = PLAIN_CACHE_CONTROL,
 ): EncodedResponse {
-  // Negative for stale entries, as RFC 9211 allows; clients get max-age=0 for them.
+  // Negative for stale entries, as RFC 9211 allows.
   const ttlSeconds = Math.floor((entry.freshUntil - now) / 1000);
   const found = entry.kind === 'found';
   const headers: Record<string, string> = {
     'content-type': JSON_TYPE,
-    'cache-control': `public, max-age=${Math.max(0, ttlSeconds)}`,
-    age: String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))),
+    'cache-control': cacheControl(entry, policy),
+    age: String(Math.max(0, Math.ceil((now - entry.storedAt) / 1000))),
     'cache-status': cacheStatus(cacheName, outcome, ttlSeconds, found, failedStatus),
   };
   if (!found) {
@@ -63,17 +108,19 @@ export function encodeEntry(
  */
 export class AnswerEncoder {
   readonly cacheName: string;
+  readonly policy: CacheControlPolicy;
   #memoAt = Number.NaN;
   #hits = new Map<CacheEntry, EncodedResponse>();
   #collapsed = new Map<CacheEntry, EncodedResponse>();
 
-  constructor(cacheName: string) {
+  constructor(cacheName: string, policy: CacheControlPolicy = PLAIN_CACHE_CONTROL) {
     this.cacheName = cacheName;
+    this.policy = policy;
   }
 
   encode(entry: CacheEntry, outcome: LookupOutcome, now: number, ifNoneMatch: string | undefined, failedStatus?: number): EncodedResponse {
     if (ifNoneMatch !== undefined || (outcome !== 'hit' && outcome !== 'collapsed')) {
-      return encodeEntry(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus);
+      return encodeEntry(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus, this.policy);
     }
     if (now !== this.#memoAt) {
       // New maps, not clear(): V8's clear() links the old table to its successor, so once
@@ -87,7 +134,7 @@ export class AnswerEncoder {
     const memo = outcome === 'hit' ? this.#hits : this.#collapsed;
     let answer = memo.get(entry);
     if (answer === undefined) {
-      answer = encodeEntry(entry, outcome, now, undefined, this.cacheName);
+      answer = encodeEntry(entry, outcome, now, undefined, this.cacheName, undefined, this.policy);
       memo.set(entry, answer);
     }
     return answer;

@@ -5,7 +5,7 @@ import { ProxyError, toProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId, rawLastPathSegment } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { integerOption, functionOption, OptionError } from '../util/options.js';
-import { AnswerEncoder, DEFAULT_CACHE_NAME, encodeError, type EncodedResponse } from './respond.js';
+import { AnswerEncoder, cacheControlPolicy, DEFAULT_CACHE_NAME, encodeError, type CacheControlPolicy, type EncodedResponse } from './respond.js';
 
 export interface GroupProfileRoutesOptions {
   /** The engine answering lookups. Required. */
@@ -21,12 +21,14 @@ export interface GroupProfileRoutesOptions {
   cacheName?: string;
   /** Prometheus metrics to record requests into. Default: none. */
   metrics?: ProxyMetrics;
+  /** Adds `s-maxage=N` to Cache-Control, a freshness lifetime for shared caches (CDNs) in front, s. Default: none. */
+  sMaxAgeSeconds?: number;
 }
 
 const ROUTE_LABEL = '/groups/:id';
 
-/** What the HTTP shells need of an engine, whatever its value type. */
-export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'now'>;
+/** What the HTTP shells need of an engine, whatever its value type (without `staleWindows`, no stale directives are stated). */
+export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'now'> & Partial<Pick<CoalescingCache<unknown>, 'staleWindows'>>;
 
 export const ALLOWED_METHODS = 'GET, HEAD';
 
@@ -42,7 +44,7 @@ export function groupProfileRoutes(options: GroupProfileRoutesOptions): Hono {
       ? (raw: string) => parseGroupId(raw, maxGroupId)
       : functionOption<(raw: string) => string | undefined>('parseId', options.parseId);
   const cacheName = cacheNameOption(options.cacheName);
-  const encoder = new AnswerEncoder(cacheName);
+  const encoder = new AnswerEncoder(cacheName, policyFor(engine, options.sMaxAgeSeconds));
   const metrics = options.metrics;
   const record = (started: number, response: EncodedResponse, cache: string): EncodedResponse => {
     metrics?.recordAnswer(ROUTE_LABEL, response.status, cache, (performance.now() - started) / 1000);
@@ -91,6 +93,12 @@ export async function answerMiss(
   } catch (error) {
     return { response: encodeError(toProxyError(error), encoder.cacheName), cache: 'none' };
   }
+}
+
+/** The Cache-Control policy of a shell over `engine`, with the `sMaxAgeSeconds` option validated. */
+export function policyFor(engine: EngineReader, sMaxAgeSeconds: unknown): CacheControlPolicy {
+  const shared = sMaxAgeSeconds === undefined ? undefined : integerOption('sMaxAgeSeconds', sMaxAgeSeconds, 0, 31_536_000);
+  return cacheControlPolicy(engine.staleWindows?.(), shared);
 }
 
 /** Validates a `cacheName` option once; every shell answers under the same, checked name. */

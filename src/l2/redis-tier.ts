@@ -26,7 +26,11 @@ export interface RedisTierOptions {
   leaseTtlMs?: number;
   /** How long an instance waits for another's load before loading by itself, ms. Default 5000. */
   leaseWaitMs?: number;
-  /** Notified when Redis becomes reachable or unreachable. */
+  /**
+   * Notified of the first known state (the first connection or failed attempt, so a Redis
+   * unreachable from the start is reported too), then of every change; never twice in a row with
+   * the same value, and never after `close()`.
+   */
   onHealthChange?: (healthy: boolean, error?: Error) => void;
 }
 
@@ -71,8 +75,10 @@ export class RedisTier {
   readonly #commandTimeoutMs: number;
   readonly #listeners = new Set<(message: BusMessage) => void>();
   readonly #onHealthChange: ((healthy: boolean, error?: Error) => void) | undefined;
-  #healthy = false;
+  /** Undefined until the first connection, failed attempt or command tells: that first state is reported too. */
+  #healthy: boolean | undefined;
   #closed = false;
+  readonly #detachClient: () => void;
   /** Settles once the first SUBSCRIBE to the channel was confirmed (true) or failed (false). */
   readonly subscribed: Promise<boolean>;
 
@@ -102,10 +108,24 @@ export class RedisTier {
     client.defineCommand('gppReleaseLease', { numberOfKeys: 2, lua: RELEASE_LEASE });
     client.defineCommand('gppExtendLease', { numberOfKeys: 2, lua: EXTEND_LEASE });
     this.#client = client as ScriptClient;
-    client.on('ready', () => this.#setHealthy(true));
-    client.on('error', (error: Error) => this.#setHealthy(false, error));
-    client.on('end', () => this.#setHealthy(false));
-    if (client.status === 'ready') this.#healthy = true;
+    const onReady = (): void => this.#setHealthy(true);
+    const onError = (error: Error): void => this.#setHealthy(false, error);
+    const onEnd = (): void => this.#setHealthy(false);
+    client.on('ready', onReady);
+    client.on('error', onError);
+    client.on('end', onEnd);
+    // A client passed in, if any, outlives the tier: close() takes these listeners off it.
+    this.#detachClient = () => {
+      client.off('ready', onReady);
+      client.off('error', onError);
+      client.off('end', onEnd);
+    };
+    // A client that is connected already emits no 'ready': report it once the constructor returned.
+    if (client.status === 'ready') {
+      queueMicrotask(() => {
+        if (this.#healthy === undefined && this.#client.status === 'ready') this.#setHealthy(true);
+      });
+    }
 
     // The subscriber queues its SUBSCRIBE until connected, however long Redis is down, and
     // resubscribes after reconnects: a proxy started before Redis still gets every later event.
@@ -128,7 +148,7 @@ export class RedisTier {
 
   /** `ok` when the last command reached Redis and the connection is up. */
   get healthy(): boolean {
-    return this.#healthy && this.#client.status === 'ready';
+    return this.#healthy !== false && this.#client.status === 'ready';
   }
 
   onMessage(listener: (message: BusMessage) => void): () => void {
@@ -179,6 +199,7 @@ export class RedisTier {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#detachClient();
     this.#listeners.clear();
     this.#subscriber.disconnect();
     if (this.#ownsClient) this.#client.disconnect();
@@ -204,7 +225,8 @@ export class RedisTier {
   }
 
   #setHealthy(healthy: boolean, error?: Error): void {
-    if (healthy === this.#healthy) return;
+    // Disconnecting on close is not an outage; repeated failures while down are one report.
+    if (this.#closed || healthy === this.#healthy) return;
     this.#healthy = healthy;
     this.#onHealthChange?.(healthy, error);
   }

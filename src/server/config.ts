@@ -184,6 +184,12 @@ export const SETTINGS = {
   requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000, 'Longest time to receive a whole request from a client, ms.'),
   keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 65_000, 1, 3_600_000, 'How long an idle client keep-alive connection is kept, ms (above typical load-balancer idle timeouts).'),
   shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0, 600_000, 'On SIGTERM, how long /readyz answers 503 before the server stops accepting, ms (set it to a few seconds behind a load balancer).'),
+  sMaxAgeSeconds: optionalInteger(
+    'S_MAXAGE_SECONDS',
+    0,
+    31_536_000,
+    'Adds `s-maxage=N` to Cache-Control, a freshness lifetime for shared caches (CDNs) in front of the proxy, s. Unset: shared caches use max-age like everyone.',
+  ),
   maxGroupId: integer('MAX_GROUP_ID', DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID, 'Largest valid group id; larger ids are rejected with 400.'),
   shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000, 'On SIGTERM/SIGINT, how long in-flight requests may take to finish, ms.'),
   metricsPort: optionalInteger('METRICS_PORT', 0, 65535, 'Serve `GET /metrics` on this port instead of the main one (0 picks a free one). Unset: on the main port.'),

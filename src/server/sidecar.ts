@@ -94,6 +94,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   const app = createProxyApp({
     engine: cache.engine,
     maxGroupId: settings.maxGroupId,
+    sMaxAgeSeconds: settings.sMaxAgeSeconds,
     adminToken: settings.adminToken,
     isReady: () => accepting,
     metrics,
@@ -106,7 +107,13 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   const fastPath =
     settings.accessLog === 'on'
       ? undefined
-      : createFastPath({ engine: cache.engine, parseId: (raw) => parseGroupId(raw, settings.maxGroupId), cacheName: DEFAULT_CACHE_NAME, metrics });
+      : createFastPath({
+          engine: cache.engine,
+          parseId: (raw) => parseGroupId(raw, settings.maxGroupId),
+          cacheName: DEFAULT_CACHE_NAME,
+          metrics,
+          sMaxAgeSeconds: settings.sMaxAgeSeconds,
+        });
   const server = createServer(
     {
       maxHeaderSize: settings.maxHeaderBytes,

@@ -17,7 +17,19 @@ export class OptionError extends Error {
   }
 }
 
+/** Stands in for a rejected secret as an OptionError's `received`: its type and length, never its value. */
+class Redacted {
+  constructor(readonly description: string) {}
+  toString(): string {
+    return this.description;
+  }
+  toJSON(): string {
+    return this.description;
+  }
+}
+
 function describe(value: unknown): string {
+  if (value instanceof Redacted) return value.description;
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
   return typeof value;
@@ -52,4 +64,35 @@ export function urlOption(name: string, value: unknown, protocols: readonly stri
   }
   if (!protocols.includes(url.protocol)) throw new OptionError(name, `a ${protocols.join(' or ')} URL`, value);
   return url;
+}
+
+/** Minimum length of the admin Bearer token, for the library (`adminToken`, `token`) and the sidecar (`ADMIN_TOKEN`) alike. */
+export const ADMIN_TOKEN_MIN_LENGTH = 16;
+
+const PRINTABLE_ASCII = /^[\x21-\x7e]*$/;
+
+/** True for a string of at least `minLength` printable ASCII characters (0x21-0x7e: no spaces, no control characters). */
+export function isPrintableSecret(value: unknown, minLength: number): value is string {
+  return typeof value === 'string' && value.length >= minLength && PRINTABLE_ASCII.test(value);
+}
+
+/**
+ * A secret such as a Bearer token: at least `minLength` printable ASCII
+ * characters. The OptionError for a bad one describes it by type and length
+ * only, so the secret never reaches a message, a log line or `received`.
+ */
+export function secretOption(name: string, value: unknown, minLength: number): string {
+  if (isPrintableSecret(value, minLength)) return value;
+  throw new OptionError(name, `at least ${minLength} printable ASCII characters (0x21-0x7e, no spaces)`, new Redacted(describeSecret(value)));
+}
+
+function describeSecret(value: unknown): string {
+  if (typeof value === 'string') {
+    const length = `a string of ${value.length} character${value.length === 1 ? '' : 's'}`;
+    return PRINTABLE_ASCII.test(value) ? length : `${length}, not all printable ASCII`;
+  }
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return 'an array';
+  const type = typeof value;
+  return `${type === 'object' ? 'an' : 'a'} ${type}`;
 }
