@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { HttpOrigin, NOT_FOUND } from '../src/index.js';
+import { createGroupProfileCache, HttpOrigin, NOT_FOUND, ProxyError } from '../src/index.js';
 
 let server: Server | undefined;
 let origin: HttpOrigin | undefined;
@@ -105,6 +105,47 @@ describe('HttpOrigin over node:http', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     origin = new HttpOrigin({ url, timeoutMs: 1000 });
     expect(await origin.load('7', context())).toEqual({ id: 7 });
+  });
+
+  it('refuses a profile whose id is not the id asked for, alone and in a batch; accepts the id as number or string, or no id', async () => {
+    const { url } = await upstream((req, res) => {
+      const answers: Record<string, string> = {
+        '/groups/42': '{"id":43,"name":"someone else"}',
+        '/groups/44': '{"id":"44"}',
+        '/groups/45': '{"name":"no id field"}',
+        '/groups/46': '{"id":"046"}',
+        '/groups?ids=1,2,3,4': '{"1":{"id":1},"2":{"id":3},"3":null,"4":{"id":"x"}}',
+      };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(answers[req.url!] ?? '{}');
+    });
+    origin = new HttpOrigin({ url });
+    await expect(origin.load('42', context())).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE', status: 502, message: expect.stringContaining('43') });
+    expect(await origin.load('44', context())).toEqual({ id: '44' });
+    expect(await origin.load('45', context())).toEqual({ name: 'no id field' });
+    await expect(origin.load('46', context())).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
+    const batch = await origin.loadMany(['1', '2', '3', '4'], context());
+    expect(batch.get('1')).toEqual({ id: 1 });
+    expect(batch.get('2')).toBeInstanceOf(ProxyError);
+    expect(batch.get('2')).toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
+    expect(batch.get('3')).toBe(NOT_FOUND);
+    expect(batch.get('4')).toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
+  });
+
+  it('caches nothing from a wrong-id answer, so it never becomes a stale fallback', async () => {
+    let wrong = true;
+    const { url, seen } = await upstream((_req, res) => res.writeHead(200).end(wrong ? '{"id":8}' : '{"id":7}'));
+    const cache = createGroupProfileCache({ upstream: { url }, ttlJitter: 0 });
+    try {
+      await expect(cache.engine.get('7')).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
+      expect(cache.engine.peek('7')).toBeUndefined();
+      wrong = false;
+      const lookup = await cache.engine.get('7');
+      expect(lookup.outcome).toBe('miss');
+      expect(lookup.entry.value).toEqual({ id: 7 });
+      expect(seen.requests).toHaveLength(2);
+    } finally {
+      await cache.close();
+    }
   });
 
   it('does not count a stall of its own event loop against the upstream deadline', async () => {

@@ -116,8 +116,9 @@ describe('L2 health reports (onHealthChange)', () => {
   });
 
   it('reports an unreachable Redis Cluster at start once, and its recovery once', async () => {
-    // The helper gives each server its own --dir, where a relative cluster config file lands.
-    server = await stoppedServer(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']);
+    // The helper gives each server its own --dir, where a relative cluster config file lands. A lone
+    // node never learns its own address from a peer: announce it, or CLUSTER SLOTS names no host.
+    server = await stoppedServer(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1']);
     const health = recorder();
     tier = new RedisTier({ clusterNodes: [`127.0.0.1:${server.port}`], prefix: uniquePrefix(), onHealthChange: health.onHealthChange });
 
@@ -127,7 +128,8 @@ describe('L2 health reports (onHealthChange)', () => {
     await server.start();
     // A one-node cluster owning every slot.
     expect(server.cli('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')).toContain('OK');
-    await waitUntil(() => health.calls.length >= 2, 'a second health report', 4000);
+    // Redis holds a restarted cluster node in cluster_state:fail for 2 s (CLUSTER_WRITABLE_DELAY).
+    await waitUntil(() => health.calls.length >= 2, 'a second health report', 10_000);
     expect(health.calls).toEqual([
       { healthy: false, error: expect.any(String) },
       { healthy: true, error: undefined },

@@ -72,7 +72,10 @@ export class HttpOrigin {
   readonly load = async (id: string, context: LoadContext): Promise<GroupProfile | NotFound> => {
     const body = await this.#request(`${this.#basePath}/groups/${id}`, context.signal);
     if (body === NOT_FOUND) return NOT_FOUND;
-    return parseObject(body);
+    const profile = parseObject(body);
+    const wrongId = idMismatch(id, profile);
+    if (wrongId !== undefined) throw wrongId;
+    return profile;
   };
 
   /**
@@ -89,7 +92,7 @@ export class HttpOrigin {
       if (!Object.hasOwn(answer, id)) continue;
       const value = answer[id];
       if (value === null) results.set(id, NOT_FOUND);
-      else if (typeof value === 'object' && !Array.isArray(value)) results.set(id, value as GroupProfile);
+      else if (typeof value === 'object' && !Array.isArray(value)) results.set(id, idMismatch(id, value as GroupProfile) ?? (value as GroupProfile));
       else results.set(id, new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer for ${id} is not a JSON object or null`, 502));
     }
     return results;
@@ -246,6 +249,19 @@ async function discard(response: IncomingMessage): Promise<void> {
 
 function oversized(limit: number): ProxyError {
   return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream body exceeds ${limit} bytes`, 502);
+}
+
+/**
+ * A profile that names another group must never be cached under this one (nor
+ * kept as its stale fallback): when the body has an `id`, number or string, it
+ * must be the id asked for, in the same canonical decimal spelling.
+ */
+function idMismatch(requested: string, profile: GroupProfile): ProxyError | undefined {
+  if (!Object.hasOwn(profile, 'id')) return undefined;
+  const id = profile.id;
+  if ((typeof id === 'number' || typeof id === 'string') && String(id) === requested) return undefined;
+  const shown = JSON.stringify(id)?.slice(0, 40) ?? String(id);
+  return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream answered the profile of id ${shown} for group ${requested}`, 502);
 }
 
 function parseObject(body: Buffer): GroupProfile {
