@@ -63,6 +63,20 @@ describe('hostile requests on a raw socket', () => {
   });
 });
 
+describe('HTTP/1.0 without a Host header', () => {
+  it.each([
+    ['/groups/1', 200],
+    ['/healthz', 200],
+    ['/readyz', 200],
+    ['/groups/01', 400],
+    ['/nope', 404],
+  ])('answers %s as it would with a Host header (%i)', async (path, status) => {
+    stack = await startStack({ latencyMs: 0 });
+    expect(await rawStatus(stack.proxy.port, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)).toBe(status);
+    expect(await rawStatus(stack.proxy.port, `GET ${path} HTTP/1.0\r\n\r\n`)).toBe(status);
+  });
+});
+
 /** Sends bytes as they are and returns the status code of the answer. */
 function rawStatus(port: number, request: string): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -102,7 +102,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     accessLog: settings.accessLog === 'on' ? (line) => logger.info(line, 'request') : undefined,
   });
 
-  const honoListener = getRequestListener(app.fetch);
+  // HTTP/1.0 may leave out Host (Node rejects an HTTP/1.1 request without one): Hono needs some
+  // host to build the request URL from, and the fast path never looks, so give every route the same.
+  const honoListener = getRequestListener(app.fetch, { hostname: 'localhost' });
   // L1 hits skip Hono (see fast-path.ts); the access log needs Hono's middleware, so it turns the fast path off.
   const fastPath =
     settings.accessLog === 'on'
