@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, SETTINGS, configFromEnv } from '../src/server/config.js';
+import { startSidecar } from '../src/server/sidecar.js';
 
 const errorFor = (env: Record<string, string>): ConfigError => {
   try {
@@ -41,5 +42,14 @@ describe('configFromEnv', () => {
     const long = errorFor({ REDIS_USERNAME: 'a b'.repeat(500) });
     expect(long.message.length).toBeLessThan(400);
     expect(long.message).toContain('…');
+  });
+});
+
+describe('startSidecar from code', () => {
+  it('holds a given admin token to the ADMIN_TOKEN rule before starting anything, and never echoes it', async () => {
+    const start = startSidecar({ adminToken: 'short-secret', port: 0, host: '127.0.0.1', logLevel: 'silent' });
+    await expect(start).rejects.toBeInstanceOf(ConfigError);
+    await expect(start).rejects.toMatchObject({ variable: 'ADMIN_TOKEN' });
+    await expect(start).rejects.not.toMatchObject({ message: expect.stringContaining('short-secret') });
   });
 });

@@ -1,4 +1,5 @@
 import { DEFAULT_MAX_GROUP_ID } from '../ids.js';
+import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret } from '../util/options.js';
 
 /**
  * The one configuration schema of the sidecar: environment parsing, the CLI
@@ -107,8 +108,7 @@ function optionalText(env: string, pattern: RegExp, allowed: string, description
 
 /** Never echoes the value: it is a secret. */
 function secret(env: string, minLength: number, description: string): Setting<string | undefined> {
-  const valid = (raw: string) => raw.length >= minLength && /^[\x21-\x7e]+$/.test(raw);
-  return setting<string | undefined>(env, undefined, `at least ${minLength} printable ASCII characters`, description, (raw) => (valid(raw) ? raw : INVALID), () => '<redacted>');
+  return setting<string | undefined>(env, undefined, `at least ${minLength} printable ASCII characters`, description, (raw) => (isPrintableSecret(raw, minLength) ? raw : INVALID), () => '<redacted>');
 }
 
 const MIB = 1024 * 1024;
@@ -156,7 +156,7 @@ export const SETTINGS = {
   redisCommandTimeoutMs: integer('REDIS_COMMAND_TIMEOUT_MS', 50, 1, 60_000, 'Deadline of one Redis command, ms; a slower or dead Redis is skipped, never waited on.'),
   leaseTtlMs: integer('LEASE_TTL_MS', 3000, 10, 600_000, 'Lifetime of the fleet-wide load lease, ms; if the instance holding it dies, another takes over after this.'),
   leaseWaitMs: integer('LEASE_WAIT_MS', 5000, 0, 600_000, "How long an instance waits for another instance's load before loading by itself, ms."),
-  adminToken: secret('ADMIN_TOKEN', 16, 'Bearer token for `POST /admin/invalidate`. Unset: the admin routes answer 404.'),
+  adminToken: secret('ADMIN_TOKEN', ADMIN_TOKEN_MIN_LENGTH, 'Bearer token for `POST /admin/invalidate`. Unset: the admin routes answer 404.'),
   upstreamBatch: oneOf('UPSTREAM_BATCH', 'off', ['on', 'off'], 'Batch misses of distinct ids into `GET {UPSTREAM_URL}/groups?ids=1,2,3` calls (the upstream must support it).'),
   batchWindowMs: integer('BATCH_WINDOW_MS', 2, 0, 10_000, 'How long the first miss of a batch waits for others, ms.'),
   batchMaxIds: integer('BATCH_MAX_IDS', 100, 1, 1000, 'Ids per batch call at most; a full batch leaves at once.'),
@@ -221,6 +221,10 @@ export function configFromEnv(env: Record<string, string | undefined>): SidecarC
  * ConfigError naming the setting to change.
  */
 export function checkConfig(config: SidecarConfig): void {
+  // Before anything starts: a token given from code is held to the same rule as ADMIN_TOKEN.
+  if (config.adminToken !== undefined && !isPrintableSecret(config.adminToken, ADMIN_TOKEN_MIN_LENGTH)) {
+    throw new ConfigError('ADMIN_TOKEN', SETTINGS.adminToken.allowed, '<redacted>');
+  }
   if (config.maxStaleMs < Math.max(config.staleTtlMs, config.negativeStaleTtlMs)) {
     throw new ConfigError('MAX_STALE_MS', 'at least STALE_TTL_MS and NEGATIVE_STALE_TTL_MS', String(config.maxStaleMs));
   }
