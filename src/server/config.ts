@@ -181,7 +181,14 @@ export const SETTINGS = {
   breakerResetMs: integer('BREAKER_RESET_MS', 5000, 1, 3_600_000, 'How long the breaker stays open before one half-open probe, ms.'),
   maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most; more are refused.'),
   maxHeaderBytes: integer('MAX_HEADER_BYTES', 16_384, 1024, 1_048_576, 'Largest request header section; larger requests get 431.'),
-  requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000, 'Longest time to receive a whole request from a client, ms.'),
+  requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000, 'Longest time to receive a whole request from a client, ms; a slower client (slowloris) is disconnected within this plus a tenth of it (at most 1 s more).'),
+  stalledWriteTimeoutMs: integer(
+    'STALLED_WRITE_TIMEOUT_MS',
+    10_000,
+    100,
+    3_600_000,
+    'A connection whose answers have waited this long without the client reading any of them is closed, ms, so clients that never read cannot hold connections (and MAX_CONNECTIONS) forever.',
+  ),
   keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 65_000, 1, 3_600_000, 'How long an idle client keep-alive connection is kept, ms (above typical load-balancer idle timeouts).'),
   shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0, 600_000, 'On SIGTERM, how long /readyz answers 503 before the server stops accepting, ms (set it to a few seconds behind a load balancer).'),
   sMaxAgeSeconds: optionalInteger(

@@ -12,6 +12,7 @@ import { Hono } from 'hono';
 import type { RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
 import { checkConfig, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
+import { closeStalledWrites, connectionsCheckingInterval } from './stalled-writes.js';
 
 const LISTEN_BACKLOG = 4096;
 
@@ -121,6 +122,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       maxHeaderSize: settings.maxHeaderBytes,
       requestTimeout: settings.requestTimeoutMs,
       headersTimeout: Math.min(settings.requestTimeoutMs, 60_000),
+      connectionsCheckingInterval: connectionsCheckingInterval(settings.requestTimeoutMs),
       keepAliveTimeout: settings.keepAliveTimeoutMs,
     },
     (req, res) => {
@@ -128,6 +130,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     },
   );
   server.maxConnections = settings.maxConnections;
+  const stalledWrites = closeStalledWrites(server, settings.stalledWriteTimeoutMs);
   // A burst opens a thousand connections at once: Node's default accept backlog (511) overflows and
   // the kernel answers the overflow with resets. The kernel caps this at net.core.somaxconn.
   server.listen({ port: settings.port, host: settings.host, backlog: LISTEN_BACKLOG });
@@ -137,6 +140,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       server.once('error', reject);
     });
   } catch (error) {
+    stalledWrites.stop();
     await cache.close();
     await l2?.close();
     await mockBackend?.close();
@@ -165,6 +169,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       accepting = false;
       if (settings.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelayMs));
       await drain(server, settings.shutdownTimeoutMs);
+      stalledWrites.stop();
       if (metricsServer !== undefined) await drain(metricsServer, 1000);
       await cache!.close();
       await l2?.close();
