@@ -44,6 +44,15 @@ function startBuilt(env: Record<string, string>, args: string[] = []): Spawned {
   return running;
 }
 
+/** `GET /groups/42` answers a profile, then SIGTERM ends the process with 0. */
+async function servesGroup42ThenStops(proxy: Spawned, url: string): Promise<void> {
+  const response = await fetch(`${url}/groups/42`, { signal: AbortSignal.timeout(10_000) });
+  expect(response.status).toBe(200);
+  expect(await response.json()).toMatchObject({ id: 42 });
+  proxy.child.kill('SIGTERM');
+  expect(await proxy.exited).toBe(0);
+}
+
 const MOCK_LOG = /(UPSTREAM_URL is not set|MOCK_BACKEND=on): serving from the built-in mock backend/;
 
 describe('the built-in mock backend and NODE_ENV=production (dist/cli.js)', () => {
@@ -53,11 +62,7 @@ describe('the built-in mock backend and NODE_ENV=production (dist/cli.js)', () =
     const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; upstream: string };
     expect(proxy.lines.join('\n')).toMatch(MOCK_LOG);
     expect(listening.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    const response = await fetch(`${listening.url}/groups/42`, { signal: AbortSignal.timeout(10_000) });
-    expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ id: 42 });
-    proxy.child.kill('SIGTERM');
-    expect(await proxy.exited).toBe(0);
+    await servesGroup42ThenStops(proxy, listening.url);
   });
 
   it.each([
@@ -84,11 +89,7 @@ describe('the built-in mock backend and NODE_ENV=production (dist/cli.js)', () =
     const announced = proxy.lines.find((line) => MOCK_LOG.test(line));
     expect(announced, proxy.lines.join('\n')).toBeDefined();
     expect(JSON.parse(announced!)).toMatchObject({ level: 30 });
-    const response = await fetch(`${listening.url}/groups/42`, { signal: AbortSignal.timeout(10_000) });
-    expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ id: 42 });
-    proxy.child.kill('SIGTERM');
-    expect(await proxy.exited).toBe(0);
+    await servesGroup42ThenStops(proxy, listening.url);
   });
 
   it.each([

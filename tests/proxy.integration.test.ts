@@ -108,18 +108,28 @@ describe('upstream failures', () => {
     ['slow', 504, 'UPSTREAM_TIMEOUT'],
   ])('backend mode %s → %i %s to every waiter, nothing cached, then a retry reaches the backend', async (mode, status, code) => {
     // The breaker is kept out of the way here: this test is about how each failure maps to a status.
-    stack = await startStack({ latencyMs: 50 }, { upstreamTimeoutMs: 300, breakerVolumeThreshold: 100_000 });
-    await stack.setMode(mode, mode === 'slow' ? 2000 : undefined);
-    const failed = await Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
+    const slow = mode === 'slow';
+    stack = await startStack({ latencyMs: 0 }, { upstreamTimeoutMs: slow ? 300 : 30_000, breakerVolumeThreshold: 100_000 });
+    let responses: Promise<Awaited<ReturnType<Stack['get']>>[]>;
+    if (slow) {
+      // The failure is the deadline itself, so requests arriving after it start a load of their own.
+      await stack.setMode(mode, 2000);
+      responses = Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
+    } else {
+      // Gate: the backend holds the one load until all 100 requests wait on it, then fails it.
+      await stack.setMode('hang');
+      responses = Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
+      await until(() => stack!.proxy.cache.engine.stats().waiting === 100);
+      await stack.setMode(mode);
+    }
+    const failed = await responses;
     for (const r of failed) {
       expect(r.status).toBe(status);
       expect(JSON.parse(r.body).error.code).toBe(code);
       expect(r.headers['cache-control']).toBe('no-store');
     }
-    // A reset connection fails at once, so requests still arriving afterwards start new loads
-    // (errors are not cached); every other mode holds the one load open past the burst.
     const failedCalls = stack.stats().calls;
-    if (mode === 'down') expect(failedCalls).toBeGreaterThanOrEqual(1);
+    if (slow) expect(failedCalls).toBeGreaterThanOrEqual(1);
     else expect(failedCalls).toBe(1);
     expect(stack.proxy.cache.engine.stats()).toMatchObject({ l1Entries: 0, inFlight: 0 });
 
@@ -207,3 +217,12 @@ describe('upstream request hygiene', () => {
     }
   });
 });
+
+/** Polls `condition` on real I/O turns until it holds; fails after 20 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error('condition never held');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

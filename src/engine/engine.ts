@@ -66,6 +66,8 @@ export interface EngineStats {
   /** Memory L1's body arena holds, holes between replaced bodies included. */
   l1ArenaBytes: number;
   inFlight: number;
+  /** Callers that joined the loads in flight (their starters included), waiting or gone since. */
+  waiting: number;
   l2: 'disabled' | 'ok' | 'degraded';
 }
 
@@ -193,7 +195,9 @@ export class CoalescingCache<V = unknown> {
   /** Point-in-time counters for health and metrics. */
   stats(): EngineStats {
     const l2 = this.#l2 === undefined ? 'disabled' : this.#l2.healthy ? 'ok' : 'degraded';
-    return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, l1ArenaBytes: this.#l1.arenaBytes, inFlight: this.#flights.size, l2 };
+    let waiting = 0;
+    for (const flight of this.#flights.values()) waiting += flight.waiters;
+    return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, l1ArenaBytes: this.#l1.arenaBytes, inFlight: this.#flights.size, waiting, l2 };
   }
 
   #staleWindow(entry: CacheEntry<V>): number {

@@ -129,15 +129,16 @@ export class OriginGuard {
     this.#loop.acquire();
     const started = this.#now();
     const stalledBefore = this.#loop.stalledMs();
+    let ran = false;
     try {
-      return (await this.#breaker.fire(call)) as T;
+      return (await this.#breaker.fire(() => ((ran = true), call()))) as T;
     } catch (error) {
       if ((error as { code?: string }).code === 'EOPENBREAKER') throw this.#circuitOpen();
       throw error;
     } finally {
-      // An answer that waited for a busy event loop measures the proxy, not the upstream.
-      const duration = this.#now() - started;
-      this.#observe(Math.max(0, duration - (this.#loop.stalledMs() - stalledBefore)));
+      // Only calls that reached the upstream measure it; and an answer that waited for a busy
+      // event loop measures the proxy, not the upstream.
+      if (ran) this.#observe(Math.max(0, this.#now() - started - (this.#loop.stalledMs() - stalledBefore)));
       this.#release();
       this.#loop.release();
     }
