@@ -22,6 +22,32 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'INTERNAL';
 
+/** The documented status of each code (README "Errors"); the proxy's own errors always use it. */
+export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze({
+  INVALID_GROUP_ID: 400,
+  GROUP_NOT_FOUND: 404,
+  UPSTREAM_STATUS: 502,
+  UPSTREAM_TIMEOUT: 504,
+  UPSTREAM_UNREACHABLE: 502,
+  UPSTREAM_BAD_RESPONSE: 502,
+  CIRCUIT_OPEN: 503,
+  OVERLOADED: 503,
+  WAIT_TIMEOUT: 504,
+  ABORTED: 499,
+  CLOSED: 503,
+  METHOD_NOT_ALLOWED: 405,
+  ROUTE_NOT_FOUND: 404,
+  UNAUTHORIZED: 401,
+  L2_UNAVAILABLE: 503,
+  PAYLOAD_TOO_LARGE: 413,
+  BAD_REQUEST: 400,
+  INTERNAL: 500,
+});
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(STATUS_OF_CODE, value);
+}
+
 export class ProxyError extends Error {
   constructor(
     readonly code: ErrorCode,

@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { decodeEnvelope } from '../src/l2/envelope.js';
+import { decodeEnvelope } from '../src/engine/envelope.js';
 import { UNAVAILABLE, parseBusMessage } from '../src/l2/redis-tier.js';
 import { startFleet, waitUntilHealthy, type Fleet } from './helpers/fleet.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
@@ -213,6 +213,10 @@ describe('lease lifetime', () => {
     expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'X', status: 0 }))).toBeUndefined();
     expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'X', status: 1000 }))).toBeUndefined();
     expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'UPSTREAM_STATUS', status: 502 }))).toMatchObject({ status: 502 });
+    // Only a documented code with its documented status: a peer cannot make clients see anything else.
+    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'MADE_UP', status: 502 }))).toBeUndefined();
+    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'UPSTREAM_STATUS', status: 503 }))).toBeUndefined();
+    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'INVALID_GROUP_ID', status: 400 }))).toBeUndefined();
     expect(parseBusMessage('not json')).toBeUndefined();
     expect(parseBusMessage(JSON.stringify({ type: 'invalidate', ids: [1, '2', {}] }))).toMatchObject({ ids: ['1', '2'] });
   });

@@ -1,8 +1,8 @@
 import { setMaxListeners } from 'node:events';
 import { ProxyError, toProxyError } from '../errors.js';
-import type { EnvelopeFields } from '../l2/envelope.js';
-import { FleetLoader, type FleetSource } from '../l2/fleet-load.js';
-import type { BusMessage, RedisTier } from '../l2/redis-tier.js';
+import type { SharedTier, TierEvent } from '../util/shared-tier.js';
+import type { EnvelopeFields } from './envelope.js';
+import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
@@ -82,7 +82,7 @@ export class CoalescingCache<V = unknown> {
   readonly #l1: MemoryTier<V>;
   readonly #flights = new Map<string, Flight<V>>();
   readonly #closing = new AbortController();
-  readonly #l2: RedisTier | undefined;
+  readonly #l2: SharedTier | undefined;
   readonly #fleet: FleetLoader | undefined;
   readonly #unsubscribe: () => void = noop;
 
@@ -97,8 +97,13 @@ export class CoalescingCache<V = unknown> {
     });
     this.#l2 = this.#options.l2;
     if (this.#l2 !== undefined) {
-      this.#fleet = new FleetLoader(this.#l2, this.#options.observer);
-      this.#unsubscribe = this.#l2.onMessage((message) => void this.#onBusMessage(message));
+      const fleet = new FleetLoader(this.#l2, this.#options.observer);
+      this.#fleet = fleet;
+      // The one subscription: waits on other instances' loads and invalidations both hear from it.
+      this.#unsubscribe = this.#l2.onEvent((event) => {
+        fleet.deliver(event);
+        if (event.type === 'invalidate') void this.#onInvalidation(event);
+      });
     }
   }
 
@@ -290,11 +295,11 @@ export class CoalescingCache<V = unknown> {
   }
 
   /** Invalidations published by other instances or by the group-profile service itself. */
-  async #onBusMessage(message: BusMessage): Promise<void> {
-    if (message.type !== 'invalidate' || message.ids.length === 0) return;
-    // A change event straight from the service has not deleted L2 yet; ours have.
-    if (!message.deleted) await this.#l2!.deleteKeys(message.ids);
-    this.#invalidateLocal(message.ids);
+  async #onInvalidation(event: Extract<TierEvent, { type: 'invalidate' }>): Promise<void> {
+    if (event.ids.length === 0) return;
+    // A change event straight from the service has not deleted the shared copies yet; ours have.
+    if (!event.deleted) await this.#l2!.deleteKeys(event.ids);
+    this.#invalidateLocal(event.ids);
   }
 
   /** The flight's waiters, each with its own deadline and abort signal; all answered when the load settles. */

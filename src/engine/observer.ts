@@ -1,4 +1,5 @@
-import type { FleetSource } from '../l2/fleet-load.js';
+/** Where a load got its entry: the shared tier directly, another instance's load, or this instance's origin call. */
+export type FleetSource = 'l2' | 'fleet' | 'origin';
 
 /** A load the engine ran, once it settled. */
 export interface LoadSettledEvent {

@@ -1,6 +1,8 @@
-import type { RedisTier } from '../l2/redis-tier.js';
+import type { SharedTier } from '../util/shared-tier.js';
 import type { EngineObserver } from './observer.js';
-import { functionOption, integerOption, numberOption, OptionError } from '../util/options.js';
+import { definedOnly, functionOption, integerOption, numberOption, OptionError } from '../util/options.js';
+
+export { definedOnly };
 
 /** Returned by a loader when the key does not exist at the source; the engine caches it as a negative entry. */
 export const NOT_FOUND: unique symbol = Symbol.for('group-profile-proxy.not-found');
@@ -21,8 +23,8 @@ export interface EngineOptions<V> {
   serialize?: (value: V) => Buffer;
   /** Decodes the stored bytes back into a value (entry.value, L2 reads). Default: JSON.parse; set it whenever `serialize` is not JSON. */
   deserialize?: (body: Buffer) => V;
-  /** Shared L2 tier with fleet-wide single loads and invalidation. Default: none (L1 only). The caller closes it. */
-  l2?: RedisTier;
+  /** Shared tier (RedisTier, InMemoryTier) for fleet-wide single loads and invalidation. Default: none (L1 only). The caller closes it. */
+  l2?: SharedTier;
   /** Body served for a negative entry. Default: a JSON `{"error":{"code":"GROUP_NOT_FOUND",...}}`. */
   notFoundBody?: (key: string) => Buffer;
   /** Freshness of a found entry, in ms, before jitter. Default 60000. */
@@ -93,7 +95,7 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     load: functionOption('load', o.load),
     serialize: o.serialize === undefined ? defaultSerialize : functionOption('serialize', o.serialize),
     deserialize: o.deserialize === undefined ? (body: Buffer) => JSON.parse(body.toString('utf8')) as V : functionOption('deserialize', o.deserialize),
-    l2: o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2) ? o.l2 : badOption('l2', 'a RedisTier', o.l2),
+    l2: o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2 && 'onEvent' in o.l2) ? o.l2 : badOption('l2', 'a SharedTier (RedisTier or InMemoryTier)', o.l2),
     notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
     ttlMs: integerOption('ttlMs', o.ttlMs, 1, DAY_MS),
     ttlJitter: numberOption('ttlJitter', o.ttlJitter, 0, 0.5),
@@ -115,13 +117,4 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
 
 function badOption(name: string, expected: string, value: unknown): never {
   throw new OptionError(name, expected, value);
-}
-
-/** Drops keys whose value is `undefined` so they fall back to defaults instead of failing validation. */
-export function definedOnly<T extends object>(options: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const key of Object.keys(options) as (keyof T)[]) {
-    if (options[key] !== undefined) out[key] = options[key];
-  }
-  return out;
 }

@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
-import { definedOnly } from '../engine/options.js';
-import { integerOption, OptionError } from '../util/options.js';
+import { definedOnly, integerOption, OptionError } from '../util/options.js';
+import { parseTierEvent, SHARED_TIER_DEFAULTS, UNAVAILABLE, type SharedLookup, type SharedTier, type TierEvent, type Unavailable } from '../util/shared-tier.js';
 import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
-import { UNAVAILABLE, type Unavailable } from './unavailable.js';
 import { EXTEND_LEASE, FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
@@ -37,19 +36,13 @@ export interface RedisTierOptions {
 export const REDIS_TIER_DEFAULTS = {
   prefix: 'gpp:',
   commandTimeoutMs: 50,
-  leaseTtlMs: 3000,
-  leaseWaitMs: 5000,
+  ...SHARED_TIER_DEFAULTS,
 } as const;
 
 export { UNAVAILABLE, type Unavailable };
 
-export type LeaseLookup = { type: 'hit'; bytes: Buffer } | { type: 'leased' } | { type: 'held'; pttlMs: number };
-
-/** Messages on the tier's channel (JSON). */
-export type BusMessage =
-  | { type: 'filled'; id: string; from?: string }
-  | { type: 'failed'; id: string; code: string; status: number; message: string; from?: string }
-  | { type: 'invalidate'; ids: string[]; deleted?: boolean; from?: string };
+/** The change events on the tier's pub/sub channel, as JSON. */
+export type BusMessage = TierEvent;
 
 type ScriptClient = RedisClient & {
   gppLookupOrLeaseBuffer(entry: string, lease: string, token: string, leaseMs: number, mode: string): Promise<[number, Buffer | number]>;
@@ -59,12 +52,13 @@ type ScriptClient = RedisClient & {
 };
 
 /**
- * The shared L2 tier on Redis, best-effort: every command goes through one
- * path with a short deadline, and a failure answers UNAVAILABLE instead of
- * throwing, so a dead Redis degrades the proxy to per-process caching rather
- * than failing requests. ioredis reconnects by itself.
+ * The shared tier on Redis (standalone or Cluster), best-effort: every
+ * command goes through one path with a short deadline, and a failure answers
+ * UNAVAILABLE instead of throwing, so a dead Redis degrades the proxy to
+ * per-process caching rather than failing requests. ioredis reconnects by
+ * itself. Leases are Lua scripts on keys of one hash tag (scripts.ts).
  */
-export class RedisTier {
+export class RedisTier implements SharedTier {
   readonly instanceId = randomUUID();
   readonly keys: KeyNames;
   readonly leaseTtlMs: number;
@@ -73,7 +67,7 @@ export class RedisTier {
   readonly #subscriber: RedisClient;
   readonly #ownsClient: boolean;
   readonly #commandTimeoutMs: number;
-  readonly #listeners = new Set<(message: BusMessage) => void>();
+  readonly #listeners = new Set<(event: TierEvent) => void>();
   readonly #onHealthChange: ((healthy: boolean, error?: Error) => void) | undefined;
   /** Undefined until the first connection, failed attempt or command tells: that first state is reported too. */
   #healthy: boolean | undefined;
@@ -148,15 +142,15 @@ export class RedisTier {
 
   /** `ok` when the last command reached Redis and the connection is up. */
   get healthy(): boolean {
-    return this.#healthy !== false && this.#client.status === 'ready';
+    return !this.#closed && this.#healthy !== false && this.#client.status === 'ready';
   }
 
-  onMessage(listener: (message: BusMessage) => void): () => void {
+  onEvent(listener: (event: TierEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<LeaseLookup | Unavailable> {
+  lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable> {
     return this.#run(async () => {
       const [status, payload] = await this.#client.gppLookupOrLeaseBuffer(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs, mode);
       if (status === 1) return { type: 'hit', bytes: payload as Buffer };
@@ -186,7 +180,7 @@ export class RedisTier {
     return results.every((result) => result !== UNAVAILABLE);
   }
 
-  async publish(message: BusMessage): Promise<boolean> {
+  async publish(message: TierEvent): Promise<boolean> {
     const result = await this.#run(() => this.#client.publish(this.keys.channel, JSON.stringify({ ...message, from: this.instanceId })));
     return result !== UNAVAILABLE;
   }
@@ -263,24 +257,11 @@ export class RedisTier {
   }
 }
 
-export function parseBusMessage(text: string): BusMessage | undefined {
-  let value: unknown;
+/** A message of the channel, or `undefined` for anything that is not a valid change event (see parseTierEvent). */
+export function parseBusMessage(text: string): TierEvent | undefined {
   try {
-    value = JSON.parse(text);
+    return parseTierEvent(JSON.parse(text));
   } catch {
     return undefined;
   }
-  if (value === null || typeof value !== 'object') return undefined;
-  const m = value as Record<string, unknown>;
-  const from = typeof m.from === 'string' ? m.from : undefined;
-  if (m.type === 'filled' && typeof m.id === 'string') return { type: 'filled', id: m.id, from };
-  // Anyone with access to the channel can publish: only a plausible error status is taken.
-  if (m.type === 'failed' && typeof m.id === 'string' && typeof m.code === 'string' && Number.isInteger(m.status) && (m.status as number) >= 500 && (m.status as number) <= 599) {
-    return { type: 'failed', id: m.id, code: m.code, status: m.status as number, message: typeof m.message === 'string' ? m.message.slice(0, 500) : 'load failed', from };
-  }
-  if (m.type === 'invalidate' && Array.isArray(m.ids)) {
-    const ids = m.ids.filter((id): id is string | number => typeof id === 'string' || typeof id === 'number').map(String);
-    return { type: 'invalidate', ids, deleted: m.deleted === true, from };
-  }
-  return undefined;
 }

@@ -96,3 +96,12 @@ function describeSecret(value: unknown): string {
   const type = typeof value;
   return `${type === 'object' ? 'an' : 'a'} ${type}`;
 }
+
+/** Drops keys whose value is `undefined` so they fall back to defaults instead of failing validation. */
+export function definedOnly<T extends object>(options: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const key of Object.keys(options) as (keyof T)[]) {
+    if (options[key] !== undefined) out[key] = options[key];
+  }
+  return out;
+}

@@ -1,7 +1,7 @@
-import { etagOf, type CacheEntry } from '../engine/entry.js';
+import { etagOf, type CacheEntry } from './entry.js';
 
 /**
- * L2 values are a versioned envelope: one JSON header line, then the body
+ * Shared-tier values are a versioned envelope: one JSON header line, then the body
  * bytes as served. The header's ETag is checked against the body on read, so
  * a truncated or foreign value is detected and treated as a miss.
  */

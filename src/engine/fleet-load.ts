@@ -1,13 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { CacheEntry } from '../engine/entry.js';
-import { ProxyError, toProxyError, type ErrorCode } from '../errors.js';
+import { ProxyError, toProxyError } from '../errors.js';
+import { UNAVAILABLE, type SharedTier, type TierEvent } from '../util/shared-tier.js';
+import type { CacheEntry } from './entry.js';
 import { decodeEnvelope, encodeEnvelope, type EnvelopeFields } from './envelope.js';
-import type { BusMessage, RedisTier } from './redis-tier.js';
-import { UNAVAILABLE } from './unavailable.js';
-import type { EngineObserver } from '../engine/observer.js';
+import type { EngineObserver, FleetSource } from './observer.js';
 
-/** Where a fleet load got its entry: L2 directly, another instance's load, or our own origin call. */
-export type FleetSource = 'l2' | 'fleet' | 'origin';
+export type { FleetSource };
 
 export interface FleetLoadResult<V> {
   entry: CacheEntry<V>;
@@ -28,7 +26,7 @@ export interface FleetLoadHooks<V> {
   signal: AbortSignal;
 }
 
-/** Longest sleep between two looks at Redis while another instance holds the lease (pub/sub may be lossy). */
+/** Longest sleep between two looks at the shared tier while another instance holds the lease (events may be lost). */
 const MAX_POLL_MS = 250;
 
 /**
@@ -40,24 +38,24 @@ const MAX_POLL_MS = 250;
  * past its deadline loads by itself rather than fail.
  */
 export class FleetLoader {
-  readonly #tier: RedisTier;
+  readonly #tier: SharedTier;
   /** Per key: usually one listener (per-process singleflight), two when an invalidation restarted a load. */
-  readonly #listeners = new Map<string, Set<(message: BusMessage) => void>>();
+  readonly #listeners = new Map<string, Set<(event: TierEvent) => void>>();
   readonly #observer: EngineObserver;
-  readonly #unsubscribe: () => void;
 
-  constructor(tier: RedisTier, observer: EngineObserver = {}) {
+  constructor(tier: SharedTier, observer: EngineObserver = {}) {
     this.#tier = tier;
     this.#observer = observer;
-    this.#unsubscribe = tier.onMessage((message) => {
-      const ids = message.type === 'invalidate' ? message.ids : [message.id];
-      for (const id of ids) for (const listener of this.#listeners.get(id) ?? []) listener(message);
-    });
   }
 
-  /** Stops listening to the tier's bus (the tier itself belongs to the caller). */
+  /** An event from another instance, passed on by the engine's one subscription. */
+  deliver(event: TierEvent): void {
+    const ids = event.type === 'invalidate' ? event.ids : [event.id];
+    for (const id of ids) for (const listener of this.#listeners.get(id) ?? []) listener(event);
+  }
+
+  /** Stops every wait on other instances (the tier itself belongs to the caller). */
   close(): void {
-    this.#unsubscribe();
     this.#listeners.clear();
   }
 
@@ -98,7 +96,7 @@ export class FleetLoader {
       if (!waited) this.#observer.lease?.('wait');
       waited = true;
       const message = await news.wait(Math.min(remaining, found.pttlMs + 1, MAX_POLL_MS));
-      if (message?.type === 'failed') throw new ProxyError(message.code as ErrorCode, message.message, message.status);
+      if (message?.type === 'failed') throw new ProxyError(message.code, message.message, message.status);
       mode = 'read';
     }
   }
@@ -134,10 +132,10 @@ export class FleetLoader {
     return { entry, source: 'origin', cacheable: stored !== false };
   }
 
-  #listen(key: string, signal: AbortSignal): { wait(ms: number): Promise<BusMessage | undefined>; cancel(): void } {
-    let received: BusMessage | undefined;
-    let deliver: ((message: BusMessage | undefined) => void) | undefined;
-    const listener = (message: BusMessage): void => {
+  #listen(key: string, signal: AbortSignal): { wait(ms: number): Promise<TierEvent | undefined>; cancel(): void } {
+    let received: TierEvent | undefined;
+    let deliver: ((message: TierEvent | undefined) => void) | undefined;
+    const listener = (message: TierEvent): void => {
       if (deliver !== undefined) deliver(message);
       else received ??= message;
     };
