@@ -1,6 +1,6 @@
 import type { SharedTier } from '../util/shared-tier.js';
 import type { EngineObserver } from './observer.js';
-import { definedOnly, functionOption, integerOption, numberOption, OptionError } from '../util/options.js';
+import { defaultsOf, definedOnly, fractionSpec, functionOption, integerOption, integerSpec, OptionError, specOption } from '../util/options.js';
 
 export { definedOnly };
 
@@ -64,22 +64,26 @@ export interface EngineOptions<V> {
 
 export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer'>> & Pick<EngineOptions<V>, 'l2'> & { observer: EngineObserver };
 
-export const ENGINE_DEFAULTS = {
-  ttlMs: 60_000,
-  ttlJitter: 0.1,
-  negativeTtlMs: 30_000,
-  l1MaxEntries: 100_000,
-  l1MaxBytes: 256 * 1024 * 1024,
-  l1EntryOverheadBytes: 400,
-  staleTtlMs: 300_000,
-  negativeStaleTtlMs: 30_000,
-  maxStaleMs: 3_600_000,
-  softTimeoutMs: 200,
-  earlyRefreshMs: 0,
-  waitTimeoutMs: 10_000,
+const DAY_MS = 86_400_000;
+
+/** Default and range of every numeric engine option, declared once (the sidecar's settings read them too). */
+export const ENGINE_OPTION_SPECS = {
+  ttlMs: integerSpec(60_000, 1, DAY_MS),
+  ttlJitter: fractionSpec(0.1, 0, 0.5),
+  negativeTtlMs: integerSpec(30_000, 0, DAY_MS),
+  staleTtlMs: integerSpec(300_000, 0, DAY_MS),
+  negativeStaleTtlMs: integerSpec(30_000, 0, DAY_MS),
+  /** Also at least both stale windows (checked with them). */
+  maxStaleMs: integerSpec(3_600_000, 0, 7 * DAY_MS),
+  softTimeoutMs: integerSpec(200, 0, 600_000),
+  earlyRefreshMs: integerSpec(0, 0, DAY_MS),
+  waitTimeoutMs: integerSpec(10_000, 1, 3_600_000),
+  l1MaxEntries: integerSpec(100_000, 1, 100_000_000),
+  l1MaxBytes: integerSpec(256 * 1024 * 1024, 1024, 64 * 1024 * 1024 * 1024),
+  l1EntryOverheadBytes: integerSpec(400, 0, 1024 * 1024),
 } as const;
 
-const DAY_MS = 86_400_000;
+export const ENGINE_DEFAULTS = defaultsOf(ENGINE_OPTION_SPECS);
 
 export function defaultSerialize(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value), 'utf8');
@@ -91,24 +95,27 @@ export function defaultNotFoundBody(key: string): Buffer {
 
 export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngineOptions<V> {
   const o = { ...ENGINE_DEFAULTS, ...definedOnly(options) };
+  const S = ENGINE_OPTION_SPECS;
+  const staleTtlMs = specOption('staleTtlMs', o.staleTtlMs, S.staleTtlMs);
+  const negativeStaleTtlMs = specOption('negativeStaleTtlMs', o.negativeStaleTtlMs, S.negativeStaleTtlMs);
   return {
     load: functionOption('load', o.load),
     serialize: o.serialize === undefined ? defaultSerialize : functionOption('serialize', o.serialize),
     deserialize: o.deserialize === undefined ? (body: Buffer) => JSON.parse(body.toString('utf8')) as V : functionOption('deserialize', o.deserialize),
     l2: o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2 && 'onEvent' in o.l2) ? o.l2 : badOption('l2', 'a SharedTier (RedisTier or InMemoryTier)', o.l2),
     notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
-    ttlMs: integerOption('ttlMs', o.ttlMs, 1, DAY_MS),
-    ttlJitter: numberOption('ttlJitter', o.ttlJitter, 0, 0.5),
-    negativeTtlMs: integerOption('negativeTtlMs', o.negativeTtlMs, 0, DAY_MS),
-    staleTtlMs: integerOption('staleTtlMs', o.staleTtlMs, 0, DAY_MS),
-    negativeStaleTtlMs: integerOption('negativeStaleTtlMs', o.negativeStaleTtlMs, 0, DAY_MS),
-    maxStaleMs: integerOption('maxStaleMs', o.maxStaleMs, Math.max(Number(o.staleTtlMs) || 0, Number(o.negativeStaleTtlMs) || 0), 7 * DAY_MS),
-    softTimeoutMs: integerOption('softTimeoutMs', o.softTimeoutMs, 0, 600_000),
-    earlyRefreshMs: integerOption('earlyRefreshMs', o.earlyRefreshMs, 0, DAY_MS),
-    waitTimeoutMs: integerOption('waitTimeoutMs', o.waitTimeoutMs, 1, 3_600_000),
-    l1MaxEntries: integerOption('l1MaxEntries', o.l1MaxEntries, 1),
-    l1MaxBytes: integerOption('l1MaxBytes', o.l1MaxBytes, 1),
-    l1EntryOverheadBytes: integerOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, 0),
+    ttlMs: specOption('ttlMs', o.ttlMs, S.ttlMs),
+    ttlJitter: specOption('ttlJitter', o.ttlJitter, S.ttlJitter),
+    negativeTtlMs: specOption('negativeTtlMs', o.negativeTtlMs, S.negativeTtlMs),
+    staleTtlMs,
+    negativeStaleTtlMs,
+    maxStaleMs: integerOption('maxStaleMs', o.maxStaleMs, Math.max(S.maxStaleMs.min, staleTtlMs, negativeStaleTtlMs), S.maxStaleMs.max),
+    softTimeoutMs: specOption('softTimeoutMs', o.softTimeoutMs, S.softTimeoutMs),
+    earlyRefreshMs: specOption('earlyRefreshMs', o.earlyRefreshMs, S.earlyRefreshMs),
+    waitTimeoutMs: specOption('waitTimeoutMs', o.waitTimeoutMs, S.waitTimeoutMs),
+    l1MaxEntries: specOption('l1MaxEntries', o.l1MaxEntries, S.l1MaxEntries),
+    l1MaxBytes: specOption('l1MaxBytes', o.l1MaxBytes, S.l1MaxBytes),
+    l1EntryOverheadBytes: specOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, S.l1EntryOverheadBytes),
     observer: o.observer === undefined ? {} : typeof o.observer === 'object' && o.observer !== null ? o.observer : badOption('observer', 'an object of hooks', o.observer),
     now: o.now === undefined ? Date.now : functionOption('now', o.now),
     random: o.random === undefined ? Math.random : functionOption('random', o.random),

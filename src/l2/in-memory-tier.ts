@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { definedOnly, functionOption, integerOption, OptionError } from '../util/options.js';
-import { SHARED_TIER_DEFAULTS, UNAVAILABLE, type SharedLookup, type SharedTier, type TierEvent, type Unavailable } from '../util/shared-tier.js';
+import { definedOnly, functionOption, integerOption, OptionError, specOption } from '../util/options.js';
+import { SHARED_TIER_DEFAULTS, SHARED_TIER_OPTION_SPECS, UNAVAILABLE, type SharedLookup, type SharedTier, type TierEvent, type Unavailable } from '../util/shared-tier.js';
 
 export interface InMemoryTierOptions {
   /**
@@ -107,8 +107,8 @@ export class InMemoryTier implements SharedTier {
 
   constructor(options: InMemoryTierOptions = {}) {
     const o = { ...SHARED_TIER_DEFAULTS, ...definedOnly(options) };
-    this.leaseTtlMs = integerOption('leaseTtlMs', o.leaseTtlMs, 10, 600_000);
-    this.leaseWaitMs = integerOption('leaseWaitMs', o.leaseWaitMs, 0, 600_000);
+    this.leaseTtlMs = specOption('leaseTtlMs', o.leaseTtlMs, SHARED_TIER_OPTION_SPECS.leaseTtlMs);
+    this.leaseWaitMs = specOption('leaseWaitMs', o.leaseWaitMs, SHARED_TIER_OPTION_SPECS.leaseWaitMs);
     if (o.store !== undefined && !(o.store instanceof InMemoryTierStore)) throw new OptionError('store', 'an InMemoryTierStore', o.store);
     this.#store = o.store ?? new InMemoryTierStore();
     this.#store.join(this);

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
-import { definedOnly, integerOption, OptionError } from '../util/options.js';
-import { parseTierEvent, SHARED_TIER_DEFAULTS, UNAVAILABLE, type SharedLookup, type SharedTier, type TierEvent, type Unavailable } from '../util/shared-tier.js';
+import { definedOnly, OptionError, specOption } from '../util/options.js';
+import { REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from './redis-tier-options.js';
+import { parseTierEvent, UNAVAILABLE, type SharedLookup, type SharedTier, type TierEvent, type Unavailable } from '../util/shared-tier.js';
 import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
 import { EXTEND_LEASE, FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
 
@@ -33,11 +34,7 @@ export interface RedisTierOptions {
   onHealthChange?: (healthy: boolean, error?: Error) => void;
 }
 
-export const REDIS_TIER_DEFAULTS = {
-  prefix: 'gpp:',
-  commandTimeoutMs: 50,
-  ...SHARED_TIER_DEFAULTS,
-} as const;
+export { REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS };
 
 export { UNAVAILABLE, type Unavailable };
 
@@ -81,9 +78,10 @@ export class RedisTier implements SharedTier {
     if (typeof o.prefix !== 'string' || !PREFIX_PATTERN.test(o.prefix)) {
       throw new OptionError('prefix', 'up to 64 characters of [A-Za-z0-9:_.-]', o.prefix);
     }
-    this.#commandTimeoutMs = integerOption('commandTimeoutMs', o.commandTimeoutMs, 1, 60_000);
-    this.leaseTtlMs = integerOption('leaseTtlMs', o.leaseTtlMs, 10, 600_000);
-    this.leaseWaitMs = integerOption('leaseWaitMs', o.leaseWaitMs, 0, 600_000);
+    const S = REDIS_TIER_OPTION_SPECS;
+    this.#commandTimeoutMs = specOption('commandTimeoutMs', o.commandTimeoutMs, S.commandTimeoutMs);
+    this.leaseTtlMs = specOption('leaseTtlMs', o.leaseTtlMs, S.leaseTtlMs);
+    this.leaseWaitMs = specOption('leaseWaitMs', o.leaseWaitMs, S.leaseWaitMs);
     this.#onHealthChange = o.onHealthChange;
     this.keys = keyNames(o.prefix);
 

@@ -1,6 +1,6 @@
 import { ProxyError } from '../errors.js';
 import { definedOnly, type LoadContext, type Loader, type NotFound } from '../engine/options.js';
-import { integerOption } from '../util/options.js';
+import { defaultsOf, integerSpec, specOption } from '../util/options.js';
 
 /** One answer per requested key: the value, NOT_FOUND, or an error for that key alone. */
 export type BatchResult<V> = Map<string, V | NotFound | ProxyError>;
@@ -17,7 +17,13 @@ export interface BatchLoaderOptions<V> {
   maxKeys?: number;
 }
 
-export const BATCH_DEFAULTS = { windowMs: 2, maxKeys: 100 } as const;
+/** Default and range of every numeric option, declared once (the sidecar's settings read them too). */
+export const BATCH_OPTION_SPECS = {
+  windowMs: integerSpec(2, 0, 10_000),
+  maxKeys: integerSpec(100, 1, 1000),
+} as const;
+
+export const BATCH_DEFAULTS = defaultsOf(BATCH_OPTION_SPECS);
 
 interface Pending<V> {
   keys: Map<string, { resolve: (value: V | NotFound) => void; reject: (error: unknown) => void }[]>;
@@ -41,8 +47,8 @@ export class BatchLoader<V> {
     const o = { ...BATCH_DEFAULTS, ...definedOnly(options) };
     if (typeof o.loadMany !== 'function') throw new TypeError('loadMany must be a function');
     this.#loadMany = o.loadMany;
-    this.#windowMs = integerOption('windowMs', o.windowMs, 0, 10_000);
-    this.#maxKeys = integerOption('maxKeys', o.maxKeys, 1, 10_000);
+    this.#windowMs = specOption('windowMs', o.windowMs, BATCH_OPTION_SPECS.windowMs);
+    this.#maxKeys = specOption('maxKeys', o.maxKeys, BATCH_OPTION_SPECS.maxKeys);
   }
 
   readonly load: Loader<V> = (key, context) =>

@@ -5,7 +5,7 @@ import { ProxyError } from '../errors.js';
 import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
 import type { BatchResult } from './batch-loader.js';
 import { LoopStall } from '../util/loop-stall.js';
-import { integerOption, urlOption } from '../util/options.js';
+import { defaultsOf, integerSpec, specOption, urlOption } from '../util/options.js';
 
 /** A group profile as the upstream returns it: any JSON object. */
 export type GroupProfile = Record<string, unknown>;
@@ -26,12 +26,15 @@ export interface HttpOriginOptions {
   keepAliveTimeoutMs?: number;
 }
 
-export const HTTP_ORIGIN_DEFAULTS = {
-  timeoutMs: 2000,
-  maxBodyBytes: 1024 * 1024,
-  connections: 64,
-  keepAliveTimeoutMs: 10_000,
+/** Default and range of every numeric option, declared once (the sidecar's settings read them too). */
+export const HTTP_ORIGIN_OPTION_SPECS = {
+  timeoutMs: integerSpec(2000, 1, 600_000),
+  maxBodyBytes: integerSpec(1024 * 1024, 1, 64 * 1024 * 1024),
+  connections: integerSpec(64, 1, 10_000),
+  keepAliveTimeoutMs: integerSpec(10_000, 1, 600_000),
 } as const;
+
+export const HTTP_ORIGIN_DEFAULTS = defaultsOf(HTTP_ORIGIN_OPTION_SPECS);
 
 /**
  * The group-profile service over HTTP: Node's own client with a keep-alive
@@ -53,10 +56,11 @@ export class HttpOrigin {
   constructor(options: HttpOriginOptions) {
     const o = { ...HTTP_ORIGIN_DEFAULTS, ...definedOnly(options) };
     const url = urlOption('url', o.url, ['http:', 'https:']);
-    this.#timeoutMs = integerOption('timeoutMs', o.timeoutMs, 1, 600_000);
-    this.#maxBodyBytes = integerOption('maxBodyBytes', o.maxBodyBytes, 1, 64 * 1024 * 1024);
-    const connections = integerOption('connections', o.connections, 1, 10_000);
-    const keepAliveTimeout = integerOption('keepAliveTimeoutMs', o.keepAliveTimeoutMs, 1, 600_000);
+    const S = HTTP_ORIGIN_OPTION_SPECS;
+    this.#timeoutMs = specOption('timeoutMs', o.timeoutMs, S.timeoutMs);
+    this.#maxBodyBytes = specOption('maxBodyBytes', o.maxBodyBytes, S.maxBodyBytes);
+    const connections = specOption('connections', o.connections, S.connections);
+    const keepAliveTimeout = specOption('keepAliveTimeoutMs', o.keepAliveTimeoutMs, S.keepAliveTimeoutMs);
     this.#basePath = url.pathname.replace(/\/+$/, '');
     this.url = url.origin + this.#basePath;
     const secure = url.protocol === 'https:';

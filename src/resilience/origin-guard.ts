@@ -3,7 +3,7 @@ import CircuitBreaker from 'opossum';
 import { definedOnly } from '../engine/options.js';
 import { ProxyError } from '../errors.js';
 import { LoopStall } from '../util/loop-stall.js';
-import { functionOption, integerOption } from '../util/options.js';
+import { defaultsOf, functionOption, integerSpec, specOption } from '../util/options.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -35,15 +35,18 @@ export interface OriginGuardOptions {
   now?: () => number;
 }
 
-export const ORIGIN_GUARD_DEFAULTS = {
-  maxConcurrency: 64,
-  maxQueue: 10_000,
-  queueTimeoutMs: 2000,
-  breakerErrorPercent: 50,
-  breakerVolumeThreshold: 20,
-  breakerWindowMs: 10_000,
-  breakerResetMs: 5000,
+/** Default and range of every numeric option, declared once (the sidecar's settings read them too). */
+export const ORIGIN_GUARD_OPTION_SPECS = {
+  maxConcurrency: integerSpec(64, 1, 100_000),
+  maxQueue: integerSpec(10_000, 0, 1_000_000),
+  queueTimeoutMs: integerSpec(2000, 1, 600_000),
+  breakerErrorPercent: integerSpec(50, 1, 99),
+  breakerVolumeThreshold: integerSpec(20, 0, 1_000_000),
+  breakerWindowMs: integerSpec(10_000, 10, 3_600_000),
+  breakerResetMs: integerSpec(5000, 1, 3_600_000),
 } as const;
+
+export const ORIGIN_GUARD_DEFAULTS = defaultsOf(ORIGIN_GUARD_OPTION_SPECS);
 
 /** Weight of the newest call in the running mean of call durations. */
 const LATENCY_SMOOTHING = 0.2;
@@ -92,18 +95,19 @@ export class OriginGuard {
 
   constructor(options: OriginGuardOptions = {}) {
     const o = { ...ORIGIN_GUARD_DEFAULTS, ...definedOnly(options) };
-    this.#maxConcurrency = integerOption('maxConcurrency', o.maxConcurrency, 1, 100_000);
-    this.#maxQueue = integerOption('maxQueue', o.maxQueue, 0, 1_000_000);
-    this.#queueTimeoutMs = integerOption('queueTimeoutMs', o.queueTimeoutMs, 1, 600_000);
+    const S = ORIGIN_GUARD_OPTION_SPECS;
+    this.#maxConcurrency = specOption('maxConcurrency', o.maxConcurrency, S.maxConcurrency);
+    this.#maxQueue = specOption('maxQueue', o.maxQueue, S.maxQueue);
+    this.#queueTimeoutMs = specOption('queueTimeoutMs', o.queueTimeoutMs, S.queueTimeoutMs);
     this.#now = o.now === undefined ? () => performance.now() : functionOption('now', o.now);
     this.#loop = new LoopStall(this.#now);
-    const resetMs = integerOption('breakerResetMs', o.breakerResetMs, 1, 3_600_000);
+    const resetMs = specOption('breakerResetMs', o.breakerResetMs, S.breakerResetMs);
     this.#retryAfterSeconds = Math.max(1, Math.ceil(resetMs / 1000));
     this.#breaker = new CircuitBreaker((call: Call) => call(), {
       timeout: false, // the origin client enforces its own hard timeout
-      errorThresholdPercentage: integerOption('breakerErrorPercent', o.breakerErrorPercent, 1, 99),
-      volumeThreshold: integerOption('breakerVolumeThreshold', o.breakerVolumeThreshold, 0, 1_000_000),
-      rollingCountTimeout: integerOption('breakerWindowMs', o.breakerWindowMs, 10, 3_600_000),
+      errorThresholdPercentage: specOption('breakerErrorPercent', o.breakerErrorPercent, S.breakerErrorPercent),
+      volumeThreshold: specOption('breakerVolumeThreshold', o.breakerVolumeThreshold, S.breakerVolumeThreshold),
+      rollingCountTimeout: specOption('breakerWindowMs', o.breakerWindowMs, S.breakerWindowMs),
       rollingCountBuckets: 10,
       resetTimeout: resetMs,
       errorFilter: (error: unknown) => !(error instanceof ProxyError && ORIGIN_FAILURES.has(error.code)),

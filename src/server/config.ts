@@ -1,5 +1,10 @@
 import { DEFAULT_MAX_GROUP_ID } from '../ids.js';
-import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret } from '../util/options.js';
+import { ENGINE_OPTION_SPECS as ENGINE } from '../engine/options.js';
+import { REDIS_TIER_OPTION_SPECS as REDIS } from '../l2/redis-tier-options.js';
+import { BATCH_OPTION_SPECS as BATCH } from '../origin/batch-loader.js';
+import { HTTP_ORIGIN_OPTION_SPECS as ORIGIN } from '../origin/http-origin.js';
+import { ORIGIN_GUARD_OPTION_SPECS as GUARD } from '../resilience/origin-guard.js';
+import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret, type NumberSpec } from '../util/options.js';
 
 /**
  * The one configuration schema of the sidecar: environment parsing, the CLI
@@ -72,16 +77,19 @@ function integer(env: string, fallback: number, min: number, max: number, descri
   return setting(env, fallback, `an integer in [${min}, ${max}]`, description, integerIn(min, max));
 }
 
+/** A setting for a component's option: default and range from the component's one declaration. */
+function option(env: string, spec: NumberSpec, description: string): Setting<number> {
+  if (spec.integer) return integer(env, spec.default, spec.min, spec.max, description);
+  return setting(env, spec.default, `a number in [${spec.min}, ${spec.max}]`, description, (raw) => {
+    const value = Number(raw);
+    return raw.trim() !== '' && Number.isFinite(value) && value >= spec.min && value <= spec.max ? value : INVALID;
+  });
+}
+
 function optionalInteger(env: string, min: number, max: number, description: string): Setting<number | undefined> {
   return setting<number | undefined>(env, undefined, `an integer in [${min}, ${max}]`, description, integerIn(min, max));
 }
 
-function fraction(env: string, fallback: number, max: number, description: string): Setting<number> {
-  return setting(env, fallback, `a number in [0, ${max}]`, description, (raw) => {
-    const value = Number(raw);
-    return raw.trim() !== '' && Number.isFinite(value) && value >= 0 && value <= max ? value : INVALID;
-  });
-}
 
 function oneOf<const T extends string>(env: string, fallback: T, values: readonly T[], description: string): Setting<T> {
   return setting<T>(env, fallback, `one of ${values.join(', ')}`, description, (raw) => ((values as readonly string[]).includes(raw) ? (raw as T) : INVALID));
@@ -111,8 +119,6 @@ function secret(env: string, minLength: number, description: string): Setting<st
   return setting<string | undefined>(env, undefined, `at least ${minLength} printable ASCII characters`, description, (raw) => (isPrintableSecret(raw, minLength) ? raw : INVALID), () => '<redacted>');
 }
 
-const MIB = 1024 * 1024;
-const DAY_MS = 86_400_000;
 
 export const SETTINGS = {
   port: integer('PORT', 8080, 0, 65535, 'TCP port the proxy listens on (0 picks a free one).'),
@@ -129,20 +135,20 @@ export const SETTINGS = {
     'Serve made-up profiles from the built-in mock backend: `auto` does when UPSTREAM_URL is unset and NODE_ENV is not `production`; `on` does always (UPSTREAM_URL must then be unset); `off` never does (UPSTREAM_URL is required).',
   ),
   nodeEnv: optionalText('NODE_ENV', /^[A-Za-z0-9_.-]{1,64}$/, 'a word such as production', 'With `production` (as in the image), the proxy refuses to start without UPSTREAM_URL unless MOCK_BACKEND=on.'),
-  ttlMs: integer('TTL_MS', 60_000, 1, DAY_MS, 'Freshness of a cached profile, ms, before jitter.'),
-  ttlJitter: fraction('TTL_JITTER', 0.1, 0.5, 'Uniform TTL jitter as a fraction (0.1 = ±10%), so keys filled together expire apart.'),
-  negativeTtlMs: integer('NEGATIVE_TTL_MS', 30_000, 0, DAY_MS, 'Freshness of a cached "group does not exist" answer, ms, before jitter.'),
-  staleTtlMs: integer('STALE_TTL_MS', 300_000, 0, DAY_MS, 'After freshness, how long a profile is served at once while one background refresh runs (stale-while-revalidate), ms.'),
-  negativeStaleTtlMs: integer('NEGATIVE_STALE_TTL_MS', 30_000, 0, DAY_MS, 'The same window for cached "does not exist" answers, ms.'),
-  maxStaleMs: integer('MAX_STALE_MS', 3_600_000, 0, 7 * DAY_MS, 'After freshness, how long a profile is kept to be served when the upstream fails, is too slow or the breaker is open (stale-if-error), ms. At least the stale windows.'),
-  softTimeoutMs: integer('SOFT_TIMEOUT_MS', 200, 0, 600_000, 'With a stale copy at hand, how long to wait for the upstream before answering with the copy, ms; the load finishes in the background.'),
-  earlyRefreshMs: integer('EARLY_REFRESH_MS', 0, 0, DAY_MS, 'Refresh a hit in the background once less than this much freshness is left, so hot groups never miss, ms. 0 = off.'),
-  waitTimeoutMs: integer('WAIT_TIMEOUT_MS', 10_000, 1, 3_600_000, 'Longest a request waits for a load before 504 WAIT_TIMEOUT, ms.'),
-  l1MaxEntries: integer('L1_MAX_ENTRIES', 100_000, 1, 100_000_000, 'Most profiles kept in process memory.'),
-  l1MaxBytes: integer('L1_MAX_BYTES', 256 * MIB, 1024, 64 * 1024 * MIB, 'Most bytes of process memory for cached profiles (bodies plus 400 bytes each).'),
-  upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', 2000, 1, 600_000, 'Deadline for one upstream response (headers and body), ms, from when the request has a connection and not counting time the proxy itself was too busy to read the answer; beyond it callers get 504 UPSTREAM_TIMEOUT.'),
-  upstreamMaxBodyBytes: integer('UPSTREAM_MAX_BODY_BYTES', MIB, 1, 64 * MIB, 'Largest accepted upstream body; larger answers are a 502.'),
-  upstreamConnections: integer('UPSTREAM_CONNECTIONS', 64, 1, 10_000, 'Keep-alive connections to the upstream at most.'),
+  ttlMs: option('TTL_MS', ENGINE.ttlMs, 'Freshness of a cached profile, ms, before jitter.'),
+  ttlJitter: option('TTL_JITTER', ENGINE.ttlJitter, 'Uniform TTL jitter as a fraction (0.1 = ±10%), so keys filled together expire apart.'),
+  negativeTtlMs: option('NEGATIVE_TTL_MS', ENGINE.negativeTtlMs, 'Freshness of a cached "group does not exist" answer, ms, before jitter.'),
+  staleTtlMs: option('STALE_TTL_MS', ENGINE.staleTtlMs, 'After freshness, how long a profile is served at once while one background refresh runs (stale-while-revalidate), ms.'),
+  negativeStaleTtlMs: option('NEGATIVE_STALE_TTL_MS', ENGINE.negativeStaleTtlMs, 'The same window for cached "does not exist" answers, ms.'),
+  maxStaleMs: option('MAX_STALE_MS', ENGINE.maxStaleMs, 'After freshness, how long a profile is kept to be served when the upstream fails, is too slow or the breaker is open (stale-if-error), ms. At least the stale windows.'),
+  softTimeoutMs: option('SOFT_TIMEOUT_MS', ENGINE.softTimeoutMs, 'With a stale copy at hand, how long to wait for the upstream before answering with the copy, ms; the load finishes in the background.'),
+  earlyRefreshMs: option('EARLY_REFRESH_MS', ENGINE.earlyRefreshMs, 'Refresh a hit in the background once less than this much freshness is left, so hot groups never miss, ms. 0 = off.'),
+  waitTimeoutMs: option('WAIT_TIMEOUT_MS', ENGINE.waitTimeoutMs, 'Longest a request waits for a load before 504 WAIT_TIMEOUT, ms.'),
+  l1MaxEntries: option('L1_MAX_ENTRIES', ENGINE.l1MaxEntries, 'Most profiles kept in process memory.'),
+  l1MaxBytes: option('L1_MAX_BYTES', ENGINE.l1MaxBytes, `Most bytes of process memory for cached profiles (bodies plus ${ENGINE.l1EntryOverheadBytes.default} bytes each).`),
+  upstreamTimeoutMs: option('UPSTREAM_TIMEOUT_MS', ORIGIN.timeoutMs, 'Deadline for one upstream response (headers and body), ms, from when the request has a connection and not counting time the proxy itself was too busy to read the answer; beyond it callers get 504 UPSTREAM_TIMEOUT.'),
+  upstreamMaxBodyBytes: option('UPSTREAM_MAX_BODY_BYTES', ORIGIN.maxBodyBytes, 'Largest accepted upstream body; larger answers are a 502.'),
+  upstreamConnections: option('UPSTREAM_CONNECTIONS', ORIGIN.connections, 'Keep-alive connections to the upstream at most.'),
   redisUrl: optionalUrl('REDIS_URL', ['redis:', 'rediss:'], 'Standalone Redis for the shared L2 tier (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS). Unset with REDIS_CLUSTER_NODES unset: L2 is off.'),
   redisClusterNodes: optionalText(
     'REDIS_CLUSTER_NODES',
@@ -153,32 +159,28 @@ export const SETTINGS = {
   redisUsername: optionalText('REDIS_USERNAME', /^\S{1,256}$/, 'a user name without spaces', 'User name for REDIS_CLUSTER_NODES (REDIS_URL carries its own).'),
   redisPassword: secret('REDIS_PASSWORD', 1, 'Password for REDIS_CLUSTER_NODES (REDIS_URL carries its own).'),
   redisPrefix: text('REDIS_PREFIX', 'gpp:', /^[A-Za-z0-9:_.-]{0,64}$/, 'up to 64 characters of [A-Za-z0-9:_.-]', 'Prefix of every Redis key and of the event channel, so deployments can share one Redis.'),
-  redisCommandTimeoutMs: integer('REDIS_COMMAND_TIMEOUT_MS', 50, 1, 60_000, 'Deadline of one Redis command, ms; a slower or dead Redis is skipped, never waited on.'),
-  leaseTtlMs: integer('LEASE_TTL_MS', 3000, 10, 600_000, 'Lifetime of the fleet-wide load lease, ms; if the instance holding it dies, another takes over after this.'),
-  leaseWaitMs: integer('LEASE_WAIT_MS', 5000, 0, 600_000, "How long an instance waits for another instance's load before loading by itself, ms."),
+  redisCommandTimeoutMs: option('REDIS_COMMAND_TIMEOUT_MS', REDIS.commandTimeoutMs, 'Deadline of one Redis command, ms; a slower or dead Redis is skipped, never waited on.'),
+  leaseTtlMs: option('LEASE_TTL_MS', REDIS.leaseTtlMs, 'Lifetime of the fleet-wide load lease, ms; if the instance holding it dies, another takes over after this.'),
+  leaseWaitMs: option('LEASE_WAIT_MS', REDIS.leaseWaitMs, "How long an instance waits for another instance's load before loading by itself, ms."),
   adminToken: secret('ADMIN_TOKEN', ADMIN_TOKEN_MIN_LENGTH, 'Bearer token for `POST /admin/invalidate`. Unset: the admin routes answer 404.'),
   upstreamBatch: oneOf('UPSTREAM_BATCH', 'off', ['on', 'off'], 'Batch misses of distinct ids into `GET {UPSTREAM_URL}/groups?ids=1,2,3` calls (the upstream must support it).'),
-  batchWindowMs: integer('BATCH_WINDOW_MS', 2, 0, 10_000, 'How long the first miss of a batch waits for others, ms.'),
-  batchMaxIds: integer('BATCH_MAX_IDS', 100, 1, 1000, 'Ids per batch call at most; a full batch leaves at once.'),
-  upstreamMaxConcurrency: integer('UPSTREAM_MAX_CONCURRENCY', 64, 1, 100_000, 'Upstream calls in progress at most; further loads queue.'),
-  upstreamMaxQueue: integer(
+  batchWindowMs: option('BATCH_WINDOW_MS', BATCH.windowMs, 'How long the first miss of a batch waits for others, ms.'),
+  batchMaxIds: option('BATCH_MAX_IDS', BATCH.maxKeys, 'Ids per batch call at most; a full batch leaves at once.'),
+  upstreamMaxConcurrency: option('UPSTREAM_MAX_CONCURRENCY', GUARD.maxConcurrency, 'Upstream calls in progress at most; further loads queue.'),
+  upstreamMaxQueue: option(
     'UPSTREAM_MAX_QUEUE',
-    10_000,
-    0,
-    1_000_000,
+    GUARD.maxQueue,
     'Loads waiting for an upstream slot at most, a memory bound; admission is decided by the expected wait (see UPSTREAM_QUEUE_TIMEOUT_MS) well before it is reached.',
   ),
-  upstreamQueueTimeoutMs: integer(
+  upstreamQueueTimeoutMs: option(
     'UPSTREAM_QUEUE_TIMEOUT_MS',
-    2000,
-    1,
-    600_000,
+    GUARD.queueTimeoutMs,
     'Longest wait for an upstream slot, ms. A miss whose expected wait (queue length against the measured upstream throughput) exceeds it is shed at once with 503 OVERLOADED, and so is one still waiting when it runs out.',
   ),
-  breakerErrorPercent: integer('BREAKER_ERROR_PERCENT', 50, 1, 99, 'The circuit breaker opens when more than this percentage of upstream calls in the window failed (5xx, timeouts, network errors, bad bodies; never 404s).'),
-  breakerVolumeThreshold: integer('BREAKER_VOLUME_THRESHOLD', 20, 0, 1_000_000, 'Upstream calls needed in the window before the breaker may open.'),
-  breakerWindowMs: integer('BREAKER_WINDOW_MS', 10_000, 10, 3_600_000, 'Rolling window of the breaker\'s failure rate, ms.'),
-  breakerResetMs: integer('BREAKER_RESET_MS', 5000, 1, 3_600_000, 'How long the breaker stays open before one half-open probe, ms.'),
+  breakerErrorPercent: option('BREAKER_ERROR_PERCENT', GUARD.breakerErrorPercent, 'The circuit breaker opens when more than this percentage of upstream calls in the window failed (5xx, timeouts, network errors, bad bodies; never 404s).'),
+  breakerVolumeThreshold: option('BREAKER_VOLUME_THRESHOLD', GUARD.breakerVolumeThreshold, 'Upstream calls needed in the window before the breaker may open.'),
+  breakerWindowMs: option('BREAKER_WINDOW_MS', GUARD.breakerWindowMs, 'Rolling window of the breaker\'s failure rate, ms.'),
+  breakerResetMs: option('BREAKER_RESET_MS', GUARD.breakerResetMs, 'How long the breaker stays open before one half-open probe, ms.'),
   maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most; more are refused.'),
   maxHeaderBytes: integer('MAX_HEADER_BYTES', 16_384, 1024, 1_048_576, 'Largest request header section; larger requests get 431.'),
   requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000, 'Longest time to receive a whole request from a client, ms; a slower client (slowloris) is disconnected within this plus a tenth of it (at most 1 s more).'),

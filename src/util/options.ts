@@ -105,3 +105,36 @@ export function definedOnly<T extends object>(options: T): Partial<T> {
   }
   return out;
 }
+
+/**
+ * A numeric option's one declaration: its default and its range. The
+ * component validates with it (specOption), and the sidecar's settings, the
+ * CLI, `--help` and the README table read the same object, so a default or a
+ * bound is written once.
+ */
+export interface NumberSpec {
+  readonly default: number;
+  readonly min: number;
+  readonly max: number;
+  /** Integers only (else any finite number in range). */
+  readonly integer: boolean;
+}
+
+export function integerSpec(defaultValue: number, min: number, max = Number.MAX_SAFE_INTEGER): NumberSpec {
+  return Object.freeze({ default: defaultValue, min, max, integer: true });
+}
+
+export function fractionSpec(defaultValue: number, min: number, max: number): NumberSpec {
+  return Object.freeze({ default: defaultValue, min, max, integer: false });
+}
+
+/** `value` checked against `spec` (its default when undefined). */
+export function specOption(name: string, value: unknown, spec: NumberSpec): number {
+  const given = value === undefined ? spec.default : value;
+  return spec.integer ? integerOption(name, given, spec.min, spec.max) : numberOption(name, given, spec.min, spec.max);
+}
+
+/** The defaults of a table of specs, as the component's public `*_DEFAULTS` object. */
+export function defaultsOf<S extends Record<string, NumberSpec>>(specs: S): { readonly [K in keyof S]: number } {
+  return Object.freeze(Object.fromEntries(Object.entries(specs).map(([key, spec]) => [key, spec.default]))) as { readonly [K in keyof S]: number };
+}

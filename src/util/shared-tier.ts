@@ -1,15 +1,18 @@
 import { isErrorCode, STATUS_OF_CODE, type ErrorCode } from '../errors.js';
+import { defaultsOf, integerSpec } from './options.js';
 import type { Unavailable } from './unavailable.js';
 
 export { UNAVAILABLE, type Unavailable } from './unavailable.js';
 
-/** Defaults every shared tier uses for its lease (declared once here). */
-export const SHARED_TIER_DEFAULTS = {
+/** Default and range of the lease options every shared tier takes (declared once here). */
+export const SHARED_TIER_OPTION_SPECS = {
   /** How long a lease protects one load, ms; if its holder dies, another instance takes over after this. */
-  leaseTtlMs: 3000,
+  leaseTtlMs: integerSpec(3000, 10, 600_000),
   /** How long an instance waits for another's load before loading by itself, ms. */
-  leaseWaitMs: 5000,
+  leaseWaitMs: integerSpec(5000, 0, 600_000),
 } as const;
+
+export const SHARED_TIER_DEFAULTS = defaultsOf(SHARED_TIER_OPTION_SPECS);
 
 /**
  * What a lookup in the shared tier found: the stored bytes, the lease (this

@@ -1,0 +1,14 @@
+import { defaultsOf, integerSpec } from '../util/options.js';
+import { SHARED_TIER_OPTION_SPECS } from '../util/shared-tier.js';
+
+/**
+ * RedisTier's option defaults and ranges, declared once, in a module of their
+ * own so the sidecar's settings can read them without loading ioredis.
+ */
+export const REDIS_TIER_OPTION_SPECS = {
+  /** Deadline of one Redis command, ms. */
+  commandTimeoutMs: integerSpec(50, 1, 60_000),
+  ...SHARED_TIER_OPTION_SPECS,
+} as const;
+
+export const REDIS_TIER_DEFAULTS = { prefix: 'gpp:', ...defaultsOf(REDIS_TIER_OPTION_SPECS) } as const;
