@@ -6,7 +6,7 @@ import type { ProxyMetrics, OriginOutcome } from './metrics/metrics.js';
 import { BatchLoader } from './origin/batch-loader.js';
 import { HttpOrigin, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';
 import { OriginGuard, type OriginGuardOptions } from './resilience/origin-guard.js';
-import { OptionError } from './util/options.js';
+import { clockOption, OptionError } from './util/options.js';
 
 export interface GroupProfileCacheOptions extends Omit<EngineOptions<GroupProfile>, 'load'> {
   /** The group-profile service. Required. */
@@ -37,8 +37,11 @@ export function createGroupProfileCache(options: GroupProfileCacheOptions): Grou
   if (typeof upstreamOption !== 'object' || upstreamOption === null) throw new OptionError('upstream', 'an object with a url', upstreamOption);
   const { upstream, guard: guardOptions, batch, metrics, ...engineOptions } = options;
   const origin = new HttpOrigin(upstream);
+  // One clock for every time decision: the engine's TTLs and deadlines, the queue and the batch window.
+  const clock = clockOption('clock', engineOptions.clock);
   const guard = new OriginGuard({
     ...guardOptions,
+    clock,
     onBreakerChange: (state) => {
       metrics?.recordBreaker(state);
       guardOptions?.onBreakerChange?.(state);
@@ -56,9 +59,10 @@ export function createGroupProfileCache(options: GroupProfileCacheOptions): Grou
           },
           windowMs: batch.windowMs,
           maxKeys: batch.maxIds,
+          clock,
         }).load;
   const observer = engineOptions.observer ?? metrics?.engineObserver;
-  const engine = new CoalescingCache<GroupProfile>({ ...engineOptions, observer, load });
+  const engine = new CoalescingCache<GroupProfile>({ ...engineOptions, clock, observer, load });
   return {
     engine,
     origin,

@@ -23,6 +23,7 @@ export { createMockBackend, type MockBackend, type MockBackendOptions } from './
 export { encodeEntry, encodeError, type EncodedResponse } from './http/respond.js';
 export { RedisTier, REDIS_TIER_DEFAULTS, type RedisTierOptions, type BusMessage } from './l2/redis-tier.js';
 export { InMemoryTier, InMemoryTierStore, type InMemoryTierOptions, type InMemoryTierStoreOptions } from './l2/in-memory-tier.js';
+export { ManualClock, SYSTEM_CLOCK, type Clock, type TimerHandle } from './util/clock.js';
 export { SHARED_TIER_DEFAULTS, UNAVAILABLE, parseTierEvent, type SharedTier, type SharedLookup, type TierEvent, type Unavailable } from './util/shared-tier.js';
 export { type InvalidationResult } from './engine/engine.js';
 export { startSidecar, type RunningSidecar } from './server/sidecar.js';

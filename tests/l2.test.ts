@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { decodeEnvelope } from '../src/engine/envelope.js';
 import { UNAVAILABLE, parseBusMessage } from '../src/l2/redis-tier.js';
+import { ManualClock } from '../src/util/clock.js';
 import { startFleet, waitUntilHealthy, type Fleet } from './helpers/fleet.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
 
@@ -121,10 +122,11 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
 
 describe('stale-while-revalidate across the fleet', () => {
   it('refreshes a stale id once for the whole fleet, through the lease', async () => {
-    fleet = await startFleet(3, targets.standalone(), { backend: { latencyMs: 50 }, engine: { ttlMs: 300, ttlJitter: 0, staleTtlMs: 60_000 } });
+    const clock = new ManualClock(Date.now());
+    fleet = await startFleet(3, targets.standalone(), { backend: { latencyMs: 50 }, engine: { ttlMs: 300, ttlJitter: 0, staleTtlMs: 60_000, clock } });
     for (const { engine } of fleet.instances) await engine.get('61');
     expect(fleet.backend.backend.stats().calls).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 350));
+    clock.advance(350);
     const lookups = await Promise.all(Array.from({ length: 300 }, (_, i) => fleet!.instances[i % 3]!.engine.get('61')));
     expect(lookups.every((l) => l.outcome === 'stale')).toBe(true);
     await expectEventually(() => {

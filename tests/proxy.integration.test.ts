@@ -2,7 +2,8 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSidecar } from '../src/index.js';
-import { sleep, startStack, type Stack } from './helpers/stack.js';
+import { ManualClock } from '../src/util/clock.js';
+import { startStack, type Stack } from './helpers/stack.js';
 
 let stack: Stack | undefined;
 afterEach(async () => {
@@ -151,20 +152,29 @@ describe('HTTP caching over real sockets', () => {
   });
 
   it('caches a missing group negatively until its TTL expires', async () => {
-    stack = await startStack({ latencyMs: 0, missingIds: [404] }, { negativeTtlMs: 300, negativeStaleTtlMs: 0, ttlJitter: 0 });
+    const clock = new ManualClock();
+    stack = await startStack({ latencyMs: 0, missingIds: [404] }, { negativeTtlMs: 300, negativeStaleTtlMs: 0, ttlJitter: 0 }, 1000, { clock });
     for (let i = 0; i < 5; i++) expect((await stack.get('/groups/404')).status).toBe(404);
     expect(stack.stats().calls).toBe(1);
-    await sleep(400);
+    clock.advance(299);
+    expect((await stack.get('/groups/404')).status).toBe(404);
+    expect(stack.stats().calls).toBe(1);
+    clock.advance(1);
     expect((await stack.get('/groups/404')).status).toBe(404);
     expect(stack.stats().calls).toBe(2);
   });
 
   it('re-fetches once when a fresh entry expires', async () => {
-    stack = await startStack({ latencyMs: 50 }, { ttlMs: 300, staleTtlMs: 0, ttlJitter: 0 });
+    const clock = new ManualClock();
+    stack = await startStack({ latencyMs: 0 }, { ttlMs: 300, staleTtlMs: 0, ttlJitter: 0 }, 1000, { clock });
     await stack.get('/groups/8');
-    await sleep(400);
-    const responses = await Promise.all(Array.from({ length: 200 }, () => stack!.get('/groups/8')));
-    expect(responses.every((r) => r.status === 200)).toBe(true);
+    clock.advance(300);
+    // Gate: the backend holds the refill until all 200 requests wait on it.
+    await stack.setMode('hang');
+    const responses = Promise.all(Array.from({ length: 200 }, () => stack!.get('/groups/8')));
+    await until(() => stack!.proxy.cache.engine.stats().waiting === 200);
+    await stack.setMode('normal');
+    expect((await responses).every((r) => r.status === 200)).toBe(true);
     expect(stack.stats().calls).toBe(2);
   });
 });

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startMockBackend } from '../src/mock-backend/server.js';
+import { ManualClock } from '../src/util/clock.js';
 import { sleep, startStack, type Stack } from './helpers/stack.js';
 import { spawnEntry } from './helpers/spawn.js';
 
@@ -18,13 +19,16 @@ async function warm(s: Stack): Promise<void> {
 
 describe('origin outage', () => {
   it('serves every cached id stale while the backend is down, and the breaker stops origin traffic', async () => {
+    const clock = new ManualClock();
     stack = await startStack(
       { latencyMs: 5 },
       { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 10, breakerErrorPercent: 50, breakerResetMs: 60_000 },
+      1000,
+      { clock },
     );
     await warm(stack);
     const warmCalls = stack.stats().calls;
-    await sleep(250); // every entry is now past freshness
+    clock.advance(250); // every entry is now past freshness
     await stack.setMode('error');
     const statuses: number[] = [];
     const details: string[] = [];
@@ -54,17 +58,21 @@ describe('origin outage', () => {
   });
 
   it('closes the breaker when the backend is back and serves fresh data again', async () => {
+    const clock = new ManualClock();
     stack = await startStack(
       { latencyMs: 5 },
       { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 5, breakerResetMs: 300 },
+      1000,
+      { clock },
     );
     await warm(stack);
-    await sleep(250);
+    clock.advance(200);
     await stack.setMode('error');
     for (let i = 0; i < 3; i++) await Promise.all(ids.map((id) => stack!.get(`/groups/${id}`)));
     expect(stack.proxy.cache.guard.breakerState).toBe('open');
     await stack.setMode('normal');
-    await sleep(350);
+    // opossum keeps its own reset timer: wait for the state it leads to, not for a fixed time.
+    await until(() => stack!.proxy.cache.guard.breakerState === 'half-open');
     const probe = await stack.get(`/groups/${ids[0]}`);
     expect(probe.status).toBe(200);
     expect(probe.headers['cache-status']).toBe('group-profile-proxy; fwd=miss; stored');
@@ -76,44 +84,49 @@ describe('origin outage', () => {
 
 describe('slow and flapping origins', () => {
   it('answers a slow origin with the stale entry within the soft timeout, then refreshes the cache', async () => {
-    stack = await startStack({ latencyMs: 5 }, { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, softTimeoutMs: 100 });
+    const clock = new ManualClock();
+    stack = await startStack({ latencyMs: 5 }, { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, softTimeoutMs: 100 }, 1000, { clock });
     expect((await stack.get('/groups/7')).status).toBe(200);
-    await sleep(250);
-    await stack.setMode('slow', 600);
-    const slow = await Promise.all(Array.from({ length: 50 }, () => stack!.get('/groups/7')));
+    clock.advance(200);
+    await stack.setMode('hang'); // the slow origin: no answer until released
+    const requests = Promise.all(Array.from({ length: 50 }, () => stack!.get('/groups/7')));
+    await until(() => stack!.proxy.cache.engine.stats().waiting === 50);
+    clock.advance(100); // the soft timeout
+    const slow = await requests;
     expect(slow.every((r) => r.status === 200 && r.headers['cache-status']!.endsWith('detail=stale-timeout'))).toBe(true);
     expect(stack.stats().calls).toBe(2);
     // The slow load finishes in the background and refreshes the entry.
-    const deadline = Date.now() + 5000;
-    while (stack.stats().inFlight > 0 && Date.now() < deadline) await sleep(20);
-    await sleep(50);
+    await stack.setMode('normal');
+    await until(() => stack!.proxy.cache.engine.stats().inFlight === 0);
     const fresh = await stack.get('/groups/7');
     expect(fresh.headers['cache-status']).toMatch(/; hit; ttl=\d+$/);
     expect(stack.stats().calls).toBe(2);
   });
 
   it('serves stale-while-revalidate with exactly one background refresh', async () => {
-    stack = await startStack({ latencyMs: 50 }, { ttlMs: 1000, ttlJitter: 0, staleTtlMs: 60_000 });
+    const clock = new ManualClock();
+    stack = await startStack({ latencyMs: 50 }, { ttlMs: 1000, ttlJitter: 0, staleTtlMs: 60_000 }, 1000, { clock });
     await stack.get('/groups/8');
-    await sleep(1050);
+    clock.advance(1000);
     const responses = await Promise.all(Array.from({ length: 300 }, () => stack!.get('/groups/8')));
     const statuses = responses.map((r) => r.headers['cache-status']!);
     // Nobody waits: requests before the refresh lands get the stale copy, later ones the new one.
     expect(responses.every((r) => r.status === 200)).toBe(true);
     expect(statuses.every((s) => s.includes('detail=stale-while-revalidate') || /; hit; ttl=\d+$/.test(s))).toBe(true);
     expect(statuses.filter((s) => s.includes('detail=stale-while-revalidate')).length).toBeGreaterThan(0);
-    await sleep(150);
+    await until(() => stack!.proxy.cache.engine.stats().inFlight === 0);
     expect(stack.stats().calls).toBe(2);
     expect((await stack.get('/groups/8')).headers['cache-status']).toMatch(/; hit; ttl=\d+$/);
   });
 
   it('never shows an error for a cached id while the backend flaps', async () => {
-    stack = await startStack({ latencyMs: 2 }, { ttlMs: 50, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 1_000_000 });
+    const clock = new ManualClock();
+    stack = await startStack({ latencyMs: 2 }, { ttlMs: 50, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 1_000_000 }, 1000, { clock });
     await warm(stack);
     await stack.setMode('flapping');
     const statuses: number[] = [];
     for (let round = 0; round < 20; round++) {
-      await sleep(60);
+      clock.advance(60);
       for (const r of await Promise.all(ids.map((id) => stack!.get(`/groups/${id}`)))) statuses.push(r.status);
     }
     expect(statuses).toHaveLength(400);
@@ -195,3 +208,12 @@ describe('graceful shutdown', () => {
     }
   });
 });
+
+/** Polls `condition` on real I/O turns until it holds; fails after 20 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error('condition never held');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

@@ -150,7 +150,9 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     ];
     for (const event of events) expect(await a.publish(event)).toBe(true);
     await until(() => atB.length === 3, 'three events at b');
-    expect(atB).toEqual(events.map((event) => ({ ...event, from: a.instanceId })));
+    // Pub/sub keeps no order across Cluster nodes (PUBLISH may go to any of them): compared as a set.
+    const byId = (x: TierEvent, y: TierEvent) => JSON.stringify(x).localeCompare(JSON.stringify(y));
+    expect([...atB].sort(byId)).toEqual(events.map((event) => ({ ...event, from: a.instanceId })).sort(byId));
     unsubscribe();
     await a.publish({ type: 'filled', id: '16' });
     await b.publish({ type: 'filled', id: '17' });

@@ -2,6 +2,7 @@ import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { CoalescingCache } from '../src/index.js';
 import { WaitList } from '../src/engine/wait-list.js';
+import { ManualClock, SYSTEM_CLOCK } from '../src/util/clock.js';
 import { deferred } from './helpers/deferred.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -18,19 +19,27 @@ function track<T>(promise: Promise<T>) {
 
 describe('WaitList', () => {
   it('times each caller out on its own deadline, under one timer', async () => {
-    const list = new WaitList<string>(60);
+    const clock = new ManualClock();
+    const list = new WaitList<string>(60, clock);
     const early = track(list.wait(true, undefined));
-    await sleep(35);
+    clock.advance(35);
     const late = track(list.wait(false, undefined));
-    while (!early.settled) await sleep(2);
+    expect(clock.pending).toBe(1);
+    clock.advance(25); // the early caller's deadline
+    await sleep(0);
     expect(early.error?.code).toBe('WAIT_TIMEOUT');
     expect(late.settled).toBe(false);
-    while (!late.settled) await sleep(2);
+    clock.advance(34);
+    await sleep(0);
+    expect(late.settled).toBe(false);
+    clock.advance(1);
+    await sleep(0);
     expect(late.error?.code).toBe('WAIT_TIMEOUT');
+    expect(clock.pending).toBe(0);
   });
 
   it('gives the starter its own answer, every other caller the shared one, and skips callers that left', async () => {
-    const list = new WaitList<string>(10_000);
+    const list = new WaitList<string>(10_000, SYSTEM_CLOCK);
     const leaving = new AbortController();
     const starter = track(list.wait(true, undefined));
     const gone = track(list.wait(false, leaving.signal));
@@ -47,7 +56,7 @@ describe('WaitList', () => {
   });
 
   it('rejects a caller whose signal is already aborted, and passes a load failure to all', async () => {
-    const list = new WaitList<string>(10_000);
+    const list = new WaitList<string>(10_000, SYSTEM_CLOCK);
     await expect(list.wait(false, AbortSignal.abort())).rejects.toMatchObject({ code: 'ABORTED', status: 499 });
     const waiting = [list.wait(true, undefined), list.wait(false, undefined)];
     const failure = new Error('origin down');

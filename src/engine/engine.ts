@@ -97,7 +97,7 @@ export class CoalescingCache<V = unknown> {
     });
     this.#l2 = this.#options.l2;
     if (this.#l2 !== undefined) {
-      const fleet = new FleetLoader(this.#l2, this.#options.observer);
+      const fleet = new FleetLoader(this.#l2, this.#options.clock, this.#options.observer);
       this.#fleet = fleet;
       // The one subscription: waits on other instances' loads and invalidations both hear from it.
       this.#unsubscribe = this.#l2.onEvent((event) => {
@@ -258,7 +258,6 @@ export class CoalescingCache<V = unknown> {
           loadOrigin: () => this.#loadFromOrigin(key),
           fromEnvelope: (fields) => this.#fromEnvelope(fields, notBefore),
           isFenced: () => flight.fenced,
-          now: this.#options.now,
           signal,
         });
         filled = result;
@@ -305,7 +304,7 @@ export class CoalescingCache<V = unknown> {
   /** The flight's waiters, each with its own deadline and abort signal; all answered when the load settles. */
   #waitListOf(flight: Flight<V>): WaitList<Lookup<V>> {
     if (flight.waitList !== undefined) return flight.waitList;
-    const list = new WaitList<Lookup<V>>(this.#options.waitTimeoutMs);
+    const list = new WaitList<Lookup<V>>(this.#options.waitTimeoutMs, this.#options.clock);
     flight.waitList = list;
     flight.promise.then(
       // One answer object for the starter and one shared by every collapsed caller.
@@ -323,16 +322,17 @@ export class CoalescingCache<V = unknown> {
   #waitOrServeStale(flight: Flight<V>, started: boolean, stale: CacheEntry<V>, signal: AbortSignal | undefined): Promise<Lookup<V>> {
     return new Promise<Lookup<V>>((resolve, reject) => {
       // Whichever settles first wins; later calls to resolve or reject are no-ops.
-      const soft = setTimeout(() => resolve({ entry: stale, outcome: 'stale-timeout' }), this.#options.softTimeoutMs);
+      const clock = this.#options.clock;
+      const soft = clock.setTimeout(() => resolve({ entry: stale, outcome: 'stale-timeout' }), this.#options.softTimeoutMs);
       this.#waitListOf(flight)
         .wait(started, signal)
         .then(
           (lookup) => {
-            clearTimeout(soft);
+            clock.clearTimeout(soft);
             resolve(lookup);
           },
           (error: unknown) => {
-            clearTimeout(soft);
+            clock.clearTimeout(soft);
             // This caller's own deadline or signal, or a closing cache: no stale answer stands in.
             const failure = toProxyError(error);
             if (isCallerFailure(error) || failure.code === 'CLOSED') reject(failure);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ProxyError, toProxyError } from '../errors.js';
 import { UNAVAILABLE, type SharedTier, type TierEvent } from '../util/shared-tier.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import type { CacheEntry } from './entry.js';
 import { decodeEnvelope, encodeEnvelope, type EnvelopeFields } from './envelope.js';
 import type { EngineObserver, FleetSource } from './observer.js';
@@ -21,7 +22,6 @@ export interface FleetLoadHooks<V> {
   fromEnvelope(fields: EnvelopeFields): CacheEntry<V> | undefined;
   /** True once an invalidation fenced this load. */
   isFenced(): boolean;
-  now(): number;
   /** Aborted when the engine closes: stop waiting on other instances. */
   signal: AbortSignal;
 }
@@ -39,12 +39,14 @@ const MAX_POLL_MS = 250;
  */
 export class FleetLoader {
   readonly #tier: SharedTier;
+  readonly #clock: Clock;
   /** Per key: usually one listener (per-process singleflight), two when an invalidation restarted a load. */
   readonly #listeners = new Map<string, Set<(event: TierEvent) => void>>();
   readonly #observer: EngineObserver;
 
-  constructor(tier: SharedTier, observer: EngineObserver = {}) {
+  constructor(tier: SharedTier, clock: Clock, observer: EngineObserver = {}) {
     this.#tier = tier;
+    this.#clock = clock;
     this.#observer = observer;
   }
 
@@ -62,7 +64,8 @@ export class FleetLoader {
   async load<V>(key: string, hooks: FleetLoadHooks<V>): Promise<FleetLoadResult<V>> {
     const tier = this.#tier;
     const token = randomUUID();
-    const deadline = hooks.now() + tier.leaseWaitMs;
+    const clock = this.#clock;
+    const deadline = clock.now() + tier.leaseWaitMs;
     let mode: 'read' | 'force' = 'read';
     let waited = false;
     for (;;) {
@@ -87,7 +90,7 @@ export class FleetLoader {
         if (waited) this.#observer.lease?.('takeover');
         return this.#loadAsHolder(key, token, hooks);
       }
-      const remaining = deadline - hooks.now();
+      const remaining = deadline - clock.now();
       if (remaining <= 0) {
         news.cancel();
         this.#observer.lease?.('deadline');
@@ -106,11 +109,11 @@ export class FleetLoader {
     let entry: CacheEntry<V>;
     // Keep the lease alive while loading, so a load slower than LEASE_TTL_MS is not mistaken for a
     // fenced one (its write-back would fail) and no other instance starts a second load.
-    const heartbeat = setInterval(() => void tier.extendLease(key, token), Math.max(5, Math.floor(tier.leaseTtlMs / 3)));
+    const heartbeat = this.#every(Math.max(5, Math.floor(tier.leaseTtlMs / 3)), () => void tier.extendLease(key, token));
     try {
       entry = await hooks.loadOrigin();
     } catch (error) {
-      clearInterval(heartbeat);
+      heartbeat.stop();
       await tier.releaseLease(key, token);
       const failure = toProxyError(error);
       // Local conditions (our breaker, our shedding, shutdown) are not the origin's answer: the
@@ -120,16 +123,34 @@ export class FleetLoader {
       }
       throw error;
     }
-    clearInterval(heartbeat);
+    heartbeat.stop();
     if (hooks.isFenced()) {
       await tier.releaseLease(key, token);
       return { entry, source: 'origin', cacheable: false };
     }
-    const expiryMs = entry.usableUntil - hooks.now();
+    const expiryMs = entry.usableUntil - this.#clock.now();
     const stored = await tier.fillIfLeased(key, token, encodeEnvelope(entry), expiryMs);
     if (stored === true) void tier.publish({ type: 'filled', id: key });
     // false: an invalidation voided the lease while we loaded, so our value may predate the change.
     return { entry, source: 'origin', cacheable: stored !== false };
+  }
+
+  /** Runs `task` every `ms` on the clock until stopped. */
+  #every(ms: number, task: () => void): { stop(): void } {
+    let timer: TimerHandle | undefined;
+    let stopped = false;
+    const tick = (): void => {
+      if (stopped) return;
+      task();
+      timer = this.#clock.setTimeout(tick, ms);
+    };
+    timer = this.#clock.setTimeout(tick, ms);
+    return {
+      stop: () => {
+        stopped = true;
+        this.#clock.clearTimeout(timer);
+      },
+    };
   }
 
   #listen(key: string, signal: AbortSignal): { wait(ms: number): Promise<TierEvent | undefined>; cancel(): void } {
@@ -159,10 +180,10 @@ export class FleetLoader {
         }
         return new Promise((resolve) => {
           const onAbort = (): void => deliver!(undefined); // the loop then sees the aborted signal
-          const timer = setTimeout(() => deliver!(undefined), ms);
+          const timer = this.#clock.setTimeout(() => deliver!(undefined), ms);
           signal.addEventListener('abort', onAbort, { once: true });
           deliver = (message) => {
-            clearTimeout(timer);
+            this.#clock.clearTimeout(timer);
             signal.removeEventListener('abort', onAbort);
             cancel();
             resolve(message);

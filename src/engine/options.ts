@@ -1,6 +1,7 @@
 import type { SharedTier } from '../util/shared-tier.js';
 import type { EngineObserver } from './observer.js';
-import { defaultsOf, definedOnly, fractionSpec, functionOption, integerOption, integerSpec, OptionError, specOption } from '../util/options.js';
+import { SYSTEM_CLOCK, type Clock } from '../util/clock.js';
+import { clockOption, defaultsOf, definedOnly, fractionSpec, functionOption, integerOption, integerSpec, OptionError, specOption } from '../util/options.js';
 
 export { definedOnly };
 
@@ -56,13 +57,25 @@ export interface EngineOptions<V> {
   l1EntryOverheadBytes?: number;
   /** Hooks for metrics. Default: none. */
   observer?: EngineObserver;
-  /** Clock in ms. Default `Date.now`. Injectable for tests. */
+  /**
+   * The one source of time for every decision of the engine: TTLs, wait deadlines, the soft
+   * timeout, lease waits, polls and heartbeats. Default: the system clock. Injectable for tests
+   * (ManualClock) instead of sleeping.
+   */
+  clock?: Clock;
+  /** Shortcut for a clock whose `now` is this, with the system's timers. Ignored when `clock` is set. */
   now?: () => number;
   /** Random source in [0, 1) for TTL jitter. Default `Math.random`. Injectable for tests. */
   random?: () => number;
 }
 
 export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer'>> & Pick<EngineOptions<V>, 'l2'> & { observer: EngineObserver };
+
+function resolveClock(clock: unknown, now: unknown): Clock {
+  if (clock !== undefined || now === undefined) return clockOption('clock', clock);
+  const read = functionOption<() => number>('now', now);
+  return { now: read, setTimeout: SYSTEM_CLOCK.setTimeout, clearTimeout: SYSTEM_CLOCK.clearTimeout };
+}
 
 const DAY_MS = 86_400_000;
 
@@ -96,6 +109,7 @@ export function defaultNotFoundBody(key: string): Buffer {
 export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngineOptions<V> {
   const o = { ...ENGINE_DEFAULTS, ...definedOnly(options) };
   const S = ENGINE_OPTION_SPECS;
+  const clock = resolveClock(o.clock, o.now);
   const staleTtlMs = specOption('staleTtlMs', o.staleTtlMs, S.staleTtlMs);
   const negativeStaleTtlMs = specOption('negativeStaleTtlMs', o.negativeStaleTtlMs, S.negativeStaleTtlMs);
   return {
@@ -117,7 +131,8 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     l1MaxBytes: specOption('l1MaxBytes', o.l1MaxBytes, S.l1MaxBytes),
     l1EntryOverheadBytes: specOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, S.l1EntryOverheadBytes),
     observer: o.observer === undefined ? {} : typeof o.observer === 'object' && o.observer !== null ? o.observer : badOption('observer', 'an object of hooks', o.observer),
-    now: o.now === undefined ? Date.now : functionOption('now', o.now),
+    clock,
+    now: () => clock.now(),
     random: o.random === undefined ? Math.random : functionOption('random', o.random),
   };
 }

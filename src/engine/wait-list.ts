@@ -1,10 +1,10 @@
-import { performance } from 'node:perf_hooks';
 import { ProxyError } from '../errors.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 
 interface Waiter<T> {
   readonly resolve: (value: T) => void;
   readonly reject: (error: unknown) => void;
-  /** performance.now() past which this caller gets WAIT_TIMEOUT. */
+  /** clock.now() past which this caller gets WAIT_TIMEOUT. */
   readonly deadline: number;
   /** The caller that started the load (it gets `firstValue`). */
   readonly first: boolean;
@@ -23,14 +23,16 @@ interface Waiter<T> {
  */
 export class WaitList<T> {
   readonly #timeoutMs: number;
+  readonly #clock: Clock;
   readonly #waiters: Waiter<T>[] = [];
   /** Waiters before this index are settled. */
   #next = 0;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: TimerHandle | undefined;
   #done = false;
 
-  constructor(timeoutMs: number) {
+  constructor(timeoutMs: number, clock: Clock) {
     this.#timeoutMs = timeoutMs;
+    this.#clock = clock;
   }
 
   /** Waits for the load's value; rejects this caller alone on its deadline or its signal. */
@@ -38,13 +40,13 @@ export class WaitList<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.#done) throw new Error('WaitList.wait after the load settled');
       if (signal?.aborted) return reject(abortedError());
-      const waiter: Waiter<T> = { resolve, reject, deadline: performance.now() + this.#timeoutMs, first, signal, onAbort: undefined, settled: false };
+      const waiter: Waiter<T> = { resolve, reject, deadline: this.#clock.now() + this.#timeoutMs, first, signal, onAbort: undefined, settled: false };
       if (signal !== undefined) {
         waiter.onAbort = () => this.#settle(waiter, abortedError());
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       this.#waiters.push(waiter);
-      this.#timer ??= setTimeout(this.#expire, this.#timeoutMs);
+      this.#timer ??= this.#clock.setTimeout(this.#expire, this.#timeoutMs);
     });
   }
 
@@ -59,7 +61,7 @@ export class WaitList<T> {
 
   #finish(answer: (waiter: Waiter<T>) => void): void {
     this.#done = true;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     for (let i = this.#next; i < this.#waiters.length; i++) {
       const waiter = this.#waiters[i]!;
       if (waiter.settled) continue;
@@ -71,13 +73,13 @@ export class WaitList<T> {
 
   readonly #expire = (): void => {
     this.#timer = undefined;
-    const now = performance.now();
+    const now = this.#clock.now();
     const waiters = this.#waiters;
     while (this.#next < waiters.length && waiters[this.#next]!.deadline <= now) {
       const waiter = waiters[this.#next++]!;
       if (!waiter.settled) this.#settle(waiter, waitTimeoutError(this.#timeoutMs));
     }
-    if (this.#next < waiters.length) this.#timer = setTimeout(this.#expire, Math.max(1, waiters[this.#next]!.deadline - now));
+    if (this.#next < waiters.length) this.#timer = this.#clock.setTimeout(this.#expire, Math.max(1, waiters[this.#next]!.deadline - now));
   };
 
   #settle(waiter: Waiter<T>, error: ProxyError): void {

@@ -1,6 +1,7 @@
 import { ProxyError } from '../errors.js';
 import { definedOnly, type LoadContext, type Loader, type NotFound } from '../engine/options.js';
-import { defaultsOf, integerSpec, specOption } from '../util/options.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { clockOption, defaultsOf, integerSpec, specOption } from '../util/options.js';
 
 /** One answer per requested key: the value, NOT_FOUND, or an error for that key alone. */
 export type BatchResult<V> = Map<string, V | NotFound | ProxyError>;
@@ -15,6 +16,8 @@ export interface BatchLoaderOptions<V> {
   windowMs?: number;
   /** Keys per batch at most; a full batch leaves at once. Default 100. */
   maxKeys?: number;
+  /** Time for the batch window. Default: the system clock. */
+  clock?: Clock;
 }
 
 /** Default and range of every numeric option, declared once (the sidecar's settings read them too). */
@@ -28,7 +31,7 @@ export const BATCH_DEFAULTS = defaultsOf(BATCH_OPTION_SPECS);
 interface Pending<V> {
   keys: Map<string, { resolve: (value: V | NotFound) => void; reject: (error: unknown) => void }[]>;
   signal: AbortSignal;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
 }
 
 /**
@@ -41,6 +44,7 @@ export class BatchLoader<V> {
   readonly #loadMany: LoadMany<V>;
   readonly #windowMs: number;
   readonly #maxKeys: number;
+  readonly #clock: Clock;
   #pending: Pending<V> | undefined;
 
   constructor(options: BatchLoaderOptions<V>) {
@@ -49,6 +53,7 @@ export class BatchLoader<V> {
     this.#loadMany = o.loadMany;
     this.#windowMs = specOption('windowMs', o.windowMs, BATCH_OPTION_SPECS.windowMs);
     this.#maxKeys = specOption('maxKeys', o.maxKeys, BATCH_OPTION_SPECS.maxKeys);
+    this.#clock = clockOption('clock', o.clock);
   }
 
   readonly load: Loader<V> = (key, context) =>
@@ -58,7 +63,7 @@ export class BatchLoader<V> {
         batch = { keys: new Map(), signal: context.signal, timer: undefined };
         this.#pending = batch;
         const started = batch;
-        batch.timer = setTimeout(() => this.#flush(started), this.#windowMs);
+        batch.timer = this.#clock.setTimeout(() => this.#flush(started), this.#windowMs);
       }
       const waiters = batch.keys.get(key);
       if (waiters !== undefined) waiters.push({ resolve, reject });
@@ -69,7 +74,7 @@ export class BatchLoader<V> {
   #flush(batch: Pending<V>): void {
     if (this.#pending !== batch) return;
     this.#pending = undefined;
-    clearTimeout(batch.timer);
+    this.#clock.clearTimeout(batch.timer);
     const keys = [...batch.keys.keys()];
     this.#loadMany(keys, { signal: batch.signal }).then(
       (results) => {

@@ -50,7 +50,7 @@ export class HttpOrigin {
   readonly #basePath: string;
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
-  readonly #loop = new LoopStall(() => performance.now());
+  readonly #loop = new LoopStall();
   readonly url: string;
 
   constructor(options: HttpOriginOptions) {

@@ -1,9 +1,9 @@
-import { performance } from 'node:perf_hooks';
 import CircuitBreaker from 'opossum';
 import { definedOnly } from '../engine/options.js';
 import { ProxyError } from '../errors.js';
 import { LoopStall } from '../util/loop-stall.js';
-import { defaultsOf, functionOption, integerSpec, specOption } from '../util/options.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { clockOption, defaultsOf, functionOption, integerSpec, specOption } from '../util/options.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -31,8 +31,8 @@ export interface OriginGuardOptions {
   breakerResetMs?: number;
   /** Told of every breaker transition. */
   onBreakerChange?: (state: BreakerState) => void;
-  /** Monotonic clock in ms for call durations and queue deadlines. Default `performance.now`. Injectable for tests. */
-  now?: () => number;
+  /** Time for call durations, queue deadlines and the stall probe. Default: the system clock. */
+  clock?: Clock;
 }
 
 /** Default and range of every numeric option, declared once (the sidecar's settings read them too). */
@@ -82,11 +82,11 @@ export class OriginGuard {
   readonly #maxQueue: number;
   readonly #queueTimeoutMs: number;
   readonly #retryAfterSeconds: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   /** FIFO of waiting calls; entries before `#head` are gone. Deadlines ascend, so one timer serves all. */
   #queue: QueuedCall[] = [];
   #head = 0;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: TimerHandle | undefined;
   #active = 0;
   #shed = 0;
   /** Running mean of the upstream's own duration of calls that ran, ms; undefined until the first one ends. */
@@ -99,8 +99,8 @@ export class OriginGuard {
     this.#maxConcurrency = specOption('maxConcurrency', o.maxConcurrency, S.maxConcurrency);
     this.#maxQueue = specOption('maxQueue', o.maxQueue, S.maxQueue);
     this.#queueTimeoutMs = specOption('queueTimeoutMs', o.queueTimeoutMs, S.queueTimeoutMs);
-    this.#now = o.now === undefined ? () => performance.now() : functionOption('now', o.now);
-    this.#loop = new LoopStall(this.#now);
+    this.#clock = clockOption('clock', o.clock);
+    this.#loop = new LoopStall(this.#clock);
     const resetMs = specOption('breakerResetMs', o.breakerResetMs, S.breakerResetMs);
     this.#retryAfterSeconds = Math.max(1, Math.ceil(resetMs / 1000));
     this.#breaker = new CircuitBreaker((call: Call) => call(), {
@@ -131,7 +131,7 @@ export class OriginGuard {
     if (this.#active < this.#maxConcurrency) this.#active++;
     else await this.#waitForSlot();
     this.#loop.acquire();
-    const started = this.#now();
+    const started = this.#clock.now();
     const stalledBefore = this.#loop.stalledMs();
     let ran = false;
     try {
@@ -142,7 +142,7 @@ export class OriginGuard {
     } finally {
       // Only calls that reached the upstream measure it; and an answer that waited for a busy
       // event loop measures the proxy, not the upstream.
-      if (ran) this.#observe(Math.max(0, this.#now() - started - (this.#loop.stalledMs() - stalledBefore)));
+      if (ran) this.#observe(Math.max(0, this.#clock.now() - started - (this.#loop.stalledMs() - stalledBefore)));
       this.#release();
       this.#loop.release();
     }
@@ -163,7 +163,7 @@ export class OriginGuard {
 
   /** Stops the breaker's timers and the queue's. */
   close(): void {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#breaker.shutdown();
   }
@@ -179,8 +179,8 @@ export class OriginGuard {
     const queued = this.#queue.length - this.#head;
     if (queued >= this.#maxQueue || this.#expectedWaitMs(queued) > this.#queueTimeoutMs) return Promise.reject(this.#overloaded());
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ grant: resolve, shed: () => reject(this.#overloaded()), deadline: this.#now() + this.#queueTimeoutMs });
-      this.#timer ??= setTimeout(this.#expire, this.#queueTimeoutMs);
+      this.#queue.push({ grant: resolve, shed: () => reject(this.#overloaded()), deadline: this.#clock.now() + this.#queueTimeoutMs });
+      this.#timer ??= this.#clock.setTimeout(this.#expire, this.#queueTimeoutMs);
     });
   }
 
@@ -211,10 +211,10 @@ export class OriginGuard {
 
   readonly #expire = (): void => {
     this.#timer = undefined;
-    const now = this.#now();
+    const now = this.#clock.now();
     while (this.#head < this.#queue.length && this.#queue[this.#head]!.deadline <= now) this.#dequeue()!.shed();
     const next = this.#queue[this.#head];
-    if (next !== undefined) this.#timer = setTimeout(this.#expire, Math.max(1, next.deadline - now));
+    if (next !== undefined) this.#timer = this.#clock.setTimeout(this.#expire, Math.max(1, next.deadline - now));
   };
 
   #overloaded(): ProxyError {

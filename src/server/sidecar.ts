@@ -11,6 +11,8 @@ import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
 import type { RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
+import { ENGINE_OPTION_SPECS } from '../engine/options.js';
+import type { Clock } from '../util/clock.js';
 import { checkConfig, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 import { closeStalledWrites, connectionsCheckingInterval } from './stalled-writes.js';
 
@@ -34,6 +36,8 @@ export interface RunningSidecar {
 
 export interface SidecarDependencies {
   logger?: Logger;
+  /** The one clock of the engine, its guard and batching (src/util/clock.ts). Default: the system clock. Tests pass a ManualClock. */
+  clock?: Clock;
 }
 
 /** Starts the sidecar: engine, upstream client and HTTP server, all configured by `config`. */
@@ -60,6 +64,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats() },
   );
   cache = createGroupProfileCache({
+    clock: dependencies.clock,
     l2,
     metrics,
     upstream: {
@@ -79,17 +84,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       breakerResetMs: settings.breakerResetMs,
       onBreakerChange: (state) => logger.warn({ breaker: state }, `upstream circuit breaker ${state}`),
     },
-    ttlMs: settings.ttlMs,
-    ttlJitter: settings.ttlJitter,
-    negativeTtlMs: settings.negativeTtlMs,
-    staleTtlMs: settings.staleTtlMs,
-    negativeStaleTtlMs: settings.negativeStaleTtlMs,
-    maxStaleMs: settings.maxStaleMs,
-    softTimeoutMs: settings.softTimeoutMs,
-    earlyRefreshMs: settings.earlyRefreshMs,
-    waitTimeoutMs: settings.waitTimeoutMs,
-    l1MaxEntries: settings.l1MaxEntries,
-    l1MaxBytes: settings.l1MaxBytes,
+    ...engineSettings(settings),
   });
   let accepting = true;
   const app = createProxyApp({
@@ -217,3 +212,11 @@ async function drain(server: Server, deadlineMs: number): Promise<void> {
 }
 
 export { configFromEnv };
+
+/** The engine's options among the settings: each engine setting is named as the option it sets. */
+type EngineSettingKey = Extract<keyof typeof ENGINE_OPTION_SPECS, keyof SidecarConfig>;
+function engineSettings(settings: SidecarConfig): Pick<SidecarConfig, EngineSettingKey> {
+  const picked: Partial<Record<EngineSettingKey, number>> = {};
+  for (const key of Object.keys(ENGINE_OPTION_SPECS) as EngineSettingKey[]) if (key in settings) picked[key] = settings[key];
+  return picked as Pick<SidecarConfig, EngineSettingKey>;
+}

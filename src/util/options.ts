@@ -1,3 +1,5 @@
+import { SYSTEM_CLOCK, type Clock } from './clock.js';
+
 /**
  * Option validation shared by every component. Each component declares one
  * options type with documented defaults and validates it once, at
@@ -104,6 +106,16 @@ export function definedOnly<T extends object>(options: T): Partial<T> {
     if (options[key] !== undefined) out[key] = options[key];
   }
   return out;
+}
+
+/** A Clock option (src/util/clock.ts): the system clock when undefined. */
+export function clockOption(name: string, value: unknown): Clock {
+  if (value === undefined) return SYSTEM_CLOCK;
+  const clock = value as Partial<Clock> | null;
+  if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw new OptionError(name, 'a Clock ({ now, setTimeout, clearTimeout })', value);
+  }
+  return clock as Clock;
 }
 
 /**

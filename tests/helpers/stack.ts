@@ -1,6 +1,6 @@
 import { Pool } from 'undici';
 import { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from '../../src/mock-backend/server.js';
-import { startSidecar, type RunningSidecar } from '../../src/server/sidecar.js';
+import { startSidecar, type RunningSidecar, type SidecarDependencies } from '../../src/server/sidecar.js';
 import type { SidecarConfig } from '../../src/server/config.js';
 import type { MockStats } from '../../src/mock-backend/state.js';
 
@@ -20,9 +20,10 @@ export async function startStack(
   backendOptions: StartMockBackendOptions = {},
   proxyConfig: Partial<SidecarConfig> = {},
   clientConnections = 1000,
+  dependencies: SidecarDependencies = {},
 ): Promise<Stack> {
   const backend = await startMockBackend({ latencyMs: 100, latencyJitterMs: 0, ...backendOptions });
-  const proxy = await startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', upstreamUrl: backend.url, ...proxyConfig });
+  const proxy = await startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', upstreamUrl: backend.url, ...proxyConfig }, dependencies);
   const client = new Pool(proxy.url, { connections: clientConnections, pipelining: 1 });
   return {
     backend,

@@ -1,0 +1,77 @@
+/** What a timer of a Clock returns, to clear it with. */
+export type TimerHandle = object;
+
+/**
+ * The one source of time for every time decision of the engine and its
+ * guards: TTLs, wait deadlines, the soft timeout, lease waits, polls and
+ * heartbeats, the queue deadline and the batch window. Real by default;
+ * tests inject a ManualClock (or use fake timers) instead of sleeping.
+ */
+export interface Clock {
+  /** Milliseconds since the epoch (entries shared through a tier carry absolute times). */
+  now(): number;
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle | undefined): void;
+}
+
+/** Date.now and the global timers (looked up at each call, so fake timers installed later apply too). */
+export const SYSTEM_CLOCK: Clock = Object.freeze({
+  now: () => Date.now(),
+  setTimeout: (callback: () => void, ms: number): TimerHandle => setTimeout(callback, ms),
+  clearTimeout: (handle: TimerHandle | undefined): void => clearTimeout(handle as NodeJS.Timeout | undefined),
+});
+
+interface ManualTimer {
+  readonly at: number;
+  readonly order: number;
+  readonly callback: () => void;
+}
+
+/**
+ * A clock that moves only when told: `advance(ms)` runs every timer that
+ * falls due on the way, in time order, each with `now()` at its due time.
+ */
+export class ManualClock implements Clock {
+  #now: number;
+  #order = 0;
+  readonly #timers = new Set<ManualTimer>();
+
+  constructor(start = 1_700_000_000_000) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(callback: () => void, ms: number): TimerHandle {
+    const timer: ManualTimer = { at: this.#now + Math.max(0, ms), order: this.#order++, callback };
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  clearTimeout(handle: TimerHandle | undefined): void {
+    this.#timers.delete(handle as ManualTimer);
+  }
+
+  /** Timers not yet run. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** Moves time forward by `ms`, running the timers due meanwhile (and those they set, if due). */
+  advance(ms: number): void {
+    const target = this.#now + ms;
+    for (;;) {
+      let next: ManualTimer | undefined;
+      for (const timer of this.#timers) {
+        if (timer.at <= target && (next === undefined || timer.at < next.at || (timer.at === next.at && timer.order < next.order))) next = timer;
+      }
+      if (next === undefined) break;
+      this.#timers.delete(next);
+      this.#now = Math.max(this.#now, next.at);
+      next.callback();
+    }
+    this.#now = target;
+  }
+}
