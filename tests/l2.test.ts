@@ -170,11 +170,14 @@ describe('invalidation fencing', () => {
     try {
       for (let i = 0; i < 100; i++) {
         const id = String(7000 + i);
+        // Gate: the backend holds A's load (its data read at arrival) until the change is in Redis.
+        backend.setMode('hang');
         const slow = a!.engine.get(id);
         await expectEventually(() => expect(backend.stats().byId[id]).toBe(1));
         backend.touch(Number(id));
         // What an invalidation does in Redis, without the pub/sub message that would also fence A locally.
         await redis.del(`${fleet.prefix}{${id}}:entry`, `${fleet.prefix}{${id}}:lease`);
+        backend.setMode('normal');
         await slow;
         expect((await a!.engine.get(id)).entry.value?.revision, `race ${i} on the loading instance`).toBe(1);
         expect((await b!.engine.get(id)).entry.value?.revision, `race ${i} on another instance`).toBe(1);
