@@ -9,6 +9,15 @@ export interface EncodedResponse {
   readonly body: Buffer | null;
 }
 
+/**
+ * An answer of the profile-lookup route with the cache outcome it reports
+ * (the metrics' `cache` label: the lookup's outcome, or `none` for an error).
+ * Every answer the shells write has this one shape.
+ */
+export interface LookupAnswer extends EncodedResponse {
+  readonly cache: LookupOutcome | 'none';
+}
+
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** Cache name in RFC 9211 Cache-Status unless a shell is given another. */
@@ -73,6 +82,19 @@ export function encodeEntry(
   failedStatus?: number,
   policy: CacheControlPolicy = PLAIN_CACHE_CONTROL,
 ): EncodedResponse {
+  return encodeAnswer(entry, outcome, now, ifNoneMatch, cacheName, failedStatus, policy);
+}
+
+/** `encodeEntry` with the outcome the answer reports. */
+function encodeAnswer(
+  entry: CacheEntry,
+  outcome: LookupOutcome,
+  now: number,
+  ifNoneMatch: string | undefined,
+  cacheName: string,
+  failedStatus: number | undefined,
+  policy: CacheControlPolicy,
+): LookupAnswer {
   // Negative for stale entries, as RFC 9211 allows.
   const ttlSeconds = Math.floor((entry.freshUntil - now) / 1000);
   const found = entry.kind === 'found';
@@ -85,17 +107,17 @@ export function encodeEntry(
   if (!found) {
     const body = entry.body;
     headers['content-length'] = String(body.length);
-    return { status: 404, headers, body };
+    return { status: 404, headers, body, cache: outcome };
   }
   headers.etag = entry.etag;
   if (ifNoneMatch !== undefined && matchesIfNoneMatch(ifNoneMatch, entry.etag)) {
     delete headers['content-type'];
-    return { status: 304, headers, body: null };
+    return { status: 304, headers, body: null, cache: outcome };
   }
   // Explicit, so a body written straight to a Node response is not sent chunked.
   const body = entry.body;
   headers['content-length'] = String(body.length);
-  return { status: 200, headers, body };
+  return { status: 200, headers, body, cache: outcome };
 }
 
 /**
@@ -110,17 +132,17 @@ export class AnswerEncoder {
   readonly cacheName: string;
   readonly policy: CacheControlPolicy;
   #memoAt = Number.NaN;
-  #hits = new Map<CacheEntry, EncodedResponse>();
-  #collapsed = new Map<CacheEntry, EncodedResponse>();
+  #hits = new Map<CacheEntry, LookupAnswer>();
+  #collapsed = new Map<CacheEntry, LookupAnswer>();
 
   constructor(cacheName: string, policy: CacheControlPolicy = PLAIN_CACHE_CONTROL) {
     this.cacheName = cacheName;
     this.policy = policy;
   }
 
-  encode(entry: CacheEntry, outcome: LookupOutcome, now: number, ifNoneMatch: string | undefined, failedStatus?: number): EncodedResponse {
+  encode(entry: CacheEntry, outcome: LookupOutcome, now: number, ifNoneMatch: string | undefined, failedStatus?: number): LookupAnswer {
     if (ifNoneMatch !== undefined || (outcome !== 'hit' && outcome !== 'collapsed')) {
-      return encodeEntry(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus, this.policy);
+      return encodeAnswer(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus, this.policy);
     }
     if (now !== this.#memoAt) {
       // New maps, not clear(): V8's clear() links the old table to its successor, so once
@@ -134,7 +156,7 @@ export class AnswerEncoder {
     const memo = outcome === 'hit' ? this.#hits : this.#collapsed;
     let answer = memo.get(entry);
     if (answer === undefined) {
-      answer = encodeEntry(entry, outcome, now, undefined, this.cacheName, undefined, this.policy);
+      answer = encodeAnswer(entry, outcome, now, undefined, this.cacheName, undefined, this.policy);
       memo.set(entry, answer);
     }
     return answer;
@@ -176,6 +198,11 @@ export function matchesIfNoneMatch(header: string, etag: string): boolean {
 
 /** A JSON error answer with a stable code; never cacheable by clients. */
 export function encodeError(error: ProxyError, cacheName: string): EncodedResponse {
+  return encodeErrorAnswer(error, cacheName);
+}
+
+/** `encodeError` as an answer of the lookup route (outcome `none`). */
+export function encodeErrorAnswer(error: ProxyError, cacheName: string): LookupAnswer {
   const headers: Record<string, string> = {
     'content-type': JSON_TYPE,
     'cache-control': 'no-store',
@@ -184,5 +211,5 @@ export function encodeError(error: ProxyError, cacheName: string): EncodedRespon
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   const body = Buffer.from(JSON.stringify(error.toJSON()), 'utf8');
   headers['content-length'] = String(body.length);
-  return { status: error.status, headers, body };
+  return { status: error.status, headers, body, cache: 'none' };
 }

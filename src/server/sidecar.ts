@@ -2,10 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, serve } from '@hono/node-server';
 import { createFastPath } from '../http/fast-path.js';
-import { DEFAULT_CACHE_NAME } from '../http/respond.js';
-import { parseGroupId } from '../ids.js';
 import { pino, type Logger } from 'pino';
-import { createProxyApp } from '../http/app.js';
+import { buildProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
 import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
@@ -87,7 +85,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     ...engineSettings(settings),
   });
   let accepting = true;
-  const app = createProxyApp({
+  const { app, pipeline } = buildProxyApp({
     engine: cache.engine,
     maxGroupId: settings.maxGroupId,
     sMaxAgeSeconds: settings.sMaxAgeSeconds,
@@ -96,22 +94,15 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     metrics,
     metricsRoute: settings.metricsPort === undefined,
     accessLog: settings.accessLog === 'on' ? (line) => logger.info(line, 'request') : undefined,
+    onError: (error, request) => logger.error({ ...request, err: error }, 'unexpected error answering a request'),
   });
 
   // HTTP/1.0 may leave out Host (Node rejects an HTTP/1.1 request without one): Hono needs some
   // host to build the request URL from, and the fast path never looks, so give every route the same.
   const honoListener = getRequestListener(app.fetch, { hostname: 'localhost' });
-  // L1 hits skip Hono (see fast-path.ts); the access log needs Hono's middleware, so it turns the fast path off.
-  const fastPath =
-    settings.accessLog === 'on'
-      ? undefined
-      : createFastPath({
-          engine: cache.engine,
-          parseId: (raw) => parseGroupId(raw, settings.maxGroupId),
-          cacheName: DEFAULT_CACHE_NAME,
-          metrics,
-          sMaxAgeSeconds: settings.sMaxAgeSeconds,
-        });
+  // Profile lookups skip Hono (see fast-path.ts) through the same pipeline as its route: one id rule,
+  // encoder, route label, error path and access log, so ACCESS_LOG=on keeps the fast path.
+  const fastPath = createFastPath(pipeline);
   const server = createServer(
     {
       maxHeaderSize: settings.maxHeaderBytes,
@@ -121,7 +112,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       keepAliveTimeout: settings.keepAliveTimeoutMs,
     },
     (req, res) => {
-      if (fastPath === undefined || !fastPath(req, res)) void honoListener(req, res);
+      if (!fastPath(req, res)) void honoListener(req, res);
     },
   );
   server.maxConnections = settings.maxConnections;
