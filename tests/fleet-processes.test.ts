@@ -2,6 +2,7 @@ import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startMockBackend, type RunningMockBackend } from '../src/mock-backend/server.js';
 import { uniquePrefix } from './helpers/fleet.js';
+import { until } from './helpers/until.js';
 import { spawnEntry, type Spawned } from './helpers/spawn.js';
 
 interface ProxyProcess {
@@ -61,7 +62,7 @@ describe('four proxy processes sharing one Redis', () => {
     const [holder, ...others] = proxies;
     backend.backend.setMode('hang');
     const doomed = get(holder!, '/groups/555').catch(() => undefined);
-    await until(() => backend.backend.stats().byId['555'] === 1);
+    await until(() => backend.backend.stats().byId['555'] === 1, 'the backend call for 555', 10_000);
     holder!.process.child.kill('SIGKILL');
     await holder!.process.exited;
     backend.backend.setMode('normal');
@@ -73,11 +74,3 @@ describe('four proxy processes sharing one Redis', () => {
     expect(backend.backend.stats().byId['555']).toBe(2);
   });
 });
-
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startSidecar } from '../src/index.js';
 import { ManualClock } from '../src/util/clock.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { until } from './helpers/until.js';
 
 let stack: Stack | undefined;
 afterEach(async () => {
@@ -227,12 +228,3 @@ describe('upstream request hygiene', () => {
     }
   });
 });
-
-/** Polls `condition` on real I/O turns until it holds; fails after 20 s. */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = performance.now() + 20_000;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition never held');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

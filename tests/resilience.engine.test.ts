@@ -3,6 +3,7 @@ import { CoalescingCache, NOT_FOUND, ProxyError, type Loader } from '../src/inde
 import { OriginGuard } from '../src/resilience/origin-guard.js';
 import { ManualClock } from '../src/util/clock.js';
 import { deferred, manualClock } from './helpers/deferred.js';
+import { until } from './helpers/until.js';
 
 type Profile = { id: string; version: number };
 
@@ -306,7 +307,7 @@ describe('OriginGuard', () => {
     await expect(guard.run(failing)).rejects.toMatchObject({ code: 'CIRCUIT_OPEN', status: 503, retryAfterSeconds: 1 });
     expect(invoked).toBe(4);
     // opossum keeps its own reset timer: wait for the state it leads to, not for a fixed time.
-    for (let i = 0; i < 10_000 && guard.breakerState !== 'half-open'; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    await until(() => guard.breakerState === 'half-open', 'the half-open breaker');
     expect(guard.breakerState).toBe('half-open');
     expect(await guard.run(async () => 'fine')).toBe('fine');
     expect(guard.breakerState).toBe('closed');

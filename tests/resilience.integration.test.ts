@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startMockBackend } from '../src/mock-backend/server.js';
 import { ManualClock } from '../src/util/clock.js';
 import { sleep, startStack, type Stack } from './helpers/stack.js';
+import { until } from './helpers/until.js';
 import { spawnEntry } from './helpers/spawn.js';
 
 let stack: Stack | undefined;
@@ -208,12 +209,3 @@ describe('graceful shutdown', () => {
     }
   });
 });
-
-/** Polls `condition` on real I/O turns until it holds; fails after 20 s. */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = performance.now() + 20_000;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error('condition never held');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

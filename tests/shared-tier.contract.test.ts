@@ -3,6 +3,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { CoalescingCache } from '../src/engine/engine.js';
 import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
 import { deferred } from './helpers/deferred.js';
+import { until } from './helpers/until.js';
 import { RedisTier } from '../src/l2/redis-tier.js';
 import { UNAVAILABLE, type SharedTier, type TierEvent } from '../src/util/shared-tier.js';
 
@@ -30,7 +31,7 @@ async function redisPair(target: () => { url: string } | { clusterNodes: string[
   const a = make();
   const b = make();
   opened.push(a, b);
-  await until(() => a.healthy && b.healthy, 'both Redis clients ready');
+  await until(() => a.healthy && b.healthy, 'both Redis clients ready', 10_000);
   await Promise.all([a.subscribed, b.subscribed]);
   return { a, b };
 }
@@ -114,7 +115,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('lets a lease whose holder went silent expire, so another instance takes over, and fences the old holder', async () => {
     const { a, b } = await makePair({ leaseTtlMs: 100 });
     await a.lookupOrLease('9', 'died', 'read');
-    await until(async () => typeOf(await b.lookupOrLease('9', 'successor', 'read')) === 'leased', 'the lease to expire and pass to b');
+    await until(async () => typeOf(await b.lookupOrLease('9', 'successor', 'read')) === 'leased', 'the lease to expire and pass to b', 10_000);
     expect(await a.fillIfLeased('9', 'died', Buffer.from('late'), 60_000)).toBe(false);
     expect(await b.fillIfLeased('9', 'successor', Buffer.from('fresh'), 60_000)).toBe(true);
   });
@@ -122,7 +123,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('keeps a lease alive while its holder extends it', async () => {
     const { a, b } = await makePair({ leaseTtlMs: 400 });
     await a.lookupOrLease('10', 'holder', 'read');
-    await until(async () => pttlOf(await b.lookupOrLease('10', 'b', 'read')) < 200, 'the lease to run half down');
+    await until(async () => pttlOf(await b.lookupOrLease('10', 'b', 'read')) < 200, 'the lease to run half down', 10_000);
     await a.extendLease('10', 'holder');
     expect(pttlOf(await b.lookupOrLease('10', 'b', 'read'))).toBeGreaterThan(200);
     await b.extendLease('10', 'not-the-holder'); // no effect either way
@@ -134,7 +135,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await a.lookupOrLease('11', 't', 'read');
     await a.fillIfLeased('11', 't', Buffer.from('short-lived'), 50);
     expect(typeOf(await a.lookupOrLease('11', 't2', 'read'))).toBe('hit');
-    await until(async () => typeOf(await a.lookupOrLease('11', 't2', 'read')) === 'leased', 'the entry to expire');
+    await until(async () => typeOf(await a.lookupOrLease('11', 't2', 'read')) === 'leased', 'the entry to expire', 10_000);
   });
 
   it('delivers events to every other instance, with the publisher, never back to the publisher', async () => {
@@ -149,14 +150,14 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
       { type: 'invalidate', ids: ['14', '15'], deleted: true },
     ];
     for (const event of events) expect(await a.publish(event)).toBe(true);
-    await until(() => atB.length === 3, 'three events at b');
+    await until(() => atB.length === 3, 'three events at b', 10_000);
     // Pub/sub keeps no order across Cluster nodes (PUBLISH may go to any of them): compared as a set.
     const byId = (x: TierEvent, y: TierEvent) => JSON.stringify(x).localeCompare(JSON.stringify(y));
     expect([...atB].sort(byId)).toEqual(events.map((event) => ({ ...event, from: a.instanceId })).sort(byId));
     unsubscribe();
     await a.publish({ type: 'filled', id: '16' });
     await b.publish({ type: 'filled', id: '17' });
-    await until(() => atA.length === 1, 'b’s event at a');
+    await until(() => atA.length === 1, 'b’s event at a', 10_000);
     expect(atA).toEqual([{ type: 'filled', id: '17', from: b.instanceId }]);
     expect(atB).toHaveLength(3);
   });
@@ -192,13 +193,13 @@ describe('the engine over the in-memory tier', () => {
       });
     });
     const lookups = Promise.all(Array.from({ length: 1000 }, (_, i) => engines[i % 4]!.get('42')));
-    await until(() => engines.every((engine) => engine.stats().waiting + engine.stats().inFlight > 0) && calls === 1, 'every engine waiting on the one load');
+    await until(() => engines.every((engine) => engine.stats().waiting + engine.stats().inFlight > 0) && calls === 1, 'every engine waiting on the one load', 10_000);
     gate.resolve();
     const answers = await lookups;
     expect(calls).toBe(1);
     expect(new Set(answers.map((a) => a.entry.body.toString())).size).toBe(1);
     await engines[0]!.invalidate('42');
-    await until(() => engines.every((engine) => engine.peek('42') === undefined), 'the invalidation on every engine');
+    await until(() => engines.every((engine) => engine.peek('42') === undefined), 'the invalidation on every engine', 10_000);
     expect((await engines[3]!.get('42')).entry.value).toMatchObject({ version: 2 });
     await Promise.all(engines.map((engine) => engine.close()));
   });
@@ -211,13 +212,4 @@ function typeOf(found: unknown): string {
 function pttlOf(found: unknown): number {
   expect(found).toMatchObject({ type: 'held' });
   return (found as { pttlMs: number }).pttlMs;
-}
-
-/** Polls `condition` (sync or async) until it holds; fails after 10 s. No fixed sleep stands in for a TTL. */
-async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = performance.now() + 10_000;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
