@@ -14,6 +14,11 @@ async function main(): Promise<void> {
       return;
     }
     config = configFromEnv({ ...process.env, ...command.env });
+    if (command.run === 'invalidate' || command.run === 'feed-keys') {
+      const { runFeedCommand } = await import('./server/feed-command.js');
+      process.exitCode = await runFeedCommand(config, command, { out: process.stdout, err: process.stderr });
+      return;
+    }
   } catch (error) {
     if (error instanceof ConfigError || error instanceof UsageError) {
       process.stderr.write(`group-profile-proxy: ${error.message}\n`);

@@ -5,7 +5,7 @@
 export { CoalescingCache, createCoalescingCache, type EngineStats, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
 export { type CacheEntry, type EntryKind } from './engine/entry.js';
 export { createKeyedCache, type KeyedCache, type KeyedCacheOptions } from './engine/keyed.js';
-export { type EngineObserver, type LoadSettledEvent, type LeaseEvent } from './engine/observer.js';
+export { type EngineObserver, type LoadSettledEvent, type LeaseEvent, type ChangeAppliedEvent } from './engine/observer.js';
 export { ProxyMetrics, type ProxyMetricsOptions, type GaugeSources } from './metrics/metrics.js';
 export { OriginGuard, ORIGIN_GUARD_DEFAULTS, type OriginGuardOptions, type BreakerState } from './resilience/origin-guard.js';
 export { BatchLoader, BATCH_DEFAULTS, type BatchLoaderOptions, type LoadMany, type BatchResult } from './origin/batch-loader.js';
@@ -21,10 +21,25 @@ export { adminRoutes, type AdminRoutesOptions } from './http/admin.js';
 export { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from './mock-backend/server.js';
 export { createMockBackend, type MockBackend, type MockBackendOptions } from './mock-backend/app.js';
 export { encodeEntry, encodeError, type EncodedResponse } from './http/respond.js';
-export { RedisTier, REDIS_TIER_DEFAULTS, type RedisTierOptions, type BusMessage } from './l2/redis-tier.js';
+export { RedisTier, REDIS_TIER_DEFAULTS, type RedisTierOptions, type FeedNotice } from './l2/redis-tier.js';
+export { feedShardKeys, shardOfKey, type FeedShardKeys } from './l2/feed-keys.js';
 export { InMemoryTier, InMemoryTierStore, type InMemoryTierOptions, type InMemoryTierStoreOptions } from './l2/in-memory-tier.js';
 export { ManualClock, SYSTEM_CLOCK, type Clock, type TimerHandle } from './util/clock.js';
-export { SHARED_TIER_DEFAULTS, UNAVAILABLE, parseTierEvent, type SharedTier, type SharedLookup, type TierEvent, type Unavailable } from './util/shared-tier.js';
-export { type InvalidationResult } from './engine/engine.js';
+export {
+  SHARED_TIER_DEFAULTS,
+  UNAVAILABLE,
+  parseLeaseHint,
+  type Change,
+  type ChangeKind,
+  type FeedChange,
+  type FeedResetReason,
+  type FeedStatus,
+  type LeaseHint,
+  type SharedTier,
+  type SharedLookup,
+  type TierEvent,
+  type Unavailable,
+} from './util/shared-tier.js';
+export { type InvalidationResult, type InvalidateOptions } from './engine/engine.js';
 export { startSidecar, type RunningSidecar } from './server/sidecar.js';
 export { SETTINGS, configFromEnv, ConfigError, type SidecarConfig } from './server/config.js';

@@ -78,7 +78,7 @@ describe('POST /admin/invalidate', () => {
     await engine.get('2');
     const response = await app.request('/admin/invalidate', invalidate({ ids: [1, '2', 1] }));
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ invalidated: ['1', '2'] });
+    expect(await response.json()).toEqual({ invalidated: ['1', '2'], positions: [] }); // no shared tier: no feed
     expect(engine.peek('1')).toBeUndefined();
     expect(engine.peek('2')).toBeUndefined();
     await engine.get('1');
@@ -211,18 +211,21 @@ describe('GET /readyz', () => {
     expect(await response.json()).toEqual({ status: 'ready', l2: 'disabled' });
   });
 
-  it('reports L2 ok, and degraded (still 200) while Redis is down', async () => {
+  it('reports L2 and the feed ok, and degraded and lagging (still 200) while Redis is down', async () => {
     const redis = await startRedisServer();
     try {
-      fleet = await startFleet(1, { url: redis.url }, { backend: { latencyMs: 0 } });
+      fleet = await startFleet(1, { url: redis.url }, { backend: { latencyMs: 0 }, tier: { feedBlockMs: 20 }, engine: { feedMaxLagMs: 50 } });
       const app = createProxyApp({ engine: fleet.instances[0]!.engine });
-      expect(await (await app.request('/readyz')).json()).toEqual({ status: 'ready', l2: 'ok' });
+      expect(await (await app.request('/readyz')).json()).toEqual({ status: 'ready', l2: 'ok', feed: { state: 'ok', lagMs: expect.any(Number), lagEntries: 0 } });
       await redis.stop();
       const deadline = Date.now() + 5000;
-      while (fleet.instances[0]!.engine.stats().l2 === 'ok' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const stats = () => fleet!.instances[0]!.engine.stats();
+      while ((stats().l2 === 'ok' || !stats().feed?.lagging) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       const degraded = await app.request('/readyz');
       expect(degraded.status).toBe(200);
-      expect(await degraded.json()).toEqual({ status: 'ready', l2: 'degraded' });
+      const body = (await degraded.json()) as { feed: { lagMs: number } };
+      expect(body).toEqual({ status: 'ready', l2: 'degraded', feed: { state: 'lagging', lagMs: expect.any(Number), lagEntries: 0 } });
+      expect(body.feed.lagMs).toBeGreaterThan(50);
     } finally {
       await redis.stop();
     }

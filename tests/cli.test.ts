@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { startFleet } from './helpers/fleet.js';
 import { ROOT, spawnEntry, spawnNode, type Spawned } from './helpers/spawn.js';
+import { until } from './helpers/until.js';
 
 let running: Spawned | undefined;
 afterEach(() => {
@@ -130,4 +132,38 @@ describe('ADDRESS_FILE (dist/cli.js)', () => {
     expect(message).toMatch(/^group-profile-proxy: cannot write ADDRESS_FILE=".*no-such-directory.*url": ENOENT/);
     expect(existsSync(missing)).toBe(false);
   });
+});
+
+describe('group-profile-proxy invalidate / feed-keys (dist/cli.js)', () => {
+  it('appends a change the proxies apply, exits 0 once Redis acknowledged it, and prints where it went', async () => {
+    const redisUrl = inject('redisUrl');
+    const fleet = await startFleet(1, { url: redisUrl }, { backend: { latencyMs: 0 } });
+    try {
+      const { engine } = fleet.instances[0]!;
+      await engine.get('42');
+      await engine.get('43');
+      const command = startBuilt({ REDIS_URL: redisUrl, REDIS_PREFIX: fleet.prefix }, ['invalidate', '42', '43']);
+      expect(await command.exited).toBe(0);
+      const printed = JSON.parse(command.lines[0]!) as { appended: { shard: number; position: string; ids: string[]; kind: string }[] };
+      expect(printed.appended).toEqual([{ shard: 0, position: expect.stringMatching(/^\d+-\d+$/), ids: ['42', '43'], kind: 'changed' }]);
+      await until(() => engine.peek('42') === undefined && engine.peek('43') === undefined, 'the change at the proxy', 10_000);
+
+      const keys = startBuilt({ REDIS_URL: redisUrl, REDIS_PREFIX: fleet.prefix }, ['feed-keys']);
+      expect(await keys.exited).toBe(0);
+      expect(keys.lines).toEqual([`0\t${fleet.instances[0]!.tier.feedKeys[0]!.changes}`]);
+    } finally {
+      await fleet.close();
+    }
+  });
+
+  it.each([
+    ['no Redis configured', {}, ['invalidate', '42'], 2, /the change feed lives in Redis: set REDIS_URL or REDIS_CLUSTER_NODES/],
+    ['a malformed id', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate', '042'], 2, /invalid group id "042"/],
+    ['no ids', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate'], 1, /invalidate needs at least one group id/],
+    ['Redis unreachable', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate', '42'], 1, /Redis did not acknowledge the change/],
+  ])('fails with %s, saying why', async (_case, env, args, code, message) => {
+    const command = startBuilt(env, args);
+    expect(await command.exited).toBe(code);
+    expect(command.lines.join('\n')).toMatch(message);
+  }, 20_000);
 });

@@ -1,7 +1,8 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { decodeEnvelope } from '../src/engine/envelope.js';
-import { UNAVAILABLE, parseBusMessage } from '../src/l2/redis-tier.js';
+import { UNAVAILABLE } from '../src/l2/redis-tier.js';
+import { decodeHint } from '../src/l2/feed-entries.js';
 import { ManualClock } from '../src/util/clock.js';
 import { startFleet, waitUntilHealthy, type Fleet } from './helpers/fleet.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
@@ -103,13 +104,14 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
     }
   });
 
-  it('applies a change event published by the group-profile service on every instance', async () => {
+  it('applies a change the group-profile service appended to the feed itself (plain XADD) on every instance', async () => {
     fleet = await startFleet(3, targets[kind](), { backend: { latencyMs: 0 } });
     for (const { engine } of fleet.instances) expect((await engine.get('21')).entry.value?.revision).toBe(0);
     fleet.backend.backend.touch(21);
     const redis = rawClient(kind);
     try {
-      await redis.publish(`${fleet.prefix}events`, JSON.stringify({ type: 'invalidate', ids: [21] }));
+      const tier = fleet.instances[0]!.tier;
+      await redis.xadd(tier.feedKeys[tier.shardOf('21')]!.changes, 'MAXLEN', '~', 1000, '*', 'kind', 'changed', 'ids', '21', 'producer', 'group-profile-service');
     } finally {
       redis.disconnect();
     }
@@ -147,7 +149,7 @@ describe('invalidation fencing', () => {
       await expectEventually(() => expect(backend.stats().byId[id]).toBe(1));
       backend.touch(Number(id)); // the group changes: revision 1
       const invalidator = i % 2 === 0 ? a! : b!;
-      expect(await invalidator.engine.invalidate([id])).toEqual({ fleet: true });
+      expect(await invalidator.engine.invalidate([id])).toMatchObject({ fleet: true });
       await slow.catch(() => undefined);
       for (const { engine } of fleet.instances) {
         expect((await engine.get(id)).entry.value?.revision, `race ${i}`).toBe(1);
@@ -214,16 +216,18 @@ describe('lease lifetime', () => {
     await held;
   });
 
-  it('ignores bus messages with an implausible status', () => {
-    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'X', status: 0 }))).toBeUndefined();
-    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'X', status: 1000 }))).toBeUndefined();
-    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'UPSTREAM_STATUS', status: 502 }))).toMatchObject({ status: 502 });
+  it('ignores lease hints with an implausible status', () => {
+    const hint = (fields: Record<string, string>) => decodeHint(Object.entries(fields).flat());
+    expect(hint({ type: 'failed', id: '1', code: 'X', status: '0' })).toBeUndefined();
+    expect(hint({ type: 'failed', id: '1', code: 'X', status: '1000' })).toBeUndefined();
+    expect(hint({ type: 'failed', id: '1', code: 'UPSTREAM_STATUS', status: '502' })).toMatchObject({ status: 502 });
     // Only a documented code with its documented status: a peer cannot make clients see anything else.
-    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'MADE_UP', status: 502 }))).toBeUndefined();
-    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'UPSTREAM_STATUS', status: 503 }))).toBeUndefined();
-    expect(parseBusMessage(JSON.stringify({ type: 'failed', id: '1', code: 'INVALID_GROUP_ID', status: 400 }))).toBeUndefined();
-    expect(parseBusMessage('not json')).toBeUndefined();
-    expect(parseBusMessage(JSON.stringify({ type: 'invalidate', ids: [1, '2', {}] }))).toMatchObject({ ids: ['1', '2'] });
+    expect(hint({ type: 'failed', id: '1', code: 'MADE_UP', status: '502' })).toBeUndefined();
+    expect(hint({ type: 'failed', id: '1', code: 'UPSTREAM_STATUS', status: '503' })).toBeUndefined();
+    expect(hint({ type: 'failed', id: '1', code: 'INVALID_GROUP_ID', status: '400' })).toBeUndefined();
+    expect(hint({ type: 'invalidate', id: '1' })).toBeUndefined();
+    expect(decodeHint(['type', 'filled', 'id'])).toBeUndefined();
+    expect(decodeHint('not fields')).toBeUndefined();
   });
 });
 
@@ -273,7 +277,7 @@ describe('Redis failures', () => {
     expect(lookups.every((l) => l.entry.kind === 'found')).toBe(true);
     expect(fleet.backend.backend.stats().calls).toBe(1);
     expect(instance.engine.stats().l2).toBe('degraded');
-    expect(await instance.engine.invalidate(['5'])).toEqual({ fleet: false });
+    expect(await instance.engine.invalidate(['5'])).toMatchObject({ fleet: false });
 
     await ownRedis.start();
     await waitUntilHealthy(instance.tier);
@@ -282,7 +286,7 @@ describe('Redis failures', () => {
     await instance.engine.get('6');
     expect((await other.engine.get('6')).outcome).toBe('l2-hit');
     // The subscription queued while Redis was down is live: the other instance's invalidation reaches us.
-    expect(await other.engine.invalidate(['6'])).toEqual({ fleet: true });
+    expect(await other.engine.invalidate(['6'])).toMatchObject({ fleet: true });
     await expectEventually(() => expect(instance.engine.peek('6')).toBeUndefined());
   });
 });

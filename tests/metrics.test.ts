@@ -144,10 +144,25 @@ describe('CLI flags mirror the configuration schema', () => {
     const help = helpText();
     for (const setting of Object.values(SETTINGS)) {
       expect(help).toContain(flagOf(setting.env));
-      expect(parseArgs([flagOf(setting.env), 'x'])).toEqual({ help: false, env: { [setting.env]: 'x' } });
+      expect(parseArgs([flagOf(setting.env), 'x'])).toEqual({ help: false, run: 'serve', env: { [setting.env]: 'x' } });
     }
-    expect(parseArgs(['--port=9000', '--ttl-ms', '5000'])).toEqual({ help: false, env: { PORT: '9000', TTL_MS: '5000' } });
+    expect(parseArgs(['--port=9000', '--ttl-ms', '5000'])).toEqual({ help: false, run: 'serve', env: { PORT: '9000', TTL_MS: '5000' } });
+    expect(parseArgs(['serve', '--port=9000'])).toEqual({ help: false, run: 'serve', env: { PORT: '9000' } });
     expect(parseArgs(['--help'])).toEqual({ help: true });
+  });
+
+  it('parses the feed commands: invalidate with ids (and --deleted) among flags, feed-keys', () => {
+    expect(parseArgs(['invalidate', '42', '--redis-url', 'redis://r:6379', '43', '--deleted'])).toEqual({
+      help: false,
+      run: 'invalidate',
+      env: { REDIS_URL: 'redis://r:6379' },
+      ids: ['42', '43'],
+      kind: 'deleted',
+    });
+    expect(parseArgs(['feed-keys', '--feed-shards=3'])).toEqual({ help: false, run: 'feed-keys', env: { FEED_SHARDS: '3' } });
+    expect(() => parseArgs(['invalidate'])).toThrow('invalidate needs at least one group id');
+    expect(() => parseArgs(['42'])).toThrow('unknown option 42');
+    expect(helpText()).toContain('group-profile-proxy invalidate <group id>...');
   });
 
   it('rejects unknown flags and missing values', () => {

@@ -5,7 +5,9 @@ import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
 import { deferred } from './helpers/deferred.js';
 import { until } from './helpers/until.js';
 import { RedisTier } from '../src/l2/redis-tier.js';
-import { UNAVAILABLE, type SharedTier, type TierEvent } from '../src/util/shared-tier.js';
+import { comparePositions, UNAVAILABLE, type FeedChange, type LeaseHint, type SharedTier, type TierEvent } from '../src/util/shared-tier.js';
+import type { Cluster, Redis } from 'ioredis';
+import { killFeedConnections, rawRedis } from './helpers/feed.js';
 
 /**
  * The one contract every SharedTier implementation is held to (after
@@ -16,13 +18,21 @@ import { UNAVAILABLE, type SharedTier, type TierEvent } from '../src/util/shared
 interface Pair {
   a: SharedTier;
   b: SharedTier;
+  /** Cuts `tier`'s feed reader off once (its connections killed, or reading suspended for a moment); how many cuts were made. */
+  disrupt(tier: SharedTier): Promise<number>;
+  /** The feed's storage recreated empty, as a Redis restarted without persistence. */
+  recreate(): Promise<void>;
+  /** Appends `count` changes to shard 0 and trims them away before `reader` can read them. */
+  appendAndTrimPast(reader: SharedTier, count: number): Promise<void>;
 }
 
 type Maker = (options: { leaseTtlMs?: number }) => Promise<Pair>;
 
 const opened: SharedTier[] = [];
+const rawClients: (Redis | Cluster)[] = [];
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((tier) => tier.close()));
+  for (const client of rawClients.splice(0)) client.disconnect();
 });
 
 async function redisPair(target: () => { url: string } | { clusterNodes: string[] }, options: { leaseTtlMs?: number }): Promise<Pair> {
@@ -32,8 +42,29 @@ async function redisPair(target: () => { url: string } | { clusterNodes: string[
   const b = make();
   opened.push(a, b);
   await until(() => a.healthy && b.healthy, 'both Redis clients ready', 10_000);
-  await Promise.all([a.subscribed, b.subscribed]);
-  return { a, b };
+  const raw = rawRedis(target());
+  rawClients.push(raw);
+  return {
+    a,
+    b,
+    disrupt: async (tier) => {
+      // Each cut lands on a live connection: wait for the reader to be back from the last one.
+      let killed = 0;
+      await until(async () => (killed = await killFeedConnections(raw, tier as RedisTier)) > 0, 'a feed connection to kill', 10_000);
+      return killed;
+    },
+    recreate: async () => {
+      for (const keys of a.feedKeys) await raw.del(keys.changes, keys.hints, keys.epoch);
+    },
+    appendAndTrimPast: async (reader, count) => {
+      const stream = (reader as RedisTier).feedKeys[0]!.changes;
+      // One transaction: the reader wakes only once the appended entries are trimmed away.
+      const multi = raw.multi();
+      for (let i = 0; i < count; i++) multi.xadd(stream, '*', 'kind', 'changed', 'ids', String(1000 + i * a.feedKeys.length), 'producer', 'test');
+      multi.xtrim(stream, 'MAXLEN', 1);
+      await multi.exec();
+    },
+  };
 }
 
 const implementations: [string, Maker][] = [
@@ -42,11 +73,38 @@ const implementations: [string, Maker][] = [
     const a = new InMemoryTier({ store, ...options });
     const b = new InMemoryTier({ store, ...options });
     opened.push(a, b);
-    return { a, b };
+    return {
+      a,
+      b,
+      disrupt: async (tier) => {
+        (tier as InMemoryTier).suspendFeed();
+        setImmediate(() => (tier as InMemoryTier).resumeFeed());
+        return 1;
+      },
+      recreate: async () => store.restart(),
+      appendAndTrimPast: async (reader, count) => {
+        (reader as InMemoryTier).suspendFeed();
+        for (let i = 0; i < count; i++) await a.appendChange({ ids: [String(1000 + i)], kind: 'changed' });
+        store.trim(1);
+        (reader as InMemoryTier).resumeFeed();
+      },
+    };
   }],
   ['Redis standalone', (options) => redisPair(() => ({ url: inject('redisUrl') }), options)],
   ['Redis Cluster (3 masters)', (options) => redisPair(() => ({ clusterNodes: inject('redisClusterNodes') }), options)],
 ];
+
+/** Subscribes and waits until the feed readers have their positions. */
+async function listen(tier: SharedTier): Promise<TierEvent[]> {
+  const events: TierEvent[] = [];
+  tier.onEvent((event) => events.push(event));
+  await (tier as RedisTier | InMemoryTier).whenFeedReady();
+  return events;
+}
+
+function changesIn(events: TierEvent[]): FeedChange[] {
+  return events.flatMap((event) => (event.type === 'change' ? [event.change] : []));
+}
 
 describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('gives the lease of a key with no entry to the first caller; another sees it held, with the time it has left', async () => {
@@ -138,28 +196,113 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await until(async () => typeOf(await a.lookupOrLease('11', 't2', 'read')) === 'leased', 'the entry to expire', 10_000);
   });
 
-  it('delivers events to every other instance, with the publisher, never back to the publisher', async () => {
+  it('delivers lease hints to every other instance, with the sender, never back to the sender', async () => {
     const { a, b } = await makePair({});
-    const atA: TierEvent[] = [];
-    const atB: TierEvent[] = [];
-    a.onEvent((event) => atA.push(event));
-    const unsubscribe = b.onEvent((event) => atB.push(event));
-    const events: TierEvent[] = [
+    const atA = await listen(a);
+    const atB = await listen(b);
+    const hints: LeaseHint[] = [
       { type: 'filled', id: '12' },
       { type: 'failed', id: '13', code: 'UPSTREAM_TIMEOUT', status: 504, message: 'slow' },
-      { type: 'invalidate', ids: ['14', '15'], deleted: true },
     ];
-    for (const event of events) expect(await a.publish(event)).toBe(true);
-    await until(() => atB.length === 3, 'three events at b', 10_000);
-    // Pub/sub keeps no order across Cluster nodes (PUBLISH may go to any of them): compared as a set.
-    const byId = (x: TierEvent, y: TierEvent) => JSON.stringify(x).localeCompare(JSON.stringify(y));
-    expect([...atB].sort(byId)).toEqual(events.map((event) => ({ ...event, from: a.instanceId })).sort(byId));
-    unsubscribe();
-    await a.publish({ type: 'filled', id: '16' });
-    await b.publish({ type: 'filled', id: '17' });
-    await until(() => atA.length === 1, 'b’s event at a', 10_000);
+    for (const hint of hints) expect(await a.hint(hint)).toBe(true);
+    await until(() => atB.length === 2, 'two hints at b', 10_000);
+    // Hints of different ids may travel on different shards: compared as a set.
+    const byJson = (x: unknown, y: unknown) => JSON.stringify(x).localeCompare(JSON.stringify(y));
+    expect([...atB].sort(byJson)).toEqual(hints.map((hint) => ({ ...hint, from: a.instanceId })).sort(byJson));
+    await b.hint({ type: 'filled', id: '17' });
+    await until(() => atA.length === 1, 'b’s hint at a', 10_000);
     expect(atA).toEqual([{ type: 'filled', id: '17', from: b.instanceId }]);
-    expect(atB).toHaveLength(3);
+  });
+
+  it('delivers every appended change to every other instance exactly once, in feed order per shard, never back to the producer', async () => {
+    const { a, b } = await makePair({});
+    const atA = await listen(a);
+    const atB = await listen(b);
+    const appended: FeedChange[] = [];
+    for (let i = 0; i < 30; i++) {
+      const parts = await a.appendChange({ ids: [String(100 + (i % 7)), String(200 + (i % 5))], kind: i % 10 === 9 ? 'deleted' : 'changed', version: `v${i}` });
+      expect(parts).not.toBe(UNAVAILABLE);
+      appended.push(...(parts as FeedChange[]));
+    }
+    await until(() => changesIn(atB).length === appended.length, 'every change at b', 10_000);
+    const received = changesIn(atB);
+    expect(received.map(({ replayed, ...rest }) => rest)).toEqual(
+      // The order across shards is not kept; within a shard it is the order of appending.
+      expect.arrayContaining(appended.map(({ replayed, ...rest }) => rest)),
+    );
+    for (const shard of new Set(appended.map((change) => change.shard))) {
+      const ours = received.filter((change) => change.shard === shard);
+      expect(ours.map((change) => change.position)).toEqual(appended.filter((change) => change.shard === shard).map((change) => change.position));
+      for (let i = 1; i < ours.length; i++) expect(comparePositions(ours[i - 1]!.position, ours[i]!.position)).toBeLessThan(0);
+    }
+    expect(received.every((change) => change.producer === a.instanceId && Math.abs(change.appendedAt - Date.now()) < 60_000)).toBe(true);
+    expect(changesIn(atA)).toEqual([]);
+    expect(b.feedStatus().lagEntries).toBe(0);
+  });
+
+  it('deletes a key once per change: appliers of the same (or an older) change after the first leave a refilled entry alone', async () => {
+    const { a, b } = await makePair({});
+    const [change] = (await a.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];
+    await a.lookupOrLease('30', 'old', 'read');
+    await a.fillIfLeased('30', 'old', Buffer.from('before'), 60_000);
+    expect(await a.deleteKeys(['30'], change!.position)).toBe(true);
+    await b.lookupOrLease('30', 'new', 'read');
+    expect(await b.fillIfLeased('30', 'new', Buffer.from('after'), 60_000)).toBe(true);
+    await b.deleteKeys(['30'], change!.position); // b applies the same change later
+    expect(typeOf(await b.lookupOrLease('30', 'x', 'read'))).toBe('hit');
+    const [later] = (await b.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];
+    await a.deleteKeys(['30'], later!.position);
+    expect(await a.lookupOrLease('30', 'y', 'read')).toEqual({ type: 'leased' });
+  });
+
+  it('resumes from its position after its reader was cut off, and misses nothing (20 cuts over 200 changes)', async () => {
+    const pair = await makePair({});
+    const { a, b } = pair;
+    const atB = await listen(b);
+    const positions: string[] = [];
+    let cuts = 0;
+    for (let i = 0; i < 200; i++) {
+      if (i % 10 === 5) cuts += await pair.disrupt(b);
+      const parts = (await a.appendChange({ ids: [String(3 * (i % 40) + 300)], kind: 'changed' })) as FeedChange[];
+      positions.push(...parts.map((part) => `${part.shard}/${part.position}`));
+    }
+    await until(() => changesIn(atB).length >= positions.length, 'every change at b after the cuts', 20_000);
+    const received = changesIn(atB).map((change) => `${change.shard}/${change.position}`);
+    expect(received).toHaveLength(positions.length); // exactly once
+    expect(new Set(received)).toEqual(new Set(positions));
+    expect(atB.filter((event) => event.type === 'reset')).toEqual([]);
+    // A cut can land while the reader is reconnecting from the one before; most land on a live connection.
+    expect(cuts).toBeGreaterThanOrEqual(10);
+    if (b instanceof RedisTier) expect(b.feedStatus().resumes).toBeGreaterThanOrEqual(1);
+  });
+
+  it('tells a reader to reset when the feed was recreated empty, and delivers what the new feed holds', async () => {
+    const pair = await makePair({});
+    const atB = await listen(pair.b);
+    await pair.a.appendChange({ ids: ['40'], kind: 'changed' });
+    await until(() => changesIn(atB).length === 1, 'the first change at b', 10_000);
+    await pair.recreate();
+    await pair.a.appendChange({ ids: ['41'], kind: 'changed' });
+    await until(() => changesIn(atB).some((change) => change.ids.includes('41')), 'the change on the new feed at b', 10_000);
+    expect(atB.filter((event) => event.type === 'reset').map((event) => (event as { reason: string }).reason)).toContain('epoch');
+  });
+
+  it('tells a reader to reset when the changes after its position were trimmed away before it read them', async () => {
+    const pair = await makePair({});
+    const atB = await listen(pair.b);
+    await pair.appendAndTrimPast(pair.b, 5);
+    await until(() => atB.some((event) => event.type === 'reset'), 'a reset at b', 10_000);
+    expect(atB.find((event) => event.type === 'reset')).toMatchObject({ type: 'reset', reason: 'trimmed', shard: 0 });
+    // Reading goes on from the end of the trimmed feed.
+    await pair.a.appendChange({ ids: ['42'], kind: 'changed' });
+    await until(() => changesIn(atB).some((change) => change.ids.includes('42')), 'a later change at b', 10_000);
+  });
+
+  it('refuses a malformed change before appending it, naming what is wrong', async () => {
+    const { a } = await makePair({});
+    await expect(a.appendChange({ ids: [], kind: 'changed' })).rejects.toThrow(/1 to 1000 ids/);
+    await expect(a.appendChange({ ids: ['042'], kind: 'changed' })).rejects.toThrow(/invalid id/);
+    await expect(a.appendChange({ ids: ['1'], kind: 'renamed' as 'changed' })).rejects.toThrow(/kind/);
   });
 
   it('answers UNAVAILABLE (never throws) once closed', async () => {
@@ -169,7 +312,8 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await a.lookupOrLease('18', 't', 'read')).toBe(UNAVAILABLE);
     expect(await a.fillIfLeased('18', 't', Buffer.from('x'), 1000)).toBe(UNAVAILABLE);
     expect(await a.deleteKeys(['18'])).toBe(false);
-    expect(await a.publish({ type: 'filled', id: '18' })).toBe(false);
+    expect(await a.hint({ type: 'filled', id: '18' })).toBe(false);
+    expect(await a.appendChange({ ids: ['18'], kind: 'changed' })).toBe(UNAVAILABLE);
     await a.releaseLease('18', 't');
     await a.extendLease('18', 't');
   });

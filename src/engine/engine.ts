@@ -1,9 +1,9 @@
 import { setMaxListeners } from 'node:events';
 import { ProxyError, toProxyError } from '../errors.js';
-import type { SharedTier, TierEvent } from '../util/shared-tier.js';
+import { UNAVAILABLE, type ChangeKind, type FeedChange, type FeedResetReason, type SharedTier } from '../util/shared-tier.js';
 import type { EnvelopeFields } from './envelope.js';
 import { FleetLoader, type FleetSource } from './fleet-load.js';
-import { createEntry, entryFromFields, jitteredTtl, type CacheEntry } from './entry.js';
+import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
@@ -34,8 +34,17 @@ export interface GetOptions {
 
 /** What an invalidation reached. */
 export interface InvalidationResult {
-  /** False when L2 is configured but unreachable: other instances keep their copies until they expire. */
+  /** False when L2 is configured but the change could not be appended to the feed: other instances keep their copies until they expire. */
   fleet: boolean;
+  /** Where the change sits in the feed, per shard (none without a shared tier). */
+  positions: { shard: number; position: string }[];
+}
+
+/** What changed, for the feed; `changed` by default. */
+export interface InvalidateOptions {
+  kind?: ChangeKind;
+  /** The source's version or `updatedAt` of the change, carried to every instance. */
+  version?: string;
 }
 
 interface Filled<V> {
@@ -54,7 +63,7 @@ interface Flight<V> {
   waitList: WaitList<Lookup<V>> | undefined;
 }
 
-const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', l2: 'l2-hit', fleet: 'collapsed' };
+const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', l2: 'l2-hit', fleet: 'collapsed', l1: 'hit' };
 
 const noop = (): void => {};
 
@@ -69,6 +78,8 @@ export interface EngineStats {
   /** Callers that joined the loads in flight (their starters included), waiting or gone since. */
   waiting: number;
   l2: 'disabled' | 'ok' | 'degraded';
+  /** The change feed as read here; `undefined` without a shared tier. */
+  feed: { lagMs: number; lagEntries: number; lagging: boolean } | undefined;
 }
 
 /**
@@ -99,10 +110,11 @@ export class CoalescingCache<V = unknown> {
     if (this.#l2 !== undefined) {
       const fleet = new FleetLoader(this.#l2, this.#options.clock, this.#options.observer);
       this.#fleet = fleet;
-      // The one subscription: waits on other instances' loads and invalidations both hear from it.
+      // The one subscription: lease hints, changes and resets all arrive here.
       this.#unsubscribe = this.#l2.onEvent((event) => {
-        fleet.deliver(event);
-        if (event.type === 'invalidate') void this.#onInvalidation(event);
+        if (event.type === 'change') void this.#applyChange(event.change, false);
+        else if (event.type === 'reset') this.#flush(event.reason);
+        else fleet.deliver(event);
       });
     }
   }
@@ -126,6 +138,7 @@ export class CoalescingCache<V = unknown> {
     if (entry === undefined) return undefined;
     const now = this.#options.now();
     if (now >= entry.freshUntil) return undefined;
+    if (this.#l2 !== undefined && !this.#trusted(entry, now)) return undefined;
     const early = this.#options.earlyRefreshMs;
     if (early !== 0 && entry.freshUntil - now < early) this.#refresh(key, entry.freshUntil);
     return entry;
@@ -143,7 +156,8 @@ export class CoalescingCache<V = unknown> {
     if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
     const now = this.#options.now();
-    let stale = this.#l1.get(key);
+    let stale: StoredEntry<V> | undefined = this.#l1.get(key);
+    if (stale !== undefined && this.#l2 !== undefined && !this.#trusted(stale, now)) return this.#check(key, stale, options?.signal);
     if (stale !== undefined) {
       if (now < stale.freshUntil + this.#staleWindow(stale)) {
         this.#refresh(key, now);
@@ -167,22 +181,26 @@ export class CoalescingCache<V = unknown> {
   }
 
   /**
-   * Invalidates `keys` everywhere: deletes their L2 entries and voids any
-   * outstanding lease (so a load that began before the change cannot write
-   * its value back), drops them from L1 and fences loads in flight here, then
-   * tells every other instance to do the same. Later calls load afresh.
+   * Invalidates `keys` everywhere: appends the change to the shared tier's
+   * feed (resolving once it was acknowledged), then applies it here as every
+   * other instance will when it reads it: deletes the L2 entries and voids
+   * any outstanding lease (so a load that began before the change cannot
+   * write its value back), drops them from L1 and fences loads in flight.
+   * Later calls load afresh. Without a shared tier, this instance only.
    */
-  async invalidate(keys: string | readonly string[]): Promise<InvalidationResult> {
-    const list = typeof keys === 'string' ? [keys] : [...keys];
+  async invalidate(keys: string | readonly string[], options: InvalidateOptions = {}): Promise<InvalidationResult> {
+    const list = [...new Set(typeof keys === 'string' ? [keys] : keys)];
     if (this.#l2 === undefined) {
       this.#invalidateLocal(list);
-      return { fleet: true };
+      return { fleet: true, positions: [] };
     }
-    // L2 first: evicting L1 before the delete would let a request refill L1 from the old L2 value.
-    const deleted = await this.#l2.deleteKeys(list);
-    this.#invalidateLocal(list);
-    const published = await this.#l2.publish({ type: 'invalidate', ids: list, deleted: true });
-    return { fleet: deleted && published };
+    const parts = await this.#l2.appendChange({ ids: list, kind: options.kind ?? 'changed', version: options.version });
+    if (parts === UNAVAILABLE) {
+      this.#invalidateLocal(list);
+      return { fleet: false, positions: [] };
+    }
+    await Promise.all(parts.map((part) => this.#applyChange(part, true)));
+    return { fleet: true, positions: parts.map(({ shard, position }) => ({ shard, position })) };
   }
 
   /** Aborts loads in flight (their callers get CLOSED) and drops L1. Idempotent. */
@@ -202,7 +220,54 @@ export class CoalescingCache<V = unknown> {
     const l2 = this.#l2 === undefined ? 'disabled' : this.#l2.healthy ? 'ok' : 'degraded';
     let waiting = 0;
     for (const flight of this.#flights.values()) waiting += flight.waiters;
-    return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, l1ArenaBytes: this.#l1.arenaBytes, inFlight: this.#flights.size, waiting, l2 };
+    let feed: EngineStats['feed'];
+    if (this.#l2 !== undefined) {
+      const { lagMs, lagEntries } = this.#l2.feedStatus();
+      feed = { lagMs, lagEntries, lagging: lagMs > this.#options.feedMaxLagMs };
+    }
+    return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, l1ArenaBytes: this.#l1.arenaBytes, inFlight: this.#flights.size, waiting, l2, feed };
+  }
+
+  /**
+   * Whether an L1 entry may be served without asking the shared tier: every change appended up
+   * to `feedMaxLagMs` ago is known, through the feed or because the entry was checked since. While
+   * Redis is unreachable no one can append, so L1 serves within its TTL as without a tier.
+   */
+  #trusted(entry: StoredEntry<V>, now: number): boolean {
+    const maxLag = this.#options.feedMaxLagMs;
+    return now - entry.checkedAt <= maxLag || this.#l2!.feedLagMs() <= maxLag || !this.#l2!.healthy;
+  }
+
+  /** Checks an L1 entry the feed can no longer vouch for against the shared tier, through one flight per key. */
+  #check(key: string, entry: StoredEntry<V>, signal: AbortSignal | undefined): Promise<Lookup<V>> {
+    let flight = this.#flights.get(key);
+    let started = false;
+    if (flight === undefined) {
+      flight = this.#startFlight(key, this.#options.now(), false, entry);
+      started = true;
+    }
+    flight.waiters++;
+    return this.#waitListOf(flight).wait(started, signal);
+  }
+
+  /** A change from the feed, or appended here: the shared copies first, then L1 and the loads in flight. */
+  async #applyChange(change: FeedChange, local: boolean): Promise<void> {
+    // L2 first: evicting L1 before the delete would let a request refill L1 from the old L2 value.
+    await this.#l2!.deleteKeys(change.ids, change.position);
+    this.#invalidateLocal(change.ids);
+    this.#fleet!.deliver({ type: 'change', change });
+    this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });
+  }
+
+  /** Changes may have been missed: nothing in L1 can be vouched for. Refills come from L2 first. */
+  #flush(reason: FeedResetReason): void {
+    // Joining late matters only if something was cached (or is being loaded) before.
+    if (reason === 'joined' && this.#l1.size === 0 && this.#flights.size === 0) return;
+    this.#l1.clear();
+    for (const flight of this.#flights.values()) flight.fenced = true;
+    this.#flights.clear();
+    this.#fleet!.deliver({ type: 'reset', reason, shard: -1 });
+    this.#options.observer.feedReset?.(reason);
   }
 
   #staleWindow(entry: CacheEntry<V>): number {
@@ -231,9 +296,9 @@ export class CoalescingCache<V = unknown> {
    * `notBefore`: an L2 entry is only taken if it stays fresh past this instant
    * (now for a miss; the current entry's expiry for an early refresh).
    */
-  #startFlight(key: string, notBefore: number, background = false): Flight<V> {
+  #startFlight(key: string, notBefore: number, background = false, checking?: StoredEntry<V>): Flight<V> {
     const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false, waitList: undefined };
-    flight.promise = this.#fill(key, flight, notBefore).finally(() => {
+    flight.promise = this.#fill(key, flight, notBefore, checking).finally(() => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
     });
     const observe = this.#options.observer.loadSettled;
@@ -246,7 +311,7 @@ export class CoalescingCache<V = unknown> {
     return flight;
   }
 
-  async #fill(key: string, flight: Flight<V>, notBefore: number): Promise<Filled<V>> {
+  async #fill(key: string, flight: Flight<V>, notBefore: number, checking: StoredEntry<V> | undefined): Promise<Filled<V>> {
     const signal = this.#closing.signal;
     let filled: Filled<V>;
     let cacheable = true;
@@ -259,6 +324,7 @@ export class CoalescingCache<V = unknown> {
           fromEnvelope: (fields) => this.#fromEnvelope(fields, notBefore),
           isFenced: () => flight.fenced,
           signal,
+          keepWhenUnavailable: checking,
         });
         filled = result;
         cacheable = result.cacheable;
@@ -267,7 +333,11 @@ export class CoalescingCache<V = unknown> {
       throw signal.aborted ? signal.reason : toProxyError(error);
     }
     if (signal.aborted) throw signal.reason;
-    if (cacheable && !flight.fenced && filled.entry.usableUntil > this.#options.now()) this.#l1.set(key, filled.entry);
+    const now = this.#options.now();
+    if (cacheable && !flight.fenced && filled.entry.usableUntil > now) {
+      (filled.entry as StoredEntry<V>).checkedAt = now;
+      this.#l1.set(key, filled.entry);
+    }
     return filled;
   }
 
@@ -291,14 +361,6 @@ export class CoalescingCache<V = unknown> {
       }
     }
     return entryFromFields(fields, this.#options.deserialize);
-  }
-
-  /** Invalidations published by other instances or by the group-profile service itself. */
-  async #onInvalidation(event: Extract<TierEvent, { type: 'invalidate' }>): Promise<void> {
-    if (event.ids.length === 0) return;
-    // A change event straight from the service has not deleted the shared copies yet; ours have.
-    if (!event.deleted) await this.#l2!.deleteKeys(event.ids);
-    this.#invalidateLocal(event.ids);
   }
 
   /** The flight's waiters, each with its own deadline and abort signal; all answered when the load settles. */

@@ -55,6 +55,8 @@ export class StoredEntry<V> implements CacheEntry<V> {
   readonly kind: EntryKind;
   readonly etag: string;
   readonly storedAt: number;
+  /** When the engine last knew this entry to be current (placed in L1, or checked against the shared tier), on its clock. */
+  checkedAt = -Infinity;
   readonly #freshFor: number;
   readonly #keptFor: number;
   /** Until placed in an arena: the body as given. Then: the slab's bytes, body at `#offset`. */

@@ -24,6 +24,8 @@ export interface FleetLoadHooks<V> {
   isFenced(): boolean;
   /** Aborted when the engine closes: stop waiting on other instances. */
   signal: AbortSignal;
+  /** For a check of an L1 entry against the shared tier: the entry to keep when the tier is unreachable (never an origin call then). */
+  keepWhenUnavailable?: CacheEntry<V>;
 }
 
 /** Longest sleep between two looks at the shared tier while another instance holds the lease (events may be lost). */
@@ -50,9 +52,12 @@ export class FleetLoader {
     this.#observer = observer;
   }
 
-  /** An event from another instance, passed on by the engine's one subscription. */
+  /**
+   * An event from the tier, passed on by the engine's one subscription (a change once applied):
+   * the waits on the keys it concerns look at the shared tier again. A reset wakes every wait.
+   */
   deliver(event: TierEvent): void {
-    const ids = event.type === 'invalidate' ? event.ids : [event.id];
+    const ids = event.type === 'change' ? event.change.ids : event.type === 'reset' ? [...this.#listeners.keys()] : [event.id];
     for (const id of ids) for (const listener of this.#listeners.get(id) ?? []) listener(event);
   }
 
@@ -75,6 +80,7 @@ export class FleetLoader {
       const found = await tier.lookupOrLease(key, token, mode);
       if (found === UNAVAILABLE) {
         news.cancel();
+        if (hooks.keepWhenUnavailable !== undefined) return { entry: hooks.keepWhenUnavailable, source: 'l1', cacheable: false };
         return { entry: await hooks.loadOrigin(), source: 'origin', cacheable: true };
       }
       if (found.type === 'hit') {
@@ -119,7 +125,7 @@ export class FleetLoader {
       // Local conditions (our breaker, our shedding, shutdown) are not the origin's answer: the
       // waiters elsewhere retry under their own lease instead of sharing our error.
       if (failure.code !== 'CLOSED' && failure.code !== 'CIRCUIT_OPEN' && failure.code !== 'OVERLOADED') {
-        void tier.publish({ type: 'failed', id: key, code: failure.code, status: failure.status, message: failure.message });
+        void tier.hint({ type: 'failed', id: key, code: failure.code, status: failure.status, message: failure.message });
       }
       throw error;
     }
@@ -130,7 +136,7 @@ export class FleetLoader {
     }
     const expiryMs = entry.usableUntil - this.#clock.now();
     const stored = await tier.fillIfLeased(key, token, encodeEnvelope(entry), expiryMs);
-    if (stored === true) void tier.publish({ type: 'filled', id: key });
+    if (stored === true) void tier.hint({ type: 'filled', id: key });
     // false: an invalidation voided the lease while we loaded, so our value may predate the change.
     return { entry, source: 'origin', cacheable: stored !== false };
   }

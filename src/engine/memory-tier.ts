@@ -39,7 +39,7 @@ export class MemoryTier<V> {
     });
   }
 
-  get(key: string): CacheEntry<V> | undefined {
+  get(key: string): StoredEntry<V> | undefined {
     return this.#lru.get(key);
   }
 

@@ -1,5 +1,19 @@
-/** Where a load got its entry: the shared tier directly, another instance's load, or this instance's origin call. */
-export type FleetSource = 'l2' | 'fleet' | 'origin';
+import type { FeedChange, FeedResetReason } from '../util/shared-tier.js';
+
+/**
+ * Where a load got its entry: the shared tier directly, another instance's load, this instance's
+ * origin call, or (`l1`) the L1 entry it was checking, kept because the shared tier was unreachable.
+ */
+export type FleetSource = 'l2' | 'fleet' | 'origin' | 'l1';
+
+/** A change from the feed (or appended here) that this instance applied. */
+export interface ChangeAppliedEvent {
+  change: FeedChange;
+  /** On the engine's clock; minus `change.appendedAt`, the propagation latency. */
+  appliedAt: number;
+  /** True for a change this instance appended itself (applied before `invalidate` returned). */
+  local: boolean;
+}
 
 /** A load the engine ran, once it settled. */
 export interface LoadSettledEvent {
@@ -21,4 +35,7 @@ export type LeaseEvent = 'wait' | 'takeover' | 'deadline';
 export interface EngineObserver {
   loadSettled?(event: LoadSettledEvent): void;
   lease?(event: LeaseEvent): void;
+  changeApplied?(event: ChangeAppliedEvent): void;
+  /** L1 was flushed: the feed position could not be replayed. */
+  feedReset?(reason: FeedResetReason): void;
 }

@@ -49,6 +49,13 @@ export interface EngineOptions<V> {
   earlyRefreshMs?: number;
   /** Longest a caller waits for a load before giving up with 504 WAIT_TIMEOUT, ms. Default 10000. */
   waitTimeoutMs?: number;
+  /**
+   * With a shared tier: once the change feed has not been read for this long (a dropped or stuck
+   * reader while Redis answers), an L1 entry not checked against the shared tier for as long is
+   * checked before it is served (an L2 read, never an origin call), ms. Bounds how stale a profile
+   * can be served while changes cannot be heard. Default 2000.
+   */
+  feedMaxLagMs?: number;
   /** L1 bound on entries. Default 100000. */
   l1MaxEntries?: number;
   /** L1 bound on bytes (body bytes plus `l1EntryOverheadBytes` each). Default 256 MiB. */
@@ -91,6 +98,7 @@ export const ENGINE_OPTION_SPECS = {
   softTimeoutMs: integerSpec(200, 0, 600_000),
   earlyRefreshMs: integerSpec(0, 0, DAY_MS),
   waitTimeoutMs: integerSpec(10_000, 1, 3_600_000),
+  feedMaxLagMs: integerSpec(2000, 1, DAY_MS),
   l1MaxEntries: integerSpec(100_000, 1, 100_000_000),
   l1MaxBytes: integerSpec(256 * 1024 * 1024, 1024, 64 * 1024 * 1024 * 1024),
   l1EntryOverheadBytes: integerSpec(400, 0, 1024 * 1024),
@@ -127,6 +135,7 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     softTimeoutMs: specOption('softTimeoutMs', o.softTimeoutMs, S.softTimeoutMs),
     earlyRefreshMs: specOption('earlyRefreshMs', o.earlyRefreshMs, S.earlyRefreshMs),
     waitTimeoutMs: specOption('waitTimeoutMs', o.waitTimeoutMs, S.waitTimeoutMs),
+    feedMaxLagMs: specOption('feedMaxLagMs', o.feedMaxLagMs, S.feedMaxLagMs),
     l1MaxEntries: specOption('l1MaxEntries', o.l1MaxEntries, S.l1MaxEntries),
     l1MaxBytes: specOption('l1MaxBytes', o.l1MaxBytes, S.l1MaxBytes),
     l1EntryOverheadBytes: specOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, S.l1EntryOverheadBytes),

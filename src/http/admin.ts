@@ -27,8 +27,9 @@ export const MAX_INVALIDATION_IDS = 1000;
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
 
 /**
- * `POST /invalidate` with `{"ids":[...]}`: invalidates profiles on every
- * instance (L2 entry and lease deleted, L1 evicted through the bus).
+ * `POST /invalidate` with `{"ids":[...], "kind"?: "changed" | "deleted", "version"?: "..."}`:
+ * appends the change to the fleet's feed and applies it here (L2 entry and
+ * lease deleted, L1 evicted); every other instance applies it from the feed.
  * Authorised by `Authorization: Bearer <token>`, compared in constant time.
  * Throws an OptionError naming `token` unless it has at least 16 printable
  * ASCII characters, so an empty or guessable token never opens the routes.
@@ -67,12 +68,20 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
         if (key === undefined) return fail(c, new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(id)}`, 400));
         ids.push(key);
       }
-      const unique = [...new Set(ids)];
-      const result = await options.engine.invalidate(unique);
-      if (!result.fleet) {
-        return fail(c, new ProxyError('L2_UNAVAILABLE', 'invalidated on this instance only: Redis is unreachable, retry', 503, { retryAfterSeconds: 1 }));
+      const fields = Array.isArray(body) ? {} : (body as { kind?: unknown; version?: unknown });
+      if (fields.kind !== undefined && fields.kind !== 'changed' && fields.kind !== 'deleted') {
+        return fail(c, new ProxyError('BAD_REQUEST', 'kind must be "changed" or "deleted"', 400));
       }
-      return c.json({ invalidated: unique });
+      if (fields.version !== undefined && (typeof fields.version !== 'string' || fields.version.length > 128)) {
+        return fail(c, new ProxyError('BAD_REQUEST', 'version must be a string of up to 128 characters', 400));
+      }
+      const unique = [...new Set(ids)];
+      const result = await options.engine.invalidate(unique, { kind: fields.kind, version: fields.version });
+      if (!result.fleet) {
+        return fail(c, new ProxyError('L2_UNAVAILABLE', 'invalidated on this instance only: the change could not be appended to the feed (Redis unreachable), retry', 503, { retryAfterSeconds: 1 }));
+      }
+      // Answered once Redis acknowledged the append: every instance will apply it, replaying if need be.
+      return c.json({ invalidated: unique, positions: result.positions });
     },
   );
   app.all('/invalidate', (c) => {

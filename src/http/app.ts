@@ -55,9 +55,11 @@ export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: 
   }
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
-    const { l2 } = options.engine.stats();
-    // A degraded L2 keeps readiness: the instance still serves from L1 and the origin.
-    return isReady() ? c.json({ status: 'ready', l2 }) : c.json({ status: 'stopping', l2 }, 503);
+    const { l2, feed } = options.engine.stats();
+    // A degraded L2 or a lagging feed keeps readiness: the instance still serves, from L1 and the
+    // origin, or checking L1 against L2 while it cannot hear changes. Both are reported.
+    const body = { l2, ...(feed === undefined ? {} : { feed: { state: feed.lagging ? 'lagging' : 'ok', lagMs: feed.lagMs, lagEntries: feed.lagEntries } }) };
+    return isReady() ? c.json({ status: 'ready', ...body }) : c.json({ status: 'stopping', ...body }, 503);
   });
   app.route('/groups', groupProfileRoutes(pipeline));
   const metrics = options.metrics;

@@ -1,6 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { definedOnly, functionOption, integerOption, OptionError, specOption } from '../util/options.js';
-import { SHARED_TIER_DEFAULTS, SHARED_TIER_OPTION_SPECS, UNAVAILABLE, type SharedLookup, type SharedTier, type TierEvent, type Unavailable } from '../util/shared-tier.js';
+import {
+  CANONICAL_GROUP_ID,
+  checkChange,
+  comparePositions,
+  SHARED_TIER_DEFAULTS,
+  SHARED_TIER_OPTION_SPECS,
+  UNAVAILABLE,
+  type Change,
+  type FeedChange,
+  type FeedStatus,
+  type LeaseHint,
+  type SharedLookup,
+  type SharedTier,
+  type TierEvent,
+  type Unavailable,
+} from '../util/shared-tier.js';
 
 export interface InMemoryTierOptions {
   /**
@@ -12,11 +27,15 @@ export interface InMemoryTierOptions {
   leaseTtlMs?: number;
   /** How long an instance waits for another's load before loading by itself, ms. Default 5000. */
   leaseWaitMs?: number;
+  /** Which ids of a change are valid keys. Default: canonical group ids. */
+  isValidKey?: (key: string) => boolean;
 }
 
 export interface InMemoryTierStoreOptions {
   /** Entries kept at most; the oldest stored goes first. Default 100000. */
   maxEntries?: number;
+  /** Changes the feed keeps; a reader further behind gets a reset. Default 100000. */
+  feedMaxLen?: number;
   /** Clock in ms for entry and lease expiry. Default `Date.now`. Injectable for tests. */
   now?: () => number;
 }
@@ -26,18 +45,82 @@ interface Timed<T> {
   expiresAt: number;
 }
 
-/** What several InMemoryTier instances share: entries, leases and who hears events. */
+interface LoggedChange {
+  readonly change: FeedChange;
+  /** How many changes the feed had taken in once this one was appended (1 for the first). */
+  readonly ordinal: number;
+}
+
+/** What several InMemoryTier instances share: entries, leases, the change feed and who hears hints. */
 export class InMemoryTierStore {
   readonly #entries = new Map<string, Timed<Buffer>>();
   readonly #leases = new Map<string, Timed<string>>();
+  readonly #markers = new Map<string, string>();
   readonly #members = new Set<InMemoryTier>();
   readonly #maxEntries: number;
+  readonly #feedMaxLen: number;
+  #log: LoggedChange[] = [];
+  #added = 0;
+  #lastPosition = '0-0';
+  #epoch = randomUUID();
   readonly now: () => number;
 
   constructor(options: InMemoryTierStoreOptions = {}) {
     const o = definedOnly(options);
     this.#maxEntries = integerOption('maxEntries', o.maxEntries ?? 100_000, 1, 100_000_000);
+    this.#feedMaxLen = specOption('feedMaxLen', o.feedMaxLen ?? SHARED_TIER_DEFAULTS.feedMaxLen, { ...SHARED_TIER_OPTION_SPECS.feedMaxLen, min: 1 });
     this.now = o.now === undefined ? Date.now : functionOption('now', o.now);
+  }
+
+  /** Forgets everything, as a Redis restarted without persistence: readers find a new epoch. */
+  restart(): void {
+    this.#entries.clear();
+    this.#leases.clear();
+    this.#markers.clear();
+    this.#log = [];
+    this.#added = 0;
+    this.#epoch = randomUUID();
+    for (const member of this.#members) member.wake();
+  }
+
+  /** Keeps only the newest `maxLen` changes, as XTRIM does (for tests of readers left behind). */
+  trim(maxLen: number): void {
+    if (this.#log.length > maxLen) this.#log.splice(0, this.#log.length - maxLen);
+  }
+
+  /** @internal */ get epoch(): string {
+    return this.#epoch;
+  }
+
+  /** @internal */ get added(): number {
+    return this.#added;
+  }
+
+  /** @internal */ append(change: Change, producer: string): FeedChange {
+    const now = this.now();
+    const [lastMs = 0, lastSeq = 0] = this.#lastPosition.split('-').map(Number);
+    const position = now > lastMs ? `${now}-0` : `${lastMs}-${lastSeq + 1}`;
+    this.#lastPosition = position;
+    const logged: FeedChange = { ...change, ids: [...change.ids], shard: 0, position, appendedAt: Number(position.split('-')[0]), producer, replayed: false };
+    this.#log.push({ change: logged, ordinal: ++this.#added });
+    if (this.#log.length > this.#feedMaxLen) this.#log.splice(0, this.#log.length - this.#feedMaxLen);
+    for (const member of this.#members) member.wake();
+    return logged;
+  }
+
+  /** @internal The changes after `ordinal`, or 'trimmed' when some of them are no longer kept. */
+  changesAfter(ordinal: number): LoggedChange[] | 'trimmed' {
+    const first = this.#log[0]?.ordinal ?? this.#added + 1;
+    if (ordinal + 1 < first) return 'trimmed';
+    return this.#log.slice(ordinal + 1 - first);
+  }
+
+  /** @internal True (and remembered) unless a change at or after `position` was applied to `key` already. */
+  markChange(key: string, position: string): boolean {
+    const marker = this.#markers.get(key);
+    if (marker !== undefined && comparePositions(marker, position) >= 0) return false;
+    this.#markers.set(key, position);
+    return true;
   }
 
   /** @internal */ join(tier: InMemoryTier): void {
@@ -81,6 +164,10 @@ export class InMemoryTierStore {
     for (const member of this.#members) if (member !== from) member.receive(event);
   }
 
+  /** @internal */ get members(): ReadonlySet<InMemoryTier> {
+    return this.#members;
+  }
+
   #live<T>(map: Map<string, Timed<T>>, key: string): Timed<T> | undefined {
     const found = map.get(key);
     if (found === undefined) return undefined;
@@ -93,7 +180,8 @@ export class InMemoryTierStore {
 /**
  * The shared tier in process memory, with the semantics of RedisTier (the
  * same contract tests hold both to): entries with expiry, leases fenced by
- * token, events to every other instance of the same store. For tests, and for
+ * token, hints to every other instance of the same store, and one ordered
+ * change feed each instance reads from its own position. For tests, and for
  * a single process that wants fleet semantics (leases, fenced invalidation)
  * without Redis. Events are delivered on a later microtask, as over a network.
  */
@@ -103,7 +191,14 @@ export class InMemoryTier implements SharedTier {
   readonly leaseWaitMs: number;
   readonly #store: InMemoryTierStore;
   readonly #listeners = new Set<(event: TierEvent) => void>();
+  readonly #isValidKey: (key: string) => boolean;
   #closed = false;
+  // The feed reader's state: the epoch and ordinal of its position, and whether it reads.
+  #epoch: string;
+  #ordinal: number;
+  #suspended = false;
+  #lastReadAt: number;
+  #draining = false;
 
   constructor(options: InMemoryTierOptions = {}) {
     const o = { ...SHARED_TIER_DEFAULTS, ...definedOnly(options) };
@@ -111,6 +206,10 @@ export class InMemoryTier implements SharedTier {
     this.leaseWaitMs = specOption('leaseWaitMs', o.leaseWaitMs, SHARED_TIER_OPTION_SPECS.leaseWaitMs);
     if (o.store !== undefined && !(o.store instanceof InMemoryTierStore)) throw new OptionError('store', 'an InMemoryTierStore', o.store);
     this.#store = o.store ?? new InMemoryTierStore();
+    this.#isValidKey = o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
+    this.#epoch = this.#store.epoch;
+    this.#ordinal = this.#store.added;
+    this.#lastReadAt = this.#store.now();
     this.#store.join(this);
   }
 
@@ -150,19 +249,83 @@ export class InMemoryTier implements SharedTier {
     if (held?.value === token) held.expiresAt = this.#store.now() + this.leaseTtlMs;
   }
 
-  async deleteKeys(keys: readonly string[]): Promise<boolean> {
+  async deleteKeys(keys: readonly string[], position?: string): Promise<boolean> {
     if (this.#closed) return false;
     for (const key of keys) {
+      if (position !== undefined && !this.#store.markChange(key, position)) continue;
       this.#store.deleteEntry(key);
       this.#store.deleteLease(key);
     }
     return true;
   }
 
-  async publish(event: TierEvent): Promise<boolean> {
+  async appendChange(input: Change): Promise<FeedChange[] | Unavailable> {
+    const change = checkChange(input, this.#isValidKey);
+    if (this.#closed) return UNAVAILABLE;
+    return [this.#store.append(change, this.instanceId)];
+  }
+
+  async hint(hint: LeaseHint): Promise<boolean> {
     if (this.#closed) return false;
-    this.#store.broadcast(this, { ...event, from: this.instanceId });
+    this.#store.broadcast(this, { ...hint, from: this.instanceId });
     return true;
+  }
+
+  feedStatus(): FeedStatus {
+    return { lagMs: this.feedLagMs(), lagEntries: Math.max(0, this.#store.added - this.#ordinal), skipped: {}, resumes: 0 };
+  }
+
+  feedLagMs(): number {
+    return this.#suspended ? this.#store.now() - this.#lastReadAt : 0;
+  }
+
+  /** Resolves at once: the in-memory feed has a position from the start. */
+  async whenFeedReady(): Promise<void> {}
+
+  /** @internal For tests: a reader that cannot read (its position stays, its lag grows). */
+  suspendFeed(): void {
+    this.#suspended = true;
+  }
+
+  /** @internal For tests: the reader reads again, from its position. */
+  resumeFeed(): void {
+    this.#suspended = false;
+    this.wake();
+  }
+
+  /** @internal The store's news: new changes, or a restart. */
+  wake(): void {
+    if (this.#closed || this.#draining) return;
+    this.#draining = true;
+    queueMicrotask(() => {
+      this.#draining = false;
+      this.#drain();
+    });
+  }
+
+  #drain(): void {
+    if (this.#closed || this.#suspended) return;
+    const store = this.#store;
+    this.#lastReadAt = store.now();
+    const emit = (event: TierEvent): void => {
+      for (const listener of this.#listeners) listener(event);
+    };
+    if (this.#epoch !== store.epoch) {
+      this.#epoch = store.epoch;
+      this.#ordinal = 0;
+      emit({ type: 'reset', reason: 'epoch', shard: 0 });
+    }
+    const changes = store.changesAfter(this.#ordinal);
+    if (changes === 'trimmed') {
+      this.#ordinal = store.added;
+      emit({ type: 'reset', reason: 'trimmed', shard: 0 });
+      return;
+    }
+    for (const { change, ordinal } of changes) {
+      if (this.#closed || this.#suspended) return;
+      this.#ordinal = ordinal;
+      if (change.producer !== this.instanceId) emit({ type: 'change', change: { ...change, ids: [...change.ids] } });
+    }
   }
 
   onEvent(listener: (event: TierEvent) => void): () => void {

@@ -5,8 +5,8 @@
 export interface KeyNames {
   entry(key: string): string;
   lease(key: string): string;
-  /** The pub/sub channel for fill announcements and invalidations. */
-  readonly channel: string;
+  /** The last feed position applied to the key (see DELETE_FOR_CHANGE). */
+  changeMarker(key: string): string;
 }
 
 export const PREFIX_PATTERN = /^[A-Za-z0-9:_.-]{0,64}$/;
@@ -15,6 +15,6 @@ export function keyNames(prefix: string): KeyNames {
   return {
     entry: (key) => `${prefix}{${key}}:entry`,
     lease: (key) => `${prefix}{${key}}:lease`,
-    channel: `${prefix}events`,
+    changeMarker: (key) => `${prefix}{${key}}:changed`,
   };
 }

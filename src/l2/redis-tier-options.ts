@@ -8,6 +8,8 @@ import { SHARED_TIER_OPTION_SPECS } from '../util/shared-tier.js';
 export const REDIS_TIER_OPTION_SPECS = {
   /** Deadline of one Redis command, ms. */
   commandTimeoutMs: integerSpec(50, 1, 60_000),
+  /** How long one blocking feed read waits for news, ms. */
+  feedBlockMs: integerSpec(1000, 10, 60_000),
   ...SHARED_TIER_OPTION_SPECS,
 } as const;
 

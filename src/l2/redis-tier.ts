@@ -1,15 +1,31 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
-import { definedOnly, OptionError, specOption } from '../util/options.js';
+import { clockOption, definedOnly, functionOption, integerOption, OptionError, specOption } from '../util/options.js';
 import { REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from './redis-tier-options.js';
-import { parseTierEvent, UNAVAILABLE, type SharedLookup, type SharedTier, type TierEvent, type Unavailable } from '../util/shared-tier.js';
+import {
+  CANONICAL_GROUP_ID,
+  checkChange,
+  UNAVAILABLE,
+  type Change,
+  type FeedChange,
+  type FeedStatus,
+  type LeaseHint,
+  type SharedLookup,
+  type SharedTier,
+  type TierEvent,
+  type Unavailable,
+} from '../util/shared-tier.js';
+import type { Clock } from '../util/clock.js';
 import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
-import { EXTEND_LEASE, FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
+import { feedShardKeys, shardOfKey, type FeedShardKeys } from './feed-keys.js';
+import { changeFields, hintFields } from './feed-entries.js';
+import { ShardReader, type FeedConnection, type FeedNotice } from './feed-reader.js';
+import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
 export interface RedisTierOptions {
-  /** An existing ioredis client (standalone or Cluster). It is duplicated for pub/sub and never closed by the tier. */
+  /** An existing ioredis client (standalone or Cluster). The feed readers get connections of their own; it is never closed by the tier. */
   client?: RedisClient;
   /** `redis://` or `rediss://` URL of a standalone Redis (credentials in the URL). */
   url?: string;
@@ -18,7 +34,7 @@ export interface RedisTierOptions {
   /** Credentials for Cluster nodes. */
   username?: string;
   password?: string;
-  /** Prefix of every key and of the channel, so deployments can share a Redis. Default `gpp:`. */
+  /** Prefix of every key (entries, leases, the feed), so deployments can share a Redis. Default `gpp:`. */
   prefix?: string;
   /** Deadline of one Redis command, ms; past it the command counts as failed. Default 50. */
   commandTimeoutMs?: number;
@@ -26,6 +42,22 @@ export interface RedisTierOptions {
   leaseTtlMs?: number;
   /** How long an instance waits for another's load before loading by itself, ms. Default 5000. */
   leaseWaitMs?: number;
+  /**
+   * Shards of the change feed, each a stream in a slot of its own, read on one connection of its
+   * own. Every instance and producer of a fleet must use the same count. Default 1 on a standalone
+   * Redis, 3 on a Cluster (one per master of an evenly split 3-master Cluster).
+   */
+  feedShards?: number;
+  /** Changes the feed keeps per shard (`XADD … MAXLEN ~`); an instance further behind flushes its L1. Default 100000. */
+  feedMaxLen?: number;
+  /** How long one blocking feed read waits for news, ms; keep it under half the engine's `feedMaxLagMs`. Default 1000. */
+  feedBlockMs?: number;
+  /** Which ids of a feed entry are valid keys; others are dropped and counted. Default: canonical group ids. */
+  isValidKey?: (key: string) => boolean;
+  /** The clock of the feed's lag and deadlines (the engine's clock). Default: the system clock. */
+  clock?: Clock;
+  /** Told of feed resets, resumes after lost connections, skipped entries and failed reads (for logs). */
+  onFeedNotice?: (notice: FeedNotice) => void;
   /**
    * Notified of the first known state (the first connection or failed attempt, so a Redis
    * unreachable from the start is reported too), then of every change; never twice in a row with
@@ -38,14 +70,21 @@ export { REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS };
 
 export { UNAVAILABLE, type Unavailable };
 
-/** The change events on the tier's pub/sub channel, as JSON. */
-export type BusMessage = TierEvent;
+export type { FeedNotice };
+
+/** Retention of the hint stream per shard: hints are only worth something for a moment. */
+const HINT_MAX_LEN = 1000;
+/** How long a key remembers the last change applied to it, so later appliers of the same change skip the delete. */
+const CHANGE_MARKER_MS = 600_000;
+/** Entries one feed read takes at most. */
+const FEED_BATCH = 500;
 
 type ScriptClient = RedisClient & {
   gppLookupOrLeaseBuffer(entry: string, lease: string, token: string, leaseMs: number, mode: string): Promise<[number, Buffer | number]>;
   gppFillIfLeased(entry: string, lease: string, token: string, envelope: Buffer, expiryMs: number): Promise<number>;
   gppReleaseLease(entry: string, lease: string, token: string): Promise<number>;
   gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
+  gppDeleteForChange(entry: string, lease: string, marker: string, position: string, markerMs: number): Promise<number>;
 };
 
 /**
@@ -53,7 +92,9 @@ type ScriptClient = RedisClient & {
  * command goes through one path with a short deadline, and a failure answers
  * UNAVAILABLE instead of throwing, so a dead Redis degrades the proxy to
  * per-process caching rather than failing requests. ioredis reconnects by
- * itself. Leases are Lua scripts on keys of one hash tag (scripts.ts).
+ * itself. Leases are Lua scripts on keys of one hash tag (scripts.ts). The
+ * change feed is Redis Streams, sharded (feed-keys.ts), read by one
+ * ShardReader per shard while anyone listens (feed-reader.ts).
  */
 export class RedisTier implements SharedTier {
   readonly instanceId = randomUUID();
@@ -61,17 +102,21 @@ export class RedisTier implements SharedTier {
   readonly leaseTtlMs: number;
   readonly leaseWaitMs: number;
   readonly #client: ScriptClient;
-  readonly #subscriber: RedisClient;
   readonly #ownsClient: boolean;
   readonly #commandTimeoutMs: number;
   readonly #listeners = new Set<(event: TierEvent) => void>();
+  readonly #feed: readonly FeedShardKeys[];
+  readonly #feedMaxLen: number;
+  readonly #feedBlockMs: number;
+  readonly #isValidKey: (key: string) => boolean;
+  readonly #clock: Clock;
+  readonly #onFeedNotice: ((notice: FeedNotice) => void) | undefined;
+  #readers: ShardReader[] = [];
   readonly #onHealthChange: ((healthy: boolean, error?: Error) => void) | undefined;
   /** Undefined until the first connection, failed attempt or command tells: that first state is reported too. */
   #healthy: boolean | undefined;
   #closed = false;
   readonly #detachClient: () => void;
-  /** Settles once the first SUBSCRIBE to the channel was confirmed (true) or failed (false). */
-  readonly subscribed: Promise<boolean>;
 
   constructor(options: RedisTierOptions) {
     const o = { ...REDIS_TIER_DEFAULTS, ...definedOnly(options) };
@@ -84,6 +129,11 @@ export class RedisTier implements SharedTier {
     this.leaseWaitMs = specOption('leaseWaitMs', o.leaseWaitMs, S.leaseWaitMs);
     this.#onHealthChange = o.onHealthChange;
     this.keys = keyNames(o.prefix);
+    this.#feedMaxLen = specOption('feedMaxLen', o.feedMaxLen, S.feedMaxLen);
+    this.#feedBlockMs = specOption('feedBlockMs', o.feedBlockMs, S.feedBlockMs);
+    this.#isValidKey = o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
+    this.#clock = clockOption('clock', o.clock);
+    this.#onFeedNotice = o.onFeedNotice === undefined ? undefined : functionOption<(notice: FeedNotice) => void>('onFeedNotice', o.onFeedNotice);
 
     const sources = [o.client, o.url, o.clusterNodes].filter((v) => v !== undefined).length;
     if (sources !== 1) throw new OptionError('client', 'exactly one of client, url or clusterNodes', sources === 0 ? undefined : 'several');
@@ -99,6 +149,9 @@ export class RedisTier implements SharedTier {
     client.defineCommand('gppFillIfLeased', { numberOfKeys: 2, lua: FILL_IF_LEASED });
     client.defineCommand('gppReleaseLease', { numberOfKeys: 2, lua: RELEASE_LEASE });
     client.defineCommand('gppExtendLease', { numberOfKeys: 2, lua: EXTEND_LEASE });
+    client.defineCommand('gppDeleteForChange', { numberOfKeys: 3, lua: DELETE_FOR_CHANGE });
+    const shards = o.feedShards ?? (client instanceof Cluster ? 3 : 1);
+    this.#feed = feedShardKeys(o.prefix, integerOption('feedShards', shards, 1, 64));
     this.#client = client as ScriptClient;
     const onReady = (): void => this.#setHealthy(true);
     const onError = (error: Error): void => this.#setHealthy(false, error);
@@ -119,23 +172,6 @@ export class RedisTier implements SharedTier {
       });
     }
 
-    // The subscriber queues its SUBSCRIBE until connected, however long Redis is down, and
-    // resubscribes after reconnects: a proxy started before Redis still gets every later event.
-    this.#subscriber =
-      client instanceof Cluster
-        ? client.duplicate(undefined, { enableOfflineQueue: true, redisOptions: { ...client.options.redisOptions, maxRetriesPerRequest: null } })
-        : client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
-    this.#subscriber.on('error', () => {});
-    this.subscribed = this.#subscriber.subscribe(this.keys.channel).then(
-      () => true,
-      () => false,
-    );
-    this.#subscriber.on('message', (channel: string, text: string) => {
-      if (channel !== this.keys.channel) return;
-      const message = parseBusMessage(text);
-      if (message === undefined || message.from === this.instanceId) return;
-      for (const listener of this.#listeners) listener(message);
-    });
   }
 
   /** `ok` when the last command reached Redis and the connection is up. */
@@ -143,9 +179,56 @@ export class RedisTier implements SharedTier {
     return !this.#closed && this.#healthy !== false && this.#client.status === 'ready';
   }
 
+  /** Hints, changes and resets; the feed readers start with the first listener. */
   onEvent(listener: (event: TierEvent) => void): () => void {
     this.#listeners.add(listener);
+    if (this.#readers.length === 0 && !this.#closed) this.#startReaders();
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Resolves once every shard reader has a position (changes appended from then on are delivered). */
+  async whenFeedReady(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#readers.length === 0 || this.#readers.some((reader) => reader.position === '')) {
+      if (Date.now() > deadline || this.#closed) throw new Error('the feed readers did not start');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  feedLagMs(): number {
+    let oldest = Infinity;
+    for (const reader of this.#readers) if (reader.lastReadAt < oldest) oldest = reader.lastReadAt;
+    return oldest === Infinity ? 0 : this.#clock.now() - oldest;
+  }
+
+  feedStatus(): FeedStatus {
+    const skipped: Record<string, number> = {};
+    let lagMs = 0;
+    let lagEntries = 0;
+    let resumes = 0;
+    const now = this.#clock.now();
+    for (const reader of this.#readers) {
+      lagMs = Math.max(lagMs, now - reader.lastReadAt);
+      lagEntries += reader.lagEntries;
+      resumes += reader.resumes;
+      for (const [reason, count] of reader.skipped) skipped[reason] = (skipped[reason] ?? 0) + count;
+    }
+    return { lagMs, lagEntries, skipped, resumes };
+  }
+
+  /** The feed's stream keys, in shard order (for producers outside the proxy, and tests). */
+  get feedKeys(): readonly FeedShardKeys[] {
+    return this.#feed;
+  }
+
+  /** The shard readers' connections, for tests that kill them. */
+  feedConnections(): (FeedConnection | undefined)[] {
+    return this.#readers.map((reader) => reader.connection);
+  }
+
+  /** The shard of a key. */
+  shardOf(key: string): number {
+    return shardOfKey(key, this.#feed.length);
   }
 
   lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable> {
@@ -171,15 +254,44 @@ export class RedisTier implements SharedTier {
     await this.#run(() => this.#client.gppExtendLease(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs));
   }
 
-  /** Deletes the entries and voids outstanding leases of `keys`. False when Redis could not be reached. */
-  async deleteKeys(keys: readonly string[]): Promise<boolean> {
-    // One DEL per key: on a Cluster the keys of different groups live in different slots.
-    const results = await Promise.all(keys.map((key) => this.#run(() => this.#client.del(this.keys.entry(key), this.keys.lease(key)))));
+  /** Deletes the entries and voids outstanding leases of `keys` (for the change at `position`). False when Redis could not be reached. */
+  async deleteKeys(keys: readonly string[], position?: string): Promise<boolean> {
+    const k = this.keys;
+    // One command per key: on a Cluster the keys of different groups live in different slots.
+    const results = await Promise.all(
+      keys.map((key) =>
+        this.#run(() =>
+          position === undefined
+            ? this.#client.del(k.entry(key), k.lease(key))
+            : this.#client.gppDeleteForChange(k.entry(key), k.lease(key), k.changeMarker(key), position, CHANGE_MARKER_MS),
+        ),
+      ),
+    );
     return results.every((result) => result !== UNAVAILABLE);
   }
 
-  async publish(message: TierEvent): Promise<boolean> {
-    const result = await this.#run(() => this.#client.publish(this.keys.channel, JSON.stringify({ ...message, from: this.instanceId })));
+  async appendChange(input: Change): Promise<FeedChange[] | Unavailable> {
+    const change = checkChange(input, this.#isValidKey);
+    const byShard = new Map<number, string[]>();
+    for (const id of change.ids) {
+      const shard = this.shardOf(id);
+      byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+    }
+    const parts = await Promise.all(
+      [...byShard].map(async ([shard, ids]) => {
+        const fields = changeFields({ ...change, ids }, this.instanceId);
+        const position = await this.#run(() => this.#client.xadd(this.#feed[shard]!.changes, 'MAXLEN', '~', this.#feedMaxLen, '*', ...fields));
+        if (position === UNAVAILABLE || position === null) return UNAVAILABLE;
+        const part: FeedChange = { ...change, ids, shard, position, appendedAt: Number(position.split('-')[0]), producer: this.instanceId, replayed: false };
+        return part;
+      }),
+    );
+    return parts.some((part) => part === UNAVAILABLE) ? UNAVAILABLE : (parts as FeedChange[]);
+  }
+
+  async hint(hint: LeaseHint): Promise<boolean> {
+    const stream = this.#feed[this.shardOf(hint.id)]!.hints;
+    const result = await this.#run(() => this.#client.xadd(stream, 'MAXLEN', '~', HINT_MAX_LEN, '*', ...hintFields(hint, this.instanceId)));
     return result !== UNAVAILABLE;
   }
 
@@ -193,7 +305,9 @@ export class RedisTier implements SharedTier {
     this.#closed = true;
     this.#detachClient();
     this.#listeners.clear();
-    this.#subscriber.disconnect();
+    const readers = this.#readers;
+    this.#readers = [];
+    await Promise.all(readers.map((reader) => reader.stop()));
     if (this.#ownsClient) this.#client.disconnect();
   }
 
@@ -214,6 +328,49 @@ export class RedisTier implements SharedTier {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  #startReaders(): void {
+    const emit = (event: TierEvent): void => {
+      for (const listener of this.#listeners) listener(event);
+    };
+    this.#readers = this.#feed.map(
+      (keys) =>
+        new ShardReader({
+          keys,
+          connect: (movedTo) => this.#feedConnection(keys, movedTo),
+          instanceId: this.instanceId,
+          clock: this.#clock,
+          blockMs: this.#feedBlockMs,
+          stuckMs: Math.max(1000, this.#commandTimeoutMs),
+          batch: FEED_BATCH,
+          isValidKey: this.#isValidKey,
+          emit,
+          notice: this.#onFeedNotice,
+        }),
+    );
+  }
+
+  /**
+   * A connection of its own for one shard's blocking reads (a blocked XREAD holds its connection):
+   * on a Cluster, to the master serving the shard's slot. Commands wait while it connects; one
+   * interrupted by a lost connection fails rather than being resent, and the reader resumes.
+   */
+  #feedConnection(keys: FeedShardKeys, movedTo: string | undefined): FeedConnection {
+    const client = this.#client;
+    const own = { connectionName: `gpp-feed:${this.instanceId}`, enableOfflineQueue: true, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, commandTimeout: undefined };
+    let connection: Redis;
+    if (client instanceof Cluster) {
+      const node = movedTo ?? client.slots[keys.slot]?.[0];
+      const match = node === undefined ? null : /^(.*):(\d+)$/.exec(node);
+      if (match === null) throw new Error(`no Cluster node known for feed shard ${keys.shard} (slot ${keys.slot}) yet`);
+      connection = new Redis({ ...client.options.redisOptions, host: match[1]!, port: Number(match[2]), ...own, retryStrategy: (attempt) => Math.min(100 * attempt, 2000) });
+    } else {
+      connection = client.duplicate(own);
+    }
+    connection.on('error', () => {}); // reported through the reader's failed reads
+    connection.defineCommand('gppFeedRead', { numberOfKeys: 3, lua: FEED_READ });
+    return connection as FeedConnection;
   }
 
   #setHealthy(healthy: boolean, error?: Error): void {
@@ -252,14 +409,5 @@ export class RedisTier implements SharedTier {
         maxRetriesPerRequest: 0,
       },
     });
-  }
-}
-
-/** A message of the channel, or `undefined` for anything that is not a valid change event (see parseTierEvent). */
-export function parseBusMessage(text: string): TierEvent | undefined {
-  try {
-    return parseTierEvent(JSON.parse(text));
-  } catch {
-    return undefined;
   }
 }

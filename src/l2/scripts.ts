@@ -2,7 +2,7 @@
  * Lua scripts of the lease protocol. Each touches the keys of one cache key
  * only (one hash tag), so they run on Redis Cluster too.
  *
- * KEYS[1] = entry, KEYS[2] = lease.
+ * KEYS[1] = entry, KEYS[2] = lease (lease scripts).
  */
 
 /**
@@ -46,4 +46,71 @@ return 0
 export const EXTEND_LEASE = `
 if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return 0
+`;
+
+/**
+ * Delete the entry and void the lease for a change at a feed position,
+ * unless a change at or after it did already: the instances applying one
+ * change delete once, so a value refilled after the first delete is kept.
+ * KEYS[3] = the key's change marker. ARGV: position (`ms-seq`), marker ms.
+ * Returns 1 when deleted, 0 when an equal or later change had.
+ */
+export const DELETE_FOR_CHANGE = `
+local function parse(p)
+  local ms, seq = string.match(p, '^(%d+)-(%d+)$')
+  return tonumber(ms) or 0, tonumber(seq) or 0
+end
+local marker = redis.call('GET', KEYS[3])
+if marker then
+  local mm, ms = parse(marker)
+  local pm, ps = parse(ARGV[1])
+  if mm > pm or (mm == pm and ms >= ps) then return 0 end
+end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+`;
+
+/**
+ * One read of a feed shard, with the checks that tell whether the reader's
+ * position can still be replayed. KEYS: changes stream, hint stream, epoch.
+ * ARGV: position ('' on the first read: start at the end), the epoch the
+ * reader knows, its ordinal (how many entries the stream had taken in up to
+ * its position), batch size, a fresh epoch in case none is set, the hint
+ * position ('' to start at the end).
+ * Returns {status, epoch, last id, entries added, changes, hint position, hints}:
+ * - `start`: first read, nothing returned, position = last id;
+ * - `epoch`: the epoch changed, or the stream took in fewer entries than the reader has
+ *   seen (recreated): the reader's position means nothing here;
+ * - `trimmed`: entries after the position were trimmed away;
+ * - `ok`: the changes and hints after the positions, up to the batch size each.
+ * The entry counts need Redis 7.0 (XINFO STREAM's entries-added).
+ */
+export const FEED_READ = `
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  redis.call('SET', KEYS[3], ARGV[5])
+  epoch = ARGV[5]
+end
+local function info(key)
+  if redis.call('EXISTS', key) == 0 then return '0-0', 0, 0 end
+  local r = redis.call('XINFO', 'STREAM', key)
+  local last, added, length = '0-0', 0, 0
+  for i = 1, #r, 2 do
+    if r[i] == 'last-generated-id' then last = r[i + 1]
+    elseif r[i] == 'entries-added' then added = r[i + 1]
+    elseif r[i] == 'length' then length = r[i + 1] end
+  end
+  return last, added, length
+end
+local last, added, length = info(KEYS[1])
+local hintPosition = ARGV[6]
+if hintPosition == '' then hintPosition = info(KEYS[2]) end
+if ARGV[1] == '' then return {'start', epoch, last, added, {}, hintPosition, {}} end
+local ordinal = tonumber(ARGV[3])
+if epoch ~= ARGV[2] or added < ordinal then return {'epoch', epoch, last, added, {}, hintPosition, {}} end
+if added - ordinal > length then return {'trimmed', epoch, last, added, {}, hintPosition, {}} end
+local changes = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[4])
+local hints = redis.call('XRANGE', KEYS[2], '(' .. hintPosition, '+', 'COUNT', ARGV[4])
+return {'ok', epoch, last, added, changes, hintPosition, hints}
 `;

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './prom.js';
 import type { EngineStats } from '../engine/engine.js';
 import type { EngineObserver } from '../engine/observer.js';
+import type { FeedStatus } from '../util/shared-tier.js';
 import type { BreakerState } from '../resilience/origin-guard.js';
 import { FastHistogram } from './fast-histogram.js';
 
@@ -26,6 +27,8 @@ export interface GaugeSources {
   engine?: () => EngineStats;
   breaker?: () => BreakerState;
   upstream?: () => { active: number; queued: number };
+  /** The shared tier's change feed (resumes, skipped entries); lag comes from the engine's stats. */
+  feed?: () => FeedStatus | undefined;
 }
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
@@ -49,6 +52,9 @@ export class ProxyMetrics {
   readonly batchSize: Histogram;
   readonly breakerTransitions: Counter<'state'>;
   readonly lookups: Counter<'tier' | 'result'>;
+  readonly changesApplied: Counter<'via'>;
+  readonly changePropagation: Histogram;
+  readonly feedFlushes: Counter<'reason'>;
   readonly #l2Enabled: () => boolean;
   /** L1-hit answers by status, counted as plain numbers and added to the counters at scrape time. */
   readonly #pendingHits = new Float64Array(600);
@@ -137,6 +143,40 @@ export class ProxyMetrics {
         }
       },
     });
+    this.changesApplied = new Counter({
+      name: `${p}feed_changes_applied_total`,
+      help: 'Changes from the feed applied here, by how they arrived: live, replay (read after a lost connection), local (appended by this instance).',
+      labelNames: ['via'],
+      registers,
+    });
+    this.changePropagation = new Histogram({
+      name: `${p}feed_propagation_seconds`,
+      help: 'Time from a change being appended to the feed (by another instance or a producer) to this instance having applied it.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
+      registers,
+    });
+    this.feedFlushes = new Counter({
+      name: `${p}feed_flushes_total`,
+      help: 'L1 flushes because the feed position could not be replayed, by reason: epoch (feed recreated, Redis restarted empty), trimmed (fell behind the retention), joined (the feed became readable only after serving had started).',
+      labelNames: ['reason'],
+      registers,
+    });
+    const collectedCounter = (name: string, help: string, labelNames: string[], values: () => [Record<string, string>, number][]): void => {
+      new Counter({
+        name: `${p}${name}`,
+        help,
+        labelNames,
+        registers,
+        collect(this: Counter) {
+          this.reset();
+          for (const [labels, value] of values()) this.inc(labels, value);
+        },
+      });
+    };
+    collectedCounter('feed_resumes_total', 'Times a feed reader resumed from its position after losing its connection.', [], () => [[{}, sources.feed?.()?.resumes ?? 0]]);
+    collectedCounter('feed_skipped_entries_total', 'Feed entries skipped (or with ids dropped) as malformed, by reason: unknown_kind, bad_ids, garbage.', ['reason'], () =>
+      Object.entries(sources.feed?.()?.skipped ?? {}).map(([reason, count]) => [{ reason }, count]),
+    );
     this.#l2Enabled = () => (sources.engine?.().l2 ?? 'disabled') !== 'disabled';
     const gauge = (name: string, help: string, collect: (g: Gauge) => void): void => {
       new Gauge({ name: `${p}${name}`, help, registers, collect(this: Gauge) { collect(this); } });
@@ -150,6 +190,11 @@ export class ProxyMetrics {
       const l2 = sources.engine?.().l2 ?? 'disabled';
       g.set(l2 === 'ok' ? 1 : l2 === 'degraded' ? 0 : -1);
     });
+    gauge('feed_lag_seconds', 'Time since the change feed was last read on every shard (-1 without a shared tier).', (g) => {
+      const feed = sources.engine?.().feed;
+      g.set(feed === undefined ? -1 : feed.lagMs / 1000);
+    });
+    gauge('feed_lag_entries', 'Changes appended to the feed but not yet read here, as of the last read.', (g) => g.set(sources.engine?.().feed?.lagEntries ?? 0));
     gauge('origin_active_calls', 'Calls to the group-profile service in progress.', (g) => g.set(sources.upstream?.().active ?? 0));
     gauge('origin_queued_calls', 'Loads waiting for an upstream slot.', (g) => g.set(sources.upstream?.().queued ?? 0));
     if (options.processMetrics ?? true) collectProcessMetrics(registry, p, options.gcMetrics ?? false);
@@ -163,6 +208,11 @@ export class ProxyMetrics {
       if (event.source !== undefined && this.#l2Enabled()) this.lookups.inc({ tier: 'l2', result: event.source === 'origin' ? 'miss' : 'hit' });
     },
     lease: (event) => this.leaseEvents.inc({ event }),
+    changeApplied: ({ change, appliedAt, local }) => {
+      this.changesApplied.inc({ via: local ? 'local' : change.replayed ? 'replay' : 'live' });
+      if (!local) this.changePropagation.observe(Math.max(0, appliedAt - change.appendedAt) / 1000);
+    },
+    feedReset: (reason) => this.feedFlushes.inc({ reason }),
   };
 
   /**

@@ -30,6 +30,8 @@ export interface MockBackend {
   setMode(mode: MockMode, latencyMs?: number): void;
   /** Bumps the revision of a group, so its profile changes (an incremental update). */
   touch(id: number): void;
+  /** The group's current revision (0 until touched): what a fresh load answers. */
+  revisionOf(id: number): number;
 }
 
 const OVERSIZED_BYTES = 2 * 1024 * 1024;
@@ -166,6 +168,7 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     reset: () => state.reset(),
     setMode: (mode, latencyMs) => setMode(mode, latencyMs),
     touch: (id) => state.touch(integerOption('id', id, 1)),
+    revisionOf: (id) => state.revisionOf(integerOption('id', id, 1)),
   };
 }
 

@@ -11,14 +11,38 @@ export class UsageError extends Error {
   readonly code = 'ERR_USAGE';
 }
 
-export type CliCommand = { help: true } | { help: false; env: Record<string, string> };
+/**
+ * `serve` (the default): run the proxy. `invalidate <id>...`: append a change of those groups to
+ * the fleet's feed and exit (`--deleted` for dissolved groups). `feed-keys`: print the feed's
+ * Redis keys, for producers outside the proxy.
+ */
+export type CliCommand =
+  | { help: true }
+  | { help: false; run: 'serve'; env: Record<string, string> }
+  | { help: false; run: 'feed-keys'; env: Record<string, string> }
+  | { help: false; run: 'invalidate'; env: Record<string, string>; ids: string[]; kind: 'changed' | 'deleted' };
 
-/** Flags (`--port 8080` or `--port=8080`) as environment overrides; `--help` / `-h` asks for help. */
+/**
+ * An optional command word, then flags (`--port 8080` or `--port=8080`) as environment overrides
+ * (and, for `invalidate`, the ids); `--help` / `-h` asks for help.
+ */
 export function parseArgs(args: readonly string[]): CliCommand {
   const env: Record<string, string> = {};
-  for (let i = 0; i < args.length; i++) {
+  const word = args[0];
+  const run = word === 'invalidate' || word === 'feed-keys' || word === 'serve' ? word : undefined;
+  const ids: string[] = [];
+  let kind: 'changed' | 'deleted' = 'changed';
+  for (let i = run === undefined ? 0 : 1; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === '--help' || arg === '-h') return { help: true };
+    if (run === 'invalidate' && arg === '--deleted') {
+      kind = 'deleted';
+      continue;
+    }
+    if (run === 'invalidate' && !arg.startsWith('-')) {
+      ids.push(arg);
+      continue;
+    }
     const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     const variable = ENV_OF_FLAG.get(flag);
     if (variable === undefined) throw new UsageError(`unknown option ${flag}; see --help`);
@@ -26,14 +50,23 @@ export function parseArgs(args: readonly string[]): CliCommand {
     if (value === undefined) throw new UsageError(`option ${flag} needs a value`);
     env[variable] = value;
   }
-  return { help: false, env };
+  if (run === 'invalidate') {
+    if (ids.length === 0) throw new UsageError('invalidate needs at least one group id: group-profile-proxy invalidate 42 43');
+    return { help: false, run, env, ids, kind };
+  }
+  return run === 'feed-keys' ? { help: false, run, env } : { help: false, run: 'serve', env };
 }
 
 export function helpText(): string {
   const lines = [
     'group-profile-proxy: a query-coalescing caching proxy for group-profile lookups.',
     '',
-    'Usage: group-profile-proxy [--flag value ...]',
+    'Usage: group-profile-proxy [serve] [--flag value ...]',
+    '       group-profile-proxy invalidate <group id>... [--deleted] [--flag value ...]',
+    '           Appends a change of those groups to the fleet\'s change feed in Redis (REDIS_URL or',
+    '           REDIS_CLUSTER_NODES, as the proxies read it) and exits 0 once Redis acknowledged it.',
+    '       group-profile-proxy feed-keys [--flag value ...]',
+    '           Prints the change feed\'s Redis stream keys, one per shard, for producers outside the proxy.',
     '',
     'Every option is an environment variable too; flags win over the environment.',
     '',

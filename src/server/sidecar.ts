@@ -7,14 +7,18 @@ import { buildProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
 import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
-import type { RedisTier } from '../l2/redis-tier.js';
+import type { FeedNotice, RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
 import { ENGINE_OPTION_SPECS } from '../engine/options.js';
+import type { EngineObserver } from '../engine/observer.js';
 import type { Clock } from '../util/clock.js';
+import type { FeedResetReason } from '../util/shared-tier.js';
 import { checkConfig, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
+import { redisConfigured, redisTierOptions } from './redis-options.js';
 import { closeStalledWrites, connectionsCheckingInterval } from './stalled-writes.js';
 
 const LISTEN_BACKLOG = 4096;
+const FEED_READY_WAIT_MS = 2000;
 
 export interface RunningSidecar {
   /** `http://host:port` the proxy answers on (loopback when bound to all interfaces). */
@@ -55,14 +59,15 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     logger.info({ upstream: upstreamUrl }, `${why}: serving from the built-in mock backend at ${upstreamUrl} (made-up profiles; the embedded default outside NODE_ENV=production)`);
   }
 
-  const l2 = await createL2(settings, logger);
+  const l2 = await createL2(settings, logger, dependencies.clock);
   let cache: GroupProfileCache | undefined;
   const metrics = new ProxyMetrics(
     { gcMetrics: settings.gcMetrics === 'on' },
-    { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats() },
+    { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats(), feed: () => l2?.feedStatus() },
   );
   cache = createGroupProfileCache({
     clock: dependencies.clock,
+    observer: withFlushLog(metrics.engineObserver, logger),
     l2,
     metrics,
     upstream: {
@@ -84,6 +89,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     },
     ...engineSettings(settings),
   });
+  // Serve once the feed readers have their positions, so no change appended after the first
+  // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
+  await l2?.whenFeedReady(FEED_READY_WAIT_MS).catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
   let accepting = true;
   const { app, pipeline } = buildProxyApp({
     engine: cache.engine,
@@ -167,24 +175,45 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   return { url, port, cache, l2, metrics, metricsUrl, mockBackend, close };
 }
 
-async function createL2(settings: SidecarConfig, logger: Logger): Promise<RedisTier | undefined> {
-  if (settings.redisUrl === undefined && settings.redisClusterNodes === undefined) return undefined;
+async function createL2(settings: SidecarConfig, logger: Logger, clock: Clock | undefined): Promise<RedisTier | undefined> {
+  if (!redisConfigured(settings)) return undefined;
   const { RedisTier } = await import('../l2/redis-tier.js');
   const target = settings.redisUrl !== undefined ? 'redis' : 'redis-cluster';
   return new RedisTier({
-    url: settings.redisUrl,
-    clusterNodes: settings.redisClusterNodes?.split(',').map((node) => node.trim()),
-    username: settings.redisUsername,
-    password: settings.redisPassword,
-    prefix: settings.redisPrefix,
-    commandTimeoutMs: settings.redisCommandTimeoutMs,
-    leaseTtlMs: settings.leaseTtlMs,
-    leaseWaitMs: settings.leaseWaitMs,
+    ...redisTierOptions(settings),
+    clock,
     onHealthChange: (healthy, error) => {
       if (healthy) logger.info({ l2: target }, 'L2 Redis reachable');
       else logger.warn({ l2: target, err: error?.message }, 'L2 Redis unreachable: serving from L1 and the origin until it is back');
     },
+    onFeedNotice: (notice) => logFeedNotice(logger, notice),
   });
+}
+
+const FEED_RESET_WHY: Record<FeedResetReason, string> = {
+  epoch: 'the feed was recreated (Redis restarted empty?)',
+  trimmed: "the feed was trimmed past this instance's position",
+  joined: 'the feed became readable only after serving had started',
+};
+
+/** The engine's observer, plus a log line for each L1 flush (the engine decides whether a reset flushes anything). */
+function withFlushLog(observer: EngineObserver | undefined, logger: Logger): EngineObserver {
+  return {
+    ...observer,
+    feedReset: (reason) => {
+      observer?.feedReset?.(reason);
+      logger.warn({ reason }, `change feed: ${FEED_RESET_WHY[reason]}; L1 flushed, refilling from L2`);
+    },
+  };
+}
+
+/** Failed reads repeat while Redis is down: the health change reports that outage, not each retry. */
+function logFeedNotice(logger: Logger, notice: FeedNotice): void {
+  if (notice.type === 'resumed') {
+    logger.info({ shard: notice.shard, replayed: notice.replayed }, 'change feed: reader reconnected and caught up');
+  } else if (notice.type === 'skipped') {
+    logger.warn({ shard: notice.shard, reason: notice.reason, position: notice.position }, 'change feed: skipped a malformed entry');
+  }
 }
 
 /** Stops accepting and waits for open requests; connections still busy at the deadline are cut. */

@@ -4,15 +4,20 @@ import type { Unavailable } from './unavailable.js';
 
 export { UNAVAILABLE, type Unavailable } from './unavailable.js';
 
-/** Default and range of the lease options every shared tier takes (declared once here). */
+/** Default and range of the options every shared tier takes (declared once here). */
 export const SHARED_TIER_OPTION_SPECS = {
   /** How long a lease protects one load, ms; if its holder dies, another instance takes over after this. */
   leaseTtlMs: integerSpec(3000, 10, 600_000),
   /** How long an instance waits for another's load before loading by itself, ms. */
   leaseWaitMs: integerSpec(5000, 0, 600_000),
+  /** Changes the feed keeps (per shard); an instance that falls further behind flushes its L1. About 100 bytes each. */
+  feedMaxLen: integerSpec(100_000, 100, 100_000_000),
 } as const;
 
 export const SHARED_TIER_DEFAULTS = defaultsOf(SHARED_TIER_OPTION_SPECS);
+
+/** Most ids one change may carry. */
+export const MAX_CHANGE_IDS = 1000;
 
 /**
  * What a lookup in the shared tier found: the stored bytes, the lease (this
@@ -21,30 +26,86 @@ export const SHARED_TIER_DEFAULTS = defaultsOf(SHARED_TIER_OPTION_SPECS);
  */
 export type SharedLookup = { type: 'hit'; bytes: Buffer } | { type: 'leased' } | { type: 'held'; pttlMs: number };
 
+/** `changed`: the profiles changed; `deleted`: the groups are gone (dissolved). Both make every copy go. */
+export type ChangeKind = 'changed' | 'deleted';
+
+/** A change of some profiles, as a producer appends it to the feed. */
+export interface Change {
+  /** Cache keys (canonical group ids), 1 to MAX_CHANGE_IDS. */
+  ids: readonly string[];
+  kind: ChangeKind;
+  /** The source's version or `updatedAt` of the change, if it has one (carried, never interpreted). */
+  version?: string;
+}
+
+/** A change as the feed delivers it: where it sits in the feed and who appended it. */
+export interface FeedChange extends Change {
+  ids: string[];
+  /** The feed shard holding the change (every id of a change is on the same shard). */
+  shard: number;
+  /** Its position on the shard (a Redis stream id, `ms-seq`): ordered, unique per shard. */
+  position: string;
+  /** When the storage accepted it, ms since the epoch (the position's time part). */
+  appendedAt: number;
+  /** The appending instance or service, `''` when it gave none. */
+  producer: string;
+  /** True when read while catching up after the reader had lost its connection. */
+  replayed: boolean;
+}
+
 /**
- * Change events between instances sharing a tier:
+ * Hints between the instances sharing a tier, best-effort (a lost hint costs
+ * a poll, never correctness):
  * - `filled`: a lease holder stored the key (waiters read it now);
- * - `failed`: a lease holder's load failed with an upstream error (waiters share it);
- * - `invalidate`: the keys changed; `deleted` says whether the tier's copies are gone already
- *   (an event straight from the group-profile service has not deleted them).
- * `from` is the publishing instance: an instance never receives its own events.
+ * - `failed`: a lease holder's load failed with an upstream error (waiters share it).
+ */
+export type LeaseHint =
+  | { type: 'filled'; id: string }
+  | { type: 'failed'; id: string; code: ErrorCode; status: number; message: string };
+
+/**
+ * Why an instance must flush its L1: its feed position can no longer be replayed (`epoch`: the
+ * feed was recreated; `trimmed`: it fell behind the retention), or it had none (`joined`: the feed
+ * became readable only after the instance had been serving without it, Redis being unreachable).
+ */
+export type FeedResetReason = 'epoch' | 'trimmed' | 'joined';
+
+/**
+ * What an instance hears from the shared tier:
+ * - a lease hint from another instance (`from` is the sender; never one's own);
+ * - `change`: a change from the feed, in feed order per shard, each exactly once, own changes excepted
+ *   (the producer applied them when it appended them);
+ * - `reset`: changes may have been missed on a shard (the storage was recreated empty, or the feed
+ *   was trimmed past this instance's position): every copy held locally is suspect.
  */
 export type TierEvent =
-  | { type: 'filled'; id: string; from?: string }
-  | { type: 'failed'; id: string; code: ErrorCode; status: number; message: string; from?: string }
-  | { type: 'invalidate'; ids: string[]; deleted?: boolean; from?: string };
+  | (LeaseHint & { from?: string })
+  | { type: 'change'; change: FeedChange }
+  | { type: 'reset'; reason: FeedResetReason; shard: number };
+
+/** The feed as this instance reads it, for health and metrics. */
+export interface FeedStatus {
+  /** Time since the last read that reached every shard, ms (0 while no listener reads the feed). */
+  lagMs: number;
+  /** Changes appended but not yet read, summed over shards, as of the last read. */
+  lagEntries: number;
+  /** Entries skipped as malformed (unknown kind, bad ids, garbage), by reason, since start. */
+  skipped: Readonly<Record<string, number>>;
+  /** Times a reader resumed from its position after losing its connection. */
+  resumes: number;
+}
 
 /**
  * The tier shared by a fleet of instances, between the engine and its storage
  * (Redis standalone or Cluster, or memory): entries as opaque bytes, one lease
- * per key so one instance in the fleet loads it, and change events. Every
- * operation is best-effort: one that cannot reach the storage answers
- * UNAVAILABLE (or false) and never throws, so the engine falls back to
- * per-process caching. tests/shared-tier.contract.test.ts holds every
- * implementation to the same behaviour.
+ * per key so one instance in the fleet loads it, lease hints, and the durable
+ * ordered change feed. Every operation is best-effort: one that cannot reach
+ * the storage answers UNAVAILABLE (or false) and never throws, so the engine
+ * falls back to per-process caching. tests/shared-tier.contract.test.ts holds
+ * every implementation to the same behaviour.
  */
 export interface SharedTier {
-  /** Distinguishes this instance's events from others'. */
+  /** Distinguishes this instance's hints and changes from others'. */
   readonly instanceId: string;
   /** How long a lease protects one load, ms. */
   readonly leaseTtlMs: number;
@@ -64,31 +125,73 @@ export interface SharedTier {
   releaseLease(key: string, token: string): Promise<void>;
   /** Keeps the lease of `token` alive for another `leaseTtlMs` while its holder loads. */
   extendLease(key: string, token: string): Promise<void>;
-  /** Deletes the entries of `keys` and voids their leases (a fill under a voided lease fails). False when unreachable. */
-  deleteKeys(keys: readonly string[]): Promise<boolean>;
-  /** Sends `event` to every other instance. False when unreachable. */
-  publish(event: TierEvent): Promise<boolean>;
-  /** Events from other instances; returns the unsubscribe function. */
+  /**
+   * Deletes the entries of `keys` and voids their leases (a fill under a voided lease fails).
+   * With `position` (of the change on the keys' shard), only for keys no change at or after it has
+   * done so already: the instances applying one change delete once, not once each. False when unreachable.
+   */
+  deleteKeys(keys: readonly string[], position?: string): Promise<boolean>;
+  /**
+   * Appends `change` to the feed, split by shard; resolves once the storage acknowledged every
+   * part, with the parts as they will be delivered. UNAVAILABLE when any part could not be appended.
+   */
+  appendChange(change: Change): Promise<FeedChange[] | Unavailable>;
+  /** Sends `hint` to every other instance, best-effort. False when unreachable. */
+  hint(hint: LeaseHint): Promise<boolean>;
+  /** Hints, changes and resets; the feed is read while anyone listens. Returns the unsubscribe function. */
   onEvent(listener: (event: TierEvent) => void): () => void;
+  feedStatus(): FeedStatus;
+  /** `feedStatus().lagMs` alone, cheap enough for every L1 hit. */
+  feedLagMs(): number;
   close(): Promise<void>;
 }
 
 /**
- * A change event read from the shared storage, or `undefined`. Anyone who can
- * write to it can publish, so only a documented error code with its
+ * A lease hint read from the shared storage, or `undefined`. Anyone who can
+ * write to it can send one, so only a documented error code with its
  * documented status is taken: a peer can never make clients see anything else.
  */
-export function parseTierEvent(value: unknown): TierEvent | undefined {
+export function parseLeaseHint(value: unknown): (LeaseHint & { from?: string }) | undefined {
   if (value === null || typeof value !== 'object') return undefined;
   const m = value as Record<string, unknown>;
   const from = typeof m.from === 'string' ? m.from : undefined;
-  if (m.type === 'filled' && typeof m.id === 'string') return { type: 'filled', id: m.id, from };
-  if (m.type === 'failed' && typeof m.id === 'string' && isErrorCode(m.code) && m.status === STATUS_OF_CODE[m.code] && (m.status as number) >= 500) {
-    return { type: 'failed', id: m.id, code: m.code, status: m.status, message: typeof m.message === 'string' ? m.message.slice(0, 500) : 'load failed', from };
-  }
-  if (m.type === 'invalidate' && Array.isArray(m.ids)) {
-    const ids = m.ids.filter((id): id is string | number => typeof id === 'string' || typeof id === 'number').map(String);
-    return { type: 'invalidate', ids, deleted: m.deleted === true, from };
+  if (typeof m.id !== 'string' || m.id.length === 0 || m.id.length > 64) return undefined;
+  if (m.type === 'filled') return { type: 'filled', id: m.id, from };
+  const status = Number(m.status);
+  if (m.type === 'failed' && isErrorCode(m.code) && status === STATUS_OF_CODE[m.code] && status >= 500) {
+    return { type: 'failed', id: m.id, code: m.code, status, message: typeof m.message === 'string' && m.message !== '' ? m.message.slice(0, 500) : 'load failed', from };
   }
   return undefined;
+}
+
+/** The canonical group id: what a feed entry's ids must look like unless a tier is told otherwise. */
+export const CANONICAL_GROUP_ID = /^[1-9][0-9]{0,15}$/;
+
+/**
+ * Checks a change before it is appended; a TypeError names what is wrong.
+ * Duplicate ids are dropped, the order kept.
+ */
+export function checkChange(change: Change, isValidKey: (key: string) => boolean): Change {
+  if (change === null || typeof change !== 'object') throw new TypeError('a change must be an object {ids, kind}');
+  if (change.kind !== 'changed' && change.kind !== 'deleted') throw new TypeError(`change kind must be "changed" or "deleted", got ${JSON.stringify(change.kind)}`);
+  if (!Array.isArray(change.ids) || change.ids.length === 0 || change.ids.length > MAX_CHANGE_IDS) {
+    throw new TypeError(`a change carries 1 to ${MAX_CHANGE_IDS} ids`);
+  }
+  for (const id of change.ids) if (typeof id !== 'string' || !isValidKey(id)) throw new TypeError(`invalid id in change: ${JSON.stringify(id)}`);
+  if (change.version !== undefined && (typeof change.version !== 'string' || change.version.length > 128)) {
+    throw new TypeError('a change version is a string of up to 128 characters');
+  }
+  return { ids: [...new Set(change.ids)], kind: change.kind, ...(change.version === undefined ? {} : { version: change.version }) };
+}
+
+/** Compares two positions (`ms-seq`) of one shard: negative, 0 or positive. */
+export function comparePositions(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am !== bm ? am - bm : as - bs;
+}
+
+/** The time part of a position, ms since the epoch. */
+export function timeOfPosition(position: string): number {
+  return Number(position.slice(0, position.indexOf('-')));
 }

@@ -1,0 +1,53 @@
+import { parseGroupId } from '../ids.js';
+import { feedShardKeys } from '../l2/feed-keys.js';
+import { UNAVAILABLE } from '../util/shared-tier.js';
+import { redisTierOptions, redisConfigured } from './redis-options.js';
+import type { SidecarConfig } from './config.js';
+
+interface Output {
+  write(text: string): unknown;
+}
+
+export type FeedCommand = { run: 'feed-keys' } | { run: 'invalidate'; ids: string[]; kind: 'changed' | 'deleted' };
+
+/** How long the command waits for Redis to answer before giving up, ms. */
+const CONNECT_WAIT_MS = 5000;
+
+/**
+ * The operator's side of the change feed, reading the proxies' own
+ * configuration: `invalidate` appends a change and exits 0 once Redis
+ * acknowledged it (1 otherwise, saying why); `feed-keys` prints the stream
+ * keys. Exit code 2 is a usage error.
+ */
+export async function runFeedCommand(config: SidecarConfig, command: FeedCommand, io: { out: Output; err: Output }): Promise<number> {
+  if (!redisConfigured(config)) {
+    io.err.write('group-profile-proxy: the change feed lives in Redis: set REDIS_URL or REDIS_CLUSTER_NODES as the proxies have it (without Redis, invalidation stays local to one instance: POST /admin/invalidate on it)\n');
+    return 2;
+  }
+  if (command.run === 'feed-keys') {
+    const shards = config.feedShards ?? (config.redisClusterNodes !== undefined ? 3 : 1);
+    for (const keys of feedShardKeys(config.redisPrefix, shards)) io.out.write(`${keys.shard}\t${keys.changes}\n`);
+    return 0;
+  }
+  for (const id of command.ids) {
+    if (parseGroupId(id, config.maxGroupId) === undefined) {
+      io.err.write(`group-profile-proxy: invalid group id ${JSON.stringify(id)}: expected a canonical decimal id in [1, ${config.maxGroupId}]\n`);
+      return 2;
+    }
+  }
+  const { RedisTier } = await import('../l2/redis-tier.js');
+  const tier = new RedisTier({ ...redisTierOptions(config), commandTimeoutMs: Math.max(config.redisCommandTimeoutMs, 1000) });
+  try {
+    const deadline = Date.now() + CONNECT_WAIT_MS;
+    while (!tier.healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const parts = tier.healthy ? await tier.appendChange({ ids: command.ids, kind: command.kind }) : UNAVAILABLE;
+    if (parts === UNAVAILABLE) {
+      io.err.write('group-profile-proxy: Redis did not acknowledge the change (unreachable?): nothing was appended, retry\n');
+      return 1;
+    }
+    io.out.write(JSON.stringify({ appended: parts.map(({ shard, position, ids, kind }) => ({ shard, position, ids, kind })) }) + '\n');
+    return 0;
+  } finally {
+    await tier.close();
+  }
+}
