@@ -374,7 +374,7 @@ describe('deploy/grafana', () => {
     }
   });
 
-  it('shows reduction, hit ratios, coalescing, breaker, latencies, origin outcomes, in-flight loads and L1 bytes', () => {
+  it('shows reduction, hit ratios, coalescing, breaker, latencies, origin outcomes, in-flight loads, L1 bytes and the change feed', () => {
     const all = queries.join('\n');
     expect(all).toMatch(/gpp_http_requests_total[^\n]*\/\s*sum\(rate\(gpp_origin_calls_total/);
     expect(all).toMatch(/tier="l1"/);
@@ -386,6 +386,10 @@ describe('deploy/grafana', () => {
     expect(all).toMatch(/sum by \(outcome\) \(rate\(gpp_origin_calls_total/);
     expect(all).toContain('gpp_inflight_loads');
     expect(all).toContain('gpp_l1_bytes');
+    expect(all).toContain('gpp_feed_lag_seconds');
+    expect(all).toContain('gpp_feed_lag_entries');
+    expect(all).toMatch(/histogram_quantile\([^\n]*gpp_feed_propagation_seconds_bucket/);
+    for (const name of ['gpp_feed_changes_applied_total', 'gpp_feed_resumes_total', 'gpp_feed_flushes_total', 'gpp_feed_skipped_entries_total']) expect(all).toContain(name);
   });
 
   it('is wired to the provisioned datasource and dashboard folder', () => {
