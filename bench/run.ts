@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { flagOf, parseFlags } from './lib/flags.js';
 import { markdownTable, type Row } from './lib/report.js';
 import { BURST_DEFAULTS, burst } from './scenarios/burst.js';
+import { CHANGES_DEFAULTS, changes } from './scenarios/changes.js';
 import { DISTINCT_BURST_DEFAULTS, distinctBurst } from './scenarios/distinct-burst.js';
 import { FLEET_DEFAULTS, fleet } from './scenarios/fleet.js';
 import { HOT_PATH_DEFAULTS, coldBurst, hotPath } from './scenarios/hot-path.js';
@@ -32,6 +33,11 @@ const SCENARIOS: Record<string, { run: Scenario; about: string; options: readonl
   },
   zipf: { run: (o) => zipf(o), about: 'Zipf(1.1) over 100k ids from cold, 64 connections, 10 s; batching off and on', options: Object.keys(ZIPF_DEFAULTS) },
   outage: { run: (o) => outage(o), about: 'steady traffic over cached groups while the backend fails mid-run', options: Object.keys(OUTAGE_DEFAULTS) },
+  changes: {
+    run: (o) => changes(o),
+    about: 'the change feed on Redis: append rate, append → applied latency on 4 instances, stale reads while a reader is cut off',
+    options: Object.keys(CHANGES_DEFAULTS),
+  },
   fleet: { run: (o) => fleet(o), about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server', options: Object.keys(FLEET_DEFAULTS) },
   'hot-path': {
     run: (o) => hotPath(o),

@@ -240,6 +240,18 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(b.feedStatus().lagEntries).toBe(0);
   });
 
+  it('carries whether the producer deleted the shared copies, so readers of a proxy-made change only evict their own', async () => {
+    const { a, b } = await makePair({});
+    const atB = await listen(b);
+    await a.appendChange({ ids: ['31'], kind: 'changed', sharedCopiesDeleted: true });
+    await a.appendChange({ ids: ['31'], kind: 'deleted' });
+    await until(() => changesIn(atB).length === 2, 'both changes at b', 10_000);
+    expect(changesIn(atB).map((change) => [change.kind, change.sharedCopiesDeleted === true])).toEqual([
+      ['changed', true],
+      ['deleted', false],
+    ]);
+  });
+
   it('deletes a key once per change: appliers of the same (or an older) change after the first leave a refilled entry alone', async () => {
     const { a, b } = await makePair({});
     const [change] = (await a.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];

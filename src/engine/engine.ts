@@ -181,11 +181,11 @@ export class CoalescingCache<V = unknown> {
   }
 
   /**
-   * Invalidates `keys` everywhere: appends the change to the shared tier's
-   * feed (resolving once it was acknowledged), then applies it here as every
-   * other instance will when it reads it: deletes the L2 entries and voids
-   * any outstanding lease (so a load that began before the change cannot
-   * write its value back), drops them from L1 and fences loads in flight.
+   * Invalidates `keys` everywhere: deletes their L2 entries and voids any
+   * outstanding lease (so a load that began before the change cannot write
+   * its value back), appends the change to the shared tier's feed (resolving
+   * once it was acknowledged), and drops them from L1 and fences loads in
+   * flight here, as every other instance does when it reads the change.
    * Later calls load afresh. Without a shared tier, this instance only.
    */
   async invalidate(keys: string | readonly string[], options: InvalidateOptions = {}): Promise<InvalidationResult> {
@@ -194,7 +194,9 @@ export class CoalescingCache<V = unknown> {
       this.#invalidateLocal(list);
       return { fleet: true, positions: [] };
     }
-    const parts = await this.#l2.appendChange({ ids: list, kind: options.kind ?? 'changed', version: options.version });
+    // The shared copies first, so readers only evict theirs: one delete per change for the fleet.
+    const deleted = await this.#l2.deleteKeys(list);
+    const parts = deleted ? await this.#l2.appendChange({ ids: list, kind: options.kind ?? 'changed', version: options.version, sharedCopiesDeleted: true }) : UNAVAILABLE;
     if (parts === UNAVAILABLE) {
       this.#invalidateLocal(list);
       return { fleet: false, positions: [] };
@@ -253,7 +255,7 @@ export class CoalescingCache<V = unknown> {
   /** A change from the feed, or appended here: the shared copies first, then L1 and the loads in flight. */
   async #applyChange(change: FeedChange, local: boolean): Promise<void> {
     // L2 first: evicting L1 before the delete would let a request refill L1 from the old L2 value.
-    await this.#l2!.deleteKeys(change.ids, change.position);
+    if (change.sharedCopiesDeleted !== true) await this.#l2!.deleteKeys(change.ids, change.position);
     this.#invalidateLocal(change.ids);
     this.#fleet!.deliver({ type: 'change', change });
     this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });

@@ -8,6 +8,7 @@ import { MAX_CHANGE_IDS, parseLeaseHint, timeOfPosition, type Change, type FeedC
 export function changeFields(change: Change, producer: string): string[] {
   const fields = ['kind', change.kind, 'ids', change.ids.join(',')];
   if (change.version !== undefined) fields.push('version', change.version);
+  if (change.sharedCopiesDeleted === true) fields.push('shared', 'deleted');
   fields.push('producer', producer);
   return fields;
 }
@@ -51,6 +52,7 @@ export function decodeChange(position: unknown, raw: unknown, shard: number, isV
     replayed,
   };
   if (version !== undefined && version.length <= 128) change.version = version;
+  if (fields.get('shared') === 'deleted') change.sharedCopiesDeleted = true;
   return { change, droppedIds: listed.length - ids.length };
 }
 

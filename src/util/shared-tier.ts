@@ -36,6 +36,12 @@ export interface Change {
   kind: ChangeKind;
   /** The source's version or `updatedAt` of the change, if it has one (carried, never interpreted). */
   version?: string;
+  /**
+   * True when the producer deleted the shared copies (entries and leases) before appending, as a
+   * proxy does: readers then only evict their own copies. Producers outside the proxy leave it
+   * unset, and the first reader to apply the change deletes them.
+   */
+  sharedCopiesDeleted?: boolean;
 }
 
 /** A change as the feed delivers it: where it sits in the feed and who appended it. */
@@ -181,7 +187,10 @@ export function checkChange(change: Change, isValidKey: (key: string) => boolean
   if (change.version !== undefined && (typeof change.version !== 'string' || change.version.length > 128)) {
     throw new TypeError('a change version is a string of up to 128 characters');
   }
-  return { ids: [...new Set(change.ids)], kind: change.kind, ...(change.version === undefined ? {} : { version: change.version }) };
+  const checked: Change = { ids: [...new Set(change.ids)], kind: change.kind };
+  if (change.version !== undefined) checked.version = change.version;
+  if (change.sharedCopiesDeleted === true) checked.sharedCopiesDeleted = true;
+  return checked;
 }
 
 /** Compares two positions (`ms-seq`) of one shard: negative, 0 or positive. */
