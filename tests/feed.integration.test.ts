@@ -128,6 +128,32 @@ describe('a feed position that cannot be replayed', () => {
   });
 });
 
+describe('a feed trimmed past an instance', () => {
+  it('flushes the L1 of an instance whose position was trimmed away before it could read on, and refills it from L2', async () => {
+    const seen = recorder();
+    fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 0 }, engine: { observer: seen.observer } });
+    const [a, b] = fleet.instances;
+    for (const id of ['1', '2', '3']) {
+      await a!.engine.get(id);
+      await b!.engine.get(id);
+    }
+    const raw = rawRedis(targets.standalone());
+    raws.push(raw);
+    // More changes than the retention arrive at once, faster than b reads: one transaction.
+    const stream = b!.tier.feedKeys[0]!.changes;
+    const burst = raw.multi();
+    for (let i = 0; i < 200; i++) burst.xadd(stream, '*', 'kind', 'changed', 'ids', String(500 + i), 'producer', 'bulk-import');
+    burst.xtrim(stream, 'MAXLEN', 10);
+    await burst.exec();
+    await until(() => seen.resets.length === 2, 'both instances reset', 10_000);
+    expect(seen.resets).toEqual(['trimmed', 'trimmed']);
+    expect(b!.engine.stats().l1Entries).toBe(0);
+    const calls = fleet.backend.backend.stats().calls;
+    for (const id of ['1', '2', '3']) expect((await b!.engine.get(id)).outcome).toBe('l2-hit');
+    expect(fleet.backend.backend.stats().calls).toBe(calls);
+  });
+});
+
 describe('bad entries in the feed', () => {
   it('skips and counts them, applies the good ids beside bad ones, and reads on', async () => {
     const seen = recorder();

@@ -164,7 +164,7 @@ describe('invalidation fencing', () => {
   });
 
 
-  it('fences through Redis alone: a voided lease stops the write-back even before the bus message lands (100 races)', async () => {
+  it('fences through Redis alone: a voided lease stops the write-back even before the change is read from the feed (100 races)', async () => {
     fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 20 } });
     const [a, b] = fleet.instances;
     const backend = fleet.backend.backend;
@@ -177,7 +177,7 @@ describe('invalidation fencing', () => {
         const slow = a!.engine.get(id);
         await expectEventually(() => expect(backend.stats().byId[id]).toBe(1));
         backend.touch(Number(id));
-        // What an invalidation does in Redis, without the pub/sub message that would also fence A locally.
+        // What an invalidation does to the shared copies, without the feed entry that would also fence A locally.
         await redis.del(`${fleet.prefix}{${id}}:entry`, `${fleet.prefix}{${id}}:lease`);
         backend.setMode('normal');
         await slow;
