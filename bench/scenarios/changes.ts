@@ -116,6 +116,9 @@ async function staleReads(url: string, o: ChangesOptions): Promise<string[]> {
   /** When each id's current revision was made obsolete... per revision: when revision r stopped being current. */
   const obsoleteAt = new Map<string, number>();
   let staleReads = 0;
+  /** Stale by more than ordinary propagation (20 ms), and by more than the lag allowed. */
+  let staleBeyondPropagation = 0;
+  let staleBeyondMaxLag = 0;
   let reads = 0;
   let oldest = 0;
   let kills = 0;
@@ -140,10 +143,15 @@ async function staleReads(url: string, o: ChangesOptions): Promise<string[]> {
         reads++;
         const since = obsoleteAt.get(`${id}@${revision}`);
         if (revision !== backend.backend.revisionOf(id) && since !== undefined) {
+          const age = Date.now() - since;
           staleReads++;
-          oldest = Math.max(oldest, Date.now() - since);
+          if (age > 20) staleBeyondPropagation++;
+          if (age > maxLagMs) staleBeyondMaxLag++;
+          oldest = Math.max(oldest, age);
         }
       }
+      // The victim's reader shares this process: give it its turn, as a real proxy's loop would.
+      await new Promise((resolve) => setTimeout(resolve, 2));
       if (Date.now() >= nextKill) {
         nextKill += killEvery;
         const list = (await raw.client('LIST')) as string;
@@ -159,7 +167,7 @@ async function staleReads(url: string, o: ChangesOptions): Promise<string[]> {
     let staleAfter = 0;
     for (const id of ids) if ((await victim.engine.get(String(id))).entry.value?.revision !== backend.backend.revisionOf(id)) staleAfter++;
     return [
-      `| stale reads while the reader's connection was killed ${kills} times in ${o.seconds} s (${i} changes, ${reads} reads) | ${staleReads} stale (${((100 * staleReads) / reads).toFixed(2)} %), oldest ${oldest} ms behind its change | none older than FEED_MAX_LAG_MS (${maxLagMs} ms) |`,
+      `| reads at the instance whose feed connection was killed ${kills} times in ${o.seconds} s (${i} changes, ${reads} reads) | ${staleReads} behind the backend, ${staleBeyondPropagation} of them by more than 20 ms (reconnecting), ${staleBeyondMaxLag} by more than FEED_MAX_LAG_MS; the oldest ${oldest} ms behind | none older than FEED_MAX_LAG_MS (${maxLagMs} ms) |`,
       `| stale reads once reconnected (${ids.length} ids) | ${staleAfter} | 0 |`,
     ];
   } finally {
