@@ -20,6 +20,9 @@ export type ErrorCode =
   | 'L2_UNAVAILABLE'
   | 'PAYLOAD_TOO_LARGE'
   | 'BAD_REQUEST'
+  | 'TOO_MANY_GROUPS'
+  | 'BAD_LAST_EVENT_ID'
+  | 'TOO_MANY_SUBSCRIBERS'
   | 'INTERNAL';
 
 /** The documented status of each code (README "Errors"); the proxy's own errors always use it. */
@@ -41,6 +44,9 @@ export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   L2_UNAVAILABLE: 503,
   PAYLOAD_TOO_LARGE: 413,
   BAD_REQUEST: 400,
+  TOO_MANY_GROUPS: 400,
+  BAD_LAST_EVENT_ID: 400,
+  TOO_MANY_SUBSCRIBERS: 503,
   INTERNAL: 500,
 });
 

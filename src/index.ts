@@ -2,7 +2,7 @@
  * group-profile-proxy: a query-coalescing cache for group-profile lookups.
  * Importing this module has no side effects.
  */
-export { CoalescingCache, createCoalescingCache, type EngineStats, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
+export { CoalescingCache, createCoalescingCache, type EngineChange, type EngineStats, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
 export { type CacheEntry, type EntryKind } from './engine/entry.js';
 export { createKeyedCache, type KeyedCache, type KeyedCacheOptions } from './engine/keyed.js';
 export { type EngineObserver, type LoadSettledEvent, type LeaseEvent, type ChangeAppliedEvent } from './engine/observer.js';
@@ -18,6 +18,8 @@ export { createGroupProfileCache, type GroupProfileCache, type GroupProfileCache
 export { groupProfileRoutes, type GroupProfileRoutesOptions, type EngineReader } from './http/routes.js';
 export { createProxyApp, type ProxyAppOptions } from './http/app.js';
 export { adminRoutes, type AdminRoutesOptions } from './http/admin.js';
+export { groupEventRoutes, type EventRoutesOptions } from './http/events.js';
+export { PushHub, PUSH_DEFAULTS, type PushHubOptions, type PushEvent, type PushEventType, type PushSink, type PushObserver, type Subscription } from './push/hub.js';
 export { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from './mock-backend/server.js';
 export { createMockBackend, type MockBackend, type MockBackendOptions } from './mock-backend/app.js';
 export { encodeEntry, encodeError, type EncodedResponse } from './http/respond.js';

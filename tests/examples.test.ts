@@ -63,7 +63,7 @@ describe('package', () => {
   it('exports the documented entry points with types', () => {
     const script = [
       "const m = await import('group-profile-proxy');",
-      "const names = ['CoalescingCache','createKeyedCache','createGroupProfileCache','groupProfileRoutes','createProxyApp','startSidecar','RedisTier','ProxyMetrics','NOT_FOUND','ProxyError'];",
+      "const names = ['CoalescingCache','createKeyedCache','createGroupProfileCache','groupProfileRoutes','createProxyApp','startSidecar','RedisTier','ProxyMetrics','NOT_FOUND','ProxyError','PushHub','groupEventRoutes','InMemoryTier'];",
       'console.log(JSON.stringify(names.filter((n) => !(n in m))));',
     ].join('\n');
     expect(JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' }))).toEqual([]);

@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { ProxyError, toProxyError } from '../errors.js';
-import { UNAVAILABLE, type ChangeKind, type FeedChange, type FeedResetReason, type SharedTier } from '../util/shared-tier.js';
+import { UNAVAILABLE, type ChangeKind, type FeedChange, type FeedPosition, type FeedResetReason, type SharedTier, type Unavailable } from '../util/shared-tier.js';
 import type { EnvelopeFields } from './envelope.js';
 import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
@@ -39,6 +40,12 @@ export interface InvalidationResult {
   /** Where the change sits in the feed, per shard (none without a shared tier). */
   positions: { shard: number; position: string }[];
 }
+
+/**
+ * What the engine tells change listeners: a change applied here (from the feed, or appended by
+ * this instance: `local`), or an L1 flush after which any key may have changed unseen.
+ */
+export type EngineChange = { type: 'change'; change: FeedChange; local: boolean } | { type: 'reset'; reason: FeedResetReason };
 
 /** What changed, for the feed; `changed` by default. */
 export interface InvalidateOptions {
@@ -96,6 +103,9 @@ export class CoalescingCache<V = unknown> {
   readonly #l2: SharedTier | undefined;
   readonly #fleet: FleetLoader | undefined;
   readonly #unsubscribe: () => void = noop;
+  readonly #changeListeners = new Set<(event: EngineChange) => void>();
+  /** Without a shared tier, local invalidations get positions of a feed of this process's own. */
+  readonly #localFeed = { epoch: randomUUID(), last: '0-0' };
 
   constructor(options: EngineOptions<V>) {
     this.#options = resolveEngineOptions(options);
@@ -192,6 +202,8 @@ export class CoalescingCache<V = unknown> {
     const list = [...new Set(typeof keys === 'string' ? [keys] : keys)];
     if (this.#l2 === undefined) {
       this.#invalidateLocal(list);
+      const change = this.#localChange(list, options);
+      this.#notify({ type: 'change', change, local: true });
       return { fleet: true, positions: [] };
     }
     // The shared copies first, so readers only evict theirs: one delete per change for the fleet.
@@ -209,6 +221,7 @@ export class CoalescingCache<V = unknown> {
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     this.#unsubscribe();
+    this.#changeListeners.clear();
     this.#fleet?.close();
     this.#closing.abort(closedError());
     const pending = [...this.#flights.values()].map((flight) => flight.promise.catch(noop));
@@ -259,6 +272,45 @@ export class CoalescingCache<V = unknown> {
     this.#invalidateLocal(change.ids);
     this.#fleet!.deliver({ type: 'change', change });
     this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });
+    this.#notify({ type: 'change', change, local });
+  }
+
+  /**
+   * Every change applied here (after its copies are gone, so a lookup now loads the new profile)
+   * and every L1 flush, in the order applied per shard. Returns the unsubscribe function.
+   */
+  onChange(listener: (event: EngineChange) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  /** Where this instance stands in the feed, per shard (without a shared tier: its own local feed). */
+  feedPositions(): FeedPosition[] {
+    return this.#l2?.feedPositions() ?? [{ shard: 0, epoch: this.#localFeed.epoch, position: this.#localFeed.last }];
+  }
+
+  /** The oldest position a shard keeps; without a shared tier every position of this process is kept ('0-0'). */
+  oldestPosition(shard: number): Promise<string | undefined | Unavailable> {
+    return this.#l2?.oldestPosition(shard) ?? Promise.resolve('0-0');
+  }
+
+  /** The feed shard of a key (0 without a shared tier). */
+  shardOf(key: string): number {
+    return this.#l2?.shardOf(key) ?? 0;
+  }
+
+  #notify(event: EngineChange): void {
+    for (const listener of this.#changeListeners) listener(event);
+  }
+
+  #localChange(ids: string[], options: InvalidateOptions): FeedChange {
+    const now = this.#options.now();
+    const [lastMs = 0, lastSeq = 0] = this.#localFeed.last.split('-').map(Number);
+    const position = now > lastMs ? `${now}-0` : `${lastMs}-${lastSeq + 1}`;
+    this.#localFeed.last = position;
+    const change: FeedChange = { ids, kind: options.kind ?? 'changed', shard: 0, position, appendedAt: now, producer: 'local', replayed: false };
+    if (options.version !== undefined) change.version = options.version;
+    return change;
   }
 
   /** Changes may have been missed: nothing in L1 can be vouched for. Refills come from L2 first. */
@@ -270,6 +322,7 @@ export class CoalescingCache<V = unknown> {
     this.#flights.clear();
     this.#fleet!.deliver({ type: 'reset', reason, shard: -1 });
     this.#options.observer.feedReset?.(reason);
+    this.#notify({ type: 'reset', reason });
   }
 
   #staleWindow(entry: CacheEntry<V>): number {

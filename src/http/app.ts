@@ -7,6 +7,8 @@ import { adminRoutes } from './admin.js';
 import { LookupPipeline, type AccessLogLine, type GroupProfileRoutesOptions } from './pipeline.js';
 import { encodeError } from './respond.js';
 import { groupProfileRoutes, send } from './routes.js';
+import { groupEventRoutes } from './events.js';
+import type { PushHub } from '../push/hub.js';
 
 export interface ProxyAppOptions extends GroupProfileRoutesOptions {
   engine: GroupProfileRoutesOptions['engine'] & Pick<CoalescingCache<unknown>, 'invalidate' | 'stats'>;
@@ -25,6 +27,8 @@ export interface ProxyAppOptions extends GroupProfileRoutesOptions {
   accessLog?: (line: AccessLogLine) => void;
   /** Serve `GET /metrics` from these metrics' registry. Default: no /metrics route (e.g. when it has its own port). */
   metricsRoute?: boolean;
+  /** Live updates: `GET /groups/:id/events` and `GET /events?groups=…` (Server-Sent Events) from this hub. Default: no such routes. */
+  push?: PushHub;
 }
 
 /**
@@ -61,6 +65,7 @@ export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: 
     const body = { l2, ...(feed === undefined ? {} : { feed: { state: feed.lagging ? 'lagging' : 'ok', lagMs: feed.lagMs, lagEntries: feed.lagEntries } }) };
     return isReady() ? c.json({ status: 'ready', ...body }) : c.json({ status: 'stopping', ...body }, 503);
   });
+  if (options.push !== undefined) app.route('/', groupEventRoutes({ hub: options.push, parseId: pipeline.parseId, cacheName }));
   app.route('/groups', groupProfileRoutes(pipeline));
   const metrics = options.metrics;
   if (options.metricsRoute === true && metrics !== undefined) {

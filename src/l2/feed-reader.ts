@@ -79,6 +79,11 @@ export class ShardReader {
     return this.#lagEntries;
   }
 
+  /** The epoch of the stream as last read (`''` before the first read). */
+  get epoch(): string {
+    return this.#epoch;
+  }
+
   /** The reader's position (`''` before its first read). */
   get position(): string {
     return this.#position;

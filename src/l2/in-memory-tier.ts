@@ -9,6 +9,7 @@ import {
   UNAVAILABLE,
   type Change,
   type FeedChange,
+  type FeedPosition,
   type FeedStatus,
   type LeaseHint,
   type SharedLookup,
@@ -113,6 +114,17 @@ export class InMemoryTierStore {
     const first = this.#log[0]?.ordinal ?? this.#added + 1;
     if (ordinal + 1 < first) return 'trimmed';
     return this.#log.slice(ordinal + 1 - first);
+  }
+
+  /** @internal The position of the change with `ordinal` ('0-0' before the first; the last one known if trimmed). */
+  positionAt(ordinal: number): string {
+    if (ordinal === 0) return '0-0';
+    const first = this.#log[0]?.ordinal ?? this.#added + 1;
+    return this.#log[ordinal - first]?.change.position ?? this.#lastPosition;
+  }
+
+  /** @internal */ oldestPosition(): string | undefined {
+    return this.#log[0]?.change.position;
   }
 
   /** @internal True (and remembered) unless a change at or after `position` was applied to `key` already. */
@@ -273,6 +285,18 @@ export class InMemoryTier implements SharedTier {
 
   feedStatus(): FeedStatus {
     return { lagMs: this.feedLagMs(), lagEntries: Math.max(0, this.#store.added - this.#ordinal), skipped: {}, resumes: 0 };
+  }
+
+  feedPositions(): FeedPosition[] {
+    return [{ shard: 0, epoch: this.#epoch, position: this.#store.positionAt(this.#ordinal) }];
+  }
+
+  async oldestPosition(): Promise<string | undefined | Unavailable> {
+    return this.#closed ? UNAVAILABLE : this.#store.oldestPosition();
+  }
+
+  shardOf(): number {
+    return 0;
   }
 
   feedLagMs(): number {

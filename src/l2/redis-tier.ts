@@ -8,6 +8,7 @@ import {
   UNAVAILABLE,
   type Change,
   type FeedChange,
+  type FeedPosition,
   type FeedStatus,
   type LeaseHint,
   type SharedLookup,
@@ -229,6 +230,17 @@ export class RedisTier implements SharedTier {
   /** The shard of a key. */
   shardOf(key: string): number {
     return shardOfKey(key, this.#feed.length);
+  }
+
+  feedPositions(): FeedPosition[] {
+    return this.#readers.map((reader, shard) => ({ shard, epoch: reader.epoch, position: reader.position }));
+  }
+
+  async oldestPosition(shard: number): Promise<string | undefined | Unavailable> {
+    const keys = this.#feed[shard];
+    if (keys === undefined) return undefined;
+    const first = await this.#run(() => this.#client.xrange(keys.changes, '-', '+', 'COUNT', 1));
+    return first === UNAVAILABLE ? UNAVAILABLE : first[0]?.[0];
   }
 
   lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable> {

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './pr
 import type { EngineStats } from '../engine/engine.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { FeedStatus } from '../util/shared-tier.js';
+import type { PushObserver } from '../push/hub.js';
 import type { BreakerState } from '../resilience/origin-guard.js';
 import { FastHistogram } from './fast-histogram.js';
 
@@ -29,6 +30,8 @@ export interface GaugeSources {
   upstream?: () => { active: number; queued: number };
   /** The shared tier's change feed (resumes, skipped entries); lag comes from the engine's stats. */
   feed?: () => FeedStatus | undefined;
+  /** Event streams held now. */
+  pushSubscribers?: () => number;
 }
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
@@ -55,6 +58,9 @@ export class ProxyMetrics {
   readonly changesApplied: Counter<'via'>;
   readonly changePropagation: Histogram;
   readonly feedFlushes: Counter<'reason'>;
+  readonly pushEvents: Counter<'type'>;
+  readonly pushDrops: Counter<'reason'>;
+  readonly pushFanout: Histogram;
   readonly #l2Enabled: () => boolean;
   /** L1-hit answers by status, counted as plain numbers and added to the counters at scrape time. */
   readonly #pendingHits = new Float64Array(600);
@@ -161,6 +167,24 @@ export class ProxyMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.pushEvents = new Counter({
+      name: `${p}push_events_total`,
+      help: 'Events written to subscribers of event streams, by type (profile, resync, deleted, error); one per subscriber reached.',
+      labelNames: ['type'],
+      registers,
+    });
+    this.pushDrops = new Counter({
+      name: `${p}push_drops_total`,
+      help: 'Subscribers dropped, by reason (slow: left more than PUSH_MAX_BUFFERED_BYTES unread).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.pushFanout = new Histogram({
+      name: `${p}push_fanout_seconds`,
+      help: 'From a change applied here to its event written to the last subscriber of the group (the load included).',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
     const collectedCounter = (name: string, help: string, labelNames: string[], values: () => [Record<string, string>, number][]): void => {
       new Counter({
         name: `${p}${name}`,
@@ -195,6 +219,7 @@ export class ProxyMetrics {
       g.set(feed === undefined ? -1 : feed.lagMs / 1000);
     });
     gauge('feed_lag_entries', 'Changes appended to the feed but not yet read here, as of the last read.', (g) => g.set(sources.engine?.().feed?.lagEntries ?? 0));
+    gauge('push_subscribers', 'Event streams (Server-Sent Events) held now.', (g) => g.set(sources.pushSubscribers?.() ?? 0));
     gauge('origin_active_calls', 'Calls to the group-profile service in progress.', (g) => g.set(sources.upstream?.().active ?? 0));
     gauge('origin_queued_calls', 'Loads waiting for an upstream slot.', (g) => g.set(sources.upstream?.().queued ?? 0));
     if (options.processMetrics ?? true) collectProcessMetrics(registry, p, options.gcMetrics ?? false);
@@ -213,6 +238,13 @@ export class ProxyMetrics {
       if (!local) this.changePropagation.observe(Math.max(0, appliedAt - change.appendedAt) / 1000);
     },
     feedReset: (reason) => this.feedFlushes.inc({ reason }),
+  };
+
+  /** Push hub hooks feeding the event, drop and fan-out metrics. */
+  readonly pushObserver: PushObserver = {
+    pushed: (type, subscribers) => this.pushEvents.inc({ type }, subscribers),
+    dropped: (reason) => this.pushDrops.inc({ reason }),
+    fanout: (ms) => this.pushFanout.observe(ms / 1000),
   };
 
   /**

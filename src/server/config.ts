@@ -4,6 +4,7 @@ import { REDIS_TIER_OPTION_SPECS as REDIS } from '../l2/redis-tier-options.js';
 import { BATCH_OPTION_SPECS as BATCH } from '../origin/batch-loader.js';
 import { HTTP_ORIGIN_OPTION_SPECS as ORIGIN } from '../origin/http-origin.js';
 import { ORIGIN_GUARD_OPTION_SPECS as GUARD } from '../resilience/origin-guard.js';
+import { PUSH_OPTION_SPECS as PUSH } from '../push/options.js';
 import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret, type NumberSpec } from '../util/options.js';
 
 /**
@@ -184,7 +185,12 @@ export const SETTINGS = {
   breakerVolumeThreshold: option('BREAKER_VOLUME_THRESHOLD', GUARD.breakerVolumeThreshold, 'Upstream calls needed in the window before the breaker may open.'),
   breakerWindowMs: option('BREAKER_WINDOW_MS', GUARD.breakerWindowMs, 'Rolling window of the breaker\'s failure rate, ms.'),
   breakerResetMs: option('BREAKER_RESET_MS', GUARD.breakerResetMs, 'How long the breaker stays open before one half-open probe, ms.'),
-  maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most; more are refused.'),
+  maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most (event streams included); more are refused.'),
+  pushMaxSubscribers: option('PUSH_MAX_SUBSCRIBERS', PUSH.maxSubscribers, 'Event streams (GET /groups/{id}/events, /events) held at most; more get 503 TOO_MANY_SUBSCRIBERS with Retry-After. Keep it under MAX_CONNECTIONS.'),
+  pushMaxGroups: option('PUSH_MAX_GROUPS', PUSH.maxGroups, 'Groups one /events stream may follow; more is 400 TOO_MANY_GROUPS.'),
+  pushMaxBufferedBytes: option('PUSH_MAX_BUFFERED_BYTES', PUSH.maxBufferedBytes, 'Bytes a stream may leave unread; past them the client is dropped (it resumes with Last-Event-ID), the others unaffected.'),
+  pushHeartbeatMs: option('PUSH_HEARTBEAT_MS', PUSH.heartbeatMs, 'Idle streams get a comment line this often, ms, so proxies and load balancers in between keep them open.'),
+  pushRetryMs: option('PUSH_RETRY_MS', PUSH.retryMs, 'The reconnection delay (`retry:`) streams are told when the proxy shuts down, ms.'),
   maxHeaderBytes: integer('MAX_HEADER_BYTES', 16_384, 1024, 1_048_576, 'Largest request header section; larger requests get 431.'),
   requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000, 'Longest time to receive a whole request from a client, ms; a slower client (slowloris) is disconnected within this plus a tenth of it (at most 1 s more).'),
   stalledWriteTimeoutMs: integer(

@@ -9,6 +9,7 @@ import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
 import type { FeedNotice, RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
+import { PushHub } from '../push/hub.js';
 import { ENGINE_OPTION_SPECS } from '../engine/options.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { Clock } from '../util/clock.js';
@@ -28,6 +29,8 @@ export interface RunningSidecar {
   /** The shared L2 tier, when REDIS_URL or REDIS_CLUSTER_NODES is set. */
   readonly l2: RedisTier | undefined;
   readonly metrics: ProxyMetrics;
+  /** Live profile updates behind the event-stream routes. */
+  readonly push: PushHub;
   /** `http://host:port` of the metrics listener when METRICS_PORT is set. */
   readonly metricsUrl: string | undefined;
   /** The in-process mock backend when no UPSTREAM_URL was configured. */
@@ -61,9 +64,16 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
 
   const l2 = await createL2(settings, logger, dependencies.clock);
   let cache: GroupProfileCache | undefined;
+  let push: PushHub | undefined;
   const metrics = new ProxyMetrics(
     { gcMetrics: settings.gcMetrics === 'on' },
-    { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats(), feed: () => l2?.feedStatus() },
+    {
+      engine: () => cache!.engine.stats(),
+      breaker: () => cache!.guard.breakerState,
+      upstream: () => cache!.guard.stats(),
+      feed: () => l2?.feedStatus(),
+      pushSubscribers: () => push?.subscribers ?? 0,
+    },
   );
   cache = createGroupProfileCache({
     clock: dependencies.clock,
@@ -92,12 +102,23 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   // Serve once the feed readers have their positions, so no change appended after the first
   // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
   await l2?.whenFeedReady(FEED_READY_WAIT_MS).catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
+  push = new PushHub({
+    engine: cache.engine,
+    clock: dependencies.clock,
+    maxSubscribers: settings.pushMaxSubscribers,
+    maxGroups: settings.pushMaxGroups,
+    maxBufferedBytes: settings.pushMaxBufferedBytes,
+    heartbeatMs: settings.pushHeartbeatMs,
+    retryMs: settings.pushRetryMs,
+    observer: metrics.pushObserver,
+  });
   let accepting = true;
   const { app, pipeline } = buildProxyApp({
     engine: cache.engine,
     maxGroupId: settings.maxGroupId,
     sMaxAgeSeconds: settings.sMaxAgeSeconds,
     adminToken: settings.adminToken,
+    push,
     isReady: () => accepting,
     metrics,
     metricsRoute: settings.metricsPort === undefined,
@@ -135,6 +156,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     });
   } catch (error) {
     stalledWrites.stop();
+    push.close();
     await cache.close();
     await l2?.close();
     await mockBackend?.close();
@@ -162,6 +184,8 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       // Readiness fails first, so load balancers stop sending before the listener closes.
       accepting = false;
       if (settings.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelayMs));
+      // Streams never finish by themselves: end them (with a retry hint) so draining does not wait them out.
+      push?.close();
       await drain(server, settings.shutdownTimeoutMs);
       stalledWrites.stop();
       if (metricsServer !== undefined) await drain(metricsServer, 1000);
@@ -172,7 +196,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     })();
     return closing;
   };
-  return { url, port, cache, l2, metrics, metricsUrl, mockBackend, close };
+  return { url, port, cache, l2, metrics, push, metricsUrl, mockBackend, close };
 }
 
 async function createL2(settings: SidecarConfig, logger: Logger, clock: Clock | undefined): Promise<RedisTier | undefined> {

@@ -89,6 +89,13 @@ export type TierEvent =
   | { type: 'change'; change: FeedChange }
   | { type: 'reset'; reason: FeedResetReason; shard: number };
 
+/** A reader's place on one shard: the stream's epoch (a new one after a recreation) and the last position read. */
+export interface FeedPosition {
+  shard: number;
+  epoch: string;
+  position: string;
+}
+
 /** The feed as this instance reads it, for health and metrics. */
 export interface FeedStatus {
   /** Time since the last read that reached every shard, ms (0 while no listener reads the feed). */
@@ -149,6 +156,12 @@ export interface SharedTier {
   feedStatus(): FeedStatus;
   /** `feedStatus().lagMs` alone, cheap enough for every L1 hit. */
   feedLagMs(): number;
+  /** Where this instance's reader stands on each shard (position `''` before its first read). */
+  feedPositions(): FeedPosition[];
+  /** The oldest position a shard still keeps (`undefined`: the shard is empty), to tell whether a position can be replayed. */
+  oldestPosition(shard: number): Promise<string | undefined | Unavailable>;
+  /** The feed shard of a key. */
+  shardOf(key: string): number;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,120 @@
+import { Hono, type Context } from 'hono';
+import { ProxyError } from '../errors.js';
+import { decodeEventId, type FeedVector } from '../push/event-id.js';
+import type { PushHub, PushSink } from '../push/hub.js';
+import { encodeError } from './respond.js';
+import { send } from './routes.js';
+
+export interface EventRoutesOptions {
+  hub: PushHub;
+  /** Canonical cache key for a raw id, or `undefined` when invalid (the lookups' rule). */
+  parseId: (raw: string) => string | undefined;
+  cacheName: string;
+}
+
+/** A stream request, checked: the groups and where to resume from, or the error to answer. */
+export type StreamRequest = { ids: string[]; resumeFrom: FeedVector | undefined } | { error: ProxyError };
+
+const EVENT_STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-store',
+  // nginx would otherwise buffer the stream.
+  'x-accel-buffering': 'no',
+};
+
+/**
+ * Checks a stream request: the raw ids (a path segment, or the `groups` list), at most
+ * `maxGroups`, valid and distinct, and a Last-Event-ID that is one of ours. Nothing is held open
+ * and nothing is loaded for a request this rejects.
+ */
+export function checkStreamRequest(rawIds: readonly string[], lastEventId: string | undefined, hub: PushHub, parseId: (raw: string) => string | undefined): StreamRequest {
+  if (rawIds.length === 0 || (rawIds.length === 1 && rawIds[0] === '')) return { error: new ProxyError('BAD_REQUEST', 'name the groups: /events?groups=1,2,3', 400) };
+  if (rawIds.length > hub.maxGroups) return { error: new ProxyError('TOO_MANY_GROUPS', `at most ${hub.maxGroups} groups per stream, got ${rawIds.length}`, 400) };
+  const ids: string[] = [];
+  const seen = new Set<string>();
+  for (const raw of rawIds) {
+    const id = parseId(raw);
+    if (id === undefined) return { error: new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(raw.slice(0, 40))}: expected a canonical decimal id`, 400) };
+    if (seen.has(id)) return { error: new ProxyError('BAD_REQUEST', `group ${id} is listed twice`, 400) };
+    seen.add(id);
+    ids.push(id);
+  }
+  let resumeFrom: FeedVector | undefined;
+  if (lastEventId !== undefined && lastEventId !== '') {
+    resumeFrom = decodeEventId(lastEventId);
+    if (resumeFrom === undefined) return { error: new ProxyError('BAD_LAST_EVENT_ID', 'Last-Event-ID is not an event id of this proxy: reconnect without it', 400) };
+  }
+  return { ids, resumeFrom };
+}
+
+/**
+ * `GET /groups/:id/events` and `GET /events?groups=1,2,3`: Server-Sent Events
+ * of the groups' profiles, fed by a PushHub, as a Hono sub-app to mount at
+ * the root of any app. The stream is a ReadableStream whose queue, counted in
+ * bytes, is what the hub bounds per subscriber.
+ */
+export function groupEventRoutes(options: EventRoutesOptions): Hono {
+  const { hub, parseId, cacheName } = options;
+  const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, cacheName));
+  const open = (c: Context, rawIds: readonly string[]): Response => {
+    const checked = checkStreamRequest(rawIds, c.req.header('last-event-id'), hub, parseId);
+    if ('error' in checked) return fail(c, checked.error);
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    let close = (): void => {};
+    const highWaterMark = 1 << 30; // the hub bounds it; the queue's size is only read
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => {
+          controller = c;
+        },
+        cancel: () => close(), // the client left
+      },
+      new ByteLengthQueuingStrategy({ highWaterMark }),
+    );
+    let ended = false;
+    const sink: PushSink = {
+      write: (bytes) => {
+        if (!ended) controller.enqueue(bytes);
+      },
+      get bufferedBytes() {
+        return highWaterMark - (controller.desiredSize ?? highWaterMark);
+      },
+      end: (last) => {
+        if (ended) return;
+        ended = true;
+        if (last !== undefined) controller.enqueue(last);
+        controller.close();
+      },
+      drop: () => {
+        if (ended) return;
+        ended = true;
+        // An errored stream makes the server destroy the response: its backlog goes with it.
+        controller.error(new Error('subscriber dropped: not reading'));
+      },
+    };
+    const result = hub.subscribe(checked.ids, sink, checked.resumeFrom);
+    if ('refused' in result) {
+      const response = fail(c, new ProxyError('TOO_MANY_SUBSCRIBERS', 'this instance holds as many streams as it may: retry, or another instance', 503, { retryAfterSeconds: 5 }));
+      return response;
+    }
+    close = () => result.subscription.close();
+    return new Response(stream, { status: 200, headers: EVENT_STREAM_HEADERS });
+  };
+  const methodNotAllowed = (c: Context): Response => {
+    const response = fail(c, new ProxyError('METHOD_NOT_ALLOWED', 'use GET', 405));
+    response.headers.set('allow', 'GET');
+    return response;
+  };
+  return new Hono()
+    .get('/groups/:id/events', (c) => open(c, [rawSegmentBeforeEvents(c.req.url)]))
+    .all('/groups/:id/events', methodNotAllowed)
+    .get('/events', (c) => open(c, (c.req.query('groups') ?? '').split(',')))
+    .all('/events', methodNotAllowed);
+}
+
+/** The id segment of `/groups/{id}/events` as sent (still percent-encoded: encoded spellings are rejected, as for lookups). */
+function rawSegmentBeforeEvents(url: string): string {
+  const path = url.slice(0, (url.indexOf('?') + 1 || url.length + 1) - 1);
+  const end = path.lastIndexOf('/');
+  return path.slice(path.lastIndexOf('/', end - 1) + 1, end);
+}
