@@ -1,3 +1,4 @@
+import { ServerResponse } from 'node:http';
 import { Hono, type Context } from 'hono';
 import { ProxyError } from '../errors.js';
 import { decodeEventId, type FeedVector } from '../push/event-id.js';
@@ -72,12 +73,18 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
       new ByteLengthQueuingStrategy({ highWaterMark }),
     );
     let ended = false;
+    // On Node (@hono/node-server) the response itself: what the client has not taken shows there.
+    const outgoing = nodeResponseOf(c);
+    const queued = (): number => highWaterMark - (controller.desiredSize ?? highWaterMark);
     const sink: PushSink = {
       write: (bytes) => {
         if (!ended) controller.enqueue(bytes);
       },
       get bufferedBytes() {
-        return highWaterMark - (controller.desiredSize ?? highWaterMark);
+        // The server takes from the queue whenever the socket accepts more, so a queue only stays
+        // full behind a socket that does not drain: count it then, and Node's own buffer always.
+        if (outgoing === undefined) return queued();
+        return outgoing.writableLength + (outgoing.writableNeedDrain ? queued() : 0);
       },
       end: (last) => {
         if (ended) return;
@@ -88,8 +95,9 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
       drop: () => {
         if (ended) return;
         ended = true;
-        // An errored stream makes the server destroy the response: its backlog goes with it.
-        controller.error(new Error('subscriber dropped: not reading'));
+        // The connection goes, and its backlog with it.
+        if (outgoing !== undefined) outgoing.destroy();
+        else controller.error(new Error('subscriber dropped: not reading'));
       },
     };
     const result = hub.subscribe(checked.ids, sink, checked.resumeFrom);
@@ -110,6 +118,12 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
     .all('/groups/:id/events', methodNotAllowed)
     .get('/events', (c) => open(c, (c.req.query('groups') ?? '').split(',')))
     .all('/events', methodNotAllowed);
+}
+
+/** The Node response under a request served by @hono/node-server (`c.env.outgoing`), if any. */
+function nodeResponseOf(c: Context): ServerResponse | undefined {
+  const outgoing = (c.env as { outgoing?: unknown } | undefined)?.outgoing;
+  return outgoing instanceof ServerResponse ? outgoing : undefined;
 }
 
 /** The id segment of `/groups/{id}/events` as sent (still percent-encoded: encoded spellings are rejected, as for lookups). */
