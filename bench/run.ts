@@ -14,6 +14,7 @@ import { FLEET_DEFAULTS, fleet } from './scenarios/fleet.js';
 import { HOT_PATH_DEFAULTS, coldBurst, hotPath } from './scenarios/hot-path.js';
 import { INSTRUCTIONS_DEFAULTS, instructions } from './scenarios/instructions.js';
 import { MEMORY_DEFAULTS, memory } from './scenarios/memory.js';
+import { PUSH_DEFAULTS, push } from './scenarios/push.js';
 import { OUTAGE_DEFAULTS, outage } from './scenarios/outage.js';
 import { ZIPF_DEFAULTS, zipf } from './scenarios/zipf.js';
 
@@ -37,6 +38,11 @@ const SCENARIOS: Record<string, { run: Scenario; about: string; options: readonl
     run: (o) => changes(o),
     about: 'the change feed on Redis: append rate, append → applied latency on 4 instances, stale reads while a reader is cut off',
     options: Object.keys(CHANGES_DEFAULTS),
+  },
+  push: {
+    run: (o) => push(o),
+    about: 'live updates: one change to 10,000 subscribers (one group, 1,000 groups), memory per idle subscriber, a 4-instance fleet, polling against push',
+    options: Object.keys(PUSH_DEFAULTS),
   },
   fleet: { run: (o) => fleet(o), about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server', options: Object.keys(FLEET_DEFAULTS) },
   'hot-path': {

@@ -374,7 +374,7 @@ describe('deploy/grafana', () => {
     }
   });
 
-  it('shows reduction, hit ratios, coalescing, breaker, latencies, origin outcomes, in-flight loads, L1 bytes and the change feed', () => {
+  it('shows reduction, hit ratios, coalescing, breaker, latencies, origin outcomes, in-flight loads, L1 bytes, the change feed and live updates', () => {
     const all = queries.join('\n');
     expect(all).toMatch(/gpp_http_requests_total[^\n]*\/\s*sum\(rate\(gpp_origin_calls_total/);
     expect(all).toMatch(/tier="l1"/);
@@ -389,6 +389,9 @@ describe('deploy/grafana', () => {
     expect(all).toContain('gpp_feed_lag_seconds');
     expect(all).toContain('gpp_feed_lag_entries');
     expect(all).toMatch(/histogram_quantile\([^\n]*gpp_feed_propagation_seconds_bucket/);
+    expect(all).toContain('gpp_push_subscribers');
+    expect(all).toMatch(/histogram_quantile\([^\n]*gpp_push_fanout_seconds_bucket/);
+    for (const name of ['gpp_push_events_total', 'gpp_push_drops_total']) expect(all).toContain(name);
     for (const name of ['gpp_feed_changes_applied_total', 'gpp_feed_resumes_total', 'gpp_feed_flushes_total', 'gpp_feed_skipped_entries_total']) expect(all).toContain(name);
   });
 

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CoalescingCache } from '../src/engine/engine.js';
+import { createProxyApp } from '../src/http/app.js';
 import { NOT_FOUND } from '../src/engine/options.js';
 import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
 import { decodeEventId } from '../src/push/event-id.js';
@@ -242,5 +243,40 @@ describe('PushHub', () => {
     expect(seen.map(({ type, version }) => [type, version])).toEqual([['profile', 1], ['profile', 2], ['profile', 3]]);
     expect(hub.subscribers).toBe(0);
     await expect(hub.events(['1', '1']).next()).rejects.toThrow(TypeError);
+  });
+});
+
+describe('the event routes in any Hono app (createProxyApp({ push }))', () => {
+  it('streams the current profile and changes through app.request, and answers bad input with JSON errors', async () => {
+    const t = setup();
+    const { engine, hub } = t.instances[0]!;
+    const app = createProxyApp({ engine, push: hub });
+    const response = await app.request('/groups/21/events');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    const reader = response.body!.getReader();
+    let text = '';
+    const readUntil = async (pattern: RegExp): Promise<void> => {
+      while (!pattern.test(text)) text += Buffer.from((await reader.read()).value!).toString();
+    };
+    await readUntil(/event: profile\ndata: \{"id":21,"version":1\}/);
+    await t.change('21');
+    await readUntil(/"version":2/);
+    expect(text.startsWith(': open\n\n')).toBe(true);
+    await reader.cancel();
+    await until(() => hub.subscribers === 0, 'the cancelled stream gone', 5000);
+
+    for (const [path, headers, code] of [
+      ['/groups/021/events', {}, 'INVALID_GROUP_ID'],
+      ['/events?groups=', {}, 'BAD_REQUEST'],
+      ['/events?groups=1,1', {}, 'BAD_REQUEST'],
+      ['/groups/1/events', { 'last-event-id': 'x' }, 'BAD_LAST_EVENT_ID'],
+    ] as const) {
+      const bad = await app.request(path, { headers });
+      expect(bad.status, path).toBe(400);
+      expect(await bad.json()).toMatchObject({ error: { code } });
+    }
+    expect((await app.request('/events?groups=1', { method: 'DELETE' })).status).toBe(405);
+    expect(t.calls).toEqual(['21', '21']);
   });
 });

@@ -13,10 +13,14 @@ export interface EventRoutesOptions {
   cacheName: string;
 }
 
+export function tooManySubscribers(): ProxyError {
+  return new ProxyError('TOO_MANY_SUBSCRIBERS', 'this instance holds as many streams as it may: retry, or another instance', 503, { retryAfterSeconds: 5 });
+}
+
 /** A stream request, checked: the groups and where to resume from, or the error to answer. */
 export type StreamRequest = { ids: string[]; resumeFrom: FeedVector | undefined } | { error: ProxyError };
 
-const EVENT_STREAM_HEADERS = {
+export const EVENT_STREAM_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-store',
   // nginx would otherwise buffer the stream.
@@ -101,10 +105,7 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
       },
     };
     const result = hub.subscribe(checked.ids, sink, checked.resumeFrom);
-    if ('refused' in result) {
-      const response = fail(c, new ProxyError('TOO_MANY_SUBSCRIBERS', 'this instance holds as many streams as it may: retry, or another instance', 503, { retryAfterSeconds: 5 }));
-      return response;
-    }
+    if ('refused' in result) return fail(c, tooManySubscribers());
     close = () => result.subscription.close();
     return new Response(stream, { status: 200, headers: EVENT_STREAM_HEADERS });
   };

@@ -141,6 +141,11 @@ export class PushHub {
     return this.#o.maxGroups;
   }
 
+  /** True when a subscribe now would be refused (the limit is reached, or the hub closed). */
+  get full(): boolean {
+    return this.#closed || this.#count >= this.#o.maxSubscribers;
+  }
+
   /** Streams held now. */
   get subscribers(): number {
     return this.#count;

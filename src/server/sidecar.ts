@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, serve } from '@hono/node-server';
 import { createFastPath } from '../http/fast-path.js';
+import { createEventsFastPath } from '../http/events-fast-path.js';
 import { pino, type Logger } from 'pino';
 import { buildProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
@@ -132,6 +133,8 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   // Profile lookups skip Hono (see fast-path.ts) through the same pipeline as its route: one id rule,
   // encoder, route label, error path and access log, so ACCESS_LOG=on keeps the fast path.
   const fastPath = createFastPath(pipeline);
+  // Event streams likewise, straight on Node's response: a stream lives long, and holds less this way.
+  const eventsFastPath = createEventsFastPath(push, pipeline.parseId, pipeline.cacheName);
   const server = createServer(
     {
       maxHeaderSize: settings.maxHeaderBytes,
@@ -141,7 +144,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       keepAliveTimeout: settings.keepAliveTimeoutMs,
     },
     (req, res) => {
-      if (!fastPath(req, res)) void honoListener(req, res);
+      if (!fastPath(req, res) && !eventsFastPath(req, res)) void honoListener(req, res);
     },
   );
   server.maxConnections = settings.maxConnections;

@@ -1,0 +1,50 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { PushHub, PushSink } from '../push/hub.js';
+import { checkStreamRequest, EVENT_STREAM_HEADERS, tooManySubscribers } from './events.js';
+import { encodeError } from './respond.js';
+
+const SINGLE = /^\/groups\/([^/?]*)\/events(?:\?|$)/;
+
+/**
+ * The event-stream routes straight on Node's response, for the sidecar: the
+ * same checks and hub as the Hono routes (events.ts), without a
+ * ReadableStream, a Request or a Hono context per stream, which hold memory
+ * for as long as the stream lives (see the README's push numbers). Returns
+ * false for anything else (other methods included: Hono answers those).
+ */
+export function createEventsFastPath(hub: PushHub, parseId: (raw: string) => string | undefined, cacheName: string): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    const url = req.url;
+    if (req.method !== 'GET' || url === undefined) return false;
+    let rawIds: string[];
+    const single = SINGLE.exec(url);
+    if (single !== null) rawIds = [single[1]!];
+    else if (url === '/events' || url.startsWith('/events?')) rawIds = (new URLSearchParams(url.slice(8)).get('groups') ?? '').split(',');
+    else return false;
+    const lastEventId = req.headers['last-event-id'];
+    const checked = checkStreamRequest(rawIds, typeof lastEventId === 'string' ? lastEventId : undefined, hub, parseId);
+    if ('error' in checked) {
+      const answer = encodeError(checked.error, cacheName);
+      res.writeHead(answer.status, answer.headers).end(answer.body);
+      return true;
+    }
+    if (hub.full) {
+      const answer = encodeError(tooManySubscribers(), cacheName);
+      res.writeHead(answer.status, answer.headers).end(answer.body);
+      return true;
+    }
+    res.writeHead(200, EVENT_STREAM_HEADERS);
+    const sink: PushSink = {
+      write: (bytes) => void res.write(bytes),
+      get bufferedBytes() {
+        return res.writableLength;
+      },
+      end: (last) => void res.end(last),
+      drop: () => void res.destroy(),
+    };
+    const result = hub.subscribe(checked.ids, sink, checked.resumeFrom);
+    if ('refused' in result) res.end(); // the hub closed in between
+    else res.on('close', () => result.subscription.close());
+    return true;
+  };
+}
