@@ -21,9 +21,11 @@ export interface PushOptions {
   changes: number;
   /** The pollers' interval, ms. */
   pollMs: number;
+  /** Load generator processes the subscribers are split over. */
+  generators: number;
 }
 
-export const PUSH_DEFAULTS: PushOptions = { subscribers: 10_000, groups: 1000, instances: 4, clients: 1000, seconds: 60, changes: 6, pollMs: 5000 };
+export const PUSH_DEFAULTS: PushOptions = { subscribers: 10_000, groups: 1000, instances: 4, clients: 1000, seconds: 60, changes: 6, pollMs: 5000, generators: 1 };
 
 const CLIENTS = fileURLToPath(new URL('../lib/sse-clients.ts', import.meta.url));
 const TOKEN = 'bench-admin-token-0123456789';
@@ -41,8 +43,28 @@ async function fanout(proxyUrl: string): Promise<string> {
 
 interface Generator {
   child: ChildProcess;
+  kill(): void;
   next(prefix: string, timeoutMs?: number): Promise<string>;
   send(line: string): void;
+}
+
+/** `count` subscribers split over `processes` generators (client i of all follows group base + i % groups); one Generator to drive them. */
+function generators(processes: number, env: { URLS: string; COUNT: number; GROUPS: number; BASE_ID: number }): Generator {
+  const parts = Array.from({ length: processes }, (_, p) => {
+    const count = Math.floor(env.COUNT / processes) + (p < env.COUNT % processes ? 1 : 0);
+    // Keep the whole run's groups: part p starts at group offset p (its clients take every group in turn).
+    return generator({ URLS: env.URLS, COUNT: String(count), GROUPS: String(env.GROUPS), BASE_ID: String(env.BASE_ID) });
+  });
+  return {
+    child: parts[0]!.child,
+    kill: () => parts.forEach((part) => part.kill()),
+    send: (line) => parts.forEach((part) => part.send(line)),
+    async next(prefix, timeoutMs) {
+      const answers = await Promise.all(parts.map((part) => part.next(prefix, timeoutMs)));
+      if (prefix.startsWith('arrived')) return JSON.stringify(answers.flatMap((answer) => JSON.parse(answer) as number[]));
+      return answers.join(' ');
+    },
+  };
 }
 
 /** The load generator in a process of its own (bench/lib/sse-clients.ts). */
@@ -56,6 +78,7 @@ function generator(env: Record<string, string>): Generator {
   });
   return {
     child,
+    kill: () => void child.kill(),
     send: (line) => child.stdin!.write(line + '\n'),
     async next(prefix, timeoutMs = 120_000) {
       const deadline = Date.now() + timeoutMs;
@@ -107,7 +130,7 @@ export async function push(options: Partial<PushOptions> = {}): Promise<Row[]> {
   const lines = ['| measurement | result | target |', '| --- | --- | --- |'];
   const mock = await startMock({ MOCK_LATENCY_MS: '20' });
   const running: Running[] = [];
-  const generators: Generator[] = [];
+  const launched: Generator[] = [];
   try {
     // 1 and 2: one instance.
     const proxy = await startProxy({ UPSTREAM_URL: mock.url, ...PROXY_ENV });
@@ -115,8 +138,8 @@ export async function push(options: Partial<PushOptions> = {}): Promise<Row[]> {
     await fetch(`${proxy.url}/groups/42`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const before = rssOf(proxy.child.pid!);
-    const one = generator({ URLS: proxy.url, COUNT: String(o.subscribers), GROUPS: '1', BASE_ID: '42' });
-    generators.push(one);
+    const one = generators(o.generators, { URLS: proxy.url, COUNT: o.subscribers, GROUPS: 1, BASE_ID: 42 });
+    launched.push(one);
     await one.next('ready');
     await new Promise((resolve) => setTimeout(resolve, 2000)); // settle, so the RSS is of idle streams
     const after = rssOf(proxy.child.pid!);
@@ -128,8 +151,8 @@ export async function push(options: Partial<PushOptions> = {}): Promise<Row[]> {
     lines.push(`| the same, the proxy's own fan-out (change applied → last subscriber written, the load included) | ${await fanout(proxy.url)} | |`);
     one.send('quit');
 
-    const spread = generator({ URLS: proxy.url, COUNT: String(o.subscribers), GROUPS: String(o.groups), BASE_ID: '100000' });
-    generators.push(spread);
+    const spread = generators(o.generators, { URLS: proxy.url, COUNT: o.subscribers, GROUPS: o.groups, BASE_ID: 100_000 });
+    launched.push(spread);
     await spread.next('ready');
     spread.send('mark');
     const ids = Array.from({ length: o.groups }, (_, i) => 100_000 + i);
@@ -146,8 +169,8 @@ export async function push(options: Partial<PushOptions> = {}): Promise<Row[]> {
       const fleet: Running[] = [];
       for (let i = 0; i < o.instances; i++) fleet.push(await startProxy({ UPSTREAM_URL: mock.url, REDIS_URL: redis.url, REDIS_PREFIX: 'bench-push:', ...PROXY_ENV }));
       running.push(...fleet);
-      const many = generator({ URLS: fleet.map((p) => p.url).join(','), COUNT: String(o.subscribers), GROUPS: '1', BASE_ID: '77' });
-      generators.push(many);
+      const many = generators(o.generators, { URLS: fleet.map((p) => p.url).join(','), COUNT: o.subscribers, GROUPS: 1, BASE_ID: 77 });
+      launched.push(many);
       await many.next('ready');
       const callsBefore = (await backendStats(mock.url)).calls;
       many.send('mark');
@@ -167,8 +190,8 @@ export async function push(options: Partial<PushOptions> = {}): Promise<Row[]> {
       const proxy2 = await startProxy({ UPSTREAM_URL: mock.url, ...PROXY_ENV });
       running.push(proxy2);
       const callsBefore = (await backendStats(mock.url)).calls;
-      const clients = generator({ URLS: proxy2.url, COUNT: String(o.clients), GROUPS: '1', BASE_ID: '55', MODE: mode, POLL_MS: String(o.pollMs) });
-      generators.push(clients);
+      const clients = generator({ URLS: proxy2.url, COUNT: String(o.clients), GROUPS: '1', BASE_ID: '55', MODE: mode, POLL_MS: String(o.pollMs), TRACK_REVISIONS: 'on' });
+      launched.push(clients);
       await clients.next('ready');
       const started = Date.now();
       for (let i = 0; i < o.changes; i++) {
@@ -189,7 +212,7 @@ export async function push(options: Partial<PushOptions> = {}): Promise<Row[]> {
       running.splice(0);
     }
   } finally {
-    for (const g of generators) g.child.kill();
+    for (const g of launched) g.kill();
     for (const p of running) await p.stop();
     await mock.stop();
   }
