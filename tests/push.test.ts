@@ -280,3 +280,71 @@ describe('the event routes in any Hono app (createProxyApp({ push }))', () => {
     expect(t.calls).toEqual(['21', '21']);
   });
 });
+
+describe('defects found in review (each failed before its fix)', () => {
+  it('answers HEAD on the event routes with 405 and holds no subscriber', async () => {
+    const t = setup();
+    const { engine, hub } = t.instances[0]!;
+    const app = createProxyApp({ engine, push: hub });
+    for (const path of ['/events?groups=1', '/groups/1/events']) {
+      const response = await app.request(path, { method: 'HEAD' });
+      expect(response.status, path).toBe(405);
+      expect(response.headers.get('allow')).toBe('GET');
+    }
+    expect(hub.subscribers).toBe(0);
+  });
+
+  it('never gives an event id that covers a change whose other groups are still to be sent (resume loses none)', async () => {
+    const t = setup();
+    const { hub, engine } = t.instances[0]!;
+    const sink = recordingSink();
+    hub.subscribe(['31', '32'], sink);
+    await until(() => sink.events().length === 2, 'first events', 5000);
+    await engine.invalidate(['31', '32']);
+    await until(() => sink.events().length === 4, 'both change events', 5000);
+    // A client that got only the first of the two change events and reconnected:
+    const firstOfChange = sink.events()[2]!;
+    const resumed = recordingSink();
+    hub.subscribe(['31', '32'], resumed, decodeEventId(firstOfChange.id));
+    await until(() => resumed.events().length >= 1, 'what was missed', 5000);
+    const missedGroup = (sink.events()[3]!.data as Profile).id;
+    expect(resumed.events().map((e) => (e.data as Profile).id)).toContain(missedGroup);
+  });
+
+  it('keeps sending a group after a write to one of its subscribers throws', async () => {
+    const t = setup();
+    const { hub } = t.instances[0]!;
+    const broken = recordingSink();
+    const fine = recordingSink();
+    hub.subscribe(['33'], broken);
+    hub.subscribe(['33'], fine);
+    await until(() => fine.events().length === 1, 'first', 5000);
+    broken.write = () => {
+      throw new Error('a sink that breaks');
+    };
+    await t.change('33');
+    await t.change('33');
+    await until(() => fine.events().length === 3, 'both changes at the sound subscriber', 5000);
+  });
+
+  it('sends a profile whose body holds a raw newline as one data line, never extra fields', async () => {
+    const clock = new ManualClock();
+    const engine = new CoalescingCache<{ id: number; notice: string }>({
+      clock,
+      load: async (key) => ({ id: Number(key), notice: 'line one' }),
+      serialize: (value) => Buffer.from(JSON.stringify(value, null, 1)), // pretty-printed: raw newlines
+    });
+    const hub = new PushHub({ engine, clock });
+    closing.push(async () => {
+      hub.close();
+      await engine.close();
+    });
+    const sink = recordingSink();
+    hub.subscribe(['34'], sink);
+    await until(() => sink.frames.length === 2, 'first event', 5000);
+    const frame = sink.frames[1]!;
+    expect(frame.split('\n').filter((line) => line.startsWith('data: '))).toHaveLength(1);
+    expect(frame.split('\n').filter((line) => line !== '' && !/^(id|event|data): /.test(line))).toEqual([]);
+    expect(JSON.parse(frame.split('\n')[2]!.slice(6))).toEqual({ id: 34, notice: 'line one' });
+  });
+});

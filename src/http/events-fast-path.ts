@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PushHub, PushSink } from '../push/hub.js';
-import { checkStreamRequest, EVENT_STREAM_HEADERS, tooManySubscribers } from './events.js';
+import { ProxyError } from '../errors.js';
+import { checkStreamRequest, EVENT_STREAM_HEADERS, tooManySubscribers, type StreamRequest } from './events.js';
 import { encodeError } from './respond.js';
 
-const SINGLE = /^\/groups\/([^/?]*)\/events(?:\?|$)/;
+const SINGLE = /^\/groups\/([^/?]+)\/events(?:\?|$)/;
 
 /**
  * The event-stream routes straight on Node's response, for the sidecar: the
@@ -22,14 +23,15 @@ export function createEventsFastPath(hub: PushHub, parseId: (raw: string) => str
     else if (url === '/events' || url.startsWith('/events?')) rawIds = (new URLSearchParams(url.slice(8)).get('groups') ?? '').split(',');
     else return false;
     const lastEventId = req.headers['last-event-id'];
-    const checked = checkStreamRequest(rawIds, typeof lastEventId === 'string' ? lastEventId : undefined, hub, parseId);
-    if ('error' in checked) {
-      const answer = encodeError(checked.error, cacheName);
-      res.writeHead(answer.status, answer.headers).end(answer.body);
-      return true;
+    let checked: StreamRequest;
+    try {
+      checked = checkStreamRequest(rawIds, typeof lastEventId === 'string' ? lastEventId : undefined, hub, parseId);
+    } catch (error) {
+      // Only a parseId of the embedder's can throw: answered as the Hono route's onError would.
+      checked = { error: new ProxyError('INTERNAL', 'internal error', 500, { cause: error }) };
     }
-    if (hub.full) {
-      const answer = encodeError(tooManySubscribers(), cacheName);
+    if ('error' in checked || hub.full) {
+      const answer = encodeError('error' in checked ? checked.error : tooManySubscribers(), cacheName);
       res.writeHead(answer.status, answer.headers).end(answer.body);
       return true;
     }

@@ -61,7 +61,15 @@ export function checkStreamRequest(rawIds: readonly string[], lastEventId: strin
 export function groupEventRoutes(options: EventRoutesOptions): Hono {
   const { hub, parseId, cacheName } = options;
   const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, cacheName));
+  const methodNotAllowed = (c: Context): Response => {
+    const response = fail(c, new ProxyError('METHOD_NOT_ALLOWED', 'use GET', 405));
+    response.headers.set('allow', 'GET');
+    return response;
+  };
   const open = (c: Context, rawIds: readonly string[]): Response => {
+    // Hono answers HEAD with the GET handler and drops the body: a stream opened for it would be
+    // a subscriber nobody reads or cancels.
+    if (c.req.method !== 'GET') return methodNotAllowed(c);
     const checked = checkStreamRequest(rawIds, c.req.header('last-event-id'), hub, parseId);
     if ('error' in checked) return fail(c, checked.error);
     let controller!: ReadableStreamDefaultController<Uint8Array>;
@@ -108,11 +116,6 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
     if ('refused' in result) return fail(c, tooManySubscribers());
     close = () => result.subscription.close();
     return new Response(stream, { status: 200, headers: EVENT_STREAM_HEADERS });
-  };
-  const methodNotAllowed = (c: Context): Response => {
-    const response = fail(c, new ProxyError('METHOD_NOT_ALLOWED', 'use GET', 405));
-    response.headers.set('allow', 'GET');
-    return response;
   };
   return new Hono()
     .get('/groups/:id/events', (c) => open(c, [rawSegmentBeforeEvents(c.req.url)]))

@@ -18,7 +18,8 @@ export function epochTag(epoch: string): string {
 
 export function encodeEventId(vector: FeedVector): string {
   const parts: string[] = [];
-  for (const [shard, { epoch, position }] of [...vector].sort(([a], [b]) => a - b)) parts.push(`${epochTag(epoch)}.${shard}.${position}`);
+  // A shard whose epoch is not known yet is left out: resuming treats its groups as changed.
+  for (const [shard, { epoch, position }] of [...vector].sort(([a], [b]) => a - b)) if (epoch !== '') parts.push(`${epochTag(epoch)}.${shard}.${position}`);
   return parts.join('_');
 }
 

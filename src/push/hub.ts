@@ -69,15 +69,27 @@ interface Subscriber {
   closed: boolean;
 }
 
+/** A change applied here, until every event it causes is written. */
 interface PendingStep {
+  readonly shard: number;
   readonly position: string;
+  /** Sends still to write for it. */
+  remaining: number;
   done: boolean;
+  readonly appliedAt: number;
+}
+
+interface QueuedSend {
+  readonly type: PushEventType;
+  readonly causes: PendingStep[];
 }
 
 interface Group {
   readonly subscribers: Set<Subscriber>;
   /** Loads and sends for this group, one after another: events keep the order of changes. */
   chain: Promise<void>;
+  /** The broadcast queued and not yet started, which later changes join. */
+  queued: QueuedSend | undefined;
 }
 
 const OPENED = Buffer.from(': open\n\n');
@@ -106,7 +118,7 @@ export class PushHub {
   /** Per shard: changes applied, in order, and whether their events are out. */
   readonly #pending = new Map<number, PendingStep[]>();
   /** The last change of each group seen here, and per shard where that knowledge starts. */
-  readonly #lastChange = new Map<string, string>();
+  readonly #lastChange = new Map<string, { shard: number; position: string }>();
   #indexFrom: FeedVector;
   readonly #unsubscribe: () => void;
   #heartbeat: TimerHandle;
@@ -165,7 +177,7 @@ export class PushHub {
     for (const id of subscriber.ids) {
       let group = this.#groups.get(id);
       if (group === undefined) {
-        group = { subscribers: new Set(), chain: Promise.resolve() };
+        group = { subscribers: new Set(), chain: Promise.resolve(), queued: undefined };
         this.#groups.set(id, group);
       }
       group.subscribers.add(subscriber);
@@ -265,7 +277,7 @@ export class PushHub {
       }
       if (type === undefined || subscriber.closed) continue;
       const group = this.#groups.get(id);
-      if (group !== undefined) this.#enqueue(group, id, type, new Set([subscriber]));
+      if (group !== undefined) this.#send(group, id, type, undefined, subscriber);
     }
   }
 
@@ -282,7 +294,7 @@ export class PushHub {
     const knownFrom = this.#indexFrom.get(shard);
     if (knownFrom === undefined || comparePositions(theirs.position, knownFrom.position) < 0) return 'profile';
     const last = this.#lastChange.get(id);
-    return last !== undefined && comparePositions(last, theirs.position) > 0 ? 'profile' : undefined;
+    return last !== undefined && comparePositions(last.position, theirs.position) > 0 ? 'profile' : undefined;
   }
 
   #onChange(event: EngineChange): void {
@@ -292,79 +304,81 @@ export class PushHub {
       this.#indexFrom = new Map(this.#watermark);
       this.#lastChange.clear();
       this.#pending.clear();
-      for (const [id, group] of this.#groups) this.#enqueue(group, id, 'resync', group.subscribers);
+      for (const [id, group] of this.#groups) this.#send(group, id, 'resync', undefined);
       return;
     }
     const change = event.change;
+    // Built before the readers had a position: take the epoch now that they have one.
+    if ((this.#watermark.get(change.shard)?.epoch ?? '') === '') {
+      const known = vectorOf(this.#engine.feedPositions()).get(change.shard);
+      if (known !== undefined && known.epoch !== '') this.#watermark.set(change.shard, { ...known, position: this.#watermark.get(change.shard)?.position ?? '0-0' });
+    }
     this.#remember(change);
-    const step: PendingStep = { position: change.position, done: false };
+    const step: PendingStep = { shard: change.shard, position: change.position, remaining: 0, done: false, appliedAt: this.#clock.now() };
     let queue = this.#pending.get(change.shard);
     if (queue === undefined) {
       queue = [];
       this.#pending.set(change.shard, queue);
     }
     queue.push(step);
-    const appliedAt = this.#clock.now();
-    const sends: Promise<void>[] = [];
     for (const id of change.ids) {
       const group = this.#groups.get(id);
-      if (group !== undefined && group.subscribers.size > 0) sends.push(this.#enqueue(group, id, 'profile', group.subscribers, { shard: change.shard, step }));
+      if (group === undefined || group.subscribers.size === 0) continue;
+      step.remaining++;
+      this.#send(group, id, 'profile', step);
     }
-    const finish = (): void => {
-      step.done = true;
-      this.#advance(change.shard);
-    };
-    if (sends.length === 0) {
-      finish();
-      return;
-    }
-    void Promise.all(sends).then(() => {
-      finish();
-      this.#observer.fanout?.(this.#clock.now() - appliedAt);
-    });
+    if (step.remaining === 0) this.#finish(step);
   }
 
   #remember(change: FeedChange): void {
     for (const id of change.ids) {
       this.#lastChange.delete(id); // re-inserted last: the map's order is the forgetting order
-      this.#lastChange.set(id, change.position);
+      this.#lastChange.set(id, { shard: change.shard, position: change.position });
     }
     while (this.#lastChange.size > INDEX_LIMIT) {
-      const [forgotten, position] = this.#lastChange.entries().next().value as [string, string];
+      const [forgotten, { shard, position }] = this.#lastChange.entries().next().value as [string, { shard: number; position: string }];
       this.#lastChange.delete(forgotten);
-      const from = this.#indexFrom.get(change.shard);
-      if (from !== undefined && comparePositions(position, from.position) > 0) this.#indexFrom.set(change.shard, { ...from, position });
+      // What is known of its shard now starts after the forgotten change.
+      const from = this.#indexFrom.get(shard);
+      if (from !== undefined && comparePositions(position, from.position) > 0) this.#indexFrom.set(shard, { ...from, position });
     }
   }
 
-  /** Moves a shard's watermark past every change whose events are all out, in order. */
-  #advance(shard: number): void {
-    const queue = this.#pending.get(shard);
+  /** A step's events are all out: the shard's watermark moves past every leading step that is done. */
+  #finish(step: PendingStep): void {
+    step.done = true;
+    const queue = this.#pending.get(step.shard);
     if (queue === undefined) return;
-    const epoch = this.#watermark.get(shard)?.epoch ?? this.#epochOf(shard);
-    while (queue.length > 0 && queue[0]!.done) this.#watermark.set(shard, { epoch, position: queue.shift()!.position });
-  }
-
-  /**
-   * The event id of an event: the watermark, and when every earlier change of the cause's shard is
-   * out, the cause's own position (a client holding it has every event up to it).
-   */
-  #positionsFor(cause: { shard: number; step: PendingStep } | undefined): FeedVector {
-    if (cause === undefined || this.#pending.get(cause.shard)?.[0] !== cause.step) return this.#watermark;
-    const vector = new Map(this.#watermark);
-    vector.set(cause.shard, { epoch: this.#watermark.get(cause.shard)?.epoch ?? this.#epochOf(cause.shard), position: cause.step.position });
-    return vector;
+    while (queue.length > 0 && queue[0]!.done) {
+      const head = queue.shift()!;
+      const current = this.#watermark.get(step.shard);
+      // Forward only: a position the watermark passed already says nothing new.
+      if (current === undefined || comparePositions(head.position, current.position) > 0) {
+        this.#watermark.set(step.shard, { epoch: current?.epoch ?? this.#epochOf(step.shard), position: head.position });
+      }
+    }
   }
 
   #epochOf(shard: number): string {
     return this.#engine.feedPositions().find((p) => p.shard === shard)?.epoch ?? '';
   }
 
-  /** Loads the group once, after what is queued for it, and writes one encoding of its event to `to`. */
-  #enqueue(group: Group, id: string, type: PushEventType, to: ReadonlySet<Subscriber>, cause?: { shard: number; step: PendingStep }): Promise<void> {
-    const recipients = to === group.subscribers ? undefined : [...to];
-    const next = group.chain.then(async () => {
-      let event: PushEventType = type;
+  /**
+   * Loads the group once, after what is queued for it, and writes one encoding of its event to
+   * `only` (a new subscriber's first event) or to every subscriber. Broadcasts not yet started
+   * take in later changes: however fast a group changes, one load is queued for it at most, and it
+   * loads the latest profile.
+   */
+  #send(group: Group, id: string, type: PushEventType, cause: PendingStep | undefined, only?: Subscriber): void {
+    if (only === undefined && group.queued !== undefined && group.queued.type === type) {
+      if (cause !== undefined) group.queued.causes.push(cause);
+      return;
+    }
+    const queued: QueuedSend = { type, causes: cause === undefined ? [] : [cause] };
+    if (only === undefined) group.queued = queued;
+    group.chain = group.chain.then(async () => {
+      if (group.queued === queued) group.queued = undefined; // started: later changes queue anew
+      let event: PushEventType = queued.type;
       let data: Buffer;
       try {
         const { entry } = await this.#engine.get(id);
@@ -379,25 +393,35 @@ export class PushHub {
         event = 'error';
         data = Buffer.from(JSON.stringify({ id, code: failure.code, message: failure.message }));
       }
-      const frame = eventFrame(encodeEventId(this.#positionsFor(cause)), event, data);
+      // The causes are out once this is written (now, synchronously): the id may cover them.
+      for (const step of queued.causes) {
+        if (--step.remaining > 0) continue;
+        this.#finish(step);
+        this.#observer.fanout?.(this.#clock.now() - step.appliedAt);
+      }
+      const frame = eventFrame(encodeEventId(this.#watermark), event, data);
       let written = 0;
-      for (const subscriber of recipients ?? group.subscribers) if (this.#write(subscriber, frame)) written++;
+      for (const subscriber of only === undefined ? [...group.subscribers] : [only]) if (this.#write(subscriber, frame)) written++;
       if (written > 0) this.#observer.pushed?.(event, written);
-    });
-    group.chain = next;
-    return next;
+    }).catch(() => {}); // never: each step above handles its own failures; the chain must not break
   }
 
   #write(subscriber: Subscriber, bytes: Buffer): boolean {
     if (subscriber.closed) return false;
-    if (subscriber.sink.bufferedBytes > this.#o.maxBufferedBytes) {
-      // Not reading: drop it rather than hold its backlog; it resumes with Last-Event-ID.
-      this.#observer.dropped?.('slow');
+    try {
+      if (subscriber.sink.bufferedBytes > this.#o.maxBufferedBytes) {
+        // Not reading: drop it rather than hold its backlog; it resumes with Last-Event-ID.
+        this.#observer.dropped?.('slow');
+        this.#remove(subscriber);
+        subscriber.sink.drop();
+        return false;
+      }
+      subscriber.sink.write(bytes);
+    } catch {
+      // A sink that throws is gone: the others of the group go on.
       this.#remove(subscriber);
-      subscriber.sink.drop();
       return false;
     }
-    subscriber.sink.write(bytes);
     subscriber.lastWriteAt = this.#clock.now();
     return true;
   }
@@ -444,6 +468,13 @@ export interface PushEvent {
 function parseFrame(bytes: Buffer): PushEvent | undefined {
   const text = bytes.toString('utf8');
   if (!text.startsWith('id: ')) return undefined;
-  const [idLine = '', eventLine = '', dataLine = ''] = text.split('\n');
-  return { id: idLine.slice(4), type: eventLine.slice(7) as PushEventType, data: JSON.parse(dataLine.slice(6)) as unknown };
+  const [idLine = '', eventLine = '', ...rest] = text.split('\n');
+  const data = rest.filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
+  let parsed: unknown = data;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    // not JSON (a custom serializer's): handed on as text
+  }
+  return { id: idLine.slice(4), type: eventLine.slice(7) as PushEventType, data: parsed };
 }
