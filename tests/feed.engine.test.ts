@@ -220,3 +220,38 @@ describe('a position that cannot be replayed', () => {
     expect(fleet.calls).toHaveLength(callsBefore);
   });
 });
+
+describe('change listeners hear changes in feed order (failed before: an outside change waiting on its Redis delete was passed by a later one)', () => {
+  it('tells a later proxy-made change only after an earlier outside change whose delete is slow', async () => {
+    const clock = new ManualClock();
+    const store = new InMemoryTierStore({ now: () => clock.now() });
+    const gate = deferred<void>();
+    const slowTier = new InMemoryTier({ store });
+    const deleteKeys = slowTier.deleteKeys.bind(slowTier);
+    // The storage answering one delete late, as a busy Redis would.
+    slowTier.deleteKeys = async (keys, position) => {
+      if (position !== undefined) await gate.promise;
+      return deleteKeys(keys, position);
+    };
+    const producer = new InMemoryTier({ store });
+    const otherTier = new InMemoryTier({ store });
+    const load = async (key: string) => ({ id: key, version: 1 });
+    const b = new CoalescingCache<Profile>({ load, l2: slowTier, clock });
+    const a = new CoalescingCache<Profile>({ load, l2: otherTier, clock });
+    closing.push(async () => {
+      await a.close();
+      await b.close();
+      for (const tier of [slowTier, producer, otherTier]) await tier.close();
+    });
+    const heard: string[] = [];
+    b.onChange((event) => event.type === 'change' && heard.push(event.change.ids.join()));
+    await producer.appendChange({ ids: ['1'], kind: 'changed' }); // from outside: b must delete the shared copy
+    await a.invalidate('2'); // from a proxy: the shared copies are gone already
+    await until(() => store.added === 2, 'both appended', 5000);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(heard).toEqual([]); // the first still waits on its delete, and the second waits its turn
+    gate.resolve();
+    await until(() => heard.length === 2, 'both heard', 5000);
+    expect(heard).toEqual(['1', '2']);
+  });
+});

@@ -348,3 +348,16 @@ describe('defects found in review (each failed before its fix)', () => {
     expect(JSON.parse(frame.split('\n')[2]!.slice(6))).toEqual({ id: 34, notice: 'line one' });
   });
 });
+
+describe('an invalidation the feed could not take (failed before: this instance\'s own subscribers never heard of it)', () => {
+  it('still reaches this instance\'s subscribers', async () => {
+    const t = setup();
+    const { hub, engine, tier } = t.instances[0]!;
+    const sink = recordingSink();
+    hub.subscribe(['41'], sink);
+    await until(() => sink.events().length === 1, 'first', 5000);
+    await tier.close(); // Redis gone: nothing can be appended
+    expect((await engine.invalidate('41')).fleet).toBe(false);
+    await until(() => sink.events().length === 2, 'the local change pushed', 5000);
+  });
+});

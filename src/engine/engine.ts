@@ -45,7 +45,11 @@ export interface InvalidationResult {
  * What the engine tells change listeners: a change applied here (from the feed, or appended by
  * this instance: `local`), or an L1 flush after which any key may have changed unseen.
  */
-export type EngineChange = { type: 'change'; change: FeedChange; local: boolean } | { type: 'reset'; reason: FeedResetReason };
+export type EngineChange =
+  | { type: 'change'; change: FeedChange; local: boolean }
+  | { type: 'reset'; reason: FeedResetReason }
+  /** Invalidated here only: the feed could not take the change (Redis unreachable). No position. */
+  | { type: 'unfed'; ids: string[] };
 
 /** What changed, for the feed; `changed` by default. */
 export interface InvalidateOptions {
@@ -104,6 +108,8 @@ export class CoalescingCache<V = unknown> {
   readonly #fleet: FleetLoader | undefined;
   readonly #unsubscribe: () => void = noop;
   readonly #changeListeners = new Set<(event: EngineChange) => void>();
+  /** Per shard: the change being applied, so the next waits its turn (see #inFeedOrder). */
+  readonly #applying = new Map<number, Promise<void>>();
   /** Without a shared tier, local invalidations get positions of a feed of this process's own. */
   readonly #localFeed = { epoch: randomUUID(), last: '0-0' };
 
@@ -122,7 +128,7 @@ export class CoalescingCache<V = unknown> {
       this.#fleet = fleet;
       // The one subscription: lease hints, changes and resets all arrive here.
       this.#unsubscribe = this.#l2.onEvent((event) => {
-        if (event.type === 'change') void this.#applyChange(event.change, false);
+        if (event.type === 'change') this.#inFeedOrder(event.change);
         else if (event.type === 'reset') this.#flush(event.reason);
         else fleet.deliver(event);
       });
@@ -211,9 +217,15 @@ export class CoalescingCache<V = unknown> {
     const parts = deleted ? await this.#l2.appendChange({ ids: list, kind: options.kind ?? 'changed', version: options.version, sharedCopiesDeleted: true }) : UNAVAILABLE;
     if (parts === UNAVAILABLE) {
       this.#invalidateLocal(list);
+      this.#notify({ type: 'unfed', ids: list });
       return { fleet: false, positions: [] };
     }
-    await Promise.all(parts.map((part) => this.#applyChange(part, true)));
+    // Applied here at once (read-your-writes); change listeners hear of it from the feed, in order.
+    this.#invalidateLocal(list);
+    for (const part of parts) {
+      this.#fleet!.deliver({ type: 'change', change: part });
+      this.#options.observer.changeApplied?.({ change: part, appliedAt: this.#options.now(), local: true });
+    }
     return { fleet: true, positions: parts.map(({ shard, position }) => ({ shard, position })) };
   }
 
@@ -265,14 +277,31 @@ export class CoalescingCache<V = unknown> {
     return this.#waitListOf(flight).wait(started, signal);
   }
 
-  /** A change from the feed, or appended here: the shared copies first, then L1 and the loads in flight. */
-  async #applyChange(change: FeedChange, local: boolean): Promise<void> {
-    // L2 first: evicting L1 before the delete would let a request refill L1 from the old L2 value.
-    if (change.sharedCopiesDeleted !== true) await this.#l2!.deleteKeys(change.ids, change.position);
-    this.#invalidateLocal(change.ids);
-    this.#fleet!.deliver({ type: 'change', change });
-    this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });
-    this.#notify({ type: 'change', change, local });
+  /**
+   * Changes of one shard are applied and told to change listeners one after another, in feed
+   * order, though applying one may wait on Redis: a listener (the push hub) never sees a later
+   * change of a shard before an earlier one.
+   */
+  #inFeedOrder(change: FeedChange): void {
+    const before = this.#applying.get(change.shard) ?? Promise.resolve();
+    const next = before.then(() => this.#applyFromFeed(change));
+    this.#applying.set(change.shard, next);
+    void next.finally(() => {
+      if (this.#applying.get(change.shard) === next) this.#applying.delete(change.shard);
+    });
+  }
+
+  /** A change read from the feed: the shared copies first, then L1 and the loads in flight (own changes are applied already). */
+  async #applyFromFeed(change: FeedChange): Promise<void> {
+    const own = change.producer === this.#l2!.instanceId;
+    if (!own) {
+      // L2 first: evicting L1 before the delete would let a request refill L1 from the old L2 value.
+      if (change.sharedCopiesDeleted !== true) await this.#l2!.deleteKeys(change.ids, change.position);
+      this.#invalidateLocal(change.ids);
+      this.#fleet!.deliver({ type: 'change', change });
+      this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local: false });
+    }
+    this.#notify({ type: 'change', change, local: own });
   }
 
   /**

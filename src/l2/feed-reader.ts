@@ -5,7 +5,7 @@ import type { FeedResetReason, TierEvent } from '../util/shared-tier.js';
 import { decodeChange, decodeHint, type SkipReason } from './feed-entries.js';
 import type { FeedShardKeys } from './feed-keys.js';
 
-export type FeedReadReply = [status: string, epoch: string, last: string, added: number, changes: unknown[], hintPosition: string, hints: unknown[]];
+export type FeedReadReply = [status: string, epoch: string, last: string, added: number, changes: unknown[], hintPosition: string, hints: unknown[], length?: number];
 
 /** A connection dedicated to one shard's blocking reads, with the read script defined on it. */
 export type FeedConnection = Redis & {
@@ -27,6 +27,8 @@ export interface ShardReaderOptions {
   emit(event: TierEvent): void;
   /** Log-worthy moments: a reset, a resume after a lost connection, a skipped entry. */
   notice?(notice: FeedNotice): void;
+  /** A read reached Redis (the tier counts that as Redis answering). */
+  onRead?(): void;
 }
 
 export type FeedNotice =
@@ -137,10 +139,10 @@ export class ShardReader {
       connection.gppFeedRead(k.changes, k.hints, k.epoch, this.#position, this.#epoch, this.#ordinal, o.batch, randomUUID(), this.#hintPosition),
     );
     if (this.#stopped) return false;
-    const [status, epoch, last, added, changes, hintPosition, hints] = reply;
-    this.#lastReadAt = startedAt;
+    const [status, epoch, last, added, changes, hintPosition, hints, length = 0] = reply;
     this.#hintPosition = hintPosition;
     if (status === 'start') {
+      this.#lastReadAt = startedAt;
       this.#adopt(epoch, last, added);
       if (this.#lost) {
         // Serving went on before the feed could be read: changes appended meanwhile are unknown.
@@ -151,10 +153,11 @@ export class ShardReader {
       return false;
     }
     if (status === 'epoch' || status === 'trimmed') {
-      // After a restart the new stream holds only what came since: read it all. A trimmed
-      // stream's remaining entries predate the flush's effect, so reading resumes at its end.
+      // Read what the stream still keeps (after a restart, all it holds is what came since): the
+      // flush covers this instance's L1, and applying those entries deletes the shared copies
+      // they changed, which no instance may have done yet.
       if (status === 'epoch') this.#adopt(epoch, '0-0', 0);
-      else this.#adopt(epoch, last, added);
+      else this.#adopt(epoch, '0-0', added - length);
       this.#lost = false;
       o.notice?.({ type: 'reset', shard: k.shard, reason: status });
       o.emit({ type: 'reset', reason: status, shard: k.shard });
@@ -168,6 +171,9 @@ export class ShardReader {
     }
     this.#lagEntries = Math.max(0, added - this.#ordinal);
     const more = changes.length >= o.batch || hints.length >= o.batch;
+    // Changes are known up to this read only once it reached the end: a long replay still lags.
+    if (!more) this.#lastReadAt = startedAt;
+    o.onRead?.();
     if (!more && this.#lost) {
       this.#lost = false;
       this.resumes++;
@@ -189,8 +195,8 @@ export class ShardReader {
     }
     if (decoded.droppedIds > 0) this.#skip('bad_ids', decoded.change.position);
     if (this.#lost) this.#replayed++;
-    // The producer applied its own changes when it appended them.
-    if (decoded.change.producer !== o.instanceId) o.emit({ type: 'change', change: decoded.change });
+    // Own changes too (the producer has applied them already, but learns their order here).
+    o.emit({ type: 'change', change: decoded.change });
   }
 
   #skip(reason: SkipReason, position: string): void {

@@ -348,7 +348,7 @@ export class InMemoryTier implements SharedTier {
     for (const { change, ordinal } of changes) {
       if (this.#closed || this.#suspended) return;
       this.#ordinal = ordinal;
-      if (change.producer !== this.instanceId) emit({ type: 'change', change: { ...change, ids: [...change.ids] } });
+      emit({ type: 'change', change: { ...change, ids: [...change.ids] } });
     }
   }
 

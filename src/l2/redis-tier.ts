@@ -359,6 +359,7 @@ export class RedisTier implements SharedTier {
           isValidKey: this.#isValidKey,
           emit,
           notice: this.#onFeedNotice,
+          onRead: () => this.#setHealthy(true),
         }),
     );
   }

@@ -78,7 +78,7 @@ return 1
  * reader knows, its ordinal (how many entries the stream had taken in up to
  * its position), batch size, a fresh epoch in case none is set, the hint
  * position ('' to start at the end).
- * Returns {status, epoch, last id, entries added, changes, hint position, hints}:
+ * Returns {status, epoch, last id, entries added, changes, hint position, hints, length}:
  * - `start`: first read, nothing returned, position = last id;
  * - `epoch`: the epoch changed, or the stream took in fewer entries than the reader has
  *   seen (recreated): the reader's position means nothing here;
@@ -106,11 +106,11 @@ end
 local last, added, length = info(KEYS[1])
 local hintPosition = ARGV[6]
 if hintPosition == '' then hintPosition = info(KEYS[2]) end
-if ARGV[1] == '' then return {'start', epoch, last, added, {}, hintPosition, {}} end
+if ARGV[1] == '' then return {'start', epoch, last, added, {}, hintPosition, {}, length} end
 local ordinal = tonumber(ARGV[3])
-if epoch ~= ARGV[2] or added < ordinal then return {'epoch', epoch, last, added, {}, hintPosition, {}} end
-if added - ordinal > length then return {'trimmed', epoch, last, added, {}, hintPosition, {}} end
+if epoch ~= ARGV[2] or added < ordinal then return {'epoch', epoch, last, added, {}, hintPosition, {}, length} end
+if added - ordinal > length then return {'trimmed', epoch, last, added, {}, hintPosition, {}, length} end
 local changes = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[4])
 local hints = redis.call('XRANGE', KEYS[2], '(' .. hintPosition, '+', 'COUNT', ARGV[4])
-return {'ok', epoch, last, added, changes, hintPosition, hints}
+return {'ok', epoch, last, added, changes, hintPosition, hints, length}
 `;

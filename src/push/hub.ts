@@ -307,6 +307,14 @@ export class PushHub {
       for (const [id, group] of this.#groups) this.#send(group, id, 'resync', undefined);
       return;
     }
+    if (event.type === 'unfed') {
+      // Changed here only, with no place in the feed: this instance's subscribers still hear of it.
+      for (const id of event.ids) {
+        const group = this.#groups.get(id);
+        if (group !== undefined && group.subscribers.size > 0) this.#send(group, id, 'profile', undefined);
+      }
+      return;
+    }
     const change = event.change;
     // Built before the readers had a position: take the epoch now that they have one.
     if ((this.#watermark.get(change.shard)?.epoch ?? '') === '') {

@@ -79,8 +79,9 @@ export type FeedResetReason = 'epoch' | 'trimmed' | 'joined';
 /**
  * What an instance hears from the shared tier:
  * - a lease hint from another instance (`from` is the sender; never one's own);
- * - `change`: a change from the feed, in feed order per shard, each exactly once, own changes excepted
- *   (the producer applied them when it appended them);
+ * - `change`: a change from the feed, in feed order per shard, each exactly once, own changes
+ *   included (`producer` is this instance: it applied them when it appended them, and learns their
+ *   place in the feed here);
  * - `reset`: changes may have been missed on a shard (the storage was recreated empty, or the feed
  *   was trimmed past this instance's position): every copy held locally is suspect.
  */
