@@ -246,6 +246,7 @@ describe('Redis failures', () => {
 
     const midLoad = Promise.all(Array.from({ length: 100 }, (_, i) => fleet!.instances[i % 2]!.engine.get('77')));
     await expectEventually(() => expect(backend.stats().inFlight).toBe(1));
+    const epochs = [a!.tier, b!.tier].map((tier) => tier.feedPositions()[0]!.epoch);
     await ownRedis.stop();
 
     const fromL1 = await Promise.all(Array.from({ length: 500 }, (_, i) => fleet!.instances[i % 2]!.engine.get(warm[i % 5]!)));
@@ -262,6 +263,9 @@ describe('Redis failures', () => {
     await ownRedis.start();
     await waitUntilHealthy(a!.tier);
     await waitUntilHealthy(b!.tier);
+    // Redis came back empty: each instance resets to the new feed (flushing L1 and fencing its loads)
+    // once its reader is back; a load fenced by that reset is not shared, so wait for both resets.
+    await expectEventually(() => expect([a!.tier, b!.tier].map((tier, i) => tier.feedPositions()[0]!.epoch !== epochs[i])).toEqual([true, true]), 10_000);
     expect(a!.engine.stats().l2).toBe('ok');
     await a!.engine.get('99');
     expect((await b!.engine.get('99')).outcome).toBe('l2-hit');
