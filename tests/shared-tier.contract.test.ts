@@ -308,6 +308,10 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await pair.appendAndTrimPast(pair.b, 5);
     await until(() => atB.some((event) => event.type === 'reset'), 'a reset at b', 10_000);
     expect(atB.find((event) => event.type === 'reset')).toMatchObject({ type: 'reset', reason: 'trimmed', shard: 0 });
+    // Then what the feed still keeps (the last of the five) is applied again, after the reset.
+    await until(() => changesIn(atB).length >= 1, 'the kept change at b', 10_000);
+    const resetAt = atB.findIndex((event) => event.type === 'reset');
+    expect(atB.slice(resetAt + 1).some((event) => event.type === 'change')).toBe(true);
     // Reading goes on from the end of the trimmed feed.
     await pair.a.appendChange({ ids: ['42'], kind: 'changed' });
     await until(() => changesIn(atB).some((change) => change.ids.includes('42')), 'a later change at b', 10_000);

@@ -123,6 +123,11 @@ export class InMemoryTierStore {
     return this.#log[ordinal - first]?.change.position ?? this.#lastPosition;
   }
 
+  /** @internal The ordinal of the oldest change kept (one past the last when none is). */
+  oldestOrdinal(): number {
+    return this.#log[0]?.ordinal ?? this.#added + 1;
+  }
+
   /** @internal */ oldestPosition(): string | undefined {
     return this.#log[0]?.change.position;
   }
@@ -339,11 +344,13 @@ export class InMemoryTier implements SharedTier {
       this.#ordinal = 0;
       emit({ type: 'reset', reason: 'epoch', shard: 0 });
     }
-    const changes = store.changesAfter(this.#ordinal);
+    let changes = store.changesAfter(this.#ordinal);
     if (changes === 'trimmed') {
-      this.#ordinal = store.added;
+      // As the Redis reader does: reset, then apply again what the feed still keeps.
+      this.#ordinal = store.oldestOrdinal() - 1;
       emit({ type: 'reset', reason: 'trimmed', shard: 0 });
-      return;
+      changes = store.changesAfter(this.#ordinal);
+      if (changes === 'trimmed') return;
     }
     for (const { change, ordinal } of changes) {
       if (this.#closed || this.#suspended) return;
