@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { ProxyError, toProxyError } from '../errors.js';
-import { UNAVAILABLE, type ChangeKind, type FeedChange, type FeedPosition, type FeedResetReason, type SharedTier, type Unavailable } from '../util/shared-tier.js';
+import { nextPosition, UNAVAILABLE, type ChangeKind, type FeedChange, type FeedPosition, type FeedResetReason, type SharedTier, type Unavailable } from '../util/shared-tier.js';
 import type { EnvelopeFields } from './envelope.js';
 import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
@@ -334,8 +334,7 @@ export class CoalescingCache<V = unknown> {
 
   #localChange(ids: string[], options: InvalidateOptions): FeedChange {
     const now = this.#options.now();
-    const [lastMs = 0, lastSeq = 0] = this.#localFeed.last.split('-').map(Number);
-    const position = now > lastMs ? `${now}-0` : `${lastMs}-${lastSeq + 1}`;
+    const position = nextPosition(this.#localFeed.last, now);
     this.#localFeed.last = position;
     const change: FeedChange = { ids, kind: options.kind ?? 'changed', shard: 0, position, appendedAt: now, producer: 'local', replayed: false };
     if (options.version !== undefined) change.version = options.version;

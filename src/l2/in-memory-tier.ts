@@ -4,6 +4,8 @@ import {
   CANONICAL_GROUP_ID,
   checkChange,
   comparePositions,
+  nextPosition,
+  timeOfPosition,
   SHARED_TIER_DEFAULTS,
   SHARED_TIER_OPTION_SPECS,
   UNAVAILABLE,
@@ -98,11 +100,9 @@ export class InMemoryTierStore {
   }
 
   /** @internal */ append(change: Change, producer: string): FeedChange {
-    const now = this.now();
-    const [lastMs = 0, lastSeq = 0] = this.#lastPosition.split('-').map(Number);
-    const position = now > lastMs ? `${now}-0` : `${lastMs}-${lastSeq + 1}`;
+    const position = nextPosition(this.#lastPosition, this.now());
     this.#lastPosition = position;
-    const logged: FeedChange = { ...change, ids: [...change.ids], shard: 0, position, appendedAt: Number(position.split('-')[0]), producer, replayed: false };
+    const logged: FeedChange = { ...change, ids: [...change.ids], shard: 0, position, appendedAt: timeOfPosition(position), producer, replayed: false };
     this.#log.push({ change: logged, ordinal: ++this.#added });
     if (this.#log.length > this.#feedMaxLen) this.#log.splice(0, this.#log.length - this.#feedMaxLen);
     for (const member of this.#members) member.wake();

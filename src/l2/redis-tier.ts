@@ -5,6 +5,7 @@ import { REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from './redis-tier-optio
 import {
   CANONICAL_GROUP_ID,
   checkChange,
+  timeOfPosition,
   UNAVAILABLE,
   type Change,
   type FeedChange,
@@ -294,7 +295,7 @@ export class RedisTier implements SharedTier {
         const fields = changeFields({ ...change, ids }, this.instanceId);
         const position = await this.#run(() => this.#client.xadd(this.#feed[shard]!.changes, 'MAXLEN', '~', this.#feedMaxLen, '*', ...fields));
         if (position === UNAVAILABLE || position === null) return UNAVAILABLE;
-        const part: FeedChange = { ...change, ids, shard, position, appendedAt: Number(position.split('-')[0]), producer: this.instanceId, replayed: false };
+        const part: FeedChange = { ...change, ids, shard, position, appendedAt: timeOfPosition(position), producer: this.instanceId, replayed: false };
         return part;
       }),
     );

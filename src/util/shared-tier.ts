@@ -214,6 +214,15 @@ export function comparePositions(a: string, b: string): number {
   return am !== bm ? am - bm : as - bs;
 }
 
+/**
+ * The position after `last` at `now` (ms), as Redis numbers stream entries: `now-0`, or the next
+ * sequence number of `last`'s millisecond when the clock has not moved past it.
+ */
+export function nextPosition(last: string, now: number): string {
+  const [lastMs = 0, lastSeq = 0] = last.split('-').map(Number);
+  return now > lastMs ? `${now}-0` : `${lastMs}-${lastSeq + 1}`;
+}
+
 /** The time part of a position, ms since the epoch. */
 export function timeOfPosition(position: string): number {
   return Number(position.slice(0, position.indexOf('-')));
