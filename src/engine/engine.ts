@@ -184,13 +184,7 @@ export class CoalescingCache<V = unknown> {
         stale = undefined;
       }
     }
-    let flight = this.#flights.get(key);
-    let started = false;
-    if (flight === undefined) {
-      flight = this.#startFlight(key, now);
-      started = true;
-    }
-    flight.waiters++;
+    const { flight, started } = this.#join(key, now);
     const signal = options?.signal;
     if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
     return this.#waitOrServeStale(flight, started, stale, signal);
@@ -222,10 +216,7 @@ export class CoalescingCache<V = unknown> {
     }
     // Applied here at once (read-your-writes); change listeners hear of it from the feed, in order.
     this.#invalidateLocal(list);
-    for (const part of parts) {
-      this.#fleet!.deliver({ type: 'change', change: part });
-      this.#options.observer.changeApplied?.({ change: part, appliedAt: this.#options.now(), local: true });
-    }
+    for (const part of parts) this.#applied(part, true);
     return { fleet: true, positions: parts.map(({ shard, position }) => ({ shard, position })) };
   }
 
@@ -267,14 +258,20 @@ export class CoalescingCache<V = unknown> {
 
   /** Checks an L1 entry the feed can no longer vouch for against the shared tier, through one flight per key. */
   #check(key: string, entry: StoredEntry<V>, signal: AbortSignal | undefined): Promise<Lookup<V>> {
+    const { flight, started } = this.#join(key, this.#options.now(), entry);
+    return this.#waitListOf(flight).wait(started, signal);
+  }
+
+  /** The caller joins the key's load in flight, started here (checking `checking`, if given) when there is none. */
+  #join(key: string, notBefore: number, checking?: StoredEntry<V>): { flight: Flight<V>; started: boolean } {
     let flight = this.#flights.get(key);
     let started = false;
     if (flight === undefined) {
-      flight = this.#startFlight(key, this.#options.now(), false, entry);
+      flight = this.#startFlight(key, notBefore, false, checking);
       started = true;
     }
     flight.waiters++;
-    return this.#waitListOf(flight).wait(started, signal);
+    return { flight, started };
   }
 
   /**
@@ -298,10 +295,15 @@ export class CoalescingCache<V = unknown> {
       // L2 first: evicting L1 before the delete would let a request refill L1 from the old L2 value.
       if (change.sharedCopiesDeleted !== true) await this.#l2!.deleteKeys(change.ids, change.position);
       this.#invalidateLocal(change.ids);
-      this.#fleet!.deliver({ type: 'change', change });
-      this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local: false });
+      this.#applied(change, false);
     }
     this.#notify({ type: 'change', change, local: own });
+  }
+
+  /** A change is applied here (its copies gone): waits on other instances' loads of its keys look again, and it is counted. */
+  #applied(change: FeedChange, local: boolean): void {
+    this.#fleet!.deliver({ type: 'change', change });
+    this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });
   }
 
   /**

@@ -13,4 +13,9 @@ export const REDIS_TIER_OPTION_SPECS = {
   ...SHARED_TIER_OPTION_SPECS,
 } as const;
 
+/** Shards of the change feed when `feedShards` is unset: one per master of an evenly split 3-master Cluster, else one. */
+export function defaultFeedShards(cluster: boolean): number {
+  return cluster ? 3 : 1;
+}
+
 export const REDIS_TIER_DEFAULTS = { prefix: 'gpp:', ...defaultsOf(REDIS_TIER_OPTION_SPECS) } as const;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
 import { clockOption, definedOnly, functionOption, integerOption, OptionError, specOption } from '../util/options.js';
-import { REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from './redis-tier-options.js';
+import { defaultFeedShards, REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from './redis-tier-options.js';
 import {
   CANONICAL_GROUP_ID,
   checkChange,
@@ -152,7 +152,7 @@ export class RedisTier implements SharedTier {
     client.defineCommand('gppReleaseLease', { numberOfKeys: 2, lua: RELEASE_LEASE });
     client.defineCommand('gppExtendLease', { numberOfKeys: 2, lua: EXTEND_LEASE });
     client.defineCommand('gppDeleteForChange', { numberOfKeys: 3, lua: DELETE_FOR_CHANGE });
-    const shards = o.feedShards ?? (client instanceof Cluster ? 3 : 1);
+    const shards = o.feedShards ?? defaultFeedShards(client instanceof Cluster);
     this.#feed = feedShardKeys(o.prefix, integerOption('feedShards', shards, 1, 64));
     this.#client = client as ScriptClient;
     const onReady = (): void => this.#setHealthy(true);
@@ -288,7 +288,9 @@ export class RedisTier implements SharedTier {
     const byShard = new Map<number, string[]>();
     for (const id of change.ids) {
       const shard = this.shardOf(id);
-      byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+      const ids = byShard.get(shard);
+      if (ids === undefined) byShard.set(shard, [id]);
+      else ids.push(id);
     }
     const parts = await Promise.all(
       [...byShard].map(async ([shard, ids]) => {

@@ -169,7 +169,7 @@ export class PushHub {
    * of a Last-Event-ID, only what was missed since (see PushEventType).
    */
   subscribe(ids: readonly string[], sink: PushSink, resumeFrom?: FeedVector): SubscribeResult {
-    if (this.#closed || this.#count >= this.#o.maxSubscribers) return { refused: 'subscribers' };
+    if (this.full) return { refused: 'subscribers' };
     const subscriber: Subscriber = { ids: [...ids], sink, lastWriteAt: this.#clock.now(), closed: false };
     this.#count++;
     // At once, so the client sees the stream open even when it missed nothing.

@@ -1,5 +1,6 @@
 import { parseGroupId } from '../ids.js';
 import { feedShardKeys } from '../l2/feed-keys.js';
+import { defaultFeedShards } from '../l2/redis-tier-options.js';
 import { UNAVAILABLE } from '../util/shared-tier.js';
 import { redisTierOptions, redisConfigured } from './redis-options.js';
 import type { SidecarConfig } from './config.js';
@@ -25,7 +26,7 @@ export async function runFeedCommand(config: SidecarConfig, command: FeedCommand
     return 2;
   }
   if (command.run === 'feed-keys') {
-    const shards = config.feedShards ?? (config.redisClusterNodes !== undefined ? 3 : 1);
+    const shards = config.feedShards ?? defaultFeedShards(config.redisClusterNodes !== undefined);
     for (const keys of feedShardKeys(config.redisPrefix, shards)) io.out.write(`${keys.shard}\t${keys.changes}\n`);
     return 0;
   }
