@@ -26,7 +26,7 @@ interface Pair {
   appendAndTrimPast(reader: SharedTier, count: number): Promise<void>;
 }
 
-type Maker = (options: { leaseTtlMs?: number }) => Promise<Pair>;
+type Maker = (options: { leaseTtlMs?: number; hotKeysMax?: number }) => Promise<Pair>;
 
 const opened: SharedTier[] = [];
 const rawClients: (Redis | Cluster)[] = [];
@@ -35,7 +35,7 @@ afterEach(async () => {
   for (const client of rawClients.splice(0)) client.disconnect();
 });
 
-async function redisPair(target: () => { url: string } | { clusterNodes: string[] }, options: { leaseTtlMs?: number }): Promise<Pair> {
+async function redisPair(target: () => { url: string } | { clusterNodes: string[] }, options: { leaseTtlMs?: number; hotKeysMax?: number }): Promise<Pair> {
   const prefix = `contract-${randomUUID().slice(0, 8)}:`; // every test on keys of its own
   const make = () => new RedisTier({ ...target(), prefix, commandTimeoutMs: 2000, ...options });
   const a = make();
@@ -317,6 +317,33 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await until(() => changesIn(atB).some((change) => change.ids.includes('42')), 'a later change at b', 10_000);
   });
 
+  it('keeps one record of the hottest keys for the fleet: reads from every instance summed, hottest first, bounded', async () => {
+    const { a, b } = await makePair({ hotKeysMax: 3 });
+    expect(await a.hottestKeys(10)).toEqual([]);
+    expect(await a.recordReads(new Map([['101', 5], ['102', 1], ['103', 2]]))).toBe(true);
+    expect(await b.recordReads(new Map([['102', 6], ['104', 1]]))).toBe(true);
+    // 102: 7, 101: 5, 103: 2; 104 (1) is the coldest past the bound of 3 and is dropped.
+    for (const tier of [a, b]) expect(await tier.hottestKeys(10)).toEqual(['102', '101', '103']);
+    expect(await b.hottestKeys(2)).toEqual(['102', '101']);
+    // Counts that are not positive integers and ids that are not keys are never recorded.
+    await a.recordReads(new Map([['105', 0], ['106', -3], ['107', 1.5], ['not-an-id', 100], ['042', 100]]));
+    expect(await a.hottestKeys(10)).toEqual(['102', '101', '103']);
+  });
+
+  it('reads stored entries of many keys at once, in the order asked, without taking a lease', async () => {
+    const { a, b } = await makePair({});
+    const keys = Array.from({ length: 150 }, (_, i) => String(200 + i));
+    for (const key of keys.filter((_, i) => i % 3 === 0)) {
+      await a.lookupOrLease(key, 't', 'read');
+      await a.fillIfLeased(key, 't', Buffer.from(`entry ${key}`), 60_000);
+    }
+    const read = await b.readEntries(keys);
+    expect(read).not.toBe(UNAVAILABLE);
+    expect((read as (Buffer | undefined)[]).map((bytes) => bytes?.toString())).toEqual(keys.map((key, i) => (i % 3 === 0 ? `entry ${key}` : undefined)));
+    // No lease was taken on a key without an entry.
+    expect(await a.lookupOrLease('201', 'u', 'read')).toEqual({ type: 'leased' });
+  });
+
   it('refuses a malformed change before appending it, naming what is wrong', async () => {
     const { a } = await makePair({});
     await expect(a.appendChange({ ids: [], kind: 'changed' })).rejects.toThrow(/1 to 1000 ids/);
@@ -333,6 +360,9 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await a.deleteKeys(['18'])).toBe(false);
     expect(await a.hint({ type: 'filled', id: '18' })).toBe(false);
     expect(await a.appendChange({ ids: ['18'], kind: 'changed' })).toBe(UNAVAILABLE);
+    expect(await a.recordReads(new Map([['18', 1]]))).toBe(false);
+    expect(await a.hottestKeys(1)).toBe(UNAVAILABLE);
+    expect(await a.readEntries(['18'])).toBe(UNAVAILABLE);
     await a.releaseLease('18', 't');
     await a.extendLease('18', 't');
   });

@@ -4,6 +4,7 @@ import {
   CANONICAL_GROUP_ID,
   checkChange,
   comparePositions,
+  hottestOf,
   nextPosition,
   timeOfPosition,
   SHARED_TIER_DEFAULTS,
@@ -30,6 +31,10 @@ export interface InMemoryTierOptions {
   leaseTtlMs?: number;
   /** How long an instance waits for another's load before loading by itself, ms. Default 5000. */
   leaseWaitMs?: number;
+  /** Keys the record of hot keys keeps per window. Default 10000. */
+  hotKeysMax?: number;
+  /** Length of a window of the hot-key record, ms. Default 600000. */
+  hotWindowMs?: number;
   /** Which ids of a change are valid keys. Default: canonical group ids. */
   isValidKey?: (key: string) => boolean;
 }
@@ -59,6 +64,8 @@ export class InMemoryTierStore {
   readonly #entries = new Map<string, Timed<Buffer>>();
   readonly #leases = new Map<string, Timed<string>>();
   readonly #markers = new Map<string, string>();
+  /** The hot-key record: read counts per window. */
+  readonly #reads = new Map<number, Map<string, number>>();
   readonly #members = new Set<InMemoryTier>();
   readonly #maxEntries: number;
   readonly #feedMaxLen: number;
@@ -80,6 +87,7 @@ export class InMemoryTierStore {
     this.#entries.clear();
     this.#leases.clear();
     this.#markers.clear();
+    this.#reads.clear();
     this.#log = [];
     this.#added = 0;
     this.#epoch = randomUUID();
@@ -138,6 +146,25 @@ export class InMemoryTierStore {
     if (marker !== undefined && comparePositions(marker, position) >= 0) return false;
     this.#markers.set(key, position);
     return true;
+  }
+
+  /** @internal Adds read counts to `window`, keeps its `max` hottest keys, and forgets windows before the previous one. */
+  recordReads(window: number, counts: ReadonlyMap<string, number>, max: number): void {
+    for (const old of this.#reads.keys()) if (old < window - 1) this.#reads.delete(old);
+    let reads = this.#reads.get(window);
+    if (reads === undefined) {
+      reads = new Map();
+      this.#reads.set(window, reads);
+    }
+    for (const [key, count] of counts) reads.set(key, (reads.get(key) ?? 0) + count);
+    if (reads.size > max) {
+      const kept = [...reads].sort((a, b) => b[1] - a[1]).slice(0, max);
+      this.#reads.set(window, new Map(kept));
+    }
+  }
+
+  /** @internal */ readsOf(window: number): ReadonlyMap<string, number> {
+    return this.#reads.get(window) ?? new Map();
   }
 
   /** @internal */ join(tier: InMemoryTier): void {
@@ -209,6 +236,8 @@ export class InMemoryTier implements SharedTier {
   readonly #store: InMemoryTierStore;
   readonly #listeners = new Set<(event: TierEvent) => void>();
   readonly #isValidKey: (key: string) => boolean;
+  readonly #hotKeysMax: number;
+  readonly #hotWindowMs: number;
   #closed = false;
   // The feed reader's state: the epoch and ordinal of its position, and whether it reads.
   #epoch: string;
@@ -224,6 +253,8 @@ export class InMemoryTier implements SharedTier {
     if (o.store !== undefined && !(o.store instanceof InMemoryTierStore)) throw new OptionError('store', 'an InMemoryTierStore', o.store);
     this.#store = o.store ?? new InMemoryTierStore();
     this.#isValidKey = o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
+    this.#hotKeysMax = specOption('hotKeysMax', o.hotKeysMax, SHARED_TIER_OPTION_SPECS.hotKeysMax);
+    this.#hotWindowMs = specOption('hotWindowMs', o.hotWindowMs, SHARED_TIER_OPTION_SPECS.hotWindowMs);
     this.#epoch = this.#store.epoch;
     this.#ordinal = this.#store.added;
     this.#lastReadAt = this.#store.now();
@@ -280,6 +311,31 @@ export class InMemoryTier implements SharedTier {
     const change = checkChange(input, this.#isValidKey);
     if (this.#closed) return UNAVAILABLE;
     return [this.#store.append(change, this.instanceId)];
+  }
+
+  async recordReads(counts: ReadonlyMap<string, number>): Promise<boolean> {
+    if (this.#closed) return false;
+    const valid = new Map([...counts].filter(([key, reads]) => this.#isValidKey(key) && Number.isInteger(reads) && reads > 0));
+    this.#store.recordReads(this.#window(), valid, this.#hotKeysMax);
+    return true;
+  }
+
+  async hottestKeys(count: number): Promise<string[] | Unavailable> {
+    if (this.#closed) return UNAVAILABLE;
+    const window = this.#window();
+    return hottestOf([this.#store.readsOf(window), this.#store.readsOf(window - 1)], Math.min(count, this.#hotKeysMax), this.#isValidKey);
+  }
+
+  async readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable> {
+    if (this.#closed) return UNAVAILABLE;
+    return keys.map((key) => {
+      const bytes = this.#store.entry(key);
+      return bytes === undefined ? undefined : Buffer.from(bytes);
+    });
+  }
+
+  #window(): number {
+    return Math.floor(this.#store.now() / this.#hotWindowMs);
   }
 
   async hint(hint: LeaseHint): Promise<boolean> {

@@ -7,6 +7,8 @@ export interface KeyNames {
   lease(key: string): string;
   /** The last feed position applied to the key (see DELETE_FOR_CHANGE). */
   changeMarker(key: string): string;
+  /** The fleet's read counts of one window (see RECORD_READS): one slot for every window, `{hot}`. */
+  hotReads(window: number): string;
 }
 
 export const PREFIX_PATTERN = /^[A-Za-z0-9:_.-]{0,64}$/;
@@ -16,5 +18,6 @@ export function keyNames(prefix: string): KeyNames {
     entry: (key) => `${prefix}{${key}}:entry`,
     lease: (key) => `${prefix}{${key}}:lease`,
     changeMarker: (key) => `${prefix}{${key}}:changed`,
+    hotReads: (window) => `${prefix}{hot}:reads:${window}`,
   };
 }

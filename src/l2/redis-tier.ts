@@ -5,6 +5,7 @@ import { defaultFeedShards, REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from 
 import {
   CANONICAL_GROUP_ID,
   checkChange,
+  hottestOf,
   timeOfPosition,
   UNAVAILABLE,
   type Change,
@@ -22,7 +23,7 @@ import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
 import { feedShardKeys, shardOfKey, type FeedShardKeys } from './feed-keys.js';
 import { changeFields, hintFields } from './feed-entries.js';
 import { ShardReader, type FeedConnection, type FeedNotice } from './feed-reader.js';
-import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RELEASE_LEASE } from './scripts.js';
+import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -54,6 +55,10 @@ export interface RedisTierOptions {
   feedMaxLen?: number;
   /** How long one blocking feed read waits for news, ms; keep it under half the engine's `feedMaxLagMs`. Default 1000. */
   feedBlockMs?: number;
+  /** Keys the fleet's record of its hottest keys keeps per window (a starting instance warms from it). Default 10000. */
+  hotKeysMax?: number;
+  /** Length of a window of the hot-key record, ms; reads of the current and the previous window count. Default 600000. */
+  hotWindowMs?: number;
   /** Which ids of a feed entry are valid keys; others are dropped and counted. Default: canonical group ids. */
   isValidKey?: (key: string) => boolean;
   /** The clock of the feed's lag and deadlines (the engine's clock). Default: the system clock. */
@@ -80,6 +85,8 @@ const HINT_MAX_LEN = 1000;
 const CHANGE_MARKER_MS = 600_000;
 /** Entries one feed read takes at most. */
 const FEED_BATCH = 500;
+/** Keys one MGET of `readEntries` asks for at most, so one answer stays well within the command deadline. */
+const READ_BATCH = 100;
 
 type ScriptClient = RedisClient & {
   gppLookupOrLeaseBuffer(entry: string, lease: string, token: string, leaseMs: number, mode: string): Promise<[number, Buffer | number]>;
@@ -87,6 +94,7 @@ type ScriptClient = RedisClient & {
   gppReleaseLease(entry: string, lease: string, token: string): Promise<number>;
   gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
   gppDeleteForChange(entry: string, lease: string, marker: string, position: string, markerMs: number): Promise<number>;
+  gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
 };
 
 /**
@@ -110,6 +118,8 @@ export class RedisTier implements SharedTier {
   readonly #feed: readonly FeedShardKeys[];
   readonly #feedMaxLen: number;
   readonly #feedBlockMs: number;
+  readonly #hotKeysMax: number;
+  readonly #hotWindowMs: number;
   readonly #isValidKey: (key: string) => boolean;
   readonly #clock: Clock;
   readonly #onFeedNotice: ((notice: FeedNotice) => void) | undefined;
@@ -133,6 +143,8 @@ export class RedisTier implements SharedTier {
     this.keys = keyNames(o.prefix);
     this.#feedMaxLen = specOption('feedMaxLen', o.feedMaxLen, S.feedMaxLen);
     this.#feedBlockMs = specOption('feedBlockMs', o.feedBlockMs, S.feedBlockMs);
+    this.#hotKeysMax = specOption('hotKeysMax', o.hotKeysMax, S.hotKeysMax);
+    this.#hotWindowMs = specOption('hotWindowMs', o.hotWindowMs, S.hotWindowMs);
     this.#isValidKey = o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
     this.#clock = clockOption('clock', o.clock);
     this.#onFeedNotice = o.onFeedNotice === undefined ? undefined : functionOption<(notice: FeedNotice) => void>('onFeedNotice', o.onFeedNotice);
@@ -152,6 +164,7 @@ export class RedisTier implements SharedTier {
     client.defineCommand('gppReleaseLease', { numberOfKeys: 2, lua: RELEASE_LEASE });
     client.defineCommand('gppExtendLease', { numberOfKeys: 2, lua: EXTEND_LEASE });
     client.defineCommand('gppDeleteForChange', { numberOfKeys: 3, lua: DELETE_FOR_CHANGE });
+    client.defineCommand('gppRecordReads', { numberOfKeys: 1, lua: RECORD_READS });
     const shards = o.feedShards ?? defaultFeedShards(client instanceof Cluster);
     this.#feed = feedShardKeys(o.prefix, integerOption('feedShards', shards, 1, 64));
     this.#client = client as ScriptClient;
@@ -310,6 +323,37 @@ export class RedisTier implements SharedTier {
     return result !== UNAVAILABLE;
   }
 
+  async recordReads(counts: ReadonlyMap<string, number>): Promise<boolean> {
+    if (counts.size === 0) return true;
+    const args: (string | number)[] = [];
+    for (const [key, reads] of counts) if (this.#isValidKey(key) && Number.isInteger(reads) && reads > 0) args.push(reads, key);
+    if (args.length === 0) return true;
+    const window = Math.floor(this.#clock.now() / this.#hotWindowMs);
+    const result = await this.#run(() => this.#client.gppRecordReads(this.keys.hotReads(window), this.#hotKeysMax, 2 * this.#hotWindowMs, ...args));
+    return result !== UNAVAILABLE;
+  }
+
+  async hottestKeys(count: number): Promise<string[] | Unavailable> {
+    if (count <= 0) return [];
+    const window = Math.floor(this.#clock.now() / this.#hotWindowMs);
+    const take = Math.min(count, this.#hotKeysMax) - 1;
+    const windows = await Promise.all([window, window - 1].map((w) => this.#run(() => this.#client.zrevrange(this.keys.hotReads(w), 0, take, 'WITHSCORES'))));
+    if (windows.some((w) => w === UNAVAILABLE)) return UNAVAILABLE;
+    return hottestOf((windows as string[][]).map(pairsOf), count, this.#isValidKey);
+  }
+
+  async readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable> {
+    const chunks: Promise<(Buffer | null)[] | Unavailable>[] = [];
+    for (let i = 0; i < keys.length; i += READ_BATCH) {
+      const names = keys.slice(i, i + READ_BATCH).map((key) => this.keys.entry(key));
+      // On a Cluster the keys of different groups live in different slots: one GET each, sent together.
+      chunks.push(this.#run(() => (this.#client instanceof Cluster ? Promise.all(names.map((name) => this.#client.getBuffer(name))) : this.#client.mgetBuffer(...names))));
+    }
+    const read = await Promise.all(chunks);
+    if (read.some((chunk) => chunk === UNAVAILABLE)) return UNAVAILABLE;
+    return (read as (Buffer | null)[][]).flat().map((bytes) => bytes ?? undefined);
+  }
+
   /** Raw access for tests and tools: reads the stored bytes of a key's entry. */
   async readEntryBytes(key: string): Promise<Buffer | null | Unavailable> {
     return this.#run(() => this.#client.getBuffer(this.keys.entry(key)));
@@ -426,4 +470,11 @@ export class RedisTier implements SharedTier {
       },
     });
   }
+}
+
+/** `[member, score, member, score, …]` as ZREVRANGE … WITHSCORES answers, as pairs. */
+function pairsOf(flat: readonly string[]): [string, number][] {
+  const pairs: [string, number][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i]!, Number(flat[i + 1])]);
+  return pairs;
 }

@@ -114,3 +114,16 @@ local changes = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV
 local hints = redis.call('XRANGE', KEYS[2], '(' .. hintPosition, '+', 'COUNT', ARGV[4])
 return {'ok', epoch, last, added, changes, hintPosition, hints, length}
 `;
+
+/**
+ * Add sampled read counts to one window of the fleet's hot-key record, keep its `max` hottest
+ * keys, and let the window expire once it no longer counts. One call per flush of an instance.
+ * KEYS[1] = the window's sorted set. ARGV: max kept, expiry ms, then count, key pairs.
+ */
+export const RECORD_READS = `
+for i = 3, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`;

@@ -12,6 +12,10 @@ export const SHARED_TIER_OPTION_SPECS = {
   leaseWaitMs: integerSpec(5000, 0, 600_000),
   /** Changes the feed keeps (per shard); an instance that falls further behind flushes its L1. About 100 bytes each. */
   feedMaxLen: integerSpec(100_000, 100, 100_000_000),
+  /** Keys the fleet's record of its hottest keys keeps (per window): what a starting instance can warm from. */
+  hotKeysMax: integerSpec(10_000, 1, 1_000_000),
+  /** The record of hot keys counts reads per window of this length, ms; the current and the previous window count. */
+  hotWindowMs: integerSpec(600_000, 1000, 7 * 86_400_000),
 } as const;
 
 export const SHARED_TIER_DEFAULTS = defaultsOf(SHARED_TIER_OPTION_SPECS);
@@ -150,6 +154,15 @@ export interface SharedTier {
    * part, with the parts as they will be delivered. UNAVAILABLE when any part could not be appended.
    */
   appendChange(change: Change): Promise<FeedChange[] | Unavailable>;
+  /**
+   * Adds sampled read counts to the fleet's record of its hottest keys: one bounded write per call
+   * (the coldest keys past `hotKeysMax` are dropped). False when unreachable.
+   */
+  recordReads(counts: ReadonlyMap<string, number>): Promise<boolean>;
+  /** The fleet's hottest keys, hottest first, at most `count` (reads of this and the previous window summed). */
+  hottestKeys(count: number): Promise<string[] | Unavailable>;
+  /** The stored bytes of each key (`undefined` where there is none), without taking leases: for warming L1. */
+  readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable>;
   /** Sends `hint` to every other instance, best-effort. False when unreachable. */
   hint(hint: LeaseHint): Promise<boolean>;
   /** Hints, changes and resets; the feed is read while anyone listens. Returns the unsubscribe function. */
@@ -226,4 +239,16 @@ export function nextPosition(last: string, now: number): string {
 /** The time part of a position, ms since the epoch. */
 export function timeOfPosition(position: string): number {
   return Number(position.slice(0, position.indexOf('-')));
+}
+
+/** Merges the read counts of two windows of the hot-key record into the `count` hottest keys, hottest first (ties: lower key first). */
+export function hottestOf(windows: readonly (ReadonlyMap<string, number> | Iterable<[string, number]>)[], count: number, isValidKey: (key: string) => boolean): string[] {
+  const totals = new Map<string, number>();
+  for (const window of windows) {
+    for (const [key, reads] of window) if (Number.isFinite(reads) && reads > 0 && isValidKey(key)) totals.set(key, (totals.get(key) ?? 0) + reads);
+  }
+  return [...totals]
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .slice(0, count)
+    .map(([key]) => key);
 }
