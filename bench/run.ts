@@ -14,6 +14,8 @@ import { FLEET_DEFAULTS, fleet } from './scenarios/fleet.js';
 import { HOT_PATH_DEFAULTS, coldBurst, hotPath } from './scenarios/hot-path.js';
 import { INSTRUCTIONS_DEFAULTS, instructions } from './scenarios/instructions.js';
 import { MEMORY_DEFAULTS, memory } from './scenarios/memory.js';
+import { MULTI_GET_DEFAULTS, multiGet } from './scenarios/multi-get.js';
+import { WARM_START_BENCH_DEFAULTS, warmStartBench } from './scenarios/warm-start.js';
 import { PUSH_DEFAULTS, push } from './scenarios/push.js';
 import { OUTAGE_DEFAULTS, outage } from './scenarios/outage.js';
 import { ZIPF_DEFAULTS, zipf } from './scenarios/zipf.js';
@@ -43,6 +45,16 @@ const SCENARIOS: Record<string, { run: Scenario; about: string; options: readonl
     run: (o) => push(o),
     about: 'live updates: one change to 10,000 subscribers (one group, 1,000 groups), memory per idle subscriber, a 4-instance fleet, polling against push',
     options: Object.keys(PUSH_DEFAULTS),
+  },
+  'multi-get': {
+    run: (o) => multiGet(o),
+    about: '1000 clients asking for 50 groups each out of 2000 at once: one multi-get per client against 50 single requests, batching off and on',
+    options: Object.keys(MULTI_GET_DEFAULTS),
+  },
+  'warm-start': {
+    run: (o) => warmStartBench(o),
+    about: "a new instance joining a warm fleet under Zipf load: L1 misses in its first 10 s with WARM_START_COUNT against a cold start",
+    options: Object.keys(WARM_START_BENCH_DEFAULTS),
   },
   fleet: { run: (o) => fleet(o), about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server', options: Object.keys(FLEET_DEFAULTS) },
   'hot-path': {

@@ -5,6 +5,8 @@
 export { CoalescingCache, createCoalescingCache, type EngineChange, type EngineStats, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
 export { type CacheEntry, type EntryKind } from './engine/entry.js';
 export { createKeyedCache, type KeyedCache, type KeyedCacheOptions } from './engine/keyed.js';
+export { warmStart, WARM_START_DEFAULTS, type WarmStartOptions, type WarmStartResult, type WarmTarget } from './engine/warm-start.js';
+export { MULTI_GET_DEFAULTS } from './http/multi-get.js';
 export { type EngineObserver, type LoadSettledEvent, type LeaseEvent, type ChangeAppliedEvent } from './engine/observer.js';
 export { ProxyMetrics, type ProxyMetricsOptions, type GaugeSources } from './metrics/metrics.js';
 export { OriginGuard, ORIGIN_GUARD_DEFAULTS, type OriginGuardOptions, type BreakerState } from './resilience/origin-guard.js';

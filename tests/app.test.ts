@@ -109,7 +109,6 @@ const MALFORMED_IDS: [string, number][] = [
   ['/groups/..%2F42', 400],
   ['/groups/42/extra', 404],
   ['/groups/', 404],
-  ['/groups', 404],
 ];
 
 describe('id validation', () => {
@@ -121,6 +120,14 @@ describe('id validation', () => {
     expect(body.error.code).toBe(status === 400 ? 'INVALID_GROUP_ID' : 'ROUTE_NOT_FOUND');
     expect(calls).toEqual([]);
     expect(engine.stats().l1Entries).toBe(0);
+  });
+
+  it('answers /groups without ids as a malformed multi-get, before any lookup', async () => {
+    const { app, calls } = setup();
+    const response = await app.request('/groups');
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('BAD_REQUEST');
+    expect(calls).toEqual([]);
   });
 
   it('rejects ids above maxGroupId', async () => {

@@ -107,7 +107,8 @@ describe('freshness', () => {
     const clock = manualClock();
     const randoms = [0, 0.999_999];
     const { load, calls } = countingLoader();
-    const cache = new CoalescingCache<Profile>({ load, ttlMs: 10_000, ttlJitter: 0.1, staleTtlMs: 0, now: clock.now, random: () => randoms.shift() ?? 0.5 });
+    // Refresh-ahead off: its draws would take from the same random source, and a refresh near expiry would change the counts.
+    const cache = new CoalescingCache<Profile>({ load, ttlMs: 10_000, ttlJitter: 0.1, staleTtlMs: 0, refreshAheadMs: 0, now: clock.now, random: () => randoms.shift() ?? 0.5 });
     const low = await cache.get('1');
     const high = await cache.get('2');
     expect(low.entry.freshUntil - low.entry.storedAt).toBe(9_000);
@@ -133,7 +134,8 @@ describe('freshness', () => {
   it('caches a missing key as a negative entry under its own TTL', async () => {
     const clock = manualClock();
     const { load, calls } = countingLoader(async () => NOT_FOUND);
-    const cache = new CoalescingCache<Profile>({ load, ttlMs: 60_000, negativeTtlMs: 5_000, negativeStaleTtlMs: 0, ttlJitter: 0, now: clock.now });
+    // Refresh-ahead off: this is about the negative TTL alone (a hit 1 ms before expiry could start a refresh).
+    const cache = new CoalescingCache<Profile>({ load, ttlMs: 60_000, negativeTtlMs: 5_000, negativeStaleTtlMs: 0, ttlJitter: 0, refreshAheadMs: 0, now: clock.now });
     const first = await cache.get('404');
     expect(first.entry.kind).toBe('missing');
     expect(JSON.parse(first.entry.body.toString())).toEqual({ error: { code: 'GROUP_NOT_FOUND', message: 'group 404 does not exist' } });

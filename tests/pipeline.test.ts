@@ -47,6 +47,10 @@ function faultyEngine() {
         if (key === '67') throw new RangeError('get threw');
         return engine.get(key, options);
       },
+      getMany: (keys: Iterable<string>, options?: Parameters<typeof engine.get>[1]) => {
+        if ([...keys].includes('66')) throw new TypeError('getMany broke');
+        return engine.getMany(keys, options);
+      },
       now: () => engine.now(),
       staleWindows: () => engine.staleWindows(),
       stats: () => engine.stats(),

@@ -141,20 +141,6 @@ describe('a caller with a stale fallback', () => {
   });
 });
 
-describe('early refresh', () => {
-  it('refreshes a hot entry once before it expires, so it never misses', async () => {
-    const clock = manualClock();
-    const source = versionedLoader();
-    const cache = new CoalescingCache<Profile>({ load: source.load, ttlMs: 10_000, ttlJitter: 0, earlyRefreshMs: 1000, now: clock.now });
-    await cache.get('1');
-    clock.advance(9500);
-    for (let i = 0; i < 50; i++) expect(cache.peek('1')?.value?.version).toBe(1);
-    await tick();
-    expect(source.calls).toHaveLength(2);
-    expect(cache.peek('1')?.value?.version).toBe(2);
-  });
-});
-
 describe('waiter deadline', () => {
   it('gives up on a load that never ends with 504 WAIT_TIMEOUT, without caching anything', async () => {
     const source = versionedLoader();

@@ -5,6 +5,8 @@ import { nextPosition, UNAVAILABLE, type ChangeKind, type FeedChange, type FeedP
 import type { EnvelopeFields } from './envelope.js';
 import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
+import { decodeEnvelope } from './envelope.js';
+import type { Clock } from '../util/clock.js';
 import { MemoryTier } from './memory-tier.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
@@ -78,6 +80,11 @@ const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', 
 
 const noop = (): void => {};
 
+/** Distinct keys one flush of counted lookups carries at most (the cost of one write to the hot-key record). */
+const MAX_COUNTED_KEYS = 10_000;
+/** Refresh-ahead draws only within this many scales of expiry: past it e^(-left/s) < 5e-5. */
+const REFRESH_AHEAD_REACH = 10;
+
 /** Point-in-time counts, for gauges and health checks. */
 export interface EngineStats {
   l1Entries: number;
@@ -112,6 +119,19 @@ export class CoalescingCache<V = unknown> {
   readonly #applying = new Map<number, Promise<void>>();
   /** Without a shared tier, local invalidations get positions of a feed of this process's own. */
   readonly #localFeed = { epoch: randomUUID(), last: '0-0' };
+  /** The XFetch scale: `refreshAheadMs`, or the recent origin load time when longer; 0 = off. */
+  #refreshScale: number;
+  /** Moving average of origin load times, ms. */
+  #loadMs = 0;
+  /** Counted lookups not yet added to the fleet's hot-key record, and when they next are. */
+  #reads = new Map<string, number>();
+  #readsFlushAt: number;
+  /** Whether lookups are counted for the hot-key record (a shared tier, and sampling on). */
+  readonly #counting: boolean;
+  /** Hits until the next counted one; Infinity when none are counted. */
+  #untilCounted: number;
+  /** Keys being filled from the shared tier (warm start): an invalidation meanwhile takes its key out. */
+  readonly #sharedFills = new Set<Set<string>>();
 
   constructor(options: EngineOptions<V>) {
     this.#options = resolveEngineOptions(options);
@@ -123,6 +143,10 @@ export class CoalescingCache<V = unknown> {
       entryOverheadBytes: this.#options.l1EntryOverheadBytes,
     });
     this.#l2 = this.#options.l2;
+    this.#refreshScale = this.#options.refreshAheadMs;
+    this.#readsFlushAt = this.#options.now() + this.#options.hotKeysFlushMs;
+    this.#counting = this.#l2 !== undefined && this.#options.hotKeysSampleEvery > 0;
+    this.#untilCounted = this.#counting ? this.#options.hotKeysSampleEvery : Infinity;
     if (this.#l2 !== undefined) {
       const fleet = new FleetLoader(this.#l2, this.#options.clock, this.#options.observer);
       this.#fleet = fleet;
@@ -140,6 +164,11 @@ export class CoalescingCache<V = unknown> {
     return this.#options.now();
   }
 
+  /** The one clock of the engine's time decisions, for helpers that run on it (warm start). */
+  get clock(): Clock {
+    return this.#options.clock;
+  }
+
   /** How long past freshness entries are served while one refresh runs, so shells can state it (stale-while-revalidate). */
   staleWindows(): { staleWhileRevalidateMs: number; negativeStaleWhileRevalidateMs: number } {
     return { staleWhileRevalidateMs: this.#options.staleTtlMs, negativeStaleWhileRevalidateMs: this.#options.negativeStaleTtlMs };
@@ -155,9 +184,127 @@ export class CoalescingCache<V = unknown> {
     const now = this.#options.now();
     if (now >= entry.freshUntil) return undefined;
     if (this.#l2 !== undefined && !this.#trusted(entry, now)) return undefined;
-    const early = this.#options.earlyRefreshMs;
-    if (early !== 0 && entry.freshUntil - now < early) this.#refresh(key, entry.freshUntil);
+    const scale = this.#refreshScale;
+    if (scale !== 0 && entry.freshUntil - now < scale * REFRESH_AHEAD_REACH) this.#maybeRefreshAhead(key, entry, now, scale);
+    if (--this.#untilCounted === 0) {
+      this.#untilCounted = this.#options.hotKeysSampleEvery;
+      this.#countRead(key, now);
+    }
     return entry;
+  }
+
+  /**
+   * XFetch (Vattani et al., "Optimal Probabilistic Cache Stampede Prevention"): refresh with
+   * probability e^(-left/scale), never in the first half of the entry's life. The refresh is an
+   * ordinary background load, so with a shared tier it takes the key's lease.
+   */
+  #maybeRefreshAhead(key: string, entry: CacheEntry<V>, now: number, scale: number): void {
+    const left = entry.freshUntil - now;
+    if (this.#flights.has(key) || left * 2 > entry.freshUntil - entry.storedAt) return;
+    if (left < -scale * Math.log(this.#options.random())) this.#refresh(key, entry.freshUntil);
+  }
+
+  /**
+   * Counts one lookup of `key` for the fleet's hot-key record (every miss, one hit in
+   * `hotKeysSampleEvery`: the record then knows every key this instance loaded, the rarely read
+   * ones whose misses dominate a cold start included); adds the counts to it every `hotKeysFlushMs`.
+   */
+  #countRead(key: string, now: number): void {
+    const reads = this.#reads;
+    const count = reads.get(key);
+    if (count !== undefined) reads.set(key, count + 1);
+    else if (reads.size < MAX_COUNTED_KEYS) reads.set(key, 1);
+    if (now >= this.#readsFlushAt) this.#flushReads(now);
+  }
+
+  #flushReads(now: number): Promise<boolean> {
+    this.#readsFlushAt = now + this.#options.hotKeysFlushMs;
+    const counts = this.#reads;
+    this.#reads = new Map();
+    // Best-effort, like every tier operation: it never rejects.
+    return counts.size === 0 ? Promise.resolve(true) : this.#l2!.recordReads(counts);
+  }
+
+  /**
+   * The entries of several keys, each looked up exactly as `get` does (L1, the key's one load in
+   * flight, the shared tier and its lease, the loader), so concurrent single and multiple lookups
+   * of a key share one load, across the fleet too. Keys asked twice are looked up once. The map
+   * holds the keys in the order first asked, each with its lookup or the error of that key alone
+   * (a ProxyError: not found is a lookup of a `missing` entry, not an error). Never rejects.
+   */
+  async getMany(keys: Iterable<string>, options?: GetOptions): Promise<Map<string, Lookup<V> | ProxyError>> {
+    const answers = new Map<string, Lookup<V> | ProxyError>();
+    const pending: Promise<unknown>[] = [];
+    // Every key's wait listens for the caller's abort: on a signal of our own, so a hundred of them
+    // are not taken for a listener leak on the caller's.
+    const caller = options?.signal;
+    const own = caller === undefined ? undefined : new AbortController();
+    const forward = (): void => own!.abort(caller!.reason);
+    if (own !== undefined) {
+      setMaxListeners(0, own.signal);
+      if (caller!.aborted) forward();
+      else caller!.addEventListener('abort', forward, { once: true });
+    }
+    const getOptions = own === undefined ? options : { ...options, signal: own.signal };
+    for (const key of keys) {
+      if (answers.has(key)) continue;
+      // A placeholder keeps the asked order; set() on a present key keeps its place.
+      answers.set(key, undefined as unknown as Lookup<V>);
+      pending.push(
+        this.get(key, getOptions).then(
+          (lookup) => answers.set(key, lookup),
+          (error: unknown) => answers.set(key, toProxyError(error)),
+        ),
+      );
+    }
+    try {
+      await Promise.all(pending);
+    } finally {
+      caller?.removeEventListener('abort', forward);
+    }
+    return answers;
+  }
+
+  /**
+   * The fleet's hottest keys, hottest first, from the record every instance counts its lookups
+   * into (`hotKeysSampleEvery`); `[]` without a shared tier or while it is unreachable.
+   */
+  async hottestKeys(count: number): Promise<string[]> {
+    if (this.#l2 === undefined || count <= 0) return [];
+    const keys = await this.#l2.hottestKeys(count);
+    return keys === UNAVAILABLE ? [] : keys;
+  }
+
+  /**
+   * Fills L1 with the shared tier's entries of `keys` (warm start): never an origin call, never a
+   * lease. Keys without a fresh, decodable entry, already in L1 or invalidated while being read
+   * are skipped. Resolves with how many were filled (0 without a shared tier or while unreachable).
+   */
+  async fillFromShared(keys: readonly string[]): Promise<number> {
+    if (this.#l2 === undefined || keys.length === 0 || this.#closing.signal.aborted) return 0;
+    const unchanged = new Set(keys);
+    this.#sharedFills.add(unchanged);
+    let read: (Buffer | undefined)[] | Unavailable;
+    try {
+      read = await this.#l2.readEntries(keys);
+    } finally {
+      this.#sharedFills.delete(unchanged);
+    }
+    if (read === UNAVAILABLE || this.#closing.signal.aborted) return 0;
+    const now = this.#options.now();
+    let filled = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const bytes = read[i];
+      if (bytes === undefined || !unchanged.has(key) || this.#l1.get(key) !== undefined) continue;
+      const fields = decodeEnvelope(bytes);
+      const entry = fields === undefined ? undefined : this.#fromEnvelope(fields, now);
+      if (entry === undefined) continue;
+      (entry as StoredEntry<V>).checkedAt = now;
+      this.#l1.set(key, entry);
+      filled++;
+    }
+    return filled;
   }
 
   /**
@@ -172,6 +319,7 @@ export class CoalescingCache<V = unknown> {
     if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
     const now = this.#options.now();
+    if (this.#counting) this.#countRead(key, now);
     let stale: StoredEntry<V> | undefined = this.#l1.get(key);
     if (stale !== undefined && this.#l2 !== undefined && !this.#trusted(stale, now)) return this.#check(key, stale, options?.signal);
     if (stale !== undefined) {
@@ -222,6 +370,9 @@ export class CoalescingCache<V = unknown> {
 
   /** Aborts loads in flight (their callers get CLOSED) and drops L1. Idempotent. */
   async close(): Promise<void> {
+    if (this.#closing.signal.aborted) return;
+    // The lookups counted since the last flush still count for the instances starting next.
+    if (this.#l2 !== undefined) await this.#flushReads(this.#options.now());
     if (this.#closing.signal.aborted) return;
     this.#unsubscribe();
     this.#changeListeners.clear();
@@ -348,6 +499,7 @@ export class CoalescingCache<V = unknown> {
     // Joining late matters only if something was cached (or is being loaded) before.
     if (reason === 'joined' && this.#l1.size === 0 && this.#flights.size === 0) return;
     this.#l1.clear();
+    for (const fill of this.#sharedFills) fill.clear();
     for (const flight of this.#flights.values()) flight.fenced = true;
     this.#flights.clear();
     this.#fleet!.deliver({ type: 'reset', reason, shard: -1 });
@@ -369,6 +521,7 @@ export class CoalescingCache<V = unknown> {
   #invalidateLocal(keys: readonly string[]): void {
     for (const key of keys) {
       this.#l1.delete(key);
+      for (const fill of this.#sharedFills) fill.delete(key);
       const flight = this.#flights.get(key);
       if (flight !== undefined) {
         flight.fenced = true;
@@ -428,8 +581,12 @@ export class CoalescingCache<V = unknown> {
 
   async #loadFromOrigin(key: string): Promise<CacheEntry<V>> {
     const o = this.#options;
+    const started = o.now();
     const loaded = await o.load(key, { signal: this.#closing.signal });
     const now = o.now();
+    const took = now - started;
+    this.#loadMs = this.#loadMs === 0 ? took : this.#loadMs + (took - this.#loadMs) * 0.2;
+    if (o.refreshAheadMs !== 0) this.#refreshScale = Math.max(o.refreshAheadMs, this.#loadMs);
     return loaded === NOT_FOUND
       ? createEntry<V>('missing', o.notFoundBody(key), now, jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random), o.maxStaleMs, o.deserialize)
       : createEntry<V>('found', o.serialize(loaded), now, jitteredTtl(o.ttlMs, o.ttlJitter, o.random), o.maxStaleMs, o.deserialize);

@@ -1,4 +1,5 @@
 import { CoalescingCache, type GetOptions, type InvalidationResult, type Lookup } from './engine.js';
+import type { ProxyError } from '../errors.js';
 import type { CacheEntry } from './entry.js';
 import { type EngineOptions, type LoadContext, type NotFound } from './options.js';
 import { functionOption } from '../util/options.js';
@@ -19,6 +20,8 @@ export interface KeyedCacheOptions<K, V> extends Omit<EngineOptions<V>, 'load'> 
 export interface KeyedCache<K, V> {
   readonly engine: CoalescingCache<V>;
   get(key: K, options?: GetOptions): Promise<Lookup<V>>;
+  /** Several keys, each as `get` (sharing loads with every other lookup); keys with equal cache keys once, in the order first asked. Never rejects. */
+  getMany(keys: Iterable<K>, options?: GetOptions): Promise<Map<K, Lookup<V> | ProxyError>>;
   /** The loaded value, or `undefined` when the source said it does not exist. */
   value(key: K, options?: GetOptions): Promise<V | undefined>;
   peek(key: K): CacheEntry<V> | undefined;
@@ -37,6 +40,15 @@ export function createKeyedCache<K = string, V = unknown>(options: KeyedCacheOpt
   return {
     engine,
     get: (key, getOptions) => engine.get(toString(key), getOptions),
+    getMany: async (keys, getOptions) => {
+      const byCacheKey = new Map<string, K>();
+      for (const key of keys) {
+        const cacheKey = toString(key);
+        if (!byCacheKey.has(cacheKey)) byCacheKey.set(cacheKey, key);
+      }
+      const answers = await engine.getMany(byCacheKey.keys(), getOptions);
+      return new Map([...answers].map(([cacheKey, answer]) => [byCacheKey.get(cacheKey)!, answer]));
+    },
     value: async (key, getOptions) => (await engine.get(toString(key), getOptions)).entry.value,
     peek: (key) => engine.peek(toString(key)),
     invalidate: (keys) => engine.invalidate(keys.map(toString)),

@@ -45,8 +45,23 @@ export interface EngineOptions<V> {
   maxStaleMs?: number;
   /** With a stale entry at hand, how long a lookup waits for the origin before answering with it, ms. Default 200. */
   softTimeoutMs?: number;
-  /** Refresh a hit in the background once its freshness has less than this left, so hot keys never miss, ms. 0 = off. Default 0. */
-  earlyRefreshMs?: number;
+  /**
+   * Refresh-ahead (probabilistic early expiration, XFetch): a hit with `left` ms of freshness
+   * starts one background refresh with probability e^(-left/s), where s is this option or the
+   * recent origin load time if that is longer. A key read r times a second is refreshed about
+   * s·ln(r·s) before it expires, so it never expires while read; a key read rarely expires as
+   * usual. With a shared tier the refresh takes the lease: one refresh per key for the fleet. ms;
+   * 0 = off. Default 500.
+   */
+  refreshAheadMs?: number;
+  /**
+   * With a shared tier: every miss and one hit in this many are counted into the fleet's record of
+   * its hottest keys (what a starting instance warms from); 0 = nothing counted. A counted lookup
+   * costs a Map update. Default 8.
+   */
+  hotKeysSampleEvery?: number;
+  /** With a shared tier: how often the counted lookups are added to the fleet's record, ms (one bounded write). Default 10000. */
+  hotKeysFlushMs?: number;
   /** Longest a caller waits for a load before giving up with 504 WAIT_TIMEOUT, ms. Default 10000. */
   waitTimeoutMs?: number;
   /**
@@ -96,7 +111,9 @@ export const ENGINE_OPTION_SPECS = {
   /** Also at least both stale windows (checked with them). */
   maxStaleMs: integerSpec(3_600_000, 0, 7 * DAY_MS),
   softTimeoutMs: integerSpec(200, 0, 600_000),
-  earlyRefreshMs: integerSpec(0, 0, DAY_MS),
+  refreshAheadMs: integerSpec(500, 0, DAY_MS),
+  hotKeysSampleEvery: integerSpec(8, 0, 1_000_000),
+  hotKeysFlushMs: integerSpec(10_000, 100, DAY_MS),
   waitTimeoutMs: integerSpec(10_000, 1, 3_600_000),
   feedMaxLagMs: integerSpec(2000, 1, DAY_MS),
   l1MaxEntries: integerSpec(100_000, 1, 100_000_000),
@@ -133,7 +150,9 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     negativeStaleTtlMs,
     maxStaleMs: integerOption('maxStaleMs', o.maxStaleMs, Math.max(S.maxStaleMs.min, staleTtlMs, negativeStaleTtlMs), S.maxStaleMs.max),
     softTimeoutMs: specOption('softTimeoutMs', o.softTimeoutMs, S.softTimeoutMs),
-    earlyRefreshMs: specOption('earlyRefreshMs', o.earlyRefreshMs, S.earlyRefreshMs),
+    refreshAheadMs: specOption('refreshAheadMs', o.refreshAheadMs, S.refreshAheadMs),
+    hotKeysSampleEvery: specOption('hotKeysSampleEvery', o.hotKeysSampleEvery, S.hotKeysSampleEvery),
+    hotKeysFlushMs: specOption('hotKeysFlushMs', o.hotKeysFlushMs, S.hotKeysFlushMs),
     waitTimeoutMs: specOption('waitTimeoutMs', o.waitTimeoutMs, S.waitTimeoutMs),
     feedMaxLagMs: specOption('feedMaxLagMs', o.feedMaxLagMs, S.feedMaxLagMs),
     l1MaxEntries: specOption('l1MaxEntries', o.l1MaxEntries, S.l1MaxEntries),

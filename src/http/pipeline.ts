@@ -5,12 +5,20 @@ import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { functionOption, integerOption, OptionError } from '../util/options.js';
 import { AnswerEncoder, cacheControlPolicy, DEFAULT_CACHE_NAME, encodeErrorAnswer, type CacheControlPolicy, type LookupAnswer } from './respond.js';
+import { encodeManyAnswer, MULTI_GET_DEFAULTS, MULTI_GET_OPTION_SPECS, parseIdList, type MultiGetOutcome } from './multi-get.js';
+import type { LookupOutcome } from '../engine/engine.js';
 
 /** The route of profile lookups, as metrics and logs name it, whichever shell answered. */
 export const ROUTE_LABEL = '/groups/:id';
 
+/** The route of multi-gets (`GET /groups?ids=`), as metrics name it. */
+export const MULTI_ROUTE_LABEL = '/groups';
+
 /** What the HTTP shells need of an engine, whatever its value type (without `staleWindows`, no stale directives are stated). */
-export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'now'> & Partial<Pick<CoalescingCache<unknown>, 'staleWindows'>>;
+export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'getMany' | 'now'> & Partial<Pick<CoalescingCache<unknown>, 'staleWindows'>>;
+
+/** A multi-get's request as metrics count it: its slowest way of answering an id (a failed id counts as a miss). */
+const SUMMARY_ORDER: readonly LookupOutcome[] = ['miss', 'collapsed', 'stale-if-error', 'stale-timeout', 'stale', 'l2-hit', 'hit'];
 
 /** The request an unexpected error happened in. */
 export interface RequestLine {
@@ -42,6 +50,8 @@ export interface GroupProfileRoutesOptions {
   parseId?: (raw: string) => string | undefined;
   /** Cache name in RFC 9211 Cache-Status (an RFC 8941 token). Default `group-profile-proxy`. */
   cacheName?: string;
+  /** Ids one multi-get (`GET /groups?ids=1,2,3`) may ask for; more is 400 TOO_MANY_GROUPS. Default 100. */
+  multiGetMaxIds?: number;
   /** Prometheus metrics to record requests into. Default: none. */
   metrics?: ProxyMetrics;
   /** Adds `s-maxage=N` to Cache-Control, a freshness lifetime for shared caches (CDNs) in front, s. Default: none. */
@@ -78,6 +88,7 @@ const reportToConsole = (error: unknown, request: RequestLine): void => {
 export class LookupPipeline {
   readonly cacheName: string;
   readonly maxGroupId: number;
+  readonly multiGetMaxIds: number;
   /** Raw path segment → cache key, or undefined (answer `invalidId`). A closure: pass it around unbound. */
   readonly parseId: (raw: string) => string | undefined;
   /** Whether `record` or `logAccess` need the time each request started. */
@@ -102,6 +113,7 @@ export class LookupPipeline {
     this.#engine = engine;
     const maxGroupId = integerOption('maxGroupId', options.maxGroupId ?? DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID);
     this.maxGroupId = maxGroupId;
+    this.multiGetMaxIds = integerOption('multiGetMaxIds', options.multiGetMaxIds ?? MULTI_GET_DEFAULTS.maxIds, MULTI_GET_OPTION_SPECS.maxIds.min, MULTI_GET_OPTION_SPECS.maxIds.max);
     this.parseId =
       options.parseId === undefined
         ? (raw: string) => parseGroupId(raw, maxGroupId)
@@ -148,6 +160,37 @@ export class LookupPipeline {
     }
   }
 
+  /**
+   * The answer to `GET|HEAD /groups?ids=…` (`url` as sent, the query still percent-encoded): 400
+   * for a malformed list, else every id through the engine's `getMany` (the same lookup as the
+   * single route's, so single and multiple requests share loads) encoded by encodeManyAnswer.
+   * Never rejects; records the request and each id's outcome into the metrics.
+   */
+  async answerMany(url: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, started: number): Promise<LookupAnswer> {
+    let answer: LookupAnswer;
+    let outcomes: ReadonlyMap<MultiGetOutcome, number> | undefined;
+    try {
+      const keys = parseIdList(url, this.parseId, this.multiGetMaxIds, this.maxGroupId);
+      if (keys instanceof ProxyError) {
+        answer = encodeErrorAnswer(keys, this.cacheName);
+      } else {
+        const answers = await this.#engine.getMany(keys, abort === undefined ? undefined : { signal: abort.signal });
+        const aborted = abort?.signal.aborted === true;
+        const many = encodeManyAnswer(answers, this.#engine.now(), ifNoneMatch, this.cacheName, this.#encoder.policy);
+        outcomes = many.outcomes;
+        answer = aborted ? this.clientClosed : { ...many, cache: summaryOf(many.outcomes) };
+      }
+    } catch (error) {
+      answer = this.fail(error, method, url);
+    }
+    const metrics = this.#metrics;
+    if (metrics !== undefined) {
+      metrics.recordAnswer(MULTI_ROUTE_LABEL, answer.status, answer.cache, (performance.now() - started) / 1000);
+      if (outcomes !== undefined) metrics.recordMultiGetIds(outcomes);
+    }
+    return answer;
+  }
+
   /** Reports an unexpected error with the request's method and path, and returns the 500 to answer it with. */
   fail(error: unknown, method: string, target: string): LookupAnswer {
     try {
@@ -173,6 +216,11 @@ export class LookupPipeline {
     if (accessLog === undefined) return;
     accessLog({ method, path: pathOf(target), status, cache: cacheStatus ?? null, ms: Math.round((performance.now() - started) * 100) / 100 });
   }
+}
+
+function summaryOf(outcomes: ReadonlyMap<MultiGetOutcome, number>): LookupOutcome {
+  if (outcomes.has('error')) return 'miss';
+  return SUMMARY_ORDER.find((outcome) => outcomes.has(outcome)) ?? 'hit';
 }
 
 /** The pipeline over `options.engine`; validates every option once (OptionError naming it). */

@@ -10,8 +10,8 @@ export type { EngineReader, GroupProfileRoutesOptions } from './pipeline.js';
 export const ALLOWED_METHODS = 'GET, HEAD';
 
 /**
- * `GET /:id` answered from the engine, as a Hono sub-app to mount anywhere,
- * e.g. `app.route('/groups', groupProfileRoutes({ engine }))`. A thin adapter
+ * `GET /:id` and the multi-get `GET /?ids=1,2,3` answered from the engine, as a Hono sub-app to
+ * mount anywhere, e.g. `app.route('/groups', groupProfileRoutes({ engine }))`. A thin adapter
  * over a LookupPipeline: given options it builds its own, given a pipeline it
  * answers exactly as the other shells over it do.
  */
@@ -37,13 +37,18 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
     return send(c, answer);
   };
 
+  const getGroupProfiles = async (c: Context): Promise<Response> => {
+    const started = performance.now();
+    return send(c, await pipeline.answerMany(c.req.url, c.req.header('if-none-match'), c.req.raw, c.req.method, started));
+  };
+
   const methodNotAllowed = (c: Context): Response => {
     const response = send(c, encodeError(new ProxyError('METHOD_NOT_ALLOWED', `use ${ALLOWED_METHODS}`, 405), pipeline.cacheName));
     response.headers.set('allow', ALLOWED_METHODS);
     return response;
   };
 
-  return new Hono().get('/:id', getGroupProfile).all('/:id', methodNotAllowed);
+  return new Hono().get('/', getGroupProfiles).all('/', methodNotAllowed).get('/:id', getGroupProfile).all('/:id', methodNotAllowed);
 }
 
 export function send(c: Context, response: EncodedResponse): Response {

@@ -61,6 +61,7 @@ export class ProxyMetrics {
   readonly pushEvents: Counter<'type'>;
   readonly pushDrops: Counter<'reason'>;
   readonly pushFanout: Histogram;
+  readonly multiGetIds: Counter<'outcome'>;
   readonly #l2Enabled: () => boolean;
   /** L1-hit answers by status, counted as plain numbers and added to the counters at scrape time. */
   readonly #pendingHits = new Float64Array(600);
@@ -94,6 +95,12 @@ export class ProxyMetrics {
       [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registry,
     );
+    this.multiGetIds = new Counter({
+      name: `${p}multi_get_ids_total`,
+      help: 'Ids asked for by multi-gets (GET /groups?ids=), by how each was answered (hit, l2-hit, miss, collapsed, stale, stale-if-error, stale-timeout, error).',
+      labelNames: ['outcome'],
+      registers,
+    });
     this.originCalls = new Counter({
       name: `${p}origin_calls_total`,
       help: 'Calls to the group-profile service, by kind (single, batch) and outcome (ok, not_found, error, timeout, circuit_open, shed).',
@@ -262,6 +269,11 @@ export class ProxyMetrics {
   }
 
   /** One answered request of any outcome (the general path; hits use hitRecorder). */
+  /** Counts the ids of one multi-get by how each was answered. */
+  recordMultiGetIds(outcomes: ReadonlyMap<string, number>): void {
+    for (const [outcome, count] of outcomes) this.multiGetIds.inc({ outcome }, count);
+  }
+
   recordAnswer(route: string, status: number, cache: string, seconds: number): void {
     this.requests.inc({ route, status, cache });
     if (cache !== 'none') this.recordL1(cache);

@@ -5,6 +5,8 @@ import { BATCH_OPTION_SPECS as BATCH } from '../origin/batch-loader.js';
 import { HTTP_ORIGIN_OPTION_SPECS as ORIGIN } from '../origin/http-origin.js';
 import { ORIGIN_GUARD_OPTION_SPECS as GUARD } from '../resilience/origin-guard.js';
 import { PUSH_OPTION_SPECS as PUSH } from '../push/options.js';
+import { MULTI_GET_OPTION_SPECS as MULTI } from '../http/multi-get.js';
+import { WARM_START_OPTION_SPECS as WARM } from '../engine/warm-start.js';
 import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret, type NumberSpec } from '../util/options.js';
 
 /**
@@ -143,7 +145,11 @@ export const SETTINGS = {
   negativeStaleTtlMs: option('NEGATIVE_STALE_TTL_MS', ENGINE.negativeStaleTtlMs, 'The same window for cached "does not exist" answers, ms.'),
   maxStaleMs: option('MAX_STALE_MS', ENGINE.maxStaleMs, 'After freshness, how long a profile is kept to be served when the upstream fails, is too slow or the breaker is open (stale-if-error), ms. At least the stale windows.'),
   softTimeoutMs: option('SOFT_TIMEOUT_MS', ENGINE.softTimeoutMs, 'With a stale copy at hand, how long to wait for the upstream before answering with the copy, ms; the load finishes in the background.'),
-  earlyRefreshMs: option('EARLY_REFRESH_MS', ENGINE.earlyRefreshMs, 'Refresh a hit in the background once less than this much freshness is left, so hot groups never miss, ms. 0 = off.'),
+  refreshAheadMs: option(
+    'REFRESH_AHEAD_MS',
+    ENGINE.refreshAheadMs,
+    'Refresh-ahead (XFetch): a hit with `left` ms of freshness starts one background refresh with probability e^(-left/s), s being this or the recent upstream load time if longer; a group read r times a second is refreshed about s·ln(r·s) ms before it expires, one refresh for the whole fleet (it takes the lease). Rarely read groups expire as usual. 0 = off.',
+  ),
   waitTimeoutMs: option('WAIT_TIMEOUT_MS', ENGINE.waitTimeoutMs, 'Longest a request waits for a load before 504 WAIT_TIMEOUT, ms.'),
   l1MaxEntries: option('L1_MAX_ENTRIES', ENGINE.l1MaxEntries, 'Most profiles kept in process memory.'),
   l1MaxBytes: option('L1_MAX_BYTES', ENGINE.l1MaxBytes, `Most bytes of process memory for cached profiles (bodies plus ${ENGINE.l1EntryOverheadBytes.default} bytes each).`),
@@ -185,6 +191,19 @@ export const SETTINGS = {
   breakerVolumeThreshold: option('BREAKER_VOLUME_THRESHOLD', GUARD.breakerVolumeThreshold, 'Upstream calls needed in the window before the breaker may open.'),
   breakerWindowMs: option('BREAKER_WINDOW_MS', GUARD.breakerWindowMs, 'Rolling window of the breaker\'s failure rate, ms.'),
   breakerResetMs: option('BREAKER_RESET_MS', GUARD.breakerResetMs, 'How long the breaker stays open before one half-open probe, ms.'),
+  multiGetMaxIds: option('MULTI_GET_MAX_IDS', MULTI.maxIds, 'Ids one multi-get (`GET /groups?ids=1,2,3`) may ask for; more is 400 TOO_MANY_GROUPS.'),
+  warmStartCount: option(
+    'WARM_START_COUNT',
+    WARM.hottest,
+    "With Redis: on start, fill process memory with this many of the fleet's hottest groups from Redis (read counts every instance samples into Redis), before listening; no upstream call. 0 = off.",
+  ),
+  warmStartIdsFile: optionalText(
+    'WARM_START_IDS_FILE',
+    /^[^\0\n]{1,1024}$/,
+    'a file path',
+    'A file of group ids (separated by commas, spaces or new lines; `#` starts a comment) loaded on start, before listening: from Redis when there, else from the upstream, in batches under UPSTREAM_MAX_CONCURRENCY. The warm start without Redis.',
+  ),
+  warmStartTimeoutMs: option('WARM_START_TIMEOUT_MS', WARM.timeoutMs, 'Longest the warm start may delay listening, ms; groups not warm by then load on their first request.'),
   maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most (event streams included); more are refused.'),
   pushMaxSubscribers: option('PUSH_MAX_SUBSCRIBERS', PUSH.maxSubscribers, 'Event streams (GET /groups/{id}/events, /events) held at most; more get 503 TOO_MANY_SUBSCRIBERS with Retry-After. Keep it under MAX_CONNECTIONS.'),
   pushMaxGroups: option('PUSH_MAX_GROUPS', PUSH.maxGroups, 'Groups one /events stream may follow; more is 400 TOO_MANY_GROUPS.'),

@@ -17,6 +17,9 @@ import type { Clock } from '../util/clock.js';
 import type { FeedResetReason } from '../util/shared-tier.js';
 import { checkConfig, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 import { redisConfigured, redisTierOptions } from './redis-options.js';
+import { readWarmIds } from './warm-ids.js';
+import { warmStart, type WarmStartResult } from '../engine/warm-start.js';
+import { parseGroupId } from '../ids.js';
 import { closeStalledWrites, connectionsCheckingInterval } from './stalled-writes.js';
 
 const LISTEN_BACKLOG = 4096;
@@ -51,6 +54,8 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   const settings: SidecarConfig = { ...configFromEnv({}), ...config };
   checkConfig(settings);
   const logger = dependencies.logger ?? pino({ level: settings.logLevel, base: { service: 'group-profile-proxy' } });
+  // Read before anything starts: a bad file stops the start with its ConfigError.
+  const warmIds = settings.warmStartIdsFile === undefined ? [] : await readWarmIds(settings.warmStartIdsFile, (raw) => parseGroupId(raw, settings.maxGroupId));
 
   let mockBackend: RunningMockBackend | undefined;
   let upstreamUrl = settings.upstreamUrl;
@@ -103,6 +108,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   // Serve once the feed readers have their positions, so no change appended after the first
   // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
   await l2?.whenFeedReady(FEED_READY_WAIT_MS).catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
+  await warm(cache, l2 !== undefined ? settings.warmStartCount : 0, warmIds, settings, logger);
   push = new PushHub({
     engine: cache.engine,
     clock: dependencies.clock,
@@ -118,6 +124,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     engine: cache.engine,
     maxGroupId: settings.maxGroupId,
     sMaxAgeSeconds: settings.sMaxAgeSeconds,
+    multiGetMaxIds: settings.multiGetMaxIds,
     adminToken: settings.adminToken,
     push,
     isReady: () => accepting,
@@ -200,6 +207,20 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     return closing;
   };
   return { url, port, cache, l2, metrics, push, metricsUrl, mockBackend, close };
+}
+
+/**
+ * Warm start, before listening (so readiness means warm): the fleet's hottest groups from Redis,
+ * then WARM_START_IDS_FILE's through ordinary lookups, one batch or UPSTREAM_MAX_CONCURRENCY
+ * lookups at a time so a preload is never shed by the proxy's own bound.
+ */
+async function warm(cache: GroupProfileCache, hottest: number, keys: string[], settings: SidecarConfig, logger: Logger): Promise<WarmStartResult | undefined> {
+  if (hottest === 0 && keys.length === 0) return undefined;
+  const concurrency = settings.upstreamBatch === 'on' ? settings.batchMaxIds : settings.upstreamMaxConcurrency;
+  const result = await warmStart(cache.engine, { hottest, keys, timeoutMs: settings.warmStartTimeoutMs, concurrency });
+  const log = result.timedOut ? logger.warn.bind(logger) : logger.info.bind(logger);
+  log(result, `warm start: ${result.filledFromShared} of the fleet's ${result.hottest} hottest groups from Redis, ${result.preloaded} of ${keys.length} listed groups loaded${result.timedOut ? ' (cut short by WARM_START_TIMEOUT_MS)' : ''}`);
+  return result;
 }
 
 async function createL2(settings: SidecarConfig, logger: Logger, clock: Clock | undefined): Promise<RedisTier | undefined> {

@@ -1,0 +1,145 @@
+import { createHash } from 'node:crypto';
+import type { Lookup, LookupOutcome } from '../engine/engine.js';
+import { ProxyError } from '../errors.js';
+import { defaultsOf, integerSpec } from '../util/options.js';
+import { matchesIfNoneMatch, type CacheControlPolicy, type EncodedResponse } from './respond.js';
+
+/** Default and range of the multi-get's options, declared once (the sidecar's settings read them too). */
+export const MULTI_GET_OPTION_SPECS = {
+  /** Ids one `GET /groups?ids=` may ask for. */
+  maxIds: integerSpec(100, 1, 1000),
+} as const;
+
+export const MULTI_GET_DEFAULTS = defaultsOf(MULTI_GET_OPTION_SPECS);
+
+/** What one id of a multi-get was answered with: its lookup's outcome, or `error`. */
+export type MultiGetOutcome = LookupOutcome | 'error';
+
+/** A multi-get's answer, with how each id was answered (for Cache-Status and metrics). */
+export interface MultiGetAnswer extends EncodedResponse {
+  readonly outcomes: ReadonlyMap<MultiGetOutcome, number>;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+/** An id quoted in an error message is cut to this length: the message must not carry a client's whole payload. */
+const QUOTED_ID_MAX = 24;
+
+/**
+ * The ids of `GET /groups?ids=1,2,3`, read from the raw (still percent-encoded) query, so an
+ * encoded spelling (`%31`, `%2C`) is rejected rather than aliased, as the single route does. A
+ * ProxyError (400) says what is wrong: no or several `ids` parameters, an empty list, too many
+ * ids, or which id is invalid. Duplicates are kept here (the engine looks each key up once).
+ */
+export function parseIdList(url: string, parseId: (raw: string) => string | undefined, maxIds: number, maxGroupId: number): string[] | ProxyError {
+  const query = url.indexOf('?');
+  let raw: string | undefined;
+  if (query !== -1) {
+    const end = url.indexOf('#', query);
+    for (const part of url.slice(query + 1, end === -1 ? undefined : end).split('&')) {
+      if (part !== 'ids' && !part.startsWith('ids=')) continue;
+      if (raw !== undefined) return new ProxyError('BAD_REQUEST', 'give the ids once, as ids=1,2,3', 400);
+      raw = part.slice(4);
+    }
+  }
+  if (raw === undefined) return new ProxyError('BAD_REQUEST', 'missing ids: ask for GET /groups?ids=1,2,3', 400);
+  if (raw === '') return new ProxyError('INVALID_GROUP_ID', 'ids is empty: give 1 to ' + maxIds + ' comma-separated group ids', 400);
+  // At most one element past the limit is split off: a huge list costs no more than a short one.
+  const parts = raw.split(',', maxIds + 1);
+  if (parts.length > maxIds) return new ProxyError('TOO_MANY_GROUPS', `at most ${maxIds} ids per request`, 400);
+  const keys: string[] = [];
+  for (let i = 0; i < parts.length; i++) {
+    const key = parseId(parts[i]!);
+    if (key === undefined) {
+      const shown = parts[i]!.length > QUOTED_ID_MAX ? parts[i]!.slice(0, QUOTED_ID_MAX) + '…' : parts[i]!;
+      return new ProxyError('INVALID_GROUP_ID', `id ${i + 1} of the list, ${JSON.stringify(shown)}, is not a group id: a decimal integer in [1, ${maxGroupId}]`, 400);
+    }
+    keys.push(key);
+  }
+  return keys;
+}
+
+/**
+ * The answer to a valid multi-get: 200 with a JSON object from id to the body its single lookup
+ * would have (a profile, or `{"error": {...}}` for a group that does not exist or an id whose
+ * load failed), written in the order asked, duplicates once. Headers for the whole:
+ * - with a per-id failure, `Cache-Control: no-store` (and the longest Retry-After among them);
+ * - otherwise a strong ETag over the ids and their entries' ETags (304 on If-None-Match), and a
+ *   Cache-Control from the shortest-lived entry: max-age is the least freshness left (the answer
+ *   is composed now, so it has no Age), stale-if-error the least window kept past it;
+ * - Cache-Status (RFC 9211) with how the ids were answered, e.g. `detail="hit=48 l2-hit=2"`.
+ */
+export function encodeManyAnswer(
+  answers: ReadonlyMap<string, Lookup<unknown> | ProxyError>,
+  now: number,
+  ifNoneMatch: string | undefined,
+  cacheName: string,
+  policy: CacheControlPolicy,
+): MultiGetAnswer {
+  const outcomes = new Map<MultiGetOutcome, number>();
+  const parts: Buffer[] = [];
+  const validator = createHash('sha1');
+  let freshUntil = Infinity;
+  let usableUntil = Infinity;
+  let revalidate = Infinity;
+  let retryAfter: number | undefined;
+  let failed = false;
+  let separator = '{';
+  for (const [key, answer] of answers) {
+    parts.push(Buffer.from(`${separator}${JSON.stringify(key)}:`, 'utf8'));
+    separator = ',';
+    if (answer instanceof ProxyError) {
+      failed = true;
+      if (answer.retryAfterSeconds !== undefined) retryAfter = Math.max(retryAfter ?? 0, answer.retryAfterSeconds);
+      parts.push(Buffer.from(JSON.stringify(answer.toJSON()), 'utf8'));
+      outcomes.set('error', (outcomes.get('error') ?? 0) + 1);
+      continue;
+    }
+    const { entry, outcome } = answer;
+    parts.push(entry.body);
+    validator.update(`${key}\u0000${entry.etag}\u0000`);
+    freshUntil = Math.min(freshUntil, entry.freshUntil);
+    usableUntil = Math.min(usableUntil, entry.usableUntil);
+    revalidate = Math.min(revalidate, entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds);
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+  }
+  parts.push(Buffer.from(separator === '{' ? '{}' : '}', 'utf8'));
+  const headers: Record<string, string> = { 'content-type': JSON_TYPE, 'cache-status': cacheStatus(cacheName, outcomes, Math.floor((freshUntil - now) / 1000)) };
+  if (failed) {
+    headers['cache-control'] = 'no-store';
+    if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+  } else {
+    const maxAge = Math.max(0, Math.floor((freshUntil - now) / 1000));
+    let cacheControl = `public, max-age=${maxAge}`;
+    if (revalidate > 0 && revalidate !== Infinity) cacheControl += `, stale-while-revalidate=${revalidate}`;
+    const ifError = Math.floor((usableUntil - now) / 1000) - maxAge;
+    if (ifError > 0) cacheControl += `, stale-if-error=${ifError}`;
+    if (policy.sharedMaxAgeSeconds !== undefined) cacheControl += `, s-maxage=${policy.sharedMaxAgeSeconds}`;
+    headers['cache-control'] = cacheControl;
+    headers.etag = '"m' + validator.digest('base64url') + '"';
+    if (ifNoneMatch !== undefined && matchesIfNoneMatch(ifNoneMatch, headers.etag)) {
+      delete headers['content-type'];
+      return { status: 304, headers, body: null, outcomes };
+    }
+  }
+  const body = Buffer.concat(parts);
+  headers['content-length'] = String(body.length);
+  return { status: 200, headers, body, outcomes };
+}
+
+const FROM_CACHE: ReadonlySet<MultiGetOutcome> = new Set(['hit', 'l2-hit']);
+const LOADED: ReadonlySet<MultiGetOutcome> = new Set(['miss', 'collapsed', 'error']);
+
+/**
+ * One Cache-Status entry for the whole answer: `hit` when every id was answered fresh from a
+ * cache tier, `fwd=miss` when any had to be loaded (or failed), `fwd=stale` when some were served
+ * stale and none loaded; `detail` counts the ids by outcome.
+ */
+function cacheStatus(cacheName: string, outcomes: ReadonlyMap<MultiGetOutcome, number>, ttlSeconds: number): string {
+  const counts = [...outcomes].map(([outcome, count]) => `${outcome}=${count}`).join(' ');
+  const detail = `; detail="${counts}"`;
+  const outcomeList = [...outcomes.keys()];
+  if (outcomeList.length === 0) return `${cacheName}; hit`;
+  if (outcomeList.every((outcome) => FROM_CACHE.has(outcome))) return `${cacheName}; hit; ttl=${ttlSeconds}${detail}`;
+  if (outcomeList.some((outcome) => LOADED.has(outcome))) return `${cacheName}; fwd=miss${detail}`;
+  return `${cacheName}; fwd=stale; ttl=${ttlSeconds}${detail}`;
+}
