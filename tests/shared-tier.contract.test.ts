@@ -344,6 +344,32 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await a.lookupOrLease('201', 'u', 'read')).toEqual({ type: 'leased' });
   });
 
+  it('keeps plain bitmaps for the fleet: bits set by one instance are seen by every instance, counted, deleted', async () => {
+    const { a, b } = await makePair({});
+    const name = `bloom-${randomUUID().slice(0, 6)}`;
+    expect(await b.testBits(name, [3])).toBe(false); // no such bitmap: nothing is set
+    expect(await a.setBits(name, [0, 3, 9, 70_000, 3])).toBe(true);
+    expect(await b.testBits(name, [0, 3, 9, 70_000])).toBe(true);
+    expect(await b.testBits(name, [0, 3, 10])).toBe(false);
+    expect(await b.countBits(name)).toBe(4);
+    expect(await a.deleteBits(name)).toBe(true);
+    expect(await b.testBits(name, [0])).toBe(false);
+    expect(await b.countBits(name)).toBe(0);
+  });
+
+  it('keeps small shared marks with an expiry, and stores one only if absent when asked (a lock)', async () => {
+    const { a, b } = await makePair({});
+    const name = `lock-${randomUUID().slice(0, 6)}`;
+    expect(await a.readMark(name)).toBeUndefined();
+    expect(await a.writeMark(name, 'a', 60_000, true)).toBe(true);
+    expect(await b.writeMark(name, 'b', 60_000, true)).toBe(false);
+    expect(await b.readMark(name)).toBe('a');
+    expect(await b.writeMark(name, 'b2', 60_000)).toBe(true);
+    expect(await a.readMark(name)).toBe('b2');
+    expect(await a.writeMark(`${name}-short`, 'x', 30)).toBe(true);
+    await until(async () => (await b.readMark(`${name}-short`)) === undefined, 'the mark to expire', 10_000);
+  });
+
   it('refuses a malformed change before appending it, naming what is wrong', async () => {
     const { a } = await makePair({});
     await expect(a.appendChange({ ids: [], kind: 'changed' })).rejects.toThrow(/1 to 1000 ids/);
@@ -363,6 +389,10 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await a.recordReads(new Map([['18', 1]]))).toBe(false);
     expect(await a.hottestKeys(1)).toBe(UNAVAILABLE);
     expect(await a.readEntries(['18'])).toBe(UNAVAILABLE);
+    expect(await a.setBits('b', [1])).toBe(false);
+    expect(await a.testBits('b', [1])).toBe(UNAVAILABLE);
+    expect(await a.readMark('m')).toBe(UNAVAILABLE);
+    expect(await a.writeMark('m', 'v', 1000)).toBe(false);
     await a.releaseLease('18', 't');
     await a.extendLease('18', 't');
   });

@@ -66,6 +66,9 @@ export class InMemoryTierStore {
   readonly #markers = new Map<string, string>();
   /** The hot-key record: read counts per window. */
   readonly #reads = new Map<number, Map<string, number>>();
+  /** Plain bitmaps, grown as bits are set (bit 0 the most significant of byte 0, as Redis). */
+  readonly #bitmaps = new Map<string, Uint8Array>();
+  readonly #marks = new Map<string, Timed<string>>();
   readonly #members = new Set<InMemoryTier>();
   readonly #maxEntries: number;
   readonly #feedMaxLen: number;
@@ -88,6 +91,8 @@ export class InMemoryTierStore {
     this.#leases.clear();
     this.#markers.clear();
     this.#reads.clear();
+    this.#bitmaps.clear();
+    this.#marks.clear();
     this.#log = [];
     this.#added = 0;
     this.#epoch = randomUUID();
@@ -161,6 +166,44 @@ export class InMemoryTierStore {
       const kept = [...reads].sort((a, b) => b[1] - a[1]).slice(0, max);
       this.#reads.set(window, new Map(kept));
     }
+  }
+
+  /** @internal */ setBits(name: string, positions: readonly number[]): void {
+    let bitmap = this.#bitmaps.get(name) ?? new Uint8Array(0);
+    const needed = Math.max(0, ...positions.map((position) => (position >>> 3) + 1));
+    if (needed > bitmap.length) {
+      const grown = new Uint8Array(Math.max(needed, bitmap.length * 2));
+      grown.set(bitmap);
+      bitmap = grown;
+    }
+    this.#bitmaps.set(name, bitmap);
+    for (const position of positions) bitmap[position >>> 3] = bitmap[position >>> 3]! | (0x80 >>> (position & 7));
+  }
+
+  /** @internal */ testBits(name: string, positions: readonly number[]): boolean {
+    const bitmap = this.#bitmaps.get(name);
+    if (bitmap === undefined) return positions.length === 0;
+    return positions.every((position) => ((bitmap[position >>> 3] ?? 0) & (0x80 >>> (position & 7))) !== 0);
+  }
+
+  /** @internal */ countBits(name: string): number {
+    let count = 0;
+    for (const byte of this.#bitmaps.get(name) ?? []) for (let b = byte; b !== 0; b &= b - 1) count++;
+    return count;
+  }
+
+  /** @internal */ deleteBits(name: string): void {
+    this.#bitmaps.delete(name);
+  }
+
+  /** @internal */ mark(name: string): string | undefined {
+    return this.#live(this.#marks, name)?.value;
+  }
+
+  /** @internal */ setMark(name: string, value: string, ttlMs: number, onlyIfAbsent: boolean): boolean {
+    if (onlyIfAbsent && this.mark(name) !== undefined) return false;
+    this.#marks.set(name, { value, expiresAt: this.now() + ttlMs });
+    return true;
   }
 
   /** @internal */ readsOf(window: number): ReadonlyMap<string, number> {
@@ -336,6 +379,34 @@ export class InMemoryTier implements SharedTier {
 
   #window(): number {
     return Math.floor(this.#store.now() / this.#hotWindowMs);
+  }
+
+  async setBits(name: string, positions: readonly number[]): Promise<boolean> {
+    if (this.#closed) return false;
+    this.#store.setBits(name, positions);
+    return true;
+  }
+
+  async testBits(name: string, positions: readonly number[]): Promise<boolean | Unavailable> {
+    return this.#closed ? UNAVAILABLE : this.#store.testBits(name, positions);
+  }
+
+  async countBits(name: string): Promise<number | Unavailable> {
+    return this.#closed ? UNAVAILABLE : this.#store.countBits(name);
+  }
+
+  async deleteBits(name: string): Promise<boolean> {
+    if (this.#closed) return false;
+    this.#store.deleteBits(name);
+    return true;
+  }
+
+  async readMark(name: string): Promise<string | undefined | Unavailable> {
+    return this.#closed ? UNAVAILABLE : this.#store.mark(name);
+  }
+
+  async writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent = false): Promise<boolean> {
+    return !this.#closed && this.#store.setMark(name, value, Math.max(1, ttlMs), onlyIfAbsent);
   }
 
   async hint(hint: LeaseHint): Promise<boolean> {

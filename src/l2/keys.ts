@@ -9,6 +9,10 @@ export interface KeyNames {
   changeMarker(key: string): string;
   /** The fleet's read counts of one window (see RECORD_READS): one slot for every window, `{hot}`. */
   hotReads(window: number): string;
+  /** A plain bitmap (the Bloom filter's), in a slot of its own. */
+  bits(name: string): string;
+  /** A small shared value (the Bloom filter's state, its fill lock). */
+  mark(name: string): string;
 }
 
 export const PREFIX_PATTERN = /^[A-Za-z0-9:_.-]{0,64}$/;
@@ -19,5 +23,7 @@ export function keyNames(prefix: string): KeyNames {
     lease: (key) => `${prefix}{${key}}:lease`,
     changeMarker: (key) => `${prefix}{${key}}:changed`,
     hotReads: (window) => `${prefix}{hot}:reads:${window}`,
+    bits: (name) => `${prefix}{bits:${name}}`,
+    mark: (name) => `${prefix}{mark}:${name}`,
   };
 }

@@ -23,7 +23,7 @@ import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
 import { feedShardKeys, shardOfKey, type FeedShardKeys } from './feed-keys.js';
 import { changeFields, hintFields } from './feed-entries.js';
 import { ShardReader, type FeedConnection, type FeedNotice } from './feed-reader.js';
-import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE } from './scripts.js';
+import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE, SET_BITS } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -95,6 +95,7 @@ type ScriptClient = RedisClient & {
   gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
   gppDeleteForChange(entry: string, lease: string, marker: string, position: string, markerMs: number): Promise<number>;
   gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
+  gppSetBits(bitmap: string, ...positions: number[]): Promise<number>;
 };
 
 /**
@@ -165,6 +166,7 @@ export class RedisTier implements SharedTier {
     client.defineCommand('gppExtendLease', { numberOfKeys: 2, lua: EXTEND_LEASE });
     client.defineCommand('gppDeleteForChange', { numberOfKeys: 3, lua: DELETE_FOR_CHANGE });
     client.defineCommand('gppRecordReads', { numberOfKeys: 1, lua: RECORD_READS });
+    client.defineCommand('gppSetBits', { numberOfKeys: 1, lua: SET_BITS });
     const shards = o.feedShards ?? defaultFeedShards(client instanceof Cluster);
     this.#feed = feedShardKeys(o.prefix, integerOption('feedShards', shards, 1, 64));
     this.#client = client as ScriptClient;
@@ -352,6 +354,39 @@ export class RedisTier implements SharedTier {
     const read = await Promise.all(chunks);
     if (read.some((chunk) => chunk === UNAVAILABLE)) return UNAVAILABLE;
     return (read as (Buffer | null)[][]).flat().map((bytes) => bytes ?? undefined);
+  }
+
+  async setBits(name: string, positions: readonly number[]): Promise<boolean> {
+    if (positions.length === 0) return true;
+    return (await this.#run(() => this.#client.gppSetBits(this.keys.bits(name), ...positions))) !== UNAVAILABLE;
+  }
+
+  async testBits(name: string, positions: readonly number[]): Promise<boolean | Unavailable> {
+    if (positions.length === 0) return true;
+    const args: (string | number)[] = [];
+    for (const position of positions) args.push('GET', 'u1', position);
+    const bits = await this.#run(() => this.#client.bitfield(this.keys.bits(name), ...(args as ['GET', string, number])) as Promise<number[]>);
+    return bits === UNAVAILABLE ? UNAVAILABLE : bits.every((bit) => bit === 1);
+  }
+
+  async countBits(name: string): Promise<number | Unavailable> {
+    return this.#run(() => this.#client.bitcount(this.keys.bits(name)));
+  }
+
+  async deleteBits(name: string): Promise<boolean> {
+    return (await this.#run(() => this.#client.del(this.keys.bits(name)))) !== UNAVAILABLE;
+  }
+
+  async readMark(name: string): Promise<string | undefined | Unavailable> {
+    const value = await this.#run(() => this.#client.get(this.keys.mark(name)));
+    return value === null ? undefined : value;
+  }
+
+  async writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent = false): Promise<boolean> {
+    const key = this.keys.mark(name);
+    const ms = Math.max(1, Math.round(ttlMs));
+    const stored = await this.#run(() => (onlyIfAbsent ? this.#client.set(key, value, 'PX', ms, 'NX') : this.#client.set(key, value, 'PX', ms)));
+    return stored === 'OK';
   }
 
   /** Raw access for tests and tools: reads the stored bytes of a key's entry. */

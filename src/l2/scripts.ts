@@ -127,3 +127,9 @@ if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `;
+
+/** Set bits of one bitmap in one round trip. KEYS[1] = the bitmap. ARGV: the bit offsets. */
+export const SET_BITS = `
+for i = 1, #ARGV do redis.call('SETBIT', KEYS[1], ARGV[i], 1) end
+return #ARGV
+`;

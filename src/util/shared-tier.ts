@@ -163,6 +163,21 @@ export interface SharedTier {
   hottestKeys(count: number): Promise<string[] | Unavailable>;
   /** The stored bytes of each key (`undefined` where there is none), without taking leases: for warming L1. */
   readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable>;
+  /**
+   * Sets bits of the plain bitmap `name` (positions in bits, bit 0 the most significant of byte
+   * 0, as SETBIT), in one round trip: the fleet's Bloom filter of existing groups. False when unreachable.
+   */
+  setBits(name: string, positions: readonly number[]): Promise<boolean>;
+  /** True when every one of `positions` is set in bitmap `name` (false for a bitmap that does not exist), in one round trip. */
+  testBits(name: string, positions: readonly number[]): Promise<boolean | Unavailable>;
+  /** Bits set in bitmap `name` (0 when it does not exist). */
+  countBits(name: string): Promise<number | Unavailable>;
+  /** Deletes bitmap `name`. False when unreachable. */
+  deleteBits(name: string): Promise<boolean>;
+  /** A small shared value (`undefined` when absent or expired): the Bloom filter's state and fill lock. */
+  readMark(name: string): Promise<string | undefined | Unavailable>;
+  /** Stores a small shared value for `ttlMs`; with `onlyIfAbsent`, only when none is stored (a lock). True when stored. */
+  writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent?: boolean): Promise<boolean>;
   /** Sends `hint` to every other instance, best-effort. False when unreachable. */
   hint(hint: LeaseHint): Promise<boolean>;
   /** Hints, changes and resets; the feed is read while anyone listens. Returns the unsubscribe function. */
