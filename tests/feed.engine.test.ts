@@ -104,6 +104,45 @@ describe('invalidation through the feed', () => {
   });
 });
 
+describe('an own change read back before its append is acknowledged (failed before: Redis delivered it to the reader first)', () => {
+  it('is applied here before change listeners hear of it: they never see the old profile', async () => {
+    const clock = new ManualClock();
+    const store = new InMemoryTierStore({ now: () => clock.now() });
+    const tier = new InMemoryTier({ store });
+    // As with Redis, where the reader's XREAD can return the entry before XADD's reply: the
+    // append resolves only once this instance's reader has delivered the change.
+    const appendChange = async (change: Parameters<InMemoryTier['appendChange']>[0]) => {
+      const parts = await tier.appendChange(change);
+      while (tier.feedPositions()[0]!.position === '0-0') await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      return parts;
+    };
+    const slowAck = new Proxy(tier, {
+      get(target, property) {
+        if (property === 'appendChange') return appendChange;
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    let version = 1;
+    const engine = new CoalescingCache<Profile>({ load: async (key) => ({ id: key, version }), l2: slowAck, clock, ttlJitter: 0 });
+    closing.push(async () => {
+      await engine.close();
+      await tier.close();
+    });
+    await engine.get('1');
+    const seen: (number | 'miss')[] = [];
+    engine.onChange((event) => {
+      if (event.type === 'change') seen.push(engine.peek('1')?.value?.version ?? 'miss');
+    });
+    version = 2;
+    await engine.invalidate('1');
+    await until(() => seen.length === 1, 'the change heard', 10_000);
+    expect(seen).toEqual(['miss']);
+    expect((await engine.get('1')).entry.value?.version).toBe(2);
+  });
+});
+
 describe('a reader that cannot read', () => {
   it('serves L1 for at most FEED_MAX_LAG_MS without news, then checks entries against L2, not the origin', async () => {
     const fleet = fleetOf(2);

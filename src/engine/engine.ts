@@ -356,14 +356,15 @@ export class CoalescingCache<V = unknown> {
     }
     // The shared copies first, so readers only evict theirs: one delete per change for the fleet.
     const deleted = await this.#l2.deleteKeys(list);
+    // Then ours, before the append: this instance's reader may deliver the change before the
+    // append is acknowledged, and it skips own changes (they are applied here already).
+    this.#invalidateLocal(list);
     const parts = deleted ? await this.#l2.appendChange({ ids: list, kind: options.kind ?? 'changed', version: options.version, sharedCopiesDeleted: true }) : UNAVAILABLE;
     if (parts === UNAVAILABLE) {
-      this.#invalidateLocal(list);
       this.#notify({ type: 'unfed', ids: list });
       return { fleet: false, positions: [] };
     }
-    // Applied here at once (read-your-writes); change listeners hear of it from the feed, in order.
-    this.#invalidateLocal(list);
+    // Applied here (read-your-writes); change listeners hear of it from the feed, in order.
     for (const part of parts) this.#applied(part, true);
     return { fleet: true, positions: parts.map(({ shard, position }) => ({ shard, position })) };
   }
