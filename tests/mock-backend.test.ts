@@ -164,6 +164,7 @@ describe('counters', () => {
       singleCalls: 4,
       batchCalls: 1,
       batchIds: 3,
+      exportCalls: 0,
       byId: { '1': 3, '2': 1, '9': 2 },
       inFlight: 0,
       maxInFlight: 1,
@@ -174,7 +175,7 @@ describe('counters', () => {
 
     const reset = await post(backend, '/__reset');
     expect(reset.status).toBe(204);
-    expect(backend.stats()).toEqual({ calls: 0, singleCalls: 0, batchCalls: 0, batchIds: 0, byId: {}, inFlight: 0, maxInFlight: 0, mode: 'normal' });
+    expect(backend.stats()).toEqual({ calls: 0, singleCalls: 0, batchCalls: 0, batchIds: 0, exportCalls: 0, byId: {}, inFlight: 0, maxInFlight: 0, mode: 'normal' });
 
     backend.setMode('error');
     await backend.app.request('/groups/1');
@@ -503,5 +504,26 @@ describe('cli', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
+  });
+});
+
+describe('the id export (GET /group-ids)', () => {
+  it('pages through the existing ids in order, skipping missing and adding created ones, without counting as calls', async () => {
+    const backend = createMockBackend({ latencyMs: 0, latencyJitterMs: 0, maxId: 25, missingEvery: 10, missingIds: [3] });
+    const pages: { ids: number[]; next: string | null }[] = [];
+    await backend.app.request('/__create/40', { method: 'POST' });
+    let after: string | null = null;
+    do {
+      const response = await backend.app.request(`/group-ids?limit=10${after === null ? '' : `&after=${after}`}`);
+      const page = (await response.json()) as { ids: number[]; next: string | null };
+      pages.push(page);
+      after = page.next;
+    } while (after !== null);
+    const all = pages.flatMap((page) => page.ids);
+    expect(all).toEqual([1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, 25, 40]);
+    expect(pages.every((page) => page.ids.length <= 10)).toBe(true);
+    expect(backend.stats()).toMatchObject({ calls: 0, exportCalls: pages.length });
+    expect((await backend.app.request('/groups/40')).status).toBe(200);
+    expect((await backend.app.request('/group-ids?limit=0')).status).toBe(400);
   });
 });

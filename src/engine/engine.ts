@@ -19,9 +19,11 @@ import { isCallerFailure, WaitList } from './wait-list.js';
  * - `collapsed`: this call waited on a load another call (or another instance) had started;
  * - `stale`: a stale entry served at once while one background refresh runs (stale-while-revalidate);
  * - `stale-if-error`: a stale entry served because the load failed, was shed or the breaker is open;
- * - `stale-timeout`: a stale entry served because the origin was slower than the soft timeout.
+ * - `stale-timeout`: a stale entry served because the origin was slower than the soft timeout;
+ * - `filtered`: the existence filter knows the key does not exist: a not-found entry made for this
+ *   answer, with no load and nothing cached.
  */
-export type LookupOutcome = 'hit' | 'l2-hit' | 'miss' | 'collapsed' | 'stale' | 'stale-if-error' | 'stale-timeout';
+export type LookupOutcome = 'hit' | 'l2-hit' | 'miss' | 'collapsed' | 'stale' | 'stale-if-error' | 'stale-timeout' | 'filtered';
 
 export interface Lookup<V> {
   readonly entry: CacheEntry<V>;
@@ -332,10 +334,32 @@ export class CoalescingCache<V = unknown> {
         stale = undefined;
       }
     }
-    const { flight, started } = this.#join(key, now);
     const signal = options?.signal;
+    // A key with a stale copy existed; a key being loaded is someone else's question already.
+    const existence = this.#options.existence;
+    if (stale === undefined && existence !== undefined && !this.#flights.has(key)) {
+      const verdict = existence.check(key);
+      if (verdict === 'absent') return Promise.resolve(this.#filtered(key, now));
+      if (verdict !== 'maybe') return verdict.then((settled) => (settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#load(key, signal)));
+    }
+    const { flight, started } = this.#join(key, now);
     if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
     return this.#waitOrServeStale(flight, started, stale, signal);
+  }
+
+  /** After an asynchronous existence check: L1 again (another lookup may have filled it meanwhile), else the key's one load. */
+  #load(key: string, signal: AbortSignal | undefined): Promise<Lookup<V>> {
+    const fresh = this.peek(key);
+    if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
+    if (this.#closing.signal.aborted) return Promise.reject(closedError());
+    const { flight, started } = this.#join(key, this.#options.now());
+    return this.#waitListOf(flight).wait(started, signal);
+  }
+
+  /** The answer for a key the existence filter rejected: not found, fresh for the negative TTL, never stored. */
+  #filtered(key: string, now: number): Lookup<V> {
+    const o = this.#options;
+    return { entry: createEntry<V>('missing', o.notFoundBody(key), now, o.negativeTtlMs, 0, o.deserialize), outcome: 'filtered' };
   }
 
   /**
@@ -350,6 +374,7 @@ export class CoalescingCache<V = unknown> {
     const list = [...new Set(typeof keys === 'string' ? [keys] : keys)];
     if (this.#l2 === undefined) {
       this.#invalidateLocal(list);
+      if ((options.kind ?? 'changed') === 'changed') for (const id of list) this.#options.existence?.learn(id);
       const change = this.#localChange(list, options);
       this.#notify({ type: 'change', change, local: true });
       return { fleet: true, positions: [] };
@@ -454,6 +479,8 @@ export class CoalescingCache<V = unknown> {
 
   /** A change is applied here (its copies gone): waits on other instances' loads of its keys look again, and it is counted. */
   #applied(change: FeedChange, local: boolean): void {
+    // A changed group exists: one created since the filter's fill is known from here on.
+    if (change.kind === 'changed' && this.#options.existence !== undefined) for (const id of change.ids) this.#options.existence.learn(id);
     this.#fleet!.deliver({ type: 'change', change });
     this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });
   }
@@ -585,6 +612,7 @@ export class CoalescingCache<V = unknown> {
     const started = o.now();
     const loaded = await o.load(key, { signal: this.#closing.signal });
     const now = o.now();
+    if (loaded !== NOT_FOUND) o.existence?.learn(key);
     const took = now - started;
     this.#loadMs = this.#loadMs === 0 ? took : this.#loadMs + (took - this.#loadMs) * 0.2;
     if (o.refreshAheadMs !== 0) this.#refreshScale = Math.max(o.refreshAheadMs, this.#loadMs);

@@ -14,6 +14,16 @@ export interface LoadContext {
   readonly signal: AbortSignal;
 }
 
+/**
+ * Consulted on a miss before any load (ExistenceFilter): a key it says is `absent` is answered as
+ * not found (outcome `filtered`) with no load and nothing cached. It learns every key a load
+ * found and every key a change announces.
+ */
+export interface ExistenceCheck {
+  check(key: string): 'maybe' | 'absent' | Promise<'maybe' | 'absent'>;
+  learn(key: string): void;
+}
+
 /** Fetches one key from the source of truth. Throw a ProxyError to choose the status callers see. */
 export type Loader<V> = (key: string, context: LoadContext) => Promise<V | NotFound>;
 
@@ -77,6 +87,8 @@ export interface EngineOptions<V> {
   l1MaxBytes?: number;
   /** Fixed bytes counted per L1 entry on top of its body. Default 400. */
   l1EntryOverheadBytes?: number;
+  /** Answers keys known not to exist without a load (cache penetration): an ExistenceFilter. Default: none. */
+  existence?: ExistenceCheck;
   /** Hooks for metrics. Default: none. */
   observer?: EngineObserver;
   /**
@@ -91,7 +103,7 @@ export interface EngineOptions<V> {
   random?: () => number;
 }
 
-export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer'>> & Pick<EngineOptions<V>, 'l2'> & { observer: EngineObserver };
+export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer' | 'existence'>> & Pick<EngineOptions<V>, 'l2' | 'existence'> & { observer: EngineObserver };
 
 function resolveClock(clock: unknown, now: unknown): Clock {
   if (clock !== undefined || now === undefined) return clockOption('clock', clock);
@@ -142,6 +154,10 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     serialize: o.serialize === undefined ? defaultSerialize : functionOption('serialize', o.serialize),
     deserialize: o.deserialize === undefined ? (body: Buffer) => JSON.parse(body.toString('utf8')) as V : functionOption('deserialize', o.deserialize),
     l2: o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2 && 'onEvent' in o.l2) ? o.l2 : badOption('l2', 'a SharedTier (RedisTier or InMemoryTier)', o.l2),
+    existence:
+      o.existence === undefined || (typeof o.existence === 'object' && o.existence !== null && typeof o.existence.check === 'function' && typeof o.existence.learn === 'function')
+        ? o.existence
+        : badOption('existence', 'an ExistenceFilter (an object with check and learn)', o.existence),
     notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
     ttlMs: specOption('ttlMs', o.ttlMs, S.ttlMs),
     ttlJitter: specOption('ttlJitter', o.ttlJitter, S.ttlJitter),

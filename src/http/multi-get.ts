@@ -126,7 +126,7 @@ export function encodeManyAnswer(
   return { status: 200, headers, body, outcomes };
 }
 
-const FROM_CACHE: ReadonlySet<MultiGetOutcome> = new Set(['hit', 'l2-hit']);
+const FROM_CACHE: ReadonlySet<MultiGetOutcome> = new Set(['hit', 'l2-hit', 'filtered']);
 const LOADED: ReadonlySet<MultiGetOutcome> = new Set(['miss', 'collapsed', 'error']);
 
 /**

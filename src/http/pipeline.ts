@@ -18,7 +18,7 @@ export const MULTI_ROUTE_LABEL = '/groups';
 export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'getMany' | 'now'> & Partial<Pick<CoalescingCache<unknown>, 'staleWindows'>>;
 
 /** A multi-get's request as metrics count it: its slowest way of answering an id (a failed id counts as a miss). */
-const SUMMARY_ORDER: readonly LookupOutcome[] = ['miss', 'collapsed', 'stale-if-error', 'stale-timeout', 'stale', 'l2-hit', 'hit'];
+const SUMMARY_ORDER: readonly LookupOutcome[] = ['miss', 'collapsed', 'stale-if-error', 'stale-timeout', 'stale', 'l2-hit', 'filtered', 'hit'];
 
 /** The request an unexpected error happened in. */
 export interface RequestLine {

@@ -181,6 +181,9 @@ function cacheStatus(cacheName: string, outcome: LookupOutcome, ttlSeconds: numb
       return `${cacheName}; fwd=stale; ttl=${ttlSeconds}; detail=stale-timeout${negative}`;
     case 'stale-if-error':
       return `${cacheName}; fwd=stale; fwd-status=${failedStatus ?? 502}; ttl=${ttlSeconds}; detail=stale-if-error${negative}`;
+    case 'filtered':
+      // Neither a stored answer nor forwarded: the existence filter knows the group does not exist.
+      return `${cacheName}; detail=existence-filter`;
   }
 }
 

@@ -5,6 +5,7 @@ import type { FeedStatus } from '../util/shared-tier.js';
 import type { PushObserver } from '../push/hub.js';
 import type { BreakerState } from '../resilience/origin-guard.js';
 import { FastHistogram } from './fast-histogram.js';
+import type { ExistenceFilterStats } from '../penetration/existence-filter.js';
 
 export interface ProxyMetricsOptions {
   /** Registry to register on. Default: a new Registry (never prom-client's global one). */
@@ -32,6 +33,10 @@ export interface GaugeSources {
   feed?: () => FeedStatus | undefined;
   /** Event streams held now. */
   pushSubscribers?: () => number;
+  /** The existence filter, when there is one. */
+  existence?: () => (ExistenceFilterStats & { bytes: number }) | undefined;
+  /** Miss-budget rejections since start, by reason. */
+  budgetRejections?: () => Readonly<Record<string, number>> | undefined;
 }
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
@@ -208,6 +213,15 @@ export class ProxyMetrics {
     collectedCounter('feed_skipped_entries_total', 'Feed entries skipped (or with ids dropped) as malformed, by reason: unknown_kind, bad_ids, garbage.', ['reason'], () =>
       Object.entries(sources.feed?.()?.skipped ?? {}).map(([reason, count]) => [{ reason }, count]),
     );
+    collectedCounter(
+      'existence_filter_checks_total',
+      'Existence-filter checks of misses, by verdict: absent (answered 404, no origin call), maybe (loaded), observed_absent (not authoritative: loaded, though it would have said absent), unavailable (the shared bitmap unreadable: failed open).',
+      ['verdict'],
+      () => Object.entries(sources.existence?.()?.checks ?? {}).map(([verdict, count]) => [{ verdict }, count]),
+    );
+    collectedCounter('miss_budget_rejections_total', 'Requests answered 429 because their client had spent its budget of origin-bound misses, by reason: fleet (the shared bucket), local (this instance\'s).', ['reason'], () =>
+      Object.entries(sources.budgetRejections?.() ?? {}).map(([reason, count]) => [{ reason }, count]),
+    );
     this.#l2Enabled = () => (sources.engine?.().l2 ?? 'disabled') !== 'disabled';
     const gauge = (name: string, help: string, collect: (g: Gauge) => void): void => {
       new Gauge({ name: `${p}${name}`, help, registers, collect(this: Gauge) { collect(this); } });
@@ -227,6 +241,16 @@ export class ProxyMetrics {
     });
     gauge('feed_lag_entries', 'Changes appended to the feed but not yet read here, as of the last read.', (g) => g.set(sources.engine?.().feed?.lagEntries ?? 0));
     gauge('push_subscribers', 'Event streams (Server-Sent Events) held now.', (g) => g.set(sources.pushSubscribers?.() ?? 0));
+    gauge('existence_filter_bytes', 'Process memory of the existence filter (its bitmap); 0 without one. The fleet\'s shared bitmap in Redis has the same size.', (g) => g.set(sources.existence?.()?.bytes ?? 0));
+    gauge('existence_filter_fill_ratio', 'Share of the existence filter\'s bits that are set.', (g) => {
+      const stats = sources.existence?.();
+      g.set(stats === undefined ? 0 : stats.setBits / stats.bits);
+    });
+    gauge('existence_filter_false_positive_rate', 'Estimated chance that an absent id passes the existence filter: fill ratio ^ hashes.', (g) => g.set(sources.existence?.()?.estimatedFalsePositiveRate ?? 0));
+    gauge('existence_filter_authoritative', 'Whether the existence filter answers absent ids with 404 (filled from a complete export): 1 yes, 0 observing only, -1 no filter.', (g) => {
+      const stats = sources.existence?.();
+      g.set(stats === undefined ? -1 : stats.authoritative ? 1 : 0);
+    });
     gauge('origin_active_calls', 'Calls to the group-profile service in progress.', (g) => g.set(sources.upstream?.().active ?? 0));
     gauge('origin_queued_calls', 'Loads waiting for an upstream slot.', (g) => g.set(sources.upstream?.().queued ?? 0));
     if (options.processMetrics ?? true) collectProcessMetrics(registry, p, options.gcMetrics ?? false);

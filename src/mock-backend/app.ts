@@ -52,8 +52,10 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
   const state = new MockState();
   const app = new Hono();
 
+  /** Groups created after start (POST /__create/:id): they exist whatever the rules below say. */
+  const created = new Set<number>();
   const isMissing = (id: number): boolean =>
-    id > config.maxId || (config.missingEvery > 0 && id % config.missingEvery === 0) || missingIds.has(id);
+    !created.has(id) && (id > config.maxId || (config.missingEvery > 0 && id % config.missingEvery === 0) || missingIds.has(id));
 
   /** `revisions` were read when the request arrived: a change during the latency is not seen, as with a real database read. */
   const profileOrNull = (raw: string, revisions: ReadonlyMap<string, number>): ReturnType<typeof generateProfile> | null => {
@@ -126,6 +128,38 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     }
   };
 
+  /**
+   * The id export: existing ids in ascending order, `limit` (≤ 100,000) at a time after `after`.
+   * Scans the id space (it skips missing ids), so a page of a world with few missing ids is cheap.
+   */
+  app.get('/group-ids', (c) => {
+    state.arrive('export', []);
+    const limit = Number(c.req.query('limit') ?? '1000');
+    const afterRaw = c.req.query('after');
+    const after = afterRaw === undefined ? 0 : Number(afterRaw);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100_000 || !Number.isSafeInteger(after) || after < 0) {
+      return errorJson(c, 400, 'BAD_REQUEST', 'limit must be in [1, 100000] and after a group id');
+    }
+    const ids: number[] = [];
+    const extra = [...created].filter((id) => id > after).sort((a, b) => a - b);
+    let id = after + 1;
+    while (ids.length < limit && (id <= config.maxId || extra.length > 0)) {
+      if (id > config.maxId) id = Math.max(id, extra[0]!);
+      if (!isMissing(id)) ids.push(id);
+      while (extra.length > 0 && extra[0]! <= id) extra.shift();
+      id++;
+    }
+    const last = ids.at(-1);
+    const more = last !== undefined && (last < config.maxId || [...created].some((other) => other > last));
+    return c.json({ ids, next: more ? String(last) : null });
+  });
+  app.post('/__create/:id', (c) => {
+    const id = Number(c.req.param('id'));
+    if (!Number.isSafeInteger(id) || id < 1) return errorJson(c, 400, 'INVALID_GROUP_ID', 'not a group id');
+    created.add(id);
+    missingIds.delete(id);
+    return c.body(null, 204);
+  });
   app.get('/groups/:id', (c) => groups(c, 'single', parseGroupId(c.req.param('id'))));
   app.get('/groups', (c) => groups(c, 'batch', parseBatchIds(c.req.query('ids'), config.maxBatchIds)));
 

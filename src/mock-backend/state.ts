@@ -9,6 +9,8 @@ export interface MockStats {
   batchCalls: number;
   /** Distinct ids requested through batch calls, summed over calls. */
   batchIds: number;
+  /** Pages of the id export served (GET /group-ids); not in `calls`. */
+  exportCalls: number;
   /** Times each id was requested (single and batch; once per batch call). */
   byId: Record<string, number>;
   /** /groups* requests currently waiting or being answered. */
@@ -23,6 +25,7 @@ export class MockState {
   #singleCalls = 0;
   #batchCalls = 0;
   #batchIds = 0;
+  #exportCalls = 0;
   #byId = new Map<string, number>();
   #inFlight = 0;
   #maxInFlight = 0;
@@ -42,7 +45,11 @@ export class MockState {
   }
 
   /** Counts a /groups* request at arrival and marks it in flight; call `leave` when answered. */
-  arrive(kind: 'single' | 'batch', ids: readonly string[]): void {
+  arrive(kind: 'single' | 'batch' | 'export', ids: readonly string[]): void {
+    if (kind === 'export') {
+      this.#exportCalls++;
+      return;
+    }
     this.#calls++;
     if (kind === 'single') this.#singleCalls++;
     else {
@@ -103,6 +110,7 @@ export class MockState {
   /** Zeroes counters and touched revisions and returns to `normal`; requests in flight stay counted. */
   reset(): void {
     this.#calls = 0;
+    this.#exportCalls = 0;
     this.#singleCalls = 0;
     this.#batchCalls = 0;
     this.#batchIds = 0;
@@ -115,6 +123,7 @@ export class MockState {
   stats(): MockStats {
     return {
       calls: this.#calls,
+      exportCalls: this.#exportCalls,
       singleCalls: this.#singleCalls,
       batchCalls: this.#batchCalls,
       batchIds: this.#batchIds,

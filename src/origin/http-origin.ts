@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { performance } from 'node:perf_hooks';
+import { CANONICAL_GROUP_ID } from '../util/shared-tier.js';
 import { ProxyError } from '../errors.js';
 import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
 import type { BatchResult } from './batch-loader.js';
@@ -9,6 +10,9 @@ import { defaultsOf, integerSpec, specOption, urlOption } from '../util/options.
 
 /** A group profile as the upstream returns it: any JSON object. */
 export type GroupProfile = Record<string, unknown>;
+
+/** Ids one page of the upstream's id export asks for. */
+export const ID_EXPORT_PAGE = 10_000;
 
 export interface HttpOriginOptions {
   /** Base URL of the group-profile service; profiles are at `{url}/groups/{id}`. Required. */
@@ -100,6 +104,27 @@ export class HttpOrigin {
       else results.set(id, new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer for ${id} is not a JSON object or null`, 502));
     }
     return results;
+  };
+
+  /**
+   * One page of the upstream's id export, for the existence filter: `GET {url}/group-ids?limit=N`
+   * (then `&after={the last id}`) answering `{"ids":[1,2,…],"next":"2"|null}` with ids ascending.
+   * Anything else (a 404: no export, ids that are not canonical group ids, more than asked, a
+   * `next` not past the page) is a ProxyError: the filter then stays as it was.
+   */
+  readonly exportIds = async (after: string | undefined, signal: AbortSignal, limit = ID_EXPORT_PAGE): Promise<{ ids: string[]; next: string | undefined }> => {
+    const query = after === undefined ? `limit=${limit}` : `limit=${limit}&after=${after}`;
+    // An id is ~10 bytes: a page is far smaller than the batch answers the body bound is scaled for.
+    const body = await this.#request(`${this.#basePath}/group-ids?${query}`, signal, Math.ceil(limit / 100));
+    if (body === NOT_FOUND) throw new ProxyError('UPSTREAM_STATUS', 'upstream has no id export (404 on /group-ids)', 502);
+    const answer = parseObject(body);
+    const bad = (why: string): ProxyError => new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream id export: ${why}`, 502);
+    if (!Array.isArray(answer.ids) || answer.ids.length > limit) throw bad(`ids must be an array of at most ${limit} group ids`);
+    const ids = answer.ids.map((id: unknown) => (typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id));
+    for (const id of ids) if (typeof id !== 'string' || !CANONICAL_GROUP_ID.test(id)) throw bad(`${JSON.stringify(id)} is not a group id`);
+    const rawNext = typeof answer.next === 'number' ? String(answer.next) : answer.next;
+    if (rawNext !== null && (typeof rawNext !== 'string' || !CANONICAL_GROUP_ID.test(rawNext))) throw bad('next must be a group id or null');
+    return { ids: ids as string[], next: rawNext ?? undefined };
   };
 
   async close(): Promise<void> {

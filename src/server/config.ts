@@ -7,6 +7,7 @@ import { ORIGIN_GUARD_OPTION_SPECS as GUARD } from '../resilience/origin-guard.j
 import { PUSH_OPTION_SPECS as PUSH } from '../push/options.js';
 import { MULTI_GET_OPTION_SPECS as MULTI } from '../http/multi-get.js';
 import { WARM_START_OPTION_SPECS as WARM } from '../engine/warm-start.js';
+import { EXISTENCE_FILTER_OPTION_SPECS as FILTER } from '../penetration/existence-filter.js';
 import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret, type NumberSpec } from '../util/options.js';
 
 /**
@@ -204,6 +205,21 @@ export const SETTINGS = {
     'A file of group ids (separated by commas, spaces or new lines; `#` starts a comment) loaded on start, before listening: from Redis when there, else from the upstream, in batches under UPSTREAM_MAX_CONCURRENCY. The warm start without Redis.',
   ),
   warmStartTimeoutMs: option('WARM_START_TIMEOUT_MS', WARM.timeoutMs, 'Longest the warm start may delay listening, ms; groups not warm by then load on their first request.'),
+  existenceFilter: oneOf(
+    'EXISTENCE_FILTER',
+    'off',
+    ['on', 'off'],
+    'A Bloom filter of existing groups against scans of made-up ids (cache penetration), in Redis for the fleet when it is configured, else in memory. It learns every group the upstream returned and every changed group the feed announces. Without UPSTREAM_ID_EXPORT it only observes (metrics).',
+  ),
+  upstreamIdExport: oneOf(
+    'UPSTREAM_ID_EXPORT',
+    'off',
+    ['on', 'off'],
+    'The upstream serves `GET {UPSTREAM_URL}/group-ids` (a paged export of existing ids): with EXISTENCE_FILTER=on the filter is filled from it, and once filled an id it does not hold is answered 404 with no upstream call.',
+  ),
+  existenceFilterExpectedIds: option('EXISTENCE_FILTER_EXPECTED_IDS', FILTER.expectedIds, 'Groups the existence filter is sized for (10 million take 12 MB at 1 %, in each instance without Redis, once in Redis with it).'),
+  existenceFilterFalsePositiveRate: option('EXISTENCE_FILTER_FALSE_POSITIVE_RATE', FILTER.falsePositiveRate, 'Share of made-up ids that still reach the upstream when the filter holds EXISTENCE_FILTER_EXPECTED_IDS groups.'),
+  existenceFilterRefreshMs: option('EXISTENCE_FILTER_REFRESH_MS', FILTER.refreshMs, 'How often the filter is rebuilt from the export (once for the fleet with Redis), so deleted groups drop out, ms.'),
   maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most (event streams included); more are refused.'),
   pushMaxSubscribers: option('PUSH_MAX_SUBSCRIBERS', PUSH.maxSubscribers, 'Event streams (GET /groups/{id}/events, /events) held at most; more get 503 TOO_MANY_SUBSCRIBERS with Retry-After. Keep it under MAX_CONNECTIONS.'),
   pushMaxGroups: option('PUSH_MAX_GROUPS', PUSH.maxGroups, 'Groups one /events stream may follow; more is 400 TOO_MANY_GROUPS.'),
@@ -264,6 +280,9 @@ export function checkConfig(config: SidecarConfig): void {
   }
   if (config.maxStaleMs < Math.max(config.staleTtlMs, config.negativeStaleTtlMs)) {
     throw new ConfigError('MAX_STALE_MS', 'at least STALE_TTL_MS and NEGATIVE_STALE_TTL_MS', String(config.maxStaleMs));
+  }
+  if (config.upstreamIdExport === 'on' && config.existenceFilter === 'off') {
+    throw new ConfigError('UPSTREAM_ID_EXPORT', 'off unless EXISTENCE_FILTER=on (the export only fills the filter)', config.upstreamIdExport);
   }
   if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
     throw new ConfigError('REDIS_CLUSTER_NODES', 'to be unset when REDIS_URL is set (choose one)', config.redisClusterNodes);

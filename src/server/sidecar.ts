@@ -20,6 +20,7 @@ import { redisConfigured, redisTierOptions } from './redis-options.js';
 import { readWarmIds } from './warm-ids.js';
 import { warmStart, type WarmStartResult } from '../engine/warm-start.js';
 import { parseGroupId } from '../ids.js';
+import { ExistenceFilter } from '../penetration/existence-filter.js';
 import { closeStalledWrites, connectionsCheckingInterval } from './stalled-writes.js';
 
 const LISTEN_BACKLOG = 4096;
@@ -35,6 +36,8 @@ export interface RunningSidecar {
   readonly metrics: ProxyMetrics;
   /** Live profile updates behind the event-stream routes. */
   readonly push: PushHub;
+  /** The existence filter (EXISTENCE_FILTER=on); its `start()` resolves once its first fill or sync is done. */
+  readonly existence: ExistenceFilter | undefined;
   /** `http://host:port` of the metrics listener when METRICS_PORT is set. */
   readonly metricsUrl: string | undefined;
   /** The in-process mock backend when no UPSTREAM_URL was configured. */
@@ -70,6 +73,21 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
 
   const l2 = await createL2(settings, logger, dependencies.clock);
   let cache: GroupProfileCache | undefined;
+  const existence =
+    settings.existenceFilter === 'on'
+      ? new ExistenceFilter({
+          expectedIds: settings.existenceFilterExpectedIds,
+          falsePositiveRate: settings.existenceFilterFalsePositiveRate,
+          refreshMs: settings.existenceFilterRefreshMs,
+          l2,
+          clock: dependencies.clock,
+          exportIds: settings.upstreamIdExport === 'on' ? (after, signal) => cache!.origin.exportIds(after, signal) : undefined,
+          onFill: ({ ids, ms, error }) =>
+            error === undefined
+              ? logger.info({ ids, ms }, `existence filter filled from the upstream's id export: ${ids} groups in ${ms} ms`)
+              : logger.warn({ err: error.message }, 'existence filter: the fill from the id export failed; it keeps what it had'),
+        })
+      : undefined;
   let push: PushHub | undefined;
   const metrics = new ProxyMetrics(
     { gcMetrics: settings.gcMetrics === 'on' },
@@ -79,9 +97,11 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       upstream: () => cache!.guard.stats(),
       feed: () => l2?.feedStatus(),
       pushSubscribers: () => push?.subscribers ?? 0,
+      existence: () => (existence === undefined ? undefined : { ...existence.stats(), bytes: existence.bytes }),
     },
   );
   cache = createGroupProfileCache({
+    existence,
     clock: dependencies.clock,
     observer: withFlushLog(metrics.engineObserver, logger),
     l2,
@@ -108,6 +128,8 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   // Serve once the feed readers have their positions, so no change appended after the first
   // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
   await l2?.whenFeedReady(FEED_READY_WAIT_MS).catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
+  // In the background: a fill of millions of ids must not hold the start; until it is done the filter rejects nothing.
+  void existence?.start();
   await warm(cache, l2 !== undefined ? settings.warmStartCount : 0, warmIds, settings, logger);
   push = new PushHub({
     engine: cache.engine,
@@ -167,6 +189,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   } catch (error) {
     stalledWrites.stop();
     push.close();
+    existence?.close();
     await cache.close();
     await l2?.close();
     await mockBackend?.close();
@@ -199,6 +222,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       await drain(server, settings.shutdownTimeoutMs);
       stalledWrites.stop();
       if (metricsServer !== undefined) await drain(metricsServer, 1000);
+      existence?.close();
       await cache!.close();
       await l2?.close();
       await mockBackend?.close();
@@ -206,7 +230,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     })();
     return closing;
   };
-  return { url, port, cache, l2, metrics, push, metricsUrl, mockBackend, close };
+  return { url, port, cache, l2, metrics, push, existence, metricsUrl, mockBackend, close };
 }
 
 /**
