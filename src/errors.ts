@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'TOO_MANY_GROUPS'
   | 'BAD_LAST_EVENT_ID'
   | 'TOO_MANY_SUBSCRIBERS'
+  | 'RATE_LIMITED'
   | 'INTERNAL';
 
 /** The documented status of each code (README "Errors"); the proxy's own errors always use it. */
@@ -47,6 +48,7 @@ export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   TOO_MANY_GROUPS: 400,
   BAD_LAST_EVENT_ID: 400,
   TOO_MANY_SUBSCRIBERS: 503,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
 });
 
@@ -60,13 +62,16 @@ export class ProxyError extends Error {
     message: string,
     /** HTTP status a shell should answer with. */
     readonly status: number,
-    options?: { cause?: unknown; retryAfterSeconds?: number },
+    options?: { cause?: unknown; retryAfterSeconds?: number; headers?: Readonly<Record<string, string>> },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ProxyError';
     this.retryAfterSeconds = options?.retryAfterSeconds;
+    this.headers = options?.headers;
   }
   readonly retryAfterSeconds: number | undefined;
+  /** Headers the answer carries besides the usual ones (a 429's RateLimit fields). */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   toJSON(): { error: { code: ErrorCode; message: string } } {
     return { error: { code: this.code, message: this.message } };

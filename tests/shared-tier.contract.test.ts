@@ -370,6 +370,16 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await until(async () => (await b.readMark(`${name}-short`)) === undefined, 'the mark to expire', 10_000);
   });
 
+  it('keeps token buckets for the fleet: a burst, then none until refilled, shared by every instance', async () => {
+    const { a, b } = await makePair({});
+    const bucket = `client-${randomUUID().slice(0, 6)}`;
+    // 0.001 tokens a second: nothing refills within the test.
+    for (let i = 0; i < 3; i++) expect(await (i % 2 === 0 ? a : b).takeToken(bucket, 3, 0.001)).toMatchObject({ allowed: true });
+    expect(await a.takeToken(bucket, 3, 0.001)).toMatchObject({ allowed: false });
+    expect(await b.takeToken(bucket, 3, 0.001)).toMatchObject({ allowed: false });
+    expect(await b.takeToken(`${bucket}-other`, 3, 0.001)).toMatchObject({ allowed: true, tokens: 2 });
+  });
+
   it('refuses a malformed change before appending it, naming what is wrong', async () => {
     const { a } = await makePair({});
     await expect(a.appendChange({ ids: [], kind: 'changed' })).rejects.toThrow(/1 to 1000 ids/);
@@ -393,6 +403,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await a.testBits('b', [1])).toBe(UNAVAILABLE);
     expect(await a.readMark('m')).toBe(UNAVAILABLE);
     expect(await a.writeMark('m', 'v', 1000)).toBe(false);
+    expect(await a.takeToken('t', 1, 1)).toBe(UNAVAILABLE);
     await a.releaseLease('18', 't');
     await a.extendLease('18', 't');
   });

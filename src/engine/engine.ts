@@ -35,6 +35,8 @@ export interface Lookup<V> {
 export interface GetOptions {
   /** Abandons this caller's wait only; the shared load goes on for the others. */
   signal?: AbortSignal;
+  /** Who asks, for the origin budget (`originBudget`): the client address or key. Default: nobody (never charged). */
+  client?: string;
 }
 
 /** What an invalidation reached. */
@@ -76,7 +78,12 @@ interface Flight<V> {
   fenced: boolean;
   /** Callers waiting without a stale fallback; made by the first of them. */
   waitList: WaitList<Lookup<V>> | undefined;
+  /** Clients waiting on the load (the starter's first, a few at most): the origin call is charged to one with budget. */
+  clients: string[];
 }
+
+/** Clients a load remembers to charge its origin call to. */
+const MAX_CHARGEABLE_CLIENTS = 16;
 
 const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', l2: 'l2-hit', fleet: 'collapsed', l1: 'hit' };
 
@@ -340,19 +347,19 @@ export class CoalescingCache<V = unknown> {
     if (stale === undefined && existence !== undefined && !this.#flights.has(key)) {
       const verdict = existence.check(key);
       if (verdict === 'absent') return Promise.resolve(this.#filtered(key, now));
-      if (verdict !== 'maybe') return verdict.then((settled) => (settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#load(key, signal)));
+      if (verdict !== 'maybe') return verdict.then((settled) => (settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#load(key, signal, options?.client)));
     }
-    const { flight, started } = this.#join(key, now);
+    const { flight, started } = this.#join(key, now, undefined, options?.client);
     if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
     return this.#waitOrServeStale(flight, started, stale, signal);
   }
 
   /** After an asynchronous existence check: L1 again (another lookup may have filled it meanwhile), else the key's one load. */
-  #load(key: string, signal: AbortSignal | undefined): Promise<Lookup<V>> {
+  #load(key: string, signal: AbortSignal | undefined, client: string | undefined): Promise<Lookup<V>> {
     const fresh = this.peek(key);
     if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
-    const { flight, started } = this.#join(key, this.#options.now());
+    const { flight, started } = this.#join(key, this.#options.now(), undefined, client);
     return this.#waitListOf(flight).wait(started, signal);
   }
 
@@ -440,15 +447,34 @@ export class CoalescingCache<V = unknown> {
   }
 
   /** The caller joins the key's load in flight, started here (checking `checking`, if given) when there is none. */
-  #join(key: string, notBefore: number, checking?: StoredEntry<V>): { flight: Flight<V>; started: boolean } {
+  #join(key: string, notBefore: number, checking?: StoredEntry<V>, client?: string): { flight: Flight<V>; started: boolean } {
     let flight = this.#flights.get(key);
     let started = false;
     if (flight === undefined) {
-      flight = this.#startFlight(key, notBefore, false, checking);
+      flight = this.#startFlight(key, notBefore, false, checking, client);
       started = true;
+    } else if (client !== undefined && flight.clients.length < MAX_CHARGEABLE_CLIENTS && !flight.clients.includes(client)) {
+      flight.clients.push(client);
     }
     flight.waiters++;
     return { flight, started };
+  }
+
+  /**
+   * Charges the origin call of `flight` to the first of its clients with budget left; fails with
+   * the budget's error only when none has one (so one client over budget cannot fail a load the
+   * others wait on). A load no client waits on is free.
+   */
+  async #charge(flight: Flight<V>): Promise<void> {
+    const budget = this.#options.originBudget;
+    if (budget === undefined) return;
+    let refusal: ProxyError | undefined;
+    for (const client of flight.clients) {
+      const verdict = await budget.take(client);
+      if (verdict === true) return;
+      refusal ??= verdict;
+    }
+    if (refusal !== undefined) throw refusal;
   }
 
   /**
@@ -562,8 +588,8 @@ export class CoalescingCache<V = unknown> {
    * `notBefore`: an L2 entry is only taken if it stays fresh past this instant
    * (now for a miss; the current entry's expiry for an early refresh).
    */
-  #startFlight(key: string, notBefore: number, background = false, checking?: StoredEntry<V>): Flight<V> {
-    const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false, waitList: undefined };
+  #startFlight(key: string, notBefore: number, background = false, checking?: StoredEntry<V>, client?: string): Flight<V> {
+    const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false, waitList: undefined, clients: client === undefined ? [] : [client] };
     flight.promise = this.#fill(key, flight, notBefore, checking).finally(() => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
     });
@@ -583,10 +609,14 @@ export class CoalescingCache<V = unknown> {
     let cacheable = true;
     try {
       if (this.#fleet === undefined) {
+        await this.#charge(flight);
         filled = { entry: await this.#loadFromOrigin(key), source: 'origin' };
       } else {
         const result = await this.#fleet.load(key, {
-          loadOrigin: () => this.#loadFromOrigin(key),
+          loadOrigin: async () => {
+            await this.#charge(flight);
+            return this.#loadFromOrigin(key);
+          },
           fromEnvelope: (fields) => this.#fromEnvelope(fields, notBefore),
           isFenced: () => flight.fenced,
           signal,

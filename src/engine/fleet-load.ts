@@ -122,9 +122,9 @@ export class FleetLoader {
       heartbeat.stop();
       await tier.releaseLease(key, token);
       const failure = toProxyError(error);
-      // Local conditions (our breaker, our shedding, shutdown) are not the origin's answer: the
+      // Local conditions (our breaker, our shedding, our clients' budget, shutdown) are not the origin's answer: the
       // waiters elsewhere retry under their own lease instead of sharing our error.
-      if (failure.code !== 'CLOSED' && failure.code !== 'CIRCUIT_OPEN' && failure.code !== 'OVERLOADED') {
+      if (failure.code !== 'CLOSED' && failure.code !== 'CIRCUIT_OPEN' && failure.code !== 'OVERLOADED' && failure.code !== 'RATE_LIMITED') {
         void tier.hint({ type: 'failed', id: key, code: failure.code, status: failure.status, message: failure.message });
       }
       throw error;

@@ -1,4 +1,5 @@
 import type { SharedTier } from '../util/shared-tier.js';
+import type { ProxyError } from '../errors.js';
 import type { EngineObserver } from './observer.js';
 import { SYSTEM_CLOCK, type Clock } from '../util/clock.js';
 import { clockOption, defaultsOf, definedOnly, fractionSpec, functionOption, integerOption, integerSpec, OptionError, specOption } from '../util/options.js';
@@ -22,6 +23,14 @@ export interface LoadContext {
 export interface ExistenceCheck {
   check(key: string): 'maybe' | 'absent' | Promise<'maybe' | 'absent'>;
   learn(key: string): void;
+}
+
+/**
+ * Charged when a load is about to call the origin (MissBudget): `true` when `client` may, else the
+ * error (429) to fail with. Hits, collapsed waits, shared-tier hits and stale answers never reach it.
+ */
+export interface OriginBudget {
+  take(client: string): true | ProxyError | Promise<true | ProxyError>;
 }
 
 /** Fetches one key from the source of truth. Throw a ProxyError to choose the status callers see. */
@@ -89,6 +98,12 @@ export interface EngineOptions<V> {
   l1EntryOverheadBytes?: number;
   /** Answers keys known not to exist without a load (cache penetration): an ExistenceFilter. Default: none. */
   existence?: ExistenceCheck;
+  /**
+   * A per-client budget for origin calls (MissBudget): a load about to call the origin is charged
+   * to a client waiting on it (GetOptions.client) that has budget left; only when none has does it
+   * fail with the budget's error. Loads with no client (refreshes, warm start) are free. Default: none.
+   */
+  originBudget?: OriginBudget;
   /** Hooks for metrics. Default: none. */
   observer?: EngineObserver;
   /**
@@ -103,7 +118,8 @@ export interface EngineOptions<V> {
   random?: () => number;
 }
 
-export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer' | 'existence'>> & Pick<EngineOptions<V>, 'l2' | 'existence'> & { observer: EngineObserver };
+export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer' | 'existence' | 'originBudget'>> &
+  Pick<EngineOptions<V>, 'l2' | 'existence' | 'originBudget'> & { observer: EngineObserver };
 
 function resolveClock(clock: unknown, now: unknown): Clock {
   if (clock !== undefined || now === undefined) return clockOption('clock', clock);
@@ -158,6 +174,10 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
       o.existence === undefined || (typeof o.existence === 'object' && o.existence !== null && typeof o.existence.check === 'function' && typeof o.existence.learn === 'function')
         ? o.existence
         : badOption('existence', 'an ExistenceFilter (an object with check and learn)', o.existence),
+    originBudget:
+      o.originBudget === undefined || (typeof o.originBudget === 'object' && o.originBudget !== null && typeof o.originBudget.take === 'function')
+        ? o.originBudget
+        : badOption('originBudget', 'a MissBudget (an object with take)', o.originBudget),
     notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
     ttlMs: specOption('ttlMs', o.ttlMs, S.ttlMs),
     ttlJitter: specOption('ttlJitter', o.ttlJitter, S.ttlJitter),

@@ -36,7 +36,7 @@ export function createFastPath(source: LookupPipeline | LookupPipelineOptions): 
       // No abort signal per waiter: an AbortController and its listeners cost more than the rest of a
       // waiter, and a burst's thousand would outlive the young generation. A client that leaves
       // keeps its waiter until the shared load settles (or waitTimeoutMs), and is then not written to.
-      const answer = pipeline.answer(key, req.headers['if-none-match'], undefined, method, url);
+      const answer = pipeline.answer(key, req.headers['if-none-match'], undefined, method, url, req);
       if (answer instanceof Promise) void answer.then((settled) => finish(pipeline, res, method, url, settled, started));
       else finish(pipeline, res, method, url, answer, started);
     } catch (error) {

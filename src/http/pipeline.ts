@@ -52,6 +52,12 @@ export interface GroupProfileRoutesOptions {
   cacheName?: string;
   /** Ids one multi-get (`GET /groups?ids=1,2,3`) may ask for; more is 400 TOO_MANY_GROUPS. Default 100. */
   multiGetMaxIds?: number;
+  /**
+   * The request header naming the client for the engine's origin budget, set by a trusted proxy
+   * in front (for a list such as X-Forwarded-For, its last element: the one that proxy added).
+   * Without it, or when a request lacks it, the client is the connection's address. Default: none.
+   */
+  clientHeader?: string;
   /** Prometheus metrics to record requests into. Default: none. */
   metrics?: ProxyMetrics;
   /** Adds `s-maxage=N` to Cache-Control, a freshness lifetime for shared caches (CDNs) in front, s. Default: none. */
@@ -73,6 +79,17 @@ export interface LookupPipelineOptions extends GroupProfileRoutesOptions {
 export interface Abortable {
   readonly signal: AbortSignal;
 }
+
+/**
+ * Where the client key of a miss is read from (only on a miss): Node's request (its headers and
+ * socket address), or a Fetch Request (headers only).
+ */
+export type ClientSource =
+  | { readonly headers: Readonly<Record<string, string | string[] | undefined>>; readonly socket?: { readonly remoteAddress?: string | undefined } }
+  | { readonly headers: Headers };
+
+/** Longest client key taken from a header; a longer one is cut. */
+const CLIENT_KEY_MAX = 128;
 
 const reportToConsole = (error: unknown, request: RequestLine): void => {
   console.error(`group-profile-proxy: unexpected error answering ${request.method} ${request.path}:`, error);
@@ -107,6 +124,7 @@ export class LookupPipeline {
   readonly #recordHit: ((status: number, seconds: number) => void) | undefined;
   readonly #onError: (error: unknown, request: RequestLine) => void;
   readonly #accessLog: ((line: AccessLogLine) => void) | undefined;
+  readonly #clientHeader: string | undefined;
 
   constructor(options: LookupPipelineOptions) {
     const engine = options.engine;
@@ -126,6 +144,10 @@ export class LookupPipeline {
     this.#onError = options.onError === undefined ? reportToConsole : functionOption<(error: unknown, request: RequestLine) => void>('onError', options.onError);
     this.#accessLog = options.accessLog === undefined ? undefined : functionOption<(line: AccessLogLine) => void>('accessLog', options.accessLog);
     this.logsAccess = this.#accessLog !== undefined;
+    if (options.clientHeader !== undefined && (typeof options.clientHeader !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(options.clientHeader))) {
+      throw new OptionError('clientHeader', 'a header name such as x-forwarded-for', options.clientHeader);
+    }
+    this.#clientHeader = options.clientHeader?.toLowerCase();
     this.timed = this.#metrics !== undefined || this.logsAccess;
     this.invalidId = encodeErrorAnswer(new ProxyError('INVALID_GROUP_ID', `group id must be a decimal integer in [1, ${maxGroupId}]`, 400), cacheName);
     this.internalError = encodeErrorAnswer(new ProxyError('INTERNAL', 'internal error', 500), cacheName);
@@ -140,19 +162,36 @@ export class LookupPipeline {
    * or target) only name the request in that error's log line; `abort`'s
    * signal is read on a miss only.
    */
-  answer(key: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, target: string): LookupAnswer | Promise<LookupAnswer> {
+  answer(key: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, target: string, from?: ClientSource): LookupAnswer | Promise<LookupAnswer> {
     try {
       const entry = this.#engine.peek(key);
       if (entry !== undefined) return this.#encoder.encode(entry, 'hit', this.#engine.now(), ifNoneMatch);
     } catch (error) {
       return this.fail(error, method, target);
     }
-    return this.#lookup(key, ifNoneMatch, abort, method, target);
+    return this.#lookup(key, ifNoneMatch, abort, method, target, from);
   }
 
-  async #lookup(key: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, target: string): Promise<LookupAnswer> {
+  /** The client a miss is charged to: the configured header's (last) value, else the connection's address. */
+  clientOf(from: ClientSource | undefined): string | undefined {
+    if (from === undefined) return undefined;
+    const header = this.#clientHeader;
+    if (header !== undefined) {
+      const headers = from.headers;
+      const raw = typeof headers.get === 'function' ? (headers as Headers).get(header) : (headers as Record<string, string | string[] | undefined>)[header];
+      const value = Array.isArray(raw) ? raw.at(-1) : raw;
+      if (typeof value === 'string') {
+        const last = value.slice(value.lastIndexOf(',') + 1).trim();
+        if (last !== '') return last.slice(0, CLIENT_KEY_MAX);
+      }
+    }
+    return 'socket' in from ? from.socket?.remoteAddress : undefined;
+  }
+
+  async #lookup(key: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, target: string, from: ClientSource | undefined): Promise<LookupAnswer> {
     try {
-      const { entry, outcome, error } = await this.#engine.get(key, abort === undefined ? undefined : { signal: abort.signal });
+      const client = this.clientOf(from);
+      const { entry, outcome, error } = await this.#engine.get(key, abort === undefined && client === undefined ? undefined : { signal: abort?.signal, client });
       return this.#encoder.encode(entry, outcome, this.#engine.now(), ifNoneMatch, error?.status);
     } catch (error) {
       // The engine fails with ProxyErrors (upstream, overload, timeouts, aborts, shutdown), each with its status; anything else is a bug.
@@ -166,7 +205,7 @@ export class LookupPipeline {
    * single route's, so single and multiple requests share loads) encoded by encodeManyAnswer.
    * Never rejects; records the request and each id's outcome into the metrics.
    */
-  async answerMany(url: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, started: number): Promise<LookupAnswer> {
+  async answerMany(url: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, started: number, from?: ClientSource): Promise<LookupAnswer> {
     let answer: LookupAnswer;
     let outcomes: ReadonlyMap<MultiGetOutcome, number> | undefined;
     try {
@@ -174,7 +213,8 @@ export class LookupPipeline {
       if (keys instanceof ProxyError) {
         answer = encodeErrorAnswer(keys, this.cacheName);
       } else {
-        const answers = await this.#engine.getMany(keys, abort === undefined ? undefined : { signal: abort.signal });
+        const client = this.clientOf(from);
+        const answers = await this.#engine.getMany(keys, abort === undefined && client === undefined ? undefined : { signal: abort?.signal, client });
         const aborted = abort?.signal.aborted === true;
         const many = encodeManyAnswer(answers, this.#engine.now(), ifNoneMatch, this.cacheName, this.#encoder.policy);
         outcomes = many.outcomes;

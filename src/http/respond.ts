@@ -212,6 +212,7 @@ export function encodeErrorAnswer(error: ProxyError, cacheName: string): LookupA
   };
   if (error.status >= 500) headers['cache-status'] = `${cacheName}; fwd=miss; fwd-status=${error.status}`;
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
+  if (error.headers !== undefined) for (const [name, value] of Object.entries(error.headers)) headers[name] = value;
   const body = Buffer.from(JSON.stringify(error.toJSON()), 'utf8');
   headers['content-length'] = String(body.length);
   return { status: error.status, headers, body, cache: 'none' };

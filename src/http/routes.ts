@@ -2,7 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { Hono, type Context } from 'hono';
 import { ProxyError } from '../errors.js';
 import { rawLastPathSegment } from '../ids.js';
-import { LookupPipeline, type GroupProfileRoutesOptions } from './pipeline.js';
+import type { IncomingMessage } from 'node:http';
+import { LookupPipeline, type ClientSource, type GroupProfileRoutesOptions } from './pipeline.js';
 import { encodeError, type EncodedResponse, type LookupAnswer } from './respond.js';
 
 export type { EngineReader, GroupProfileRoutesOptions } from './pipeline.js';
@@ -27,7 +28,7 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
       if (key === undefined) {
         answer = pipeline.invalidId;
       } else {
-        const pending = pipeline.answer(key, c.req.header('if-none-match'), c.req.raw, c.req.method, url);
+        const pending = pipeline.answer(key, c.req.header('if-none-match'), c.req.raw, c.req.method, url, clientSourceOf(c));
         answer = pending instanceof Promise ? await pending : pending;
       }
     } catch (error) {
@@ -39,7 +40,7 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
 
   const getGroupProfiles = async (c: Context): Promise<Response> => {
     const started = performance.now();
-    return send(c, await pipeline.answerMany(c.req.url, c.req.header('if-none-match'), c.req.raw, c.req.method, started));
+    return send(c, await pipeline.answerMany(c.req.url, c.req.header('if-none-match'), c.req.raw, c.req.method, started, clientSourceOf(c)));
   };
 
   const methodNotAllowed = (c: Context): Response => {
@@ -49,6 +50,11 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
   };
 
   return new Hono().get('/', getGroupProfiles).all('/', methodNotAllowed).get('/:id', getGroupProfile).all('/:id', methodNotAllowed);
+}
+
+/** Node's request under @hono/node-server (headers and socket address), else the Fetch Request (headers only). */
+function clientSourceOf(c: Context): ClientSource {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming ?? c.req.raw;
 }
 
 export function send(c: Context, response: EncodedResponse): Response {

@@ -69,6 +69,7 @@ export class InMemoryTierStore {
   /** Plain bitmaps, grown as bits are set (bit 0 the most significant of byte 0, as Redis). */
   readonly #bitmaps = new Map<string, Uint8Array>();
   readonly #marks = new Map<string, Timed<string>>();
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #members = new Set<InMemoryTier>();
   readonly #maxEntries: number;
   readonly #feedMaxLen: number;
@@ -93,6 +94,7 @@ export class InMemoryTierStore {
     this.#reads.clear();
     this.#bitmaps.clear();
     this.#marks.clear();
+    this.#buckets.clear();
     this.#log = [];
     this.#added = 0;
     this.#epoch = randomUUID();
@@ -194,6 +196,18 @@ export class InMemoryTierStore {
 
   /** @internal */ deleteBits(name: string): void {
     this.#bitmaps.delete(name);
+  }
+
+  /** @internal The token bucket of TAKE_TOKEN, in memory. */
+  takeToken(bucket: string, burst: number, perSecond: number): { allowed: boolean; tokens: number } {
+    const now = this.now();
+    const state = this.#buckets.get(bucket) ?? { tokens: burst, at: now };
+    state.tokens = Math.min(burst, state.tokens + (Math.max(0, now - state.at) * perSecond) / 1000);
+    state.at = now;
+    const allowed = state.tokens >= 1;
+    if (allowed) state.tokens -= 1;
+    this.#buckets.set(bucket, state);
+    return { allowed, tokens: state.tokens };
   }
 
   /** @internal */ mark(name: string): string | undefined {
@@ -399,6 +413,10 @@ export class InMemoryTier implements SharedTier {
     if (this.#closed) return false;
     this.#store.deleteBits(name);
     return true;
+  }
+
+  async takeToken(bucket: string, burst: number, perSecond: number): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
+    return this.#closed ? UNAVAILABLE : this.#store.takeToken(bucket, burst, perSecond);
   }
 
   async readMark(name: string): Promise<string | undefined | Unavailable> {

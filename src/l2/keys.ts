@@ -13,6 +13,8 @@ export interface KeyNames {
   bits(name: string): string;
   /** A small shared value (the Bloom filter's state, its fill lock). */
   mark(name: string): string;
+  /** A token bucket (a client's miss budget), in a slot of its own. */
+  bucket(name: string): string;
 }
 
 export const PREFIX_PATTERN = /^[A-Za-z0-9:_.-]{0,64}$/;
@@ -25,5 +27,6 @@ export function keyNames(prefix: string): KeyNames {
     hotReads: (window) => `${prefix}{hot}:reads:${window}`,
     bits: (name) => `${prefix}{bits:${name}}`,
     mark: (name) => `${prefix}{mark}:${name}`,
+    bucket: (name) => `${prefix}{bucket:${name}}`,
   };
 }

@@ -23,7 +23,7 @@ import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
 import { feedShardKeys, shardOfKey, type FeedShardKeys } from './feed-keys.js';
 import { changeFields, hintFields } from './feed-entries.js';
 import { ShardReader, type FeedConnection, type FeedNotice } from './feed-reader.js';
-import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE, SET_BITS } from './scripts.js';
+import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE, SET_BITS, TAKE_TOKEN } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -96,6 +96,7 @@ type ScriptClient = RedisClient & {
   gppDeleteForChange(entry: string, lease: string, marker: string, position: string, markerMs: number): Promise<number>;
   gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
   gppSetBits(bitmap: string, ...positions: number[]): Promise<number>;
+  gppTakeToken(bucket: string, now: number, burst: number, perSecond: number, expiryMs: number): Promise<[number, string]>;
 };
 
 /**
@@ -167,6 +168,7 @@ export class RedisTier implements SharedTier {
     client.defineCommand('gppDeleteForChange', { numberOfKeys: 3, lua: DELETE_FOR_CHANGE });
     client.defineCommand('gppRecordReads', { numberOfKeys: 1, lua: RECORD_READS });
     client.defineCommand('gppSetBits', { numberOfKeys: 1, lua: SET_BITS });
+    client.defineCommand('gppTakeToken', { numberOfKeys: 1, lua: TAKE_TOKEN });
     const shards = o.feedShards ?? defaultFeedShards(client instanceof Cluster);
     this.#feed = feedShardKeys(o.prefix, integerOption('feedShards', shards, 1, 64));
     this.#client = client as ScriptClient;
@@ -387,6 +389,13 @@ export class RedisTier implements SharedTier {
     const ms = Math.max(1, Math.round(ttlMs));
     const stored = await this.#run(() => (onlyIfAbsent ? this.#client.set(key, value, 'PX', ms, 'NX') : this.#client.set(key, value, 'PX', ms)));
     return stored === 'OK';
+  }
+
+  async takeToken(bucket: string, burst: number, perSecond: number): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
+    // A bucket left alone refills completely in burst / perSecond: it need not outlive that.
+    const expiryMs = Math.max(1000, Math.ceil((burst / perSecond) * 1000));
+    const answer = await this.#run(() => this.#client.gppTakeToken(this.keys.bucket(bucket), this.#clock.now(), burst, perSecond, expiryMs));
+    return answer === UNAVAILABLE ? UNAVAILABLE : { allowed: answer[0] === 1, tokens: Number(answer[1]) };
   }
 
   /** Raw access for tests and tools: reads the stored bytes of a key's entry. */

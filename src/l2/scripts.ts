@@ -133,3 +133,23 @@ export const SET_BITS = `
 for i = 1, #ARGV do redis.call('SETBIT', KEYS[1], ARGV[i], 1) end
 return #ARGV
 `;
+
+/**
+ * Take one token from a token bucket (a hash of tokens and when they were counted), refilling
+ * it for the time since. KEYS[1] = the bucket. ARGV: now ms, burst, tokens per second, expiry ms.
+ * Returns {1 or 0 (taken or not), tokens left as a string}.
+ */
+export const TAKE_TOKEN = `
+local state = redis.call('HMGET', KEYS[1], 't', 'a')
+local now = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then tokens = burst; at = now end
+tokens = math.min(burst, tokens + math.max(0, now - at) * tonumber(ARGV[3]) / 1000)
+local taken = 0
+if tokens >= 1 then tokens = tokens - 1; taken = 1 end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'a', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {taken, tostring(tokens)}
+`;

@@ -8,6 +8,7 @@ import { PUSH_OPTION_SPECS as PUSH } from '../push/options.js';
 import { MULTI_GET_OPTION_SPECS as MULTI } from '../http/multi-get.js';
 import { WARM_START_OPTION_SPECS as WARM } from '../engine/warm-start.js';
 import { EXISTENCE_FILTER_OPTION_SPECS as FILTER } from '../penetration/existence-filter.js';
+import { MISS_BUDGET_OPTION_SPECS as BUDGET } from '../penetration/miss-budget.js';
 import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret, type NumberSpec } from '../util/options.js';
 
 /**
@@ -220,6 +221,20 @@ export const SETTINGS = {
   existenceFilterExpectedIds: option('EXISTENCE_FILTER_EXPECTED_IDS', FILTER.expectedIds, 'Groups the existence filter is sized for (10 million take 12 MB at 1 %, in each instance without Redis, once in Redis with it).'),
   existenceFilterFalsePositiveRate: option('EXISTENCE_FILTER_FALSE_POSITIVE_RATE', FILTER.falsePositiveRate, 'Share of made-up ids that still reach the upstream when the filter holds EXISTENCE_FILTER_EXPECTED_IDS groups.'),
   existenceFilterRefreshMs: option('EXISTENCE_FILTER_REFRESH_MS', FILTER.refreshMs, 'How often the filter is rebuilt from the export (once for the fleet with Redis), so deleted groups drop out, ms.'),
+  missBudget: oneOf(
+    'MISS_BUDGET',
+    'off',
+    ['on', 'off'],
+    'A token bucket per client for requests that would go to the upstream (hits, collapsed waits and stale answers are free); over it, 429 RATE_LIMITED with Retry-After and RateLimit headers. Fleet-wide with Redis. Off by default: a sidecar\'s one client is its own app; turn it on for a proxy that faces many clients.',
+  ),
+  missBudgetBurst: option('MISS_BUDGET_BURST', BUDGET.burst, 'Upstream-bound misses a client may make at once (the bucket\'s size).'),
+  missBudgetPerSecond: option('MISS_BUDGET_PER_SECOND', BUDGET.perSecond, 'Misses a second a client\'s budget refills by.'),
+  missBudgetClientHeader: optionalText(
+    'MISS_BUDGET_CLIENT_HEADER',
+    /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/,
+    'a header name',
+    'The header naming the client, set by a trusted proxy in front (for X-Forwarded-For, its last element). Unset, or absent from a request: the connection\'s address.',
+  ),
   maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000, 'Client connections accepted at most (event streams included); more are refused.'),
   pushMaxSubscribers: option('PUSH_MAX_SUBSCRIBERS', PUSH.maxSubscribers, 'Event streams (GET /groups/{id}/events, /events) held at most; more get 503 TOO_MANY_SUBSCRIBERS with Retry-After. Keep it under MAX_CONNECTIONS.'),
   pushMaxGroups: option('PUSH_MAX_GROUPS', PUSH.maxGroups, 'Groups one /events stream may follow; more is 400 TOO_MANY_GROUPS.'),

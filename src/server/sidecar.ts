@@ -21,6 +21,7 @@ import { readWarmIds } from './warm-ids.js';
 import { warmStart, type WarmStartResult } from '../engine/warm-start.js';
 import { parseGroupId } from '../ids.js';
 import { ExistenceFilter } from '../penetration/existence-filter.js';
+import { MissBudget } from '../penetration/miss-budget.js';
 import { closeStalledWrites, connectionsCheckingInterval } from './stalled-writes.js';
 
 const LISTEN_BACKLOG = 4096;
@@ -38,6 +39,8 @@ export interface RunningSidecar {
   readonly push: PushHub;
   /** The existence filter (EXISTENCE_FILTER=on); its `start()` resolves once its first fill or sync is done. */
   readonly existence: ExistenceFilter | undefined;
+  /** The per-client miss budget (MISS_BUDGET=on). */
+  readonly budget: MissBudget | undefined;
   /** `http://host:port` of the metrics listener when METRICS_PORT is set. */
   readonly metricsUrl: string | undefined;
   /** The in-process mock backend when no UPSTREAM_URL was configured. */
@@ -88,6 +91,8 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
               : logger.warn({ err: error.message }, 'existence filter: the fill from the id export failed; it keeps what it had'),
         })
       : undefined;
+  const budget =
+    settings.missBudget === 'on' ? new MissBudget({ burst: settings.missBudgetBurst, perSecond: settings.missBudgetPerSecond, l2, clock: dependencies.clock }) : undefined;
   let push: PushHub | undefined;
   const metrics = new ProxyMetrics(
     { gcMetrics: settings.gcMetrics === 'on' },
@@ -98,10 +103,12 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       feed: () => l2?.feedStatus(),
       pushSubscribers: () => push?.subscribers ?? 0,
       existence: () => (existence === undefined ? undefined : { ...existence.stats(), bytes: existence.bytes }),
+      budgetRejections: () => budget?.rejections,
     },
   );
   cache = createGroupProfileCache({
     existence,
+    originBudget: budget,
     clock: dependencies.clock,
     observer: withFlushLog(metrics.engineObserver, logger),
     l2,
@@ -147,6 +154,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     maxGroupId: settings.maxGroupId,
     sMaxAgeSeconds: settings.sMaxAgeSeconds,
     multiGetMaxIds: settings.multiGetMaxIds,
+    clientHeader: settings.missBudgetClientHeader,
     adminToken: settings.adminToken,
     push,
     isReady: () => accepting,
@@ -230,7 +238,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     })();
     return closing;
   };
-  return { url, port, cache, l2, metrics, push, existence, metricsUrl, mockBackend, close };
+  return { url, port, cache, l2, metrics, push, existence, budget, metricsUrl, mockBackend, close };
 }
 
 /**

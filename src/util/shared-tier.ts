@@ -178,6 +178,12 @@ export interface SharedTier {
   readMark(name: string): Promise<string | undefined | Unavailable>;
   /** Stores a small shared value for `ttlMs`; with `onlyIfAbsent`, only when none is stored (a lock). True when stored. */
   writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent?: boolean): Promise<boolean>;
+  /**
+   * Takes one token from the fleet's token bucket `bucket` (`burst` tokens at most, refilled at
+   * `perSecond`), in one round trip: the per-client budget of origin-bound misses. `allowed` false
+   * when it is empty; `tokens` is what is left.
+   */
+  takeToken(bucket: string, burst: number, perSecond: number): Promise<{ allowed: boolean; tokens: number } | Unavailable>;
   /** Sends `hint` to every other instance, best-effort. False when unreachable. */
   hint(hint: LeaseHint): Promise<boolean>;
   /** Hints, changes and resets; the feed is read while anyone listens. Returns the unsubscribe function. */
