@@ -16,6 +16,7 @@ import { INSTRUCTIONS_DEFAULTS, instructions } from './scenarios/instructions.js
 import { MEMORY_DEFAULTS, memory } from './scenarios/memory.js';
 import { MULTI_GET_DEFAULTS, multiGet } from './scenarios/multi-get.js';
 import { WARM_START_BENCH_DEFAULTS, warmStartBench } from './scenarios/warm-start.js';
+import { PENETRATION_DEFAULTS, penetration } from './scenarios/penetration.js';
 import { PUSH_DEFAULTS, push } from './scenarios/push.js';
 import { OUTAGE_DEFAULTS, outage } from './scenarios/outage.js';
 import { ZIPF_DEFAULTS, zipf } from './scenarios/zipf.js';
@@ -55,6 +56,11 @@ const SCENARIOS: Record<string, { run: Scenario; about: string; options: readonl
     run: (o) => warmStartBench(o),
     about: "a new instance joining a warm fleet under Zipf load: L1 misses in its first 10 s with WARM_START_COUNT against a cold start",
     options: Object.keys(WARM_START_BENCH_DEFAULTS),
+  },
+  penetration: {
+    run: (o) => penetration(o),
+    about: '100,000 made-up ids from 10 scanners alongside Zipf traffic: upstream calls and p99 without a guard, with the existence filter, and with the miss budget too; the filter for 10 million ids',
+    options: Object.keys(PENETRATION_DEFAULTS),
   },
   fleet: { run: (o) => fleet(o), about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server', options: Object.keys(FLEET_DEFAULTS) },
   'hot-path': {

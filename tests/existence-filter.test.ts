@@ -114,6 +114,32 @@ describe('an authoritative filter (filled from the upstream id export)', () => {
   });
 });
 
+describe('refreshes', () => {
+  it('rebuilds from the export every refreshMs on its clock: a deleted group drops out, a new one comes in', async () => {
+    const { ManualClock } = await import('../src/util/clock.js');
+    const clock = new ManualClock();
+    const existing = new Set(['1', '2', '3']);
+    let pages = 0;
+    const filter = new ExistenceFilter({
+      expectedIds: 1000,
+      refreshMs: 60_000,
+      clock,
+      exportIds: async () => (pages++, { ids: [...existing], next: undefined }),
+    });
+    await filter.start();
+    expect([filter.check('2'), filter.check('4')]).toEqual(['maybe', 'absent']);
+    existing.delete('2');
+    existing.add('4');
+    clock.advance(60_000);
+    while (pages < 2) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect([filter.check('2'), filter.check('4'), filter.check('1')]).toEqual(['absent', 'maybe', 'maybe']);
+    filter.close();
+    clock.advance(60_000);
+    expect(pages).toBe(2); // closed: no more rounds
+  });
+});
+
 describe('the upstream id export', () => {
   it.each([
     ['an id that is not canonical', '{"ids":[1,"042"],"next":null}'],

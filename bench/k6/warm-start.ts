@@ -20,6 +20,7 @@ import { check } from 'k6';
 import http from 'k6/http';
 import { Counter, Rate } from 'k6/metrics';
 import type { Options } from 'k6/options';
+import { zipfPicker } from './lib/zipf.ts';
 import { profileRequests } from './lib/backend.ts';
 import { SUMMARY_TREND_STATS, type SummaryData } from './lib/summary.ts';
 
@@ -41,24 +42,7 @@ export const options: Options = {
   thresholds,
 };
 
-const cdf = new Float64Array(IDS);
-let total = 0;
-for (let k = 1; k <= IDS; k++) {
-  total += 1 / Math.pow(k, EXPONENT);
-  cdf[k - 1] = total;
-}
-
-function zipfId(): number {
-  const u = Math.random() * total;
-  let lo = 0;
-  let hi = IDS - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (cdf[mid]! < u) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo + 1;
-}
+const zipfId = zipfPicker(IDS, EXPONENT);
 
 /** An answer fresh from the instance's own memory: `hit; ttl=N`, with no detail but `negative`. */
 const L1_HIT = /; hit; ttl=-?\d+(; detail=negative)?$/;

@@ -26,6 +26,7 @@
 import { check } from 'k6';
 import http from 'k6/http';
 import type { Options } from 'k6/options';
+import { zipfPicker } from './lib/zipf.ts';
 import { backendStats, profileRequests, recordDownstreamPerId, type BackendStats } from './lib/backend.ts';
 import { p99Threshold, reductionSummary, SUMMARY_TREND_STATS, type SummaryData } from './lib/summary.ts';
 
@@ -47,25 +48,7 @@ export const options: Options = {
   thresholds,
 };
 
-// The CDF is built once per VU, in the init context.
-const cdf = new Float64Array(IDS);
-let total = 0;
-for (let k = 1; k <= IDS; k++) {
-  total += 1 / Math.pow(k, EXPONENT);
-  cdf[k - 1] = total;
-}
-
-function zipfId(): number {
-  const u = Math.random() * total;
-  let lo = 0;
-  let hi = IDS - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (cdf[mid]! < u) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo + 1;
-}
+const zipfId = zipfPicker(IDS, EXPONENT);
 
 export function setup(): BackendStats {
   return backendStats(BACKEND_URL);

@@ -12,6 +12,8 @@ export interface LoadOptions {
   requests?: number;
   /** Path of the i-th request. */
   path: (i: number) => string;
+  /** Headers of every request (e.g. a client id). Default: none. */
+  headers?: Record<string, string>;
 }
 
 export interface LoadResult {
@@ -40,7 +42,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       const i = issued++;
       const t0 = performance.now();
       try {
-        const response = await pool.request({ path: options.path(i), method: 'GET' });
+        const response = await pool.request({ path: options.path(i), method: 'GET', headers: options.headers });
         await response.body.dump();
         statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1;
         if (response.statusCode >= 500) errors++;

@@ -465,9 +465,12 @@ export class CoalescingCache<V = unknown> {
    * the budget's error only when none has one (so one client over budget cannot fail a load the
    * others wait on). A load no client waits on is free.
    */
+  #chargeable(flight: Flight<V>): boolean {
+    return this.#options.originBudget !== undefined && flight.clients.length > 0;
+  }
+
   async #charge(flight: Flight<V>): Promise<void> {
-    const budget = this.#options.originBudget;
-    if (budget === undefined) return;
+    const budget = this.#options.originBudget!;
     let refusal: ProxyError | undefined;
     for (const client of flight.clients) {
       const verdict = await budget.take(client);
@@ -608,15 +611,13 @@ export class CoalescingCache<V = unknown> {
     let filled: Filled<V>;
     let cacheable = true;
     try {
+      // Not a tick later than before when nothing is charged: loads start when they always did.
+      const loadOrigin = (): Promise<CacheEntry<V>> => (this.#chargeable(flight) ? this.#charge(flight).then(() => this.#loadFromOrigin(key)) : this.#loadFromOrigin(key));
       if (this.#fleet === undefined) {
-        await this.#charge(flight);
-        filled = { entry: await this.#loadFromOrigin(key), source: 'origin' };
+        filled = { entry: await loadOrigin(), source: 'origin' };
       } else {
         const result = await this.#fleet.load(key, {
-          loadOrigin: async () => {
-            await this.#charge(flight);
-            return this.#loadFromOrigin(key);
-          },
+          loadOrigin,
           fromEnvelope: (fields) => this.#fromEnvelope(fields, notBefore),
           isFenced: () => flight.fenced,
           signal,

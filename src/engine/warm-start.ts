@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { CoalescingCache } from './engine.js';
 import { definedOnly, defaultsOf, integerSpec, OptionError, specOption } from '../util/options.js';
 
@@ -77,6 +78,8 @@ export async function warmStart(engine: WarmTarget, options: WarmStartOptions = 
     expire();
   }, timeoutMs);
   const stop = new AbortController();
+  // Every lookup in flight listens on it: `concurrency` of them at once is by design, not a leak.
+  setMaxListeners(0, stop.signal);
   try {
     const ranked = timeLeft() ? await Promise.race([engine.hottestKeys(hottest), expired.then(() => [])]) : [];
     result.hottest = ranked.length;

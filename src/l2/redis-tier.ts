@@ -411,7 +411,11 @@ export class RedisTier implements SharedTier {
     const readers = this.#readers;
     this.#readers = [];
     await Promise.all(readers.map((reader) => reader.stop()));
-    if (this.#ownsClient) this.#client.disconnect();
+    if (this.#ownsClient) {
+      // A reconnect attempt in progress may still fail after our listeners are off: not worth a warning.
+      this.#client.on('error', () => {});
+      this.#client.disconnect();
+    }
   }
 
   /** The one path every command takes: a deadline, and UNAVAILABLE instead of an exception. */
