@@ -205,3 +205,36 @@ describe('the fleet filter in Redis', () => {
     expect(a.existence!.stats().checks.unavailable).toBeGreaterThan(0);
   });
 });
+
+describe('a shared filter whose bitmap is gone (failed before: Redis restarted empty, and every uncached group was answered 404)', () => {
+  it('fails open until it is filled again, never saying absent for a group that exists', async () => {
+    const { InMemoryTier, InMemoryTierStore } = await import('../src/l2/in-memory-tier.js');
+    const { ManualClock } = await import('../src/util/clock.js');
+    const clock = new ManualClock();
+    const store = new InMemoryTierStore({ now: () => clock.now() });
+    const tier = new InMemoryTier({ store });
+    let exportWorks = true;
+    const filter = new ExistenceFilter({
+      expectedIds: 1000,
+      l2: tier,
+      clock,
+      syncMs: 1000,
+      exportIds: async () => {
+        if (!exportWorks) throw new Error('export down');
+        return { ids: ['1', '2', '3', '5'], next: undefined };
+      },
+    });
+    await filter.start();
+    expect(await filter.check('5')).toBe('maybe');
+    expect(await filter.check('4')).toBe('absent');
+    exportWorks = false;
+    store.restart(); // the bitmap and the state are gone
+    expect(await filter.check('5')).toBe('maybe');
+    clock.advance(1000); // a sync finds no state, and cannot refill
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(await filter.check('5')).toBe('maybe');
+    expect(filter.authoritative).toBe(false);
+    filter.close();
+    await tier.close();
+  });
+});

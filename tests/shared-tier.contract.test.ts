@@ -347,13 +347,15 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('keeps plain bitmaps for the fleet: bits set by one instance are seen by every instance, counted, deleted', async () => {
     const { a, b } = await makePair({});
     const name = `bloom-${randomUUID().slice(0, 6)}`;
-    expect(await b.testBits(name, [3])).toBe(false); // no such bitmap: nothing is set
-    expect(await a.setBits(name, [0, 3, 9, 70_000, 3])).toBe(true);
+    expect(await b.testBits(name, [3])).toBe('missing'); // no such bitmap: not the same as a bit not set
+    expect(await a.setBits(name, [1], { onlyIfExists: true })).toBe(true);
+    expect(await b.testBits(name, [1])).toBe('missing'); // a late writer does not recreate it
+    expect(await a.setBits(name, [0, 3, 9, 70_000, 3], { ttlMs: 60_000 })).toBe(true);
     expect(await b.testBits(name, [0, 3, 9, 70_000])).toBe(true);
     expect(await b.testBits(name, [0, 3, 10])).toBe(false);
     expect(await b.countBits(name)).toBe(4);
     expect(await a.deleteBits(name)).toBe(true);
-    expect(await b.testBits(name, [0])).toBe(false);
+    expect(await b.testBits(name, [0])).toBe('missing');
     expect(await b.countBits(name)).toBe(0);
   });
 

@@ -14,6 +14,7 @@ import {
   type FeedChange,
   type FeedPosition,
   type FeedStatus,
+  type BitsWriteOptions,
   type LeaseHint,
   type SharedLookup,
   type SharedTier,
@@ -170,7 +171,8 @@ export class InMemoryTierStore {
     }
   }
 
-  /** @internal */ setBits(name: string, positions: readonly number[]): void {
+  /** @internal */ setBits(name: string, positions: readonly number[], onlyIfExists: boolean): void {
+    if (onlyIfExists && !this.#bitmaps.has(name)) return;
     let bitmap = this.#bitmaps.get(name) ?? new Uint8Array(0);
     const needed = Math.max(0, ...positions.map((position) => (position >>> 3) + 1));
     if (needed > bitmap.length) {
@@ -182,9 +184,9 @@ export class InMemoryTierStore {
     for (const position of positions) bitmap[position >>> 3] = bitmap[position >>> 3]! | (0x80 >>> (position & 7));
   }
 
-  /** @internal */ testBits(name: string, positions: readonly number[]): boolean {
+  /** @internal */ testBits(name: string, positions: readonly number[]): boolean | 'missing' {
     const bitmap = this.#bitmaps.get(name);
-    if (bitmap === undefined) return positions.length === 0;
+    if (bitmap === undefined) return 'missing';
     return positions.every((position) => ((bitmap[position >>> 3] ?? 0) & (0x80 >>> (position & 7))) !== 0);
   }
 
@@ -395,13 +397,14 @@ export class InMemoryTier implements SharedTier {
     return Math.floor(this.#store.now() / this.#hotWindowMs);
   }
 
-  async setBits(name: string, positions: readonly number[]): Promise<boolean> {
+  /** Bitmaps in memory do not expire (`ttlMs` is ignored): a test store lives as long as its tests. */
+  async setBits(name: string, positions: readonly number[], options: BitsWriteOptions = {}): Promise<boolean> {
     if (this.#closed) return false;
-    this.#store.setBits(name, positions);
+    this.#store.setBits(name, positions, options.onlyIfExists === true);
     return true;
   }
 
-  async testBits(name: string, positions: readonly number[]): Promise<boolean | Unavailable> {
+  async testBits(name: string, positions: readonly number[]): Promise<boolean | 'missing' | Unavailable> {
     return this.#closed ? UNAVAILABLE : this.#store.testBits(name, positions);
   }
 

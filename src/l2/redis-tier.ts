@@ -12,6 +12,7 @@ import {
   type FeedChange,
   type FeedPosition,
   type FeedStatus,
+  type BitsWriteOptions,
   type LeaseHint,
   type SharedLookup,
   type SharedTier,
@@ -23,7 +24,7 @@ import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
 import { feedShardKeys, shardOfKey, type FeedShardKeys } from './feed-keys.js';
 import { changeFields, hintFields } from './feed-entries.js';
 import { ShardReader, type FeedConnection, type FeedNotice } from './feed-reader.js';
-import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE, SET_BITS, TAKE_TOKEN } from './scripts.js';
+import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE, SET_BITS, TAKE_TOKEN, TEST_BITS } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -95,7 +96,8 @@ type ScriptClient = RedisClient & {
   gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
   gppDeleteForChange(entry: string, lease: string, marker: string, position: string, markerMs: number): Promise<number>;
   gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
-  gppSetBits(bitmap: string, ...positions: number[]): Promise<number>;
+  gppSetBits(bitmap: string, ttlMs: number, onlyIfExists: string, ...positions: number[]): Promise<number>;
+  gppTestBits(bitmap: string, ...positions: number[]): Promise<number>;
   gppTakeToken(bucket: string, now: number, burst: number, perSecond: number, expiryMs: number): Promise<[number, string]>;
 };
 
@@ -168,6 +170,7 @@ export class RedisTier implements SharedTier {
     client.defineCommand('gppDeleteForChange', { numberOfKeys: 3, lua: DELETE_FOR_CHANGE });
     client.defineCommand('gppRecordReads', { numberOfKeys: 1, lua: RECORD_READS });
     client.defineCommand('gppSetBits', { numberOfKeys: 1, lua: SET_BITS });
+    client.defineCommand('gppTestBits', { numberOfKeys: 1, lua: TEST_BITS });
     client.defineCommand('gppTakeToken', { numberOfKeys: 1, lua: TAKE_TOKEN });
     const shards = o.feedShards ?? defaultFeedShards(client instanceof Cluster);
     this.#feed = feedShardKeys(o.prefix, integerOption('feedShards', shards, 1, 64));
@@ -358,17 +361,15 @@ export class RedisTier implements SharedTier {
     return (read as (Buffer | null)[][]).flat().map((bytes) => bytes ?? undefined);
   }
 
-  async setBits(name: string, positions: readonly number[]): Promise<boolean> {
+  async setBits(name: string, positions: readonly number[], options: BitsWriteOptions = {}): Promise<boolean> {
     if (positions.length === 0) return true;
-    return (await this.#run(() => this.#client.gppSetBits(this.keys.bits(name), ...positions))) !== UNAVAILABLE;
+    const ttlMs = Math.max(0, Math.round(options.ttlMs ?? 0));
+    return (await this.#run(() => this.#client.gppSetBits(this.keys.bits(name), ttlMs, options.onlyIfExists === true ? '1' : '0', ...positions))) !== UNAVAILABLE;
   }
 
-  async testBits(name: string, positions: readonly number[]): Promise<boolean | Unavailable> {
-    if (positions.length === 0) return true;
-    const args: (string | number)[] = [];
-    for (const position of positions) args.push('GET', 'u1', position);
-    const bits = await this.#run(() => this.#client.bitfield(this.keys.bits(name), ...(args as ['GET', string, number])) as Promise<number[]>);
-    return bits === UNAVAILABLE ? UNAVAILABLE : bits.every((bit) => bit === 1);
+  async testBits(name: string, positions: readonly number[]): Promise<boolean | 'missing' | Unavailable> {
+    const found = await this.#run(() => this.#client.gppTestBits(this.keys.bits(name), ...positions));
+    return found === UNAVAILABLE ? UNAVAILABLE : found === -1 ? 'missing' : found === 1;
   }
 
   async countBits(name: string): Promise<number | Unavailable> {

@@ -128,10 +128,24 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `;
 
-/** Set bits of one bitmap in one round trip. KEYS[1] = the bitmap. ARGV: the bit offsets. */
+/**
+ * Set bits of one bitmap in one round trip. KEYS[1] = the bitmap. ARGV: expiry ms (0: none),
+ * `1` to write only if the bitmap exists, then the bit offsets. Returns 0 when it did not exist.
+ */
 export const SET_BITS = `
-for i = 1, #ARGV do redis.call('SETBIT', KEYS[1], ARGV[i], 1) end
-return #ARGV
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 3, #ARGV do redis.call('SETBIT', KEYS[1], ARGV[i], 1) end
+if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+`;
+
+/** Whether every bit is set: 1, 0, or -1 when the bitmap does not exist. KEYS[1] = the bitmap. ARGV: the bit offsets. */
+export const TEST_BITS = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+for i = 1, #ARGV do
+  if redis.call('GETBIT', KEYS[1], ARGV[i]) == 0 then return 0 end
+end
+return 1
 `;
 
 /**

@@ -63,6 +63,8 @@ const STATE_MARK = 'bloom:state';
 const FILLING_MARK = 'bloom:filling';
 /** Ids whose bits go to the shared tier in one call while filling: a few thousand SETBITs per Lua call. */
 const SHARED_FILL_BATCH = 1000;
+/** Least time between two counts of the shared bitmap's bits. */
+const COUNT_EVERY_MS = 60_000;
 
 /** Point-in-time counts, for gauges. */
 export interface ExistenceFilterStats {
@@ -110,6 +112,7 @@ export class ExistenceFilter {
   /** The generation being filled in the shared tier, if any: learned ids go there too. */
   #sharedFilling: string | undefined;
   #sharedSetBits = 0;
+  #countedAt = -Infinity;
   #timer: TimerHandle | undefined;
   #running: Promise<void> | undefined;
   readonly #checks = { absent: 0, maybe: 0, observed_absent: 0, unavailable: 0 };
@@ -157,7 +160,18 @@ export class ExistenceFilter {
       else checks.observed_absent++;
       return this.#localAuthoritative && !known ? 'absent' : 'maybe';
     }
+    // Learned here (an answer, a change) is enough, and saves the round trip; the shared write may not have landed yet.
+    if (this.#local.has(positions)) {
+      checks.maybe++;
+      return 'maybe';
+    }
     return this.#l2.testBits(bitsName(shared.generation), [...positions]).then((found) => {
+      if (found === 'missing') {
+        // The storage lost the bitmap (a restart, a flush): fail open until a fill publishes a new one.
+        if (this.#shared === shared) this.#shared = undefined;
+        checks.unavailable++;
+        return 'maybe';
+      }
       checks[found === true ? 'maybe' : found === false ? 'absent' : 'unavailable']++;
       return found === false ? 'absent' : 'maybe';
     });
@@ -175,8 +189,9 @@ export class ExistenceFilter {
     this.#filling?.set(positions);
     if (this.#l2 === undefined) return;
     const copy = [...positions];
-    if (this.#shared !== undefined) void this.#l2.setBits(bitsName(this.#shared.generation), copy);
-    if (this.#sharedFilling !== undefined) void this.#l2.setBits(bitsName(this.#sharedFilling), copy);
+    // Only into bitmaps that exist: a late write must not recreate a dropped one (12 MB with no expiry).
+    if (this.#shared !== undefined) void this.#l2.setBits(bitsName(this.#shared.generation), copy, { onlyIfExists: true });
+    if (this.#sharedFilling !== undefined) void this.#l2.setBits(bitsName(this.#sharedFilling), copy, { onlyIfExists: true });
   }
 
   /** Bytes of process memory the filter holds (its bitmaps; twice while it rebuilds). */
@@ -244,12 +259,10 @@ export class ExistenceFilter {
     const state = parseState(raw, this.shape);
     const filling = await l2.readMark(FILLING_MARK);
     this.#sharedFilling = filling === UNAVAILABLE || filling === undefined || filling === '' ? undefined : filling.split(' ')[0];
-    if (state !== undefined) {
-      this.#shared = state;
-      const count = await l2.countBits(bitsName(state.generation));
-      if (count !== UNAVAILABLE) this.#sharedSetBits = count;
-    }
+    // No state (expired, or the storage restarted empty): nothing to check against, fail open.
+    this.#shared = state;
     const now = this.#clock.now();
+    if (state !== undefined && now - this.#countedAt >= COUNT_EVERY_MS) await this.#countShared(l2, state.generation);
     if (this.#exportIds === undefined || (state !== undefined && now - state.filledAt < this.#refreshMs)) return;
     const generation = randomUUID();
     // One filler for the fleet; the lock outlives a fill of a few minutes and is renewed per page.
@@ -263,7 +276,8 @@ export class ExistenceFilter {
         if (batch.length === 0) return;
         const sent = batch;
         batch = [];
-        if (!(await l2.setBits(bitsName(generation), sent))) throw new Error('the shared tier became unreachable during the fill');
+        // The bitmap expires unless refilled: a fill abandoned halfway, or an old generation, does not stay forever.
+        if (!(await l2.setBits(bitsName(generation), sent, { ttlMs: 3 * this.#refreshMs }))) throw new Error('the shared tier became unreachable during the fill');
       };
       let pending = 0;
       const ids = await this.#readExport(this.#exportIds, async (page) => {
@@ -279,10 +293,10 @@ export class ExistenceFilter {
       if (!(await l2.writeMark(STATE_MARK, JSON.stringify(published), 3 * this.#refreshMs))) throw new Error('could not publish the filled filter');
       const previous = state?.generation;
       this.#shared = published;
-      const count = await l2.countBits(bitsName(generation));
-      if (count !== UNAVAILABLE) this.#sharedSetBits = count;
-      // Instances still on the previous generation take up the new one within syncMs.
-      if (previous !== undefined) this.#clock.setTimeout(() => void l2.deleteBits(bitsName(previous)), 2 * this.#syncMs);
+      await this.#countShared(l2, generation);
+      // Instances still on the previous generation take up the new one within syncMs; one that is
+      // later finds it gone and fails open until it does.
+      if (previous !== undefined) this.#clock.setTimeout(() => void l2.deleteBits(bitsName(previous)), Math.max(2 * this.#syncMs, 60_000));
       this.#onFill?.({ ids, ms: this.#clock.now() - started });
     } catch (error) {
       await l2.deleteBits(bitsName(generation));
@@ -291,6 +305,13 @@ export class ExistenceFilter {
       this.#sharedFilling = undefined;
       await l2.writeMark(FILLING_MARK, '', 1);
     }
+  }
+
+  /** Counts the shared bitmap's set bits for the gauges: a BITCOUNT over the whole bitmap, so once a minute at most. */
+  async #countShared(l2: SharedTier, generation: string): Promise<void> {
+    this.#countedAt = this.#clock.now();
+    const count = await l2.countBits(bitsName(generation));
+    if (count !== UNAVAILABLE) this.#sharedSetBits = count;
   }
 
   /** Pages through the export, handing each page to `take`; resolves with the ids read. */

@@ -20,6 +20,14 @@ export const SHARED_TIER_OPTION_SPECS = {
 
 export const SHARED_TIER_DEFAULTS = defaultsOf(SHARED_TIER_OPTION_SPECS);
 
+/** How `setBits` writes. */
+export interface BitsWriteOptions {
+  /** The bitmap expires this long after the write, ms (renewed by every write with it). Default: never. */
+  ttlMs?: number;
+  /** Set nothing when the bitmap does not exist (a late writer must not recreate a dropped one). */
+  onlyIfExists?: boolean;
+}
+
 /** Most ids one change may carry. */
 export const MAX_CHANGE_IDS = 1000;
 
@@ -167,9 +175,12 @@ export interface SharedTier {
    * Sets bits of the plain bitmap `name` (positions in bits, bit 0 the most significant of byte
    * 0, as SETBIT), in one round trip: the fleet's Bloom filter of existing groups. False when unreachable.
    */
-  setBits(name: string, positions: readonly number[]): Promise<boolean>;
-  /** True when every one of `positions` is set in bitmap `name` (false for a bitmap that does not exist), in one round trip. */
-  testBits(name: string, positions: readonly number[]): Promise<boolean | Unavailable>;
+  setBits(name: string, positions: readonly number[], options?: BitsWriteOptions): Promise<boolean>;
+  /**
+   * Whether every one of `positions` is set in bitmap `name`, in one round trip; `missing` when
+   * there is no such bitmap (the storage lost it: a reader must not take that for "not set").
+   */
+  testBits(name: string, positions: readonly number[]): Promise<boolean | 'missing' | Unavailable>;
   /** Bits set in bitmap `name` (0 when it does not exist). */
   countBits(name: string): Promise<number | Unavailable>;
   /** Deletes bitmap `name`. False when unreachable. */
