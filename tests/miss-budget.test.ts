@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { RedisTier } from '../src/l2/redis-tier.js';
 import { CoalescingCache, ProxyError, type Loader } from '../src/index.js';
 import { MissBudget } from '../src/penetration/miss-budget.js';
 import { startMockBackend, type RunningMockBackend } from '../src/mock-backend/server.js';
@@ -7,6 +8,7 @@ import type { SidecarConfig } from '../src/server/config.js';
 import { ManualClock } from '../src/util/clock.js';
 import { deferred } from './helpers/deferred.js';
 import { uniquePrefix } from './helpers/fleet.js';
+import { until } from './helpers/until.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
 
 type Profile = { id: string };
@@ -168,5 +170,25 @@ describe('the miss budget over HTTP', () => {
     for (let id = 400; id < 405; id++) expect((await fetch(`${a.url}/groups/${id}`, as('scanner'))).status).toBe(200);
     expect((await fetch(`${a.url}/groups/405`, as('scanner'))).status).toBe(429);
     expect(a.budget!.rejections.local).toBe(1);
+  });
+});
+
+describe('the fleet bucket and clock skew (failed before: an instance whose clock ran ahead refilled the bucket at every call)', () => {
+  it('refills on Redis’ clock, whatever the instances’ clocks say', async () => {
+    const prefix = uniquePrefix();
+    const behind = new ManualClock(1_700_000_000_000);
+    const ahead = new ManualClock(1_700_000_000_000 + 60_000);
+    const a = new RedisTier({ url: inject('redisUrl'), prefix, clock: behind, commandTimeoutMs: 2000 });
+    const b = new RedisTier({ url: inject('redisUrl'), prefix, clock: ahead, commandTimeoutMs: 2000 });
+    try {
+      await until(() => a.healthy && b.healthy, 'both Redis clients ready', 10_000);
+      const budgets = [new MissBudget({ burst: 2, perSecond: 0.01, l2: a, clock: behind }), new MissBudget({ burst: 2, perSecond: 0.01, l2: b, clock: ahead })];
+      const answers: boolean[] = [];
+      for (let i = 0; i < 6; i++) answers.push((await budgets[i % 2]!.take('skewed')) === true);
+      expect(answers).toEqual([true, true, false, false, false, false]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });

@@ -98,7 +98,7 @@ type ScriptClient = RedisClient & {
   gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
   gppSetBits(bitmap: string, ttlMs: number, onlyIfExists: string, ...positions: number[]): Promise<number>;
   gppTestBits(bitmap: string, ...positions: number[]): Promise<number>;
-  gppTakeToken(bucket: string, now: number, burst: number, perSecond: number, expiryMs: number): Promise<[number, string]>;
+  gppTakeToken(bucket: string, unused: number, burst: number, perSecond: number, expiryMs: number): Promise<[number, string]>;
 };
 
 /**
@@ -395,7 +395,7 @@ export class RedisTier implements SharedTier {
   async takeToken(bucket: string, burst: number, perSecond: number): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
     // A bucket left alone refills completely in burst / perSecond: it need not outlive that.
     const expiryMs = Math.max(1000, Math.ceil((burst / perSecond) * 1000));
-    const answer = await this.#run(() => this.#client.gppTakeToken(this.keys.bucket(bucket), this.#clock.now(), burst, perSecond, expiryMs));
+    const answer = await this.#run(() => this.#client.gppTakeToken(this.keys.bucket(bucket), 0, burst, perSecond, expiryMs));
     return answer === UNAVAILABLE ? UNAVAILABLE : { allowed: answer[0] === 1, tokens: Number(answer[1]) };
   }
 

@@ -150,20 +150,23 @@ return 1
 
 /**
  * Take one token from a token bucket (a hash of tokens and when they were counted), refilling
- * it for the time since. KEYS[1] = the bucket. ARGV: now ms, burst, tokens per second, expiry ms.
+ * it for the time since, on Redis' clock (instances' clocks differ: a skewed one must not refill
+ * the bucket at every call). KEYS[1] = the bucket. ARGV: unused, burst, tokens per second, expiry ms.
  * Returns {1 or 0 (taken or not), tokens left as a string}.
  */
 export const TAKE_TOKEN = `
 local state = redis.call('HMGET', KEYS[1], 't', 'a')
-local now = tonumber(ARGV[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local burst = tonumber(ARGV[2])
 local tokens = tonumber(state[1])
 local at = tonumber(state[2])
 if tokens == nil or at == nil then tokens = burst; at = now end
 tokens = math.min(burst, tokens + math.max(0, now - at) * tonumber(ARGV[3]) / 1000)
+now = math.max(now, at)
 local taken = 0
 if tokens >= 1 then tokens = tokens - 1; taken = 1 end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'a', ARGV[1])
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'a', tostring(now))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {taken, tostring(tokens)}
 `;
