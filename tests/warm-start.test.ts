@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { BatchLoader, CoalescingCache, ProxyError, type Loader } from '../src/index.js';
+import { BatchLoader, CoalescingCache, NOT_FOUND, ProxyError, type Loader } from '../src/index.js';
 import { warmStart } from '../src/engine/warm-start.js';
 import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
 import type { GroupProfile } from '../src/origin/http-origin.js';
@@ -40,17 +40,19 @@ async function readWithPopularity(engine: CoalescingCache<Profile>, n: number): 
 }
 
 describe('the fleet record of hot keys', () => {
-  it('counts every miss and one hit in hotKeysSampleEvery, and adds them to the record on close', async () => {
+  it('counts every load that found a group and one hit in hotKeysSampleEvery (standing for as many), never absent ids, and adds them to the record on close', async () => {
     const store = new InMemoryTierStore();
-    const engine = engineOn(new InMemoryTier({ store }), countingLoader().load, { hotKeysSampleEvery: 8 });
-    for (let i = 0; i < 80; i++) await engine.get('1'); // 1 miss, then 79 hits of which 9 are counted
-    for (let i = 0; i < 8; i++) await engine.get('2'); // 1 miss, then 7 hits, the first of them the 8th since the last counted
+    const load: Loader<Profile> = async (key) => (key === '404' ? NOT_FOUND : { id: key });
+    const engine = engineOn(new InMemoryTier({ store }), load, { hotKeysSampleEvery: 8 });
+    for (let i = 0; i < 16; i++) await engine.get('404'); // a negative entry: its 15 hits are sampled (one of them) but never counted
+    for (let i = 0; i < 80; i++) await engine.get('1'); // 1 load, then 79 hits of which 10 are counted, 8 each
+    for (let i = 0; i < 8; i++) await engine.get('2'); // 1 load, then 7 hits, the first of them the 8th since the last counted
     await engine.close();
     const reader = new InMemoryTier({ store });
     closing.push(reader);
     expect(await reader.hottestKeys(10)).toEqual(['1', '2']);
     const window = Math.floor(Date.now() / 600_000);
-    expect(Object.fromEntries(store.readsOf(window))).toEqual({ '1': 10, '2': 2 });
+    expect(Object.fromEntries(store.readsOf(window))).toEqual({ '1': 81, '2': 9 });
   });
 
   it('adds the counted lookups to the record every hotKeysFlushMs, on the engine clock', async () => {

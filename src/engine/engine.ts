@@ -197,7 +197,8 @@ export class CoalescingCache<V = unknown> {
     if (scale !== 0 && entry.freshUntil - now < scale * REFRESH_AHEAD_REACH) this.#maybeRefreshAhead(key, entry, now, scale);
     if (--this.#untilCounted === 0) {
       this.#untilCounted = this.#options.hotKeysSampleEvery;
-      this.#countRead(key, now);
+      // One hit in N stands for N; negative entries are no group to warm.
+      if (entry.kind === 'found') this.#countRead(key, now, this.#options.hotKeysSampleEvery);
     }
     return entry;
   }
@@ -214,20 +215,24 @@ export class CoalescingCache<V = unknown> {
   }
 
   /**
-   * Counts one lookup of `key` for the fleet's hot-key record (every miss, one hit in
-   * `hotKeysSampleEvery`: the record then knows every key this instance loaded, the rarely read
-   * ones whose misses dominate a cold start included); adds the counts to it every `hotKeysFlushMs`.
+   * Counts reads of `key` for the fleet's hot-key record (every load that found the group, and one
+   * hit in `hotKeysSampleEvery` weighted by it: the record then knows every group this instance
+   * loaded, the rarely read ones whose misses dominate a cold start included, and never ids that
+   * do not exist); adds the counts to it every `hotKeysFlushMs`.
    */
-  #countRead(key: string, now: number): void {
+  #countRead(key: string, now: number, weight: number): void {
     const reads = this.#reads;
     const count = reads.get(key);
-    if (count !== undefined) reads.set(key, count + 1);
-    else if (reads.size < MAX_COUNTED_KEYS) reads.set(key, 1);
-    if (now >= this.#readsFlushAt) this.#flushReads(now);
+    if (count !== undefined) reads.set(key, count + weight);
+    else if (reads.size < MAX_COUNTED_KEYS) reads.set(key, weight);
+    if (now >= this.#readsFlushAt) {
+      this.#readsFlushAt = now + this.#options.hotKeysFlushMs;
+      // Not on this lookup's path: building the write costs a few ms for thousands of keys.
+      queueMicrotask(() => void this.#flushReads());
+    }
   }
 
-  #flushReads(now: number): Promise<boolean> {
-    this.#readsFlushAt = now + this.#options.hotKeysFlushMs;
+  #flushReads(): Promise<boolean> {
     const counts = this.#reads;
     this.#reads = new Map();
     // Best-effort, like every tier operation: it never rejects.
@@ -328,7 +333,6 @@ export class CoalescingCache<V = unknown> {
     if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
     const now = this.#options.now();
-    if (this.#counting) this.#countRead(key, now);
     let stale: StoredEntry<V> | undefined = this.#l1.get(key);
     if (stale !== undefined && this.#l2 !== undefined && !this.#trusted(stale, now)) return this.#check(key, stale, options?.signal);
     if (stale !== undefined) {
@@ -405,7 +409,7 @@ export class CoalescingCache<V = unknown> {
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     // The lookups counted since the last flush still count for the instances starting next.
-    if (this.#l2 !== undefined) await this.#flushReads(this.#options.now());
+    if (this.#l2 !== undefined) await this.#flushReads();
     if (this.#closing.signal.aborted) return;
     this.#unsubscribe();
     this.#changeListeners.clear();
@@ -631,6 +635,7 @@ export class CoalescingCache<V = unknown> {
     }
     if (signal.aborted) throw signal.reason;
     const now = this.#options.now();
+    if (this.#counting && filled.entry.kind === 'found') this.#countRead(key, now, 1);
     if (cacheable && !flight.fenced && filled.entry.usableUntil > now) {
       (filled.entry as StoredEntry<V>).checkedAt = now;
       this.#l1.set(key, filled.entry);

@@ -74,9 +74,9 @@ export interface EngineOptions<V> {
    */
   refreshAheadMs?: number;
   /**
-   * With a shared tier: every miss and one hit in this many are counted into the fleet's record of
-   * its hottest keys (what a starting instance warms from); 0 = nothing counted. A counted lookup
-   * costs a Map update. Default 8.
+   * With a shared tier: every load that found a key, and one hit in this many (counted as this
+   * many), go into the fleet's record of its hottest keys (what a starting instance warms from);
+   * 0 = nothing counted. A counted lookup costs a Map update. Default 8.
    */
   hotKeysSampleEvery?: number;
   /** With a shared tier: how often the counted lookups are added to the fleet's record, ms (one bounded write). Default 10000. */
