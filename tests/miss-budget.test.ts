@@ -142,6 +142,7 @@ describe('the miss budget over HTTP', () => {
     expect(body['1']!.error).toBeUndefined();
     expect(body['107']!.error?.code).toBe('RATE_LIMITED');
     expect(many.headers.get('retry-after')).toBe('100');
+    expect(many.headers.get('ratelimit-policy')).toBe('"misses";q=5;w=500');
     const metrics = await (await fetch(`${sidecar.url}/metrics`)).text();
     expect(metrics).toContain('gpp_miss_budget_rejections_total{reason="local"} 2');
   });

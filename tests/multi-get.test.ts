@@ -106,7 +106,7 @@ describe('GET /groups?ids= (multi-get)', () => {
     );
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(response.headers.get('etag')).toBeNull();
-    expect(response.headers.get('cache-status')).toBe('group-profile-proxy; fwd=miss; detail="miss=2 hit=1 error=1"');
+    expect(response.headers.get('cache-status')).toBe('group-profile-proxy; fwd=miss; fwd-status=502; detail="miss=2 hit=1 error=1"');
     expect(source.calls.get('2')).toBe(1); // asked twice, looked up once
     const scraped = await metrics.registry.metrics();
     expect(scraped).toContain('gpp_multi_get_ids_total{outcome="error"} 1');
@@ -144,6 +144,22 @@ describe('GET /groups?ids= (multi-get)', () => {
     expect(head.status).toBe(200);
     expect(await head.text()).toBe('');
     expect(head.headers.get('etag')).toBe(etag);
+  });
+
+  it('states the windows an answer of stale entries has left, not the whole ones (failed before: a copy could be served stale past the proxy\u2019s own window)', async () => {
+    let now = NOW;
+    const source = gatedSource();
+    source.release();
+    const engine = new CoalescingCache<Profile>({ load: source.load, ttlMs: 60_000, ttlJitter: 0, now: () => now, refreshAheadMs: 0 });
+    const app = createProxyApp({ engine, sMaxAgeSeconds: 300 });
+    await app.request('/groups?ids=5');
+    now += 20_000;
+    await app.request('/groups?ids=6');
+    now += 90_000; // 5: 50 s into its 300 s stale-while-revalidate window; 6: 30 s
+    const stale = await app.request('/groups?ids=5,6');
+    expect(stale.headers.get('cache-status')).toBe('group-profile-proxy; hit; ttl=-50; detail="stale=2"');
+    // Fresh for 0 s, revalidatable for the 250 s 5 has left, s-maxage less the oldest entry's 110 s.
+    expect(stale.headers.get('cache-control')).toBe('public, max-age=0, stale-while-revalidate=250, stale-if-error=3550, s-maxage=190');
   });
 
   it.each([

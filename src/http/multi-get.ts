@@ -80,9 +80,13 @@ export function encodeManyAnswer(
   const validator = createHash('sha1');
   let freshUntil = Infinity;
   let usableUntil = Infinity;
-  let revalidate = Infinity;
+  /** When the first entry's stale-while-revalidate window ends, and the oldest entry's store time. */
+  let revalidateUntil = Infinity;
+  let oldest = Infinity;
   let retryAfter: number | undefined;
   let failed = false;
+  let failedStatus = 0;
+  const extraHeaders: Record<string, string> = {};
   let separator = '{';
   for (const [key, answer] of answers) {
     parts.push(Buffer.from(`${separator}${JSON.stringify(key)}:`, 'utf8'));
@@ -90,6 +94,9 @@ export function encodeManyAnswer(
     if (answer instanceof ProxyError) {
       failed = true;
       if (answer.retryAfterSeconds !== undefined) retryAfter = Math.max(retryAfter ?? 0, answer.retryAfterSeconds);
+      if (answer.status >= 500) failedStatus = Math.max(failedStatus, answer.status);
+      // A 429's RateLimit fields, as its single answer would have them.
+      if (answer.headers !== undefined) Object.assign(extraHeaders, answer.headers);
       parts.push(Buffer.from(JSON.stringify(answer.toJSON()), 'utf8'));
       outcomes.set('error', (outcomes.get('error') ?? 0) + 1);
       continue;
@@ -99,21 +106,26 @@ export function encodeManyAnswer(
     validator.update(`${key}\u0000${entry.etag}\u0000`);
     freshUntil = Math.min(freshUntil, entry.freshUntil);
     usableUntil = Math.min(usableUntil, entry.usableUntil);
-    revalidate = Math.min(revalidate, entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds);
+    const window = entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds;
+    revalidateUntil = Math.min(revalidateUntil, entry.freshUntil + window * 1000);
+    oldest = Math.min(oldest, entry.storedAt);
     outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
   }
   parts.push(Buffer.from(separator === '{' ? '{}' : '}', 'utf8'));
-  const headers: Record<string, string> = { 'content-type': JSON_TYPE, 'cache-status': cacheStatus(cacheName, outcomes, Math.floor((freshUntil - now) / 1000)) };
+  const headers: Record<string, string> = { 'content-type': JSON_TYPE, 'cache-status': cacheStatus(cacheName, outcomes, Math.floor((freshUntil - now) / 1000), failedStatus) };
   if (failed) {
     headers['cache-control'] = 'no-store';
     if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+    Object.assign(headers, extraHeaders);
   } else {
+    // The answer is composed now and has no Age: every window is what its entries have left.
     const maxAge = Math.max(0, Math.floor((freshUntil - now) / 1000));
     let cacheControl = `public, max-age=${maxAge}`;
-    if (revalidate > 0 && revalidate !== Infinity) cacheControl += `, stale-while-revalidate=${revalidate}`;
+    const revalidate = Math.floor((revalidateUntil - now) / 1000) - maxAge;
+    if (revalidate > 0) cacheControl += `, stale-while-revalidate=${revalidate}`;
     const ifError = Math.floor((usableUntil - now) / 1000) - maxAge;
     if (ifError > 0) cacheControl += `, stale-if-error=${ifError}`;
-    if (policy.sharedMaxAgeSeconds !== undefined) cacheControl += `, s-maxage=${policy.sharedMaxAgeSeconds}`;
+    if (policy.sharedMaxAgeSeconds !== undefined) cacheControl += `, s-maxage=${Math.max(0, policy.sharedMaxAgeSeconds - Math.ceil((now - oldest) / 1000))}`;
     headers['cache-control'] = cacheControl;
     headers.etag = '"m' + validator.digest('base64url') + '"';
     if (ifNoneMatch !== undefined && matchesIfNoneMatch(ifNoneMatch, headers.etag)) {
@@ -126,20 +138,23 @@ export function encodeManyAnswer(
   return { status: 200, headers, body, outcomes };
 }
 
-const FROM_CACHE: ReadonlySet<MultiGetOutcome> = new Set(['hit', 'l2-hit', 'filtered']);
+/** Answered without forwarding: a cache tier (fresh, or stale while one refresh runs), or the existence filter. */
+const FROM_CACHE: ReadonlySet<MultiGetOutcome> = new Set(['hit', 'l2-hit', 'stale', 'filtered']);
 const LOADED: ReadonlySet<MultiGetOutcome> = new Set(['miss', 'collapsed', 'error']);
 
 /**
- * One Cache-Status entry for the whole answer: `hit` when every id was answered fresh from a
- * cache tier, `fwd=miss` when any had to be loaded (or failed), `fwd=stale` when some were served
- * stale and none loaded; `detail` counts the ids by outcome.
+ * One Cache-Status entry for the whole answer, classified as the single route classifies each
+ * id: `hit` when every id was answered without going forward (fresh or stale-while-revalidate
+ * from a cache tier, or by the existence filter; no `hit` when the filter answered them all),
+ * `fwd=miss` when any had to be loaded or failed (with the worst upstream status), `fwd=stale`
+ * when some were served stale because their load failed or was slow; `detail` counts the ids.
  */
-function cacheStatus(cacheName: string, outcomes: ReadonlyMap<MultiGetOutcome, number>, ttlSeconds: number): string {
+function cacheStatus(cacheName: string, outcomes: ReadonlyMap<MultiGetOutcome, number>, ttlSeconds: number, failedStatus: number): string {
   const counts = [...outcomes].map(([outcome, count]) => `${outcome}=${count}`).join(' ');
   const detail = `; detail="${counts}"`;
   const outcomeList = [...outcomes.keys()];
-  if (outcomeList.length === 0) return `${cacheName}; hit`;
+  if (outcomeList.every((outcome) => outcome === 'filtered')) return `${cacheName}${detail}`;
   if (outcomeList.every((outcome) => FROM_CACHE.has(outcome))) return `${cacheName}; hit; ttl=${ttlSeconds}${detail}`;
-  if (outcomeList.some((outcome) => LOADED.has(outcome))) return `${cacheName}; fwd=miss${detail}`;
+  if (outcomeList.some((outcome) => LOADED.has(outcome))) return `${cacheName}; fwd=miss${failedStatus > 0 ? `; fwd-status=${failedStatus}` : ''}${detail}`;
   return `${cacheName}; fwd=stale; ttl=${ttlSeconds}${detail}`;
 }
