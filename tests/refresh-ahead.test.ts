@@ -143,3 +143,19 @@ describe('refresh-ahead (XFetch), on by default', () => {
     expect(source.calls.length - 1).toBeLessThanOrEqual(TTLS + 1);
   });
 });
+
+describe('the option it replaced', () => {
+  it('is refused, naming earlyRefreshMs and EARLY_REFRESH_MS, rather than silently ignored', async () => {
+    expect(() => new CoalescingCache<Profile>({ load: async (key: string) => ({ id: key, version: 1 }), earlyRefreshMs: 1000 } as never)).toThrow(/earlyRefreshMs.*refreshAheadMs/);
+    const { configFromEnv } = await import('../src/server/config.js');
+    expect(() => configFromEnv({ EARLY_REFRESH_MS: '1000' })).toThrow(/EARLY_REFRESH_MS.*REFRESH_AHEAD_MS/);
+  });
+
+  it('closes once: a second close waits for the first', async () => {
+    const engine = new CoalescingCache<Profile>({ load: async (key) => ({ id: key, version: 1 }) });
+    const first = engine.close();
+    const second = engine.close();
+    expect(second).toBe(first);
+    await first;
+  });
+});

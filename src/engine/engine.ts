@@ -141,6 +141,7 @@ export class CoalescingCache<V = unknown> {
   #untilCounted: number;
   /** Keys being filled from the shared tier (warm start): an invalidation meanwhile takes its key out. */
   readonly #sharedFills = new Set<Set<string>>();
+  #closed: Promise<void> | undefined;
 
   constructor(options: EngineOptions<V>) {
     this.#options = resolveEngineOptions(options);
@@ -406,11 +407,15 @@ export class CoalescingCache<V = unknown> {
   }
 
   /** Aborts loads in flight (their callers get CLOSED) and drops L1. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closing.signal.aborted) return;
+  close(): Promise<void> {
+    // Every caller waits for the same close, a second one too.
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
     // The lookups counted since the last flush still count for the instances starting next.
     if (this.#l2 !== undefined) await this.#flushReads();
-    if (this.#closing.signal.aborted) return;
     this.#unsubscribe();
     this.#changeListeners.clear();
     this.#fleet?.close();

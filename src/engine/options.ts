@@ -160,6 +160,10 @@ export function defaultNotFoundBody(key: string): Buffer {
 }
 
 export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngineOptions<V> {
+  // Renamed, and now on by default: an old configuration must not be taken silently.
+  if (typeof options === 'object' && options !== null && 'earlyRefreshMs' in options) {
+    throw new OptionError('earlyRefreshMs', 'nothing: it was replaced by refreshAheadMs (probabilistic refresh-ahead, on by default; 0 turns it off)', (options as Record<string, unknown>).earlyRefreshMs);
+  }
   const o = { ...ENGINE_DEFAULTS, ...definedOnly(options) };
   const S = ENGINE_OPTION_SPECS;
   const clock = resolveClock(o.clock, o.now);

@@ -275,7 +275,11 @@ export const SETTINGS = {
 export type SidecarConfig = { -readonly [K in keyof typeof SETTINGS]: ReturnType<(typeof SETTINGS)[K]['parse']> };
 
 /** Parses the whole configuration from `env`; throws a ConfigError naming the first bad variable. */
+/** Settings that were replaced: set, they stop the start rather than be ignored. */
+const REPLACED: Readonly<Record<string, string>> = { EARLY_REFRESH_MS: 'unset: it was replaced by REFRESH_AHEAD_MS (on by default; 0 turns it off)' };
+
 export function configFromEnv(env: Record<string, string | undefined>): SidecarConfig {
+  for (const [variable, allowed] of Object.entries(REPLACED)) if (env[variable] !== undefined && env[variable] !== '') throw new ConfigError(variable, allowed, env[variable]);
   const config: Record<string, unknown> = {};
   for (const [key, setting] of Object.entries(SETTINGS)) config[key] = setting.parse(env[setting.env]);
   const parsed = config as SidecarConfig;
