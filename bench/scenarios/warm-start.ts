@@ -91,6 +91,8 @@ export async function warmStartBench(options: Partial<WarmStartBenchOptions> = {
   }
   const [warm, cold] = measured;
   const fewer = cold!.l1Misses === 0 ? 0 : 1 - warm!.l1Misses / cold!.l1Misses;
+  const held = (m: Measured): number => Math.max(0, m.l1Misses - m.originCalls);
+  const fewerHeld = held(cold!) === 0 ? 0 : 1 - held(warm!) / held(cold!);
   const lines = [
     `### warm-start\n`,
     `Zipf(${o.exponent}) over ${o.ids} groups, ${o.connections} connections; a new instance's first ${o.measureMs / 1000} s after the fleet served ${o.warmupMs / 1000} s.\n`,
@@ -99,10 +101,12 @@ export async function warmStartBench(options: Partial<WarmStartBenchOptions> = {
     ...measured.map((m) => `| ${m.run} | ${m.startMs.toFixed(0)} | ${m.requests} | ${m.l1Misses} | ${m.originCalls} | ${m.p50.toFixed(1)} | ${m.p99.toFixed(1)} |`),
     '',
     `L1 misses in the first ${o.measureMs / 1000} s: ${(100 * fewer).toFixed(1)} % fewer with warm start (target ≥ 90 %).`,
+    // Misses that went upstream were groups Redis did not hold (nobody had read them lately): no warm start can know them.
+    `Of the misses for groups Redis held (L1 misses less upstream calls): ${(100 * fewerHeld).toFixed(1)} % fewer.`,
   ];
   console.log('\n' + lines.join('\n') + '\n');
   const results = new URL('../results/', import.meta.url);
   mkdirSync(results, { recursive: true });
-  writeFileSync(new URL('warm-start.json', results), JSON.stringify({ scenario: 'warm-start', node: process.version, options: o, measured, fewerMisses: fewer }, null, 2) + '\n');
+  writeFileSync(new URL('warm-start.json', results), JSON.stringify({ scenario: 'warm-start', node: process.version, options: o, measured, fewerMisses: fewer, fewerHeldMisses: fewerHeld }, null, 2) + '\n');
   return [];
 }
