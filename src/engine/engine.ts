@@ -8,7 +8,7 @@ import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type Stored
 import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
 import { MemoryTier } from './memory-tier.js';
-import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
+import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ExistenceCheck, type ResolvedEngineOptions } from './options.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
 
 /**
@@ -330,6 +330,11 @@ export class CoalescingCache<V = unknown> {
    * fails or is slow and a stale entry is still kept, that entry is served.
    */
   get(key: string, options?: GetOptions): Promise<Lookup<V>> {
+    return this.#get(key, options, this.#options.existence);
+  }
+
+  /** `get`, asking `existence` first on a miss (undefined: already asked, or no filter). */
+  #get(key: string, options: GetOptions | undefined, existence: ExistenceCheck | undefined): Promise<Lookup<V>> {
     const fresh = this.peek(key);
     if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
@@ -346,26 +351,17 @@ export class CoalescingCache<V = unknown> {
         stale = undefined;
       }
     }
-    const signal = options?.signal;
     // A key with a stale copy existed; a key being loaded is someone else's question already.
-    const existence = this.#options.existence;
     if (stale === undefined && existence !== undefined && !this.#flights.has(key)) {
       const verdict = existence.check(key);
       if (verdict === 'absent') return Promise.resolve(this.#filtered(key, now));
-      if (verdict !== 'maybe') return verdict.then((settled) => (settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#load(key, signal, options?.client)));
+      // Answered later: look again then (another lookup may have filled L1 or started the load meanwhile).
+      if (verdict !== 'maybe') return verdict.then((settled) => (settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#get(key, options, undefined)));
     }
+    const signal = options?.signal;
     const { flight, started } = this.#join(key, now, undefined, options?.client);
     if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
     return this.#waitOrServeStale(flight, started, stale, signal);
-  }
-
-  /** After an asynchronous existence check: L1 again (another lookup may have filled it meanwhile), else the key's one load. */
-  #load(key: string, signal: AbortSignal | undefined, client: string | undefined): Promise<Lookup<V>> {
-    const fresh = this.peek(key);
-    if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
-    if (this.#closing.signal.aborted) return Promise.reject(closedError());
-    const { flight, started } = this.#join(key, this.#options.now(), undefined, client);
-    return this.#waitListOf(flight).wait(started, signal);
   }
 
   /** The answer for a key the existence filter rejected: not found, fresh for the negative TTL, never stored. */
@@ -386,8 +382,8 @@ export class CoalescingCache<V = unknown> {
     const list = [...new Set(typeof keys === 'string' ? [keys] : keys)];
     if (this.#l2 === undefined) {
       this.#invalidateLocal(list);
-      if ((options.kind ?? 'changed') === 'changed') for (const id of list) this.#options.existence?.learn(id);
       const change = this.#localChange(list, options);
+      this.#learnFrom(change);
       this.#notify({ type: 'change', change, local: true });
       return { fleet: true, positions: [] };
     }
@@ -469,15 +465,16 @@ export class CoalescingCache<V = unknown> {
     return { flight, started };
   }
 
-  /**
-   * Charges the origin call of `flight` to the first of its clients with budget left; fails with
-   * the budget's error only when none has one (so one client over budget cannot fail a load the
-   * others wait on). A load no client waits on is free.
-   */
+  /** Whether the origin call of `flight` is charged to a client: a load no client waits on is free. */
   #chargeable(flight: Flight<V>): boolean {
     return this.#options.originBudget !== undefined && flight.clients.length > 0;
   }
 
+  /**
+   * Charges the origin call of `flight` to the first of its clients with budget left; fails with
+   * the budget's error only when none has one (so one client over budget cannot fail a load the
+   * others wait on).
+   */
   async #charge(flight: Flight<V>): Promise<void> {
     const budget = this.#options.originBudget!;
     let refusal: ProxyError | undefined;
@@ -517,10 +514,15 @@ export class CoalescingCache<V = unknown> {
 
   /** A change is applied here (its copies gone): waits on other instances' loads of its keys look again, and it is counted. */
   #applied(change: FeedChange, local: boolean): void {
-    // A changed group exists: one created since the filter's fill is known from here on.
-    if (change.kind === 'changed' && this.#options.existence !== undefined) for (const id of change.ids) this.#options.existence.learn(id);
+    this.#learnFrom(change);
     this.#fleet!.deliver({ type: 'change', change });
     this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });
+  }
+
+  /** A changed group exists: one created since the existence filter's fill is known from here on. */
+  #learnFrom(change: FeedChange): void {
+    const existence = this.#options.existence;
+    if (existence !== undefined && change.kind === 'changed') for (const id of change.ids) existence.learn(id);
   }
 
   /**
