@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { definedOnly, functionOption, integerOption, OptionError, specOption } from '../util/options.js';
+import { takeToken, type TokenBucket } from '../util/token-bucket.js';
 import {
   CANONICAL_GROUP_ID,
   checkChange,
   comparePositions,
+  countedReads,
   hottestOf,
   nextPosition,
   timeOfPosition,
@@ -70,7 +72,7 @@ export class InMemoryTierStore {
   /** Plain bitmaps, grown as bits are set (bit 0 the most significant of byte 0, as Redis). */
   readonly #bitmaps = new Map<string, Uint8Array>();
   readonly #marks = new Map<string, Timed<string>>();
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #buckets = new Map<string, TokenBucket>();
   readonly #members = new Set<InMemoryTier>();
   readonly #maxEntries: number;
   readonly #feedMaxLen: number;
@@ -204,11 +206,8 @@ export class InMemoryTierStore {
   takeToken(bucket: string, burst: number, perSecond: number): { allowed: boolean; tokens: number } {
     const now = this.now();
     const state = this.#buckets.get(bucket) ?? { tokens: burst, at: now };
-    state.tokens = Math.min(burst, state.tokens + (Math.max(0, now - state.at) * perSecond) / 1000);
-    state.at = now;
-    const allowed = state.tokens >= 1;
-    if (allowed) state.tokens -= 1;
     this.#buckets.set(bucket, state);
+    const allowed = takeToken(state, now, burst, perSecond);
     return { allowed, tokens: state.tokens };
   }
 
@@ -374,8 +373,7 @@ export class InMemoryTier implements SharedTier {
 
   async recordReads(counts: ReadonlyMap<string, number>): Promise<boolean> {
     if (this.#closed) return false;
-    const valid = new Map([...counts].filter(([key, reads]) => this.#isValidKey(key) && Number.isInteger(reads) && reads > 0));
-    this.#store.recordReads(this.#window(), valid, this.#hotKeysMax);
+    this.#store.recordReads(this.#window(), new Map(countedReads(counts, this.#isValidKey)), this.#hotKeysMax);
     return true;
   }
 

@@ -5,6 +5,7 @@ import { defaultFeedShards, REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from 
 import {
   CANONICAL_GROUP_ID,
   checkChange,
+  countedReads,
   hottestOf,
   timeOfPosition,
   UNAVAILABLE,
@@ -333,7 +334,7 @@ export class RedisTier implements SharedTier {
   async recordReads(counts: ReadonlyMap<string, number>): Promise<boolean> {
     if (counts.size === 0) return true;
     const args: (string | number)[] = [];
-    for (const [key, reads] of counts) if (this.#isValidKey(key) && Number.isInteger(reads) && reads > 0) args.push(reads, key);
+    for (const [key, reads] of countedReads(counts, this.#isValidKey)) args.push(reads, key);
     if (args.length === 0) return true;
     const window = Math.floor(this.#clock.now() / this.#hotWindowMs);
     const result = await this.#run(() => this.#client.gppRecordReads(this.keys.hotReads(window), this.#hotKeysMax, 2 * this.#hotWindowMs, ...args));

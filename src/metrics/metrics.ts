@@ -34,7 +34,7 @@ export interface GaugeSources {
   /** Event streams held now. */
   pushSubscribers?: () => number;
   /** The existence filter, when there is one. */
-  existence?: () => (ExistenceFilterStats & { bytes: number }) | undefined;
+  existence?: () => ExistenceFilterStats | undefined;
   /** Miss-budget rejections since start, by reason. */
   budgetRejections?: () => Readonly<Record<string, number>> | undefined;
 }

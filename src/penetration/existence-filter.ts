@@ -77,6 +77,8 @@ export interface ExistenceFilterStats {
   authoritative: boolean;
   /** Where checks are answered: the fleet's bitmap in the shared tier, or this process's. */
   store: 'shared' | 'memory';
+  /** Bytes of process memory the filter holds (its bitmaps; twice while it rebuilds). */
+  bytes: number;
   /**
    * Checks since start by verdict: `absent` (answered not found, no origin call), `maybe` (went on
    * to a load), `observed_absent` (not authoritative, so it went on; an authoritative filter would
@@ -153,17 +155,15 @@ export class ExistenceFilter {
     const positions = bloomPositions(key, this.shape, this.#positions);
     const shared = this.#shared;
     const checks = this.#checks;
-    if (this.#l2 === undefined || shared === undefined) {
-      const known = this.#local.has(positions);
-      if (known) checks.maybe++;
-      else if (this.#localAuthoritative) checks.absent++;
-      else checks.observed_absent++;
-      return this.#localAuthoritative && !known ? 'absent' : 'maybe';
-    }
-    // Learned here (an answer, a change) is enough, and saves the round trip; the shared write may not have landed yet.
+    // In this process's bits (filled here, or learned here: with a shared tier that saves the round
+    // trip, and the shared write may not have landed yet) is enough.
     if (this.#local.has(positions)) {
       checks.maybe++;
       return 'maybe';
+    }
+    if (this.#l2 === undefined || shared === undefined) {
+      checks[this.#localAuthoritative ? 'absent' : 'observed_absent']++;
+      return this.#localAuthoritative ? 'absent' : 'maybe';
     }
     return this.#l2.testBits(bitsName(shared.generation), [...positions]).then((found) => {
       if (found === 'missing') {
@@ -194,11 +194,6 @@ export class ExistenceFilter {
     if (this.#sharedFilling !== undefined) void this.#l2.setBits(bitsName(this.#sharedFilling), copy, { onlyIfExists: true });
   }
 
-  /** Bytes of process memory the filter holds (its bitmaps; twice while it rebuilds). */
-  get bytes(): number {
-    return this.#local.bytes + (this.#filling?.bytes ?? 0);
-  }
-
   stats(): ExistenceFilterStats {
     const setBits = this.#shared !== undefined ? this.#sharedSetBits : this.#local.setBits;
     return {
@@ -207,7 +202,9 @@ export class ExistenceFilter {
       setBits,
       estimatedFalsePositiveRate: falsePositiveRateOf(this.shape, setBits),
       authoritative: this.authoritative,
-      store: this.#l2 !== undefined && this.#shared !== undefined ? 'shared' : 'memory',
+      // A shared state is only ever taken up with a shared tier.
+      store: this.#shared !== undefined ? 'shared' : 'memory',
+      bytes: this.#local.bytes + (this.#filling?.bytes ?? 0),
       checks: { ...this.#checks },
     };
   }

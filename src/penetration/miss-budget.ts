@@ -4,6 +4,7 @@ import { ProxyError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock } from '../util/clock.js';
 import { clockOption, defaultsOf, definedOnly, fractionSpec, integerSpec, OptionError, specOption } from '../util/options.js';
 import { UNAVAILABLE, type SharedTier } from '../util/shared-tier.js';
+import { takeToken, type TokenBucket } from '../util/token-bucket.js';
 
 /** Default and range of every numeric option, declared once (the sidecar's settings read them too). */
 export const MISS_BUDGET_OPTION_SPECS = {
@@ -40,7 +41,7 @@ export class MissBudget {
   readonly policy: string;
   readonly #l2: SharedTier | undefined;
   readonly #clock: Clock;
-  readonly #local: LRUCache<string, { tokens: number; at: number }>;
+  readonly #local: LRUCache<string, TokenBucket>;
   readonly #rejections = { fleet: 0, local: 0 };
 
   constructor(options: MissBudgetOptions = {}) {
@@ -74,13 +75,8 @@ export class MissBudget {
   #takeLocal(client: string): true | ProxyError {
     const now = this.#clock.now();
     const bucket = this.#local.get(client) ?? { tokens: this.burst, at: now };
-    bucket.tokens = Math.min(this.burst, bucket.tokens + (Math.max(0, now - bucket.at) * this.perSecond) / 1000);
-    bucket.at = now;
     this.#local.set(client, bucket);
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
-      return true;
-    }
+    if (takeToken(bucket, now, this.burst, this.perSecond)) return true;
     this.#rejections.local++;
     return this.#refusal(bucket.tokens);
   }

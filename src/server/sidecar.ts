@@ -102,7 +102,7 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       upstream: () => cache!.guard.stats(),
       feed: () => l2?.feedStatus(),
       pushSubscribers: () => push?.subscribers ?? 0,
-      existence: () => (existence === undefined ? undefined : { ...existence.stats(), bytes: existence.bytes }),
+      existence: () => existence?.stats(),
       budgetRejections: () => budget?.rejections,
     },
   );

@@ -273,6 +273,11 @@ export function timeOfPosition(position: string): number {
   return Number(position.slice(0, position.indexOf('-')));
 }
 
+/** The read counts a tier records: valid keys with a positive whole count; anything else is dropped. */
+export function countedReads(counts: ReadonlyMap<string, number>, isValidKey: (key: string) => boolean): [string, number][] {
+  return [...counts].filter(([key, reads]) => isValidKey(key) && Number.isInteger(reads) && reads > 0);
+}
+
 /** Merges the read counts of two windows of the hot-key record into the `count` hottest keys, hottest first (ties: lower key first). */
 export function hottestOf(windows: readonly (ReadonlyMap<string, number> | Iterable<[string, number]>)[], count: number, isValidKey: (key: string) => boolean): string[] {
   const totals = new Map<string, number>();
