@@ -3,10 +3,10 @@ import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
-import { functionOption, integerOption, OptionError } from '../util/options.js';
+import { functionOption, integerOption, OptionError, specOption } from '../util/options.js';
 import { AnswerEncoder, cacheControlPolicy, DEFAULT_CACHE_NAME, encodeErrorAnswer, type CacheControlPolicy, type LookupAnswer } from './respond.js';
-import { encodeManyAnswer, MULTI_GET_DEFAULTS, MULTI_GET_OPTION_SPECS, parseIdList, type MultiGetOutcome } from './multi-get.js';
-import type { LookupOutcome } from '../engine/engine.js';
+import { encodeManyAnswer, MULTI_GET_OPTION_SPECS, parseIdList, type MultiGetOutcome } from './multi-get.js';
+import type { GetOptions, LookupOutcome } from '../engine/engine.js';
 
 /** The route of profile lookups, as metrics and logs name it, whichever shell answered. */
 export const ROUTE_LABEL = '/groups/:id';
@@ -131,7 +131,7 @@ export class LookupPipeline {
     this.#engine = engine;
     const maxGroupId = integerOption('maxGroupId', options.maxGroupId ?? DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID);
     this.maxGroupId = maxGroupId;
-    this.multiGetMaxIds = integerOption('multiGetMaxIds', options.multiGetMaxIds ?? MULTI_GET_DEFAULTS.maxIds, MULTI_GET_OPTION_SPECS.maxIds.min, MULTI_GET_OPTION_SPECS.maxIds.max);
+    this.multiGetMaxIds = specOption('multiGetMaxIds', options.multiGetMaxIds, MULTI_GET_OPTION_SPECS.maxIds);
     this.parseId =
       options.parseId === undefined
         ? (raw: string) => parseGroupId(raw, maxGroupId)
@@ -188,10 +188,15 @@ export class LookupPipeline {
     return 'socket' in from ? from.socket?.remoteAddress : undefined;
   }
 
+  /** The engine's options for a miss: the caller's abort signal and who to charge (none when neither is known). */
+  #getOptions(abort: Abortable | undefined, from: ClientSource | undefined): GetOptions | undefined {
+    const client = this.clientOf(from);
+    return abort === undefined && client === undefined ? undefined : { signal: abort?.signal, client };
+  }
+
   async #lookup(key: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, target: string, from: ClientSource | undefined): Promise<LookupAnswer> {
     try {
-      const client = this.clientOf(from);
-      const { entry, outcome, error } = await this.#engine.get(key, abort === undefined && client === undefined ? undefined : { signal: abort?.signal, client });
+      const { entry, outcome, error } = await this.#engine.get(key, this.#getOptions(abort, from));
       return this.#encoder.encode(entry, outcome, this.#engine.now(), ifNoneMatch, error?.status);
     } catch (error) {
       // The engine fails with ProxyErrors (upstream, overload, timeouts, aborts, shutdown), each with its status; anything else is a bug.
@@ -213,8 +218,7 @@ export class LookupPipeline {
       if (keys instanceof ProxyError) {
         answer = encodeErrorAnswer(keys, this.cacheName);
       } else {
-        const client = this.clientOf(from);
-        const answers = await this.#engine.getMany(keys, abort === undefined && client === undefined ? undefined : { signal: abort?.signal, client });
+        const answers = await this.#engine.getMany(keys, this.#getOptions(abort, from));
         const aborted = abort?.signal.aborted === true;
         const many = encodeManyAnswer(answers, this.#engine.now(), ifNoneMatch, this.cacheName, this.#encoder.policy);
         outcomes = many.outcomes;
