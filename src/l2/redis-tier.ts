@@ -336,18 +336,23 @@ export class RedisTier implements SharedTier {
     const args: (string | number)[] = [];
     for (const [key, reads] of countedReads(counts, this.#isValidKey)) args.push(reads, key);
     if (args.length === 0) return true;
-    const window = Math.floor(this.#clock.now() / this.#hotWindowMs);
+    const window = this.#window();
     const result = await this.#run(() => this.#client.gppRecordReads(this.keys.hotReads(window), this.#hotKeysMax, 2 * this.#hotWindowMs, ...args));
     return result !== UNAVAILABLE;
   }
 
   async hottestKeys(count: number): Promise<string[] | Unavailable> {
     if (count <= 0) return [];
-    const window = Math.floor(this.#clock.now() / this.#hotWindowMs);
+    const window = this.#window();
     const take = Math.min(count, this.#hotKeysMax) - 1;
     const windows = await Promise.all([window, window - 1].map((w) => this.#run(() => this.#client.zrevrange(this.keys.hotReads(w), 0, take, 'WITHSCORES'))));
     if (windows.some((w) => w === UNAVAILABLE)) return UNAVAILABLE;
     return hottestOf((windows as string[][]).map(pairsOf), count, this.#isValidKey);
+  }
+
+  /** The hot-key record's current window. */
+  #window(): number {
+    return Math.floor(this.#clock.now() / this.#hotWindowMs);
   }
 
   async readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable> {
