@@ -413,16 +413,15 @@ export class RedisTier implements SharedTier {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Our own client's reconnect attempts may still fail once our listeners are off (while the
+    // readers stop, too): not worth ioredis' "unhandled error" warning.
+    if (this.#ownsClient) this.#client.on('error', () => {});
     this.#detachClient();
     this.#listeners.clear();
     const readers = this.#readers;
     this.#readers = [];
     await Promise.all(readers.map((reader) => reader.stop()));
-    if (this.#ownsClient) {
-      // A reconnect attempt in progress may still fail after our listeners are off: not worth a warning.
-      this.#client.on('error', () => {});
-      this.#client.disconnect();
-    }
+    if (this.#ownsClient) this.#client.disconnect();
   }
 
   /** The one path every command takes: a deadline, and UNAVAILABLE instead of an exception. */
