@@ -178,10 +178,12 @@ describe('origin protection', () => {
 
 describe('graceful shutdown', () => {
   it('on SIGTERM fails readiness first, completes 1000 in-flight requests, and exits 0', async () => {
-    // The origin answers after 1.5 s: the requests are still in flight through the 0.5 s readiness
-    // delay and well into the drain that follows.
-    const backend = await startMockBackend({ latencyMs: 1500, latencyJitterMs: 0 });
-    const proxy = spawnEntry('src/cli.ts', { PORT: '0', HOST: '127.0.0.1', UPSTREAM_URL: backend.url, SHUTDOWN_DELAY_MS: '500', LOG_LEVEL: 'info' });
+    // The origin answers after 3 s: the requests are still in flight through the 2 s readiness
+    // delay and into the drain that follows. The delay is long enough for /readyz to be asked on a
+    // busy machine (with 0.5 s, the listener had closed before the check connected); the upstream
+    // deadline is raised above the origin's 3 s.
+    const backend = await startMockBackend({ latencyMs: 3000, latencyJitterMs: 0 });
+    const proxy = spawnEntry('src/cli.ts', { PORT: '0', HOST: '127.0.0.1', UPSTREAM_URL: backend.url, UPSTREAM_TIMEOUT_MS: '10000', SHUTDOWN_DELAY_MS: '2000', LOG_LEVEL: 'info' });
     try {
       const { url } = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string };
       const client = new Pool(url, { connections: 1000 });
@@ -195,8 +197,12 @@ describe('graceful shutdown', () => {
       // Every request written to its own connection and all 50 loads at the origin: all truly in flight.
       while (client.stats.running < 1000 || backend.backend.stats().inFlight < 50) await sleep(5);
       proxy.child.kill('SIGTERM');
-      await sleep(50);
-      const ready = await fetch(`${url}/readyz`);
+      // Readiness fails once the signal is handled (at once on an idle machine; a busy one takes longer).
+      let ready = await fetch(`${url}/readyz`);
+      for (let i = 0; i < 50 && ready.status === 200; i++) {
+        await sleep(20);
+        ready = await fetch(`${url}/readyz`);
+      }
       expect(ready.status).toBe(503);
       const statuses = await inFlight;
       expect(statuses.filter((s) => s !== 200), JSON.stringify(statuses.slice(0, 5))).toHaveLength(0);
