@@ -23,5 +23,7 @@ const server = createServer((req, res) => {
   }, originMs);
 });
 server.keepAliveTimeout = 65_000;
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ msg: 'bare burst server listening', url: `http://127.0.0.1:${server.address().port}` })));
+server.listen(0, '127.0.0.1', () =>
+  console.log(JSON.stringify({ msg: 'bare burst server listening', url: `http://127.0.0.1:${server.address().port}` })),
+);
 process.on('SIGTERM', () => process.exit(0));

@@ -27,42 +27,61 @@ type Scenario = (options: Record<string, number>) => Promise<Row[]>;
 const SCENARIOS: Record<string, { run: Scenario; about: string; options: readonly string[] }> = {
   burst: {
     run: (o) => burst(o),
-    about: '1000 simultaneous requests for one cold group, with and without the proxy; writes the downstream-calls chart',
+    about:
+      '1000 simultaneous requests for one cold group, with and without the proxy; writes the downstream-calls chart',
     options: Object.keys(BURST_DEFAULTS).filter((key) => key !== 'levels'),
   },
   'distinct-burst': {
     run: (o) => distinctBurst(o),
-    about: '5000 simultaneous requests for distinct cold groups against a healthy 200 ms backend: served, shed, timed out, breaker',
+    about:
+      '5000 simultaneous requests for distinct cold groups against a healthy 200 ms backend: served, shed, timed out, breaker',
     options: Object.keys(DISTINCT_BURST_DEFAULTS),
   },
-  zipf: { run: (o) => zipf(o), about: 'Zipf(1.1) over 100k ids from cold, 64 connections, 10 s; batching off and on', options: Object.keys(ZIPF_DEFAULTS) },
-  outage: { run: (o) => outage(o), about: 'steady traffic over cached groups while the backend fails mid-run', options: Object.keys(OUTAGE_DEFAULTS) },
+  zipf: {
+    run: (o) => zipf(o),
+    about: 'Zipf(1.1) over 100k ids from cold, 64 connections, 10 s; batching off and on',
+    options: Object.keys(ZIPF_DEFAULTS),
+  },
+  outage: {
+    run: (o) => outage(o),
+    about: 'steady traffic over cached groups while the backend fails mid-run',
+    options: Object.keys(OUTAGE_DEFAULTS),
+  },
   changes: {
     run: (o) => changes(o),
-    about: 'the change feed on Redis: append rate, append → applied latency on 4 instances, stale reads while a reader is cut off',
+    about:
+      'the change feed on Redis: append rate, append → applied latency on 4 instances, stale reads while a reader is cut off',
     options: Object.keys(CHANGES_DEFAULTS),
   },
   push: {
     run: (o) => push(o),
-    about: 'live updates: one change to 10,000 subscribers (one group, 1,000 groups), memory per idle subscriber, a 4-instance fleet, polling against push',
+    about:
+      'live updates: one change to 10,000 subscribers (one group, 1,000 groups), memory per idle subscriber, a 4-instance fleet, polling against push',
     options: Object.keys(PUSH_DEFAULTS),
   },
   'multi-get': {
     run: (o) => multiGet(o),
-    about: '1000 clients asking for 50 groups each out of 2000 at once: one multi-get per client against 50 single requests, batching off and on',
+    about:
+      '1000 clients asking for 50 groups each out of 2000 at once: one multi-get per client against 50 single requests, batching off and on',
     options: Object.keys(MULTI_GET_DEFAULTS),
   },
   'warm-start': {
     run: (o) => warmStartBench(o),
-    about: "a new instance joining a warm fleet under Zipf load: L1 misses in its first 10 s with WARM_START_COUNT against a cold start",
+    about:
+      'a new instance joining a warm fleet under Zipf load: L1 misses in its first 10 s with WARM_START_COUNT against a cold start',
     options: Object.keys(WARM_START_BENCH_DEFAULTS),
   },
   penetration: {
     run: (o) => penetration(o),
-    about: '100,000 made-up ids from 10 scanners alongside Zipf traffic: upstream calls and p99 without a guard, with the existence filter, and with the miss budget too; the filter for 10 million ids',
+    about:
+      '100,000 made-up ids from 10 scanners alongside Zipf traffic: upstream calls and p99 without a guard, with the existence filter, and with the miss budget too; the filter for 10 million ids',
     options: Object.keys(PENETRATION_DEFAULTS),
   },
-  fleet: { run: (o) => fleet(o), about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server', options: Object.keys(FLEET_DEFAULTS) },
+  fleet: {
+    run: (o) => fleet(o),
+    about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server',
+    options: Object.keys(FLEET_DEFAULTS),
+  },
   'hot-path': {
     run: (o) => hotPath(o),
     about: 'L1-hit req/s on one core vs a bare node:http server with the same bytes (wrk, taskset)',
@@ -73,7 +92,11 @@ const SCENARIOS: Record<string, { run: Scenario; about: string; options: readonl
     about: 'L1-hit instructions per request vs the bare server, under valgrind callgrind (repeatable on a noisy VM)',
     options: Object.keys(INSTRUCTIONS_DEFAULTS),
   },
-  memory: { run: (o) => memory(o), about: 'resident memory with 100k cached ~1.5 KB profiles, and the L1_MAX_BYTES bound', options: Object.keys(MEMORY_DEFAULTS) },
+  memory: {
+    run: (o) => memory(o),
+    about: 'resident memory with 100k cached ~1.5 KB profiles, and the L1_MAX_BYTES bound',
+    options: Object.keys(MEMORY_DEFAULTS),
+  },
   'cold-burst': {
     run: (o) => coldBurst(o),
     about: '1000 identical cold requests over warm keep-alive connections, 50 ms origin: added latency',
@@ -86,7 +109,8 @@ async function main(): Promise<void> {
   const scenario = name === undefined ? undefined : SCENARIOS[name];
   if (scenario === undefined) {
     console.error(`usage: npm run bench -- <scenario> [--flag <number>]...\n\nscenarios:`);
-    for (const [key, { about, options }] of Object.entries(SCENARIOS)) console.error(`  ${key.padEnd(12)} ${about}\n${' '.repeat(15)}flags: ${options.map(flagOf).join(' ')}`);
+    for (const [key, { about, options }] of Object.entries(SCENARIOS))
+      console.error(`  ${key.padEnd(12)} ${about}\n${' '.repeat(15)}flags: ${options.map(flagOf).join(' ')}`);
     process.exit(name === undefined ? 0 : 1);
   }
   const rows = await scenario.run(parseFlags(rest, scenario.options));
@@ -94,7 +118,10 @@ async function main(): Promise<void> {
   if (rows.length === 0) return;
   console.log(`\n### ${name}\n\n${markdownTable(rows)}\n`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-  writeFileSync(new URL(`./results/${name}.json`, import.meta.url), JSON.stringify({ scenario: name, node: process.version, rows }, null, 2) + '\n');
+  writeFileSync(
+    new URL(`./results/${name}.json`, import.meta.url),
+    `${JSON.stringify({ scenario: name, node: process.version, rows }, null, 2)}\n`,
+  );
 }
 
 main().catch((error: unknown) => {

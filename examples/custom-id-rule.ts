@@ -9,5 +9,8 @@ export const TENANT_ID = /^[1-9][0-9]{4,11}$/;
 
 export function createApp(load: Loader<unknown>): Hono {
   const engine = new CoalescingCache({ load });
-  return new Hono().route('/groups', groupProfileRoutes({ engine, parseId: (raw) => (TENANT_ID.test(raw) ? raw : undefined) }));
+  return new Hono().route(
+    '/groups',
+    groupProfileRoutes({ engine, parseId: (raw) => (TENANT_ID.test(raw) ? raw : undefined) }),
+  );
 }

@@ -4,7 +4,12 @@
  */
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
-import { createGroupProfileCache, groupProfileRoutes, startMockBackend, type GroupProfileCache } from 'group-profile-proxy';
+import {
+  createGroupProfileCache,
+  groupProfileRoutes,
+  startMockBackend,
+  type GroupProfileCache,
+} from 'group-profile-proxy';
 
 export function createApp(upstreamUrl: string): { app: Hono; profiles: GroupProfileCache } {
   const profiles = createGroupProfileCache({ upstream: { url: upstreamUrl }, ttlMs: 30_000 });

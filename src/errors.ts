@@ -85,7 +85,12 @@ export function isProxyError(value: unknown): value is ProxyError {
 /** Anything thrown by a loader that is not a ProxyError becomes a 502 with a stable code. */
 export function toProxyError(error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
-  return new ProxyError('UPSTREAM_BAD_RESPONSE', 'the loader failed: ' + (error instanceof Error ? error.message : String(error)), 502, {
-    cause: error,
-  });
+  return new ProxyError(
+    'UPSTREAM_BAD_RESPONSE',
+    `the loader failed: ${error instanceof Error ? error.message : String(error)}`,
+    502,
+    {
+      cause: error,
+    },
+  );
 }

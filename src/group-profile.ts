@@ -34,7 +34,8 @@ export interface GroupProfileCache {
 export function createGroupProfileCache(options: GroupProfileCacheOptions): GroupProfileCache {
   // Checked before anything reads it, so plain-JS callers (no options, `{}`, a bare URL string) get the OptionError, not a TypeError.
   const upstreamOption: unknown = (options as GroupProfileCacheOptions | undefined)?.upstream;
-  if (typeof upstreamOption !== 'object' || upstreamOption === null) throw new OptionError('upstream', 'an object with a url', upstreamOption);
+  if (typeof upstreamOption !== 'object' || upstreamOption === null)
+    throw new OptionError('upstream', 'an object with a url', upstreamOption);
   const { upstream, guard: guardOptions, batch, metrics, ...engineOptions } = options;
   const origin = new HttpOrigin(upstream);
   // One clock for every time decision: the engine's TTLs and deadlines, the queue and the batch window.

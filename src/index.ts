@@ -2,19 +2,65 @@
  * group-profile-proxy: a query-coalescing cache for group-profile lookups.
  * Importing this module has no side effects.
  */
-export { CoalescingCache, createCoalescingCache, type EngineChange, type EngineStats, type GetOptions, type Lookup, type LookupOutcome } from './engine/engine.js';
-export { type CacheEntry, type EntryKind } from './engine/entry.js';
+export {
+  CoalescingCache,
+  createCoalescingCache,
+  type EngineChange,
+  type EngineStats,
+  type GetOptions,
+  type Lookup,
+  type LookupOutcome,
+} from './engine/engine.js';
+export type { CacheEntry, EntryKind } from './engine/entry.js';
 export { createKeyedCache, type KeyedCache, type KeyedCacheOptions } from './engine/keyed.js';
-export { warmStart, WARM_START_DEFAULTS, type WarmStartOptions, type WarmStartResult, type WarmTarget } from './engine/warm-start.js';
+export {
+  warmStart,
+  WARM_START_DEFAULTS,
+  type WarmStartOptions,
+  type WarmStartResult,
+  type WarmTarget,
+} from './engine/warm-start.js';
 export { MULTI_GET_DEFAULTS } from './http/multi-get.js';
-export { ExistenceFilter, EXISTENCE_FILTER_DEFAULTS, type ExistenceFilterOptions, type ExistenceFilterStats, type ExportIds, type IdPage } from './penetration/existence-filter.js';
+export {
+  ExistenceFilter,
+  EXISTENCE_FILTER_DEFAULTS,
+  type ExistenceFilterOptions,
+  type ExistenceFilterStats,
+  type ExportIds,
+  type IdPage,
+} from './penetration/existence-filter.js';
 export { MissBudget, MISS_BUDGET_DEFAULTS, type MissBudgetOptions } from './penetration/miss-budget.js';
 export { bloomShape, type BloomShape } from './penetration/bloom.js';
-export { type EngineObserver, type LoadSettledEvent, type LeaseEvent, type ChangeAppliedEvent } from './engine/observer.js';
+export type {
+  EngineObserver,
+  LoadSettledEvent,
+  LeaseEvent,
+  ChangeAppliedEvent,
+} from './engine/observer.js';
 export { ProxyMetrics, type ProxyMetricsOptions, type GaugeSources } from './metrics/metrics.js';
-export { OriginGuard, ORIGIN_GUARD_DEFAULTS, type OriginGuardOptions, type BreakerState } from './resilience/origin-guard.js';
-export { BatchLoader, BATCH_DEFAULTS, type BatchLoaderOptions, type LoadMany, type BatchResult } from './origin/batch-loader.js';
-export { NOT_FOUND, ENGINE_DEFAULTS, type EngineOptions, type Loader, type LoadContext, type NotFound, type ExistenceCheck, type OriginBudget } from './engine/options.js';
+export {
+  OriginGuard,
+  ORIGIN_GUARD_DEFAULTS,
+  type OriginGuardOptions,
+  type BreakerState,
+} from './resilience/origin-guard.js';
+export {
+  BatchLoader,
+  BATCH_DEFAULTS,
+  type BatchLoaderOptions,
+  type LoadMany,
+  type BatchResult,
+} from './origin/batch-loader.js';
+export {
+  NOT_FOUND,
+  ENGINE_DEFAULTS,
+  type EngineOptions,
+  type Loader,
+  type LoadContext,
+  type NotFound,
+  type ExistenceCheck,
+  type OriginBudget,
+} from './engine/options.js';
 export { ProxyError, isProxyError, type ErrorCode } from './errors.js';
 export { OptionError } from './util/options.js';
 export { parseGroupId, DEFAULT_MAX_GROUP_ID } from './ids.js';
@@ -24,13 +70,27 @@ export { groupProfileRoutes, type GroupProfileRoutesOptions, type EngineReader }
 export { createProxyApp, type ProxyAppOptions } from './http/app.js';
 export { adminRoutes, type AdminRoutesOptions } from './http/admin.js';
 export { groupEventRoutes, type EventRoutesOptions } from './http/events.js';
-export { PushHub, PUSH_DEFAULTS, type PushHubOptions, type PushEvent, type PushEventType, type PushSink, type PushObserver, type Subscription } from './push/hub.js';
+export {
+  PushHub,
+  PUSH_DEFAULTS,
+  type PushHubOptions,
+  type PushEvent,
+  type PushEventType,
+  type PushSink,
+  type PushObserver,
+  type Subscription,
+} from './push/hub.js';
 export { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from './mock-backend/server.js';
 export { createMockBackend, type MockBackend, type MockBackendOptions } from './mock-backend/app.js';
 export { encodeEntry, encodeError, type EncodedResponse } from './http/respond.js';
 export { RedisTier, REDIS_TIER_DEFAULTS, type RedisTierOptions, type FeedNotice } from './l2/redis-tier.js';
 export { feedShardKeys, shardOfKey, type FeedShardKeys } from './l2/feed-keys.js';
-export { InMemoryTier, InMemoryTierStore, type InMemoryTierOptions, type InMemoryTierStoreOptions } from './l2/in-memory-tier.js';
+export {
+  InMemoryTier,
+  InMemoryTierStore,
+  type InMemoryTierOptions,
+  type InMemoryTierStoreOptions,
+} from './l2/in-memory-tier.js';
 export { ManualClock, SYSTEM_CLOCK, type Clock, type TimerHandle } from './util/clock.js';
 export {
   SHARED_TIER_DEFAULTS,
@@ -47,6 +107,6 @@ export {
   type TierEvent,
   type Unavailable,
 } from './util/shared-tier.js';
-export { type InvalidationResult, type InvalidateOptions } from './engine/engine.js';
+export type { InvalidationResult, InvalidateOptions } from './engine/engine.js';
 export { startSidecar, type RunningSidecar } from './server/sidecar.js';
 export { SETTINGS, configFromEnv, ConfigError, type SidecarConfig } from './server/config.js';

@@ -119,7 +119,8 @@ describe('POST /admin/invalidate', () => {
       const deadline = Date.now() + 5000;
       while (engine.peek('31') !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     }
-    for (const app of apps) expect(((await (await app.request('/groups/31')).json()) as { revision: number }).revision).toBe(1);
+    for (const app of apps)
+      expect(((await (await app.request('/groups/31')).json()) as { revision: number }).revision).toBe(1);
   });
 
   it('answers 503 L2_UNAVAILABLE when Redis is down (only this instance was invalidated)', async () => {
@@ -158,35 +159,47 @@ describe('the admin token option', () => {
     ['an object', { token: TOKEN }, 'an object'],
   ];
 
-  it.each(invalid)('createProxyApp rejects %s, naming adminToken and never echoing the value', (_name, value, described) => {
-    let error: unknown;
-    try {
-      createProxyApp({ engine, adminToken: value as string });
-    } catch (caught) {
-      error = caught;
-    }
-    expect(error).toBeInstanceOf(OptionError);
-    const optionError = error as OptionError;
-    expect(optionError.code).toBe('ERR_INVALID_OPTION');
-    expect(optionError.option).toBe('adminToken');
-    expect(optionError.message).toBe(
-      `invalid option adminToken: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received ${described}`,
-    );
-    if (typeof value === 'string' && value !== '') {
-      for (const shown of [optionError.message, inspect(optionError), JSON.stringify(optionError), String(optionError.received)]) {
-        expect(shown).not.toContain(value);
+  it.each(invalid)(
+    'createProxyApp rejects %s, naming adminToken and never echoing the value',
+    (_name, value, described) => {
+      let error: unknown;
+      try {
+        createProxyApp({ engine, adminToken: value as string });
+      } catch (caught) {
+        error = caught;
       }
-    }
-    if (typeof value === 'object' && value !== null) expect(inspect(optionError)).not.toContain(TOKEN);
-  });
+      expect(error).toBeInstanceOf(OptionError);
+      const optionError = error as OptionError;
+      expect(optionError.code).toBe('ERR_INVALID_OPTION');
+      expect(optionError.option).toBe('adminToken');
+      expect(optionError.message).toBe(
+        `invalid option adminToken: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received ${described}`,
+      );
+      if (typeof value === 'string' && value !== '') {
+        for (const shown of [
+          optionError.message,
+          inspect(optionError),
+          JSON.stringify(optionError),
+          String(optionError.received),
+        ]) {
+          expect(shown).not.toContain(value);
+        }
+      }
+      if (typeof value === 'object' && value !== null) expect(inspect(optionError)).not.toContain(TOKEN);
+    },
+  );
 
   it.each(invalid)('adminRoutes rejects %s, naming token', (_name, value, described) => {
     expect(() => mountDirectly(value)).toThrow(OptionError);
-    expect(() => mountDirectly(value)).toThrow(`invalid option token: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received ${described}`);
+    expect(() => mountDirectly(value)).toThrow(
+      `invalid option token: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received ${described}`,
+    );
   });
 
   it('adminRoutes rejects a missing token', () => {
-    expect(() => mountDirectly(undefined)).toThrow('invalid option token: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received undefined');
+    expect(() => mountDirectly(undefined)).toThrow(
+      'invalid option token: expected at least 16 printable ASCII characters (0x21-0x7e, no spaces), received undefined',
+    );
   });
 
   it('the issue: an empty adminToken no longer serves invalidations without Authorization', () => {
@@ -196,7 +209,11 @@ describe('the admin token option', () => {
   it('accepts exactly 16 printable ASCII characters, symbols included, through both entry points', async () => {
     const token = '!"#$%&()*+,-./~A';
     expect(token).toHaveLength(16);
-    const request = { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"ids":["1"]}' };
+    const request = {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{"ids":["1"]}',
+    };
     const viaApp = createProxyApp({ engine, adminToken: token });
     expect((await viaApp.request('/admin/invalidate', request)).status).toBe(200);
     expect((await mountDirectly(token).request('/admin/invalidate', request)).status).toBe(200);
@@ -214,17 +231,30 @@ describe('GET /readyz', () => {
   it('reports L2 and the feed ok, and degraded and lagging (still 200) while Redis is down', async () => {
     const redis = await startRedisServer();
     try {
-      fleet = await startFleet(1, { url: redis.url }, { backend: { latencyMs: 0 }, tier: { feedBlockMs: 20 }, engine: { feedMaxLagMs: 50 } });
+      fleet = await startFleet(
+        1,
+        { url: redis.url },
+        { backend: { latencyMs: 0 }, tier: { feedBlockMs: 20 }, engine: { feedMaxLagMs: 50 } },
+      );
       const app = createProxyApp({ engine: fleet.instances[0]!.engine });
-      expect(await (await app.request('/readyz')).json()).toEqual({ status: 'ready', l2: 'ok', feed: { state: 'ok', lagMs: expect.any(Number), lagEntries: 0 } });
+      expect(await (await app.request('/readyz')).json()).toEqual({
+        status: 'ready',
+        l2: 'ok',
+        feed: { state: 'ok', lagMs: expect.any(Number), lagEntries: 0 },
+      });
       await redis.stop();
       const deadline = Date.now() + 5000;
       const stats = () => fleet!.instances[0]!.engine.stats();
-      while ((stats().l2 === 'ok' || !stats().feed?.lagging) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while ((stats().l2 === 'ok' || !stats().feed?.lagging) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 10));
       const degraded = await app.request('/readyz');
       expect(degraded.status).toBe(200);
       const body = (await degraded.json()) as { feed: { lagMs: number } };
-      expect(body).toEqual({ status: 'ready', l2: 'degraded', feed: { state: 'lagging', lagMs: expect.any(Number), lagEntries: 0 } });
+      expect(body).toEqual({
+        status: 'ready',
+        l2: 'degraded',
+        feed: { state: 'lagging', lagMs: expect.any(Number), lagEntries: 0 },
+      });
       expect(body.feed.lagMs).toBeGreaterThan(50);
     } finally {
       await redis.stop();

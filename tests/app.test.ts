@@ -3,10 +3,13 @@ import { CoalescingCache, NOT_FOUND, createProxyApp, type Loader } from '../src/
 
 function setup(overrides: { load?: Loader<{ id: string }>; maxGroupId?: number } = {}) {
   const calls: string[] = [];
-  const load: Loader<{ id: string }> =
-    overrides.load ??
-    (async (key) => (key === '404' ? NOT_FOUND : { id: key }));
-  const engine = new CoalescingCache({ load: (key, ctx) => (calls.push(key), load(key, ctx)), ttlMs: 60_000, ttlJitter: 0, now: () => 1_700_000_000_000 });
+  const load: Loader<{ id: string }> = overrides.load ?? (async (key) => (key === '404' ? NOT_FOUND : { id: key }));
+  const engine = new CoalescingCache({
+    load: (key, ctx) => (calls.push(key), load(key, ctx)),
+    ttlMs: 60_000,
+    ttlJitter: 0,
+    now: () => 1_700_000_000_000,
+  });
   const app = createProxyApp({ engine, maxGroupId: overrides.maxGroupId });
   return { app, calls, engine };
 }
@@ -19,7 +22,9 @@ describe('GET /groups/:id', () => {
     expect(await miss.json()).toEqual({ id: '42' });
     expect(miss.headers.get('content-type')).toBe('application/json; charset=utf-8');
     expect(miss.headers.get('cache-status')).toBe('group-profile-proxy; fwd=miss; stored');
-    expect(miss.headers.get('cache-control')).toBe('public, max-age=60, stale-while-revalidate=300, stale-if-error=3600');
+    expect(miss.headers.get('cache-control')).toBe(
+      'public, max-age=60, stale-while-revalidate=300, stale-if-error=3600',
+    );
     expect(miss.headers.get('age')).toBe('0');
     const etag = miss.headers.get('etag');
     expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/);
@@ -43,7 +48,9 @@ describe('GET /groups/:id', () => {
     expect(response.status).toBe(304);
     expect(await response.text()).toBe('');
     expect(response.headers.get('etag')).toBe(etag);
-    expect(response.headers.get('cache-control')).toMatch(/^public, max-age=60, stale-while-revalidate=300, stale-if-error=3600$/);
+    expect(response.headers.get('cache-control')).toMatch(
+      /^public, max-age=60, stale-while-revalidate=300, stale-if-error=3600$/,
+    );
   });
 
   it('answers 200 when If-None-Match does not match', async () => {
@@ -161,15 +168,18 @@ describe('other routes', () => {
     expect(calls).toEqual([]);
   });
 
-  it.each(['/', '/group/1', '/http://example.com/', '/groups/1?url=http://evil'])('never proxies anything but profiles: %s', async (path) => {
-    const { app, calls } = setup();
-    const response = await app.request(path);
-    if (path.startsWith('/groups/1?')) {
-      expect(response.status).toBe(200);
-      expect(calls).toEqual(['1']);
-    } else {
-      expect(response.status).toBe(404);
-      expect(calls).toEqual([]);
-    }
-  });
+  it.each(['/', '/group/1', '/http://example.com/', '/groups/1?url=http://evil'])(
+    'never proxies anything but profiles: %s',
+    async (path) => {
+      const { app, calls } = setup();
+      const response = await app.request(path);
+      if (path.startsWith('/groups/1?')) {
+        expect(response.status).toBe(200);
+        expect(calls).toEqual(['1']);
+      } else {
+        expect(response.status).toBe(404);
+        expect(calls).toEqual([]);
+      }
+    },
+  );
 });

@@ -58,7 +58,9 @@ describe('batching distinct ids', () => {
     const { backend, engine } = await setup({ windowMs: 2, maxIds: 100 });
     backend.backend.setMode('error');
     const settled = await Promise.allSettled(['1', '2', '3'].map((id) => engine.get(id)));
-    expect(settled.every((s) => s.status === 'rejected' && (s.reason as { code: string }).code === 'UPSTREAM_STATUS')).toBe(true);
+    expect(
+      settled.every((s) => s.status === 'rejected' && (s.reason as { code: string }).code === 'UPSTREAM_STATUS'),
+    ).toBe(true);
     expect(backend.backend.stats().calls).toBe(1);
     backend.backend.setMode('normal');
     expect((await engine.get('2')).outcome).toBe('miss');
@@ -79,14 +81,16 @@ describe('batching distinct ids', () => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    cache = createGroupProfileCache({ upstream: { url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, batch: {} });
+    cache = createGroupProfileCache({
+      upstream: { url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` },
+      batch: {},
+    });
     try {
       const settled = await Promise.allSettled(['1', '2', '3', '4'].map((id) => cache!.engine.get(id)));
       expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
-      expect(settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason.code)).toEqual([
-        'UPSTREAM_BAD_RESPONSE',
-        'UPSTREAM_BAD_RESPONSE',
-      ]);
+      expect(
+        settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason.code),
+      ).toEqual(['UPSTREAM_BAD_RESPONSE', 'UPSTREAM_BAD_RESPONSE']);
     } finally {
       upstream.closeAllConnections();
       await new Promise((resolve) => upstream.close(resolve));
@@ -113,9 +117,13 @@ describe('batching with the shared L2 tier', () => {
     const prefix = uniquePrefix();
     const tiers = [0, 1, 2].map(() => new RedisTier({ url: inject('redisUrl'), prefix, commandTimeoutMs: 2000 }));
     for (const tier of tiers) await waitUntilHealthy(tier);
-    const caches = tiers.map((l2) => createGroupProfileCache({ upstream: { url: backend!.url }, batch: { maxIds: 100 }, l2 }));
+    const caches = tiers.map((l2) =>
+      createGroupProfileCache({ upstream: { url: backend!.url }, batch: { maxIds: 100 }, l2 }),
+    );
     try {
-      const lookups = await Promise.all(Array.from({ length: 1500 }, (_, i) => caches[i % 3]!.engine.get(String(1 + (i % 500)))));
+      const lookups = await Promise.all(
+        Array.from({ length: 1500 }, (_, i) => caches[i % 3]!.engine.get(String(1 + (i % 500)))),
+      );
       lookups.forEach((lookup, i) => expect(lookup.entry.value).toMatchObject({ id: 1 + (i % 500) }));
       const stats = backend.backend.stats();
       expect(stats.batchIds).toBe(500);
@@ -135,13 +143,19 @@ describe('BatchLoader', () => {
       windowMs: 1,
     });
     const signal = new AbortController().signal;
-    expect(await Promise.all([loader.load('1', { signal }), loader.load('1', { signal }), loader.load('2', { signal })])).toEqual([1, 1, 2]);
+    expect(
+      await Promise.all([loader.load('1', { signal }), loader.load('1', { signal }), loader.load('2', { signal })]),
+    ).toEqual([1, 1, 2]);
     expect(calls).toEqual([['1', '2']]);
   });
 
   it('sends a full batch at once, without waiting for the window', async () => {
     const calls: number[] = [];
-    const loader = new BatchLoader<number>({ loadMany: async (keys) => (calls.push(keys.length), new Map(keys.map((k) => [k, 1]))), windowMs: 10_000, maxKeys: 3 });
+    const loader = new BatchLoader<number>({
+      loadMany: async (keys) => (calls.push(keys.length), new Map(keys.map((k) => [k, 1]))),
+      windowMs: 10_000,
+      maxKeys: 3,
+    });
     const signal = new AbortController().signal;
     await Promise.all(['1', '2', '3'].map((k) => loader.load(k, { signal })));
     expect(calls).toEqual([3]);

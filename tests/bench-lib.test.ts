@@ -103,7 +103,10 @@ describe('BurstClient', () => {
 
 describe('bench flags', () => {
   it('maps --kebab-case <number> pairs onto the options a scenario takes', () => {
-    expect(parseFlags(['--rounds', '8', '--origin-latency-ms', '20'], ['rounds', 'originLatencyMs'])).toEqual({ rounds: 8, originLatencyMs: 20 });
+    expect(parseFlags(['--rounds', '8', '--origin-latency-ms', '20'], ['rounds', 'originLatencyMs'])).toEqual({
+      rounds: 8,
+      originLatencyMs: 20,
+    });
     expect(flagOf('maxSemiSpaceMb')).toBe('--max-semi-space-mb');
   });
 

@@ -9,7 +9,7 @@ const decode = (body: Buffer): unknown => JSON.parse(body.toString('utf8'));
 /** A body whose bytes say which key and which version it is, padded to `size`. */
 function bodyFor(key: string, version: number, size: number): Buffer {
   const head = `{"k":"${key}","v":${version},"p":"`;
-  return Buffer.from(head + 'x'.repeat(Math.max(0, size - head.length - 2)) + '"}');
+  return Buffer.from(`${head + 'x'.repeat(Math.max(0, size - head.length - 2))}"}`);
 }
 
 function entryOf(body: Buffer): CacheEntry {
@@ -112,7 +112,9 @@ describe('MemoryTier body arena', () => {
       expect(entry.body.equals(body), key).toBe(true);
     }
     expect(held).toBe(tier.size);
-    expect(tier.liveBodyBytes).toBe([...expected].filter(([key]) => tier.get(key) !== undefined).reduce((sum, [, b]) => sum + b.length, 0));
+    expect(tier.liveBodyBytes).toBe(
+      [...expected].filter(([key]) => tier.get(key) !== undefined).reduce((sum, [, b]) => sum + b.length, 0),
+    );
     expect(compactions).toBeGreaterThan(0);
     expect(worstRatio).toBeGreaterThan(1);
   });

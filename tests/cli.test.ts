@@ -71,48 +71,74 @@ describe('the built-in mock backend and NODE_ENV=production (dist/cli.js)', () =
     ['NODE_ENV=production', { NODE_ENV: 'production' }, []],
     ['NODE_ENV=production MOCK_BACKEND=auto', { NODE_ENV: 'production', MOCK_BACKEND: 'auto' }, []],
     ['NODE_ENV=production --mock-backend auto', { NODE_ENV: 'production' }, ['--mock-backend', 'auto']],
-  ])('with %s and no UPSTREAM_URL refuses to start, exit 1, naming UPSTREAM_URL and MOCK_BACKEND=on', async (_, env: Record<string, string>, args: string[]) => {
-    const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', ...env }, args);
-    expect(await proxy.exited).toBe(1);
-    const output = proxy.lines.join('\n');
-    expect(output).toMatch(/^group-profile-proxy: invalid UPSTREAM_URL="": expected the URL of the group-profile service when NODE_ENV=production/m);
-    expect(output).toMatch(/set MOCK_BACKEND=on/);
-    // Refused before anything started: no mock backend, no listener.
-    expect(output).not.toMatch(/built-in mock backend at|listening/);
-  });
+  ])(
+    'with %s and no UPSTREAM_URL refuses to start, exit 1, naming UPSTREAM_URL and MOCK_BACKEND=on',
+    async (_, env: Record<string, string>, args: string[]) => {
+      const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', ...env }, args);
+      expect(await proxy.exited).toBe(1);
+      const output = proxy.lines.join('\n');
+      expect(output).toMatch(
+        /^group-profile-proxy: invalid UPSTREAM_URL="": expected the URL of the group-profile service when NODE_ENV=production/m,
+      );
+      expect(output).toMatch(/set MOCK_BACKEND=on/);
+      // Refused before anything started: no mock backend, no listener.
+      expect(output).not.toMatch(/built-in mock backend at|listening/);
+    },
+  );
 
   it.each([
     ['MOCK_BACKEND=on', { MOCK_BACKEND: 'on' }, []],
     ['--mock-backend on', {}, ['--mock-backend', 'on']],
-  ])('with NODE_ENV=production and %s serves the built-in mock and logs it', async (_, env: Record<string, string>, args: string[]) => {
-    const proxy = startBuilt({ NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', ...env }, args);
-    const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; config: { mockBackend: string; nodeEnv: string } };
-    expect(listening.config).toMatchObject({ mockBackend: 'on', nodeEnv: 'production' });
-    const announced = proxy.lines.find((line) => MOCK_LOG.test(line));
-    expect(announced, proxy.lines.join('\n')).toBeDefined();
-    expect(JSON.parse(announced!)).toMatchObject({ level: 30 });
-    await servesGroup42ThenStops(proxy, listening.url);
-  });
+  ])(
+    'with NODE_ENV=production and %s serves the built-in mock and logs it',
+    async (_, env: Record<string, string>, args: string[]) => {
+      const proxy = startBuilt({ NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', ...env }, args);
+      const listening = JSON.parse(await proxy.waitForLine(/listening/)) as {
+        url: string;
+        config: { mockBackend: string; nodeEnv: string };
+      };
+      expect(listening.config).toMatchObject({ mockBackend: 'on', nodeEnv: 'production' });
+      const announced = proxy.lines.find((line) => MOCK_LOG.test(line));
+      expect(announced, proxy.lines.join('\n')).toBeDefined();
+      expect(JSON.parse(announced!)).toMatchObject({ level: 30 });
+      await servesGroup42ThenStops(proxy, listening.url);
+    },
+  );
 
   it.each([
     ['without NODE_ENV', {}],
     ['with NODE_ENV=production', { NODE_ENV: 'production' }],
   ])('refuses MOCK_BACKEND=on together with UPSTREAM_URL %s', async (_, env: Record<string, string>) => {
-    const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', MOCK_BACKEND: 'on', UPSTREAM_URL: 'http://127.0.0.1:9', ...env });
+    const proxy = startBuilt({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MOCK_BACKEND: 'on',
+      UPSTREAM_URL: 'http://127.0.0.1:9',
+      ...env,
+    });
     expect(await proxy.exited).toBe(1);
     const output = proxy.lines.join('\n');
-    expect(output).toMatch(/^group-profile-proxy: invalid MOCK_BACKEND="on": expected off or auto when UPSTREAM_URL is set/m);
+    expect(output).toMatch(
+      /^group-profile-proxy: invalid MOCK_BACKEND="on": expected off or auto when UPSTREAM_URL is set/m,
+    );
     expect(output).not.toMatch(/listening/);
   });
 
   it('refuses MOCK_BACKEND=off without UPSTREAM_URL even outside production', async () => {
     const proxy = startBuilt({ PORT: '0', HOST: '127.0.0.1', MOCK_BACKEND: 'off' });
     expect(await proxy.exited).toBe(1);
-    expect(proxy.lines.join('\n')).toMatch(/invalid UPSTREAM_URL="": expected the URL of the group-profile service \(MOCK_BACKEND=off\)/);
+    expect(proxy.lines.join('\n')).toMatch(
+      /invalid UPSTREAM_URL="": expected the URL of the group-profile service \(MOCK_BACKEND=off\)/,
+    );
   });
 
   it('with NODE_ENV=production and UPSTREAM_URL starts without the mock', async () => {
-    const proxy = startBuilt({ NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', UPSTREAM_URL: 'http://127.0.0.1:9' });
+    const proxy = startBuilt({
+      NODE_ENV: 'production',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      UPSTREAM_URL: 'http://127.0.0.1:9',
+    });
     const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; upstream: string };
     expect(listening.upstream).toBe('http://127.0.0.1:9');
     expect(proxy.lines.join('\n')).not.toMatch(/built-in mock backend/);
@@ -144,9 +170,17 @@ describe('group-profile-proxy invalidate / feed-keys (dist/cli.js)', () => {
       await engine.get('43');
       const command = startBuilt({ REDIS_URL: redisUrl, REDIS_PREFIX: fleet.prefix }, ['invalidate', '42', '43']);
       expect(await command.exited).toBe(0);
-      const printed = JSON.parse(command.lines[0]!) as { appended: { shard: number; position: string; ids: string[]; kind: string }[] };
-      expect(printed.appended).toEqual([{ shard: 0, position: expect.stringMatching(/^\d+-\d+$/), ids: ['42', '43'], kind: 'changed' }]);
-      await until(() => engine.peek('42') === undefined && engine.peek('43') === undefined, 'the change at the proxy', 10_000);
+      const printed = JSON.parse(command.lines[0]!) as {
+        appended: { shard: number; position: string; ids: string[]; kind: string }[];
+      };
+      expect(printed.appended).toEqual([
+        { shard: 0, position: expect.stringMatching(/^\d+-\d+$/), ids: ['42', '43'], kind: 'changed' },
+      ]);
+      await until(
+        () => engine.peek('42') === undefined && engine.peek('43') === undefined,
+        'the change at the proxy',
+        10_000,
+      );
 
       const keys = startBuilt({ REDIS_URL: redisUrl, REDIS_PREFIX: fleet.prefix }, ['feed-keys']);
       expect(await keys.exited).toBe(0);
@@ -157,13 +191,29 @@ describe('group-profile-proxy invalidate / feed-keys (dist/cli.js)', () => {
   });
 
   it.each([
-    ['no Redis configured', {}, ['invalidate', '42'], 2, /the change feed lives in Redis: set REDIS_URL or REDIS_CLUSTER_NODES/],
+    [
+      'no Redis configured',
+      {},
+      ['invalidate', '42'],
+      2,
+      /the change feed lives in Redis: set REDIS_URL or REDIS_CLUSTER_NODES/,
+    ],
     ['a malformed id', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate', '042'], 2, /invalid group id "042"/],
     ['no ids', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate'], 1, /invalidate needs at least one group id/],
-    ['Redis unreachable', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate', '42'], 1, /Redis did not acknowledge the change/],
-  ])('fails with %s, saying why', async (_case, env, args, code, message) => {
-    const command = startBuilt(env, args);
-    expect(await command.exited).toBe(code);
-    expect(command.lines.join('\n')).toMatch(message);
-  }, 20_000);
+    [
+      'Redis unreachable',
+      { REDIS_URL: 'redis://127.0.0.1:1' },
+      ['invalidate', '42'],
+      1,
+      /Redis did not acknowledge the change/,
+    ],
+  ])(
+    'fails with %s, saying why',
+    async (_case, env, args, code, message) => {
+      const command = startBuilt(env, args);
+      expect(await command.exited).toBe(code);
+      expect(command.lines.join('\n')).toMatch(message);
+    },
+    20_000,
+  );
 });

@@ -30,7 +30,8 @@ const KNOWN_ENV = new Set(Object.values(SETTINGS).map((setting) => setting.env))
 const settingOf = (env: string) => Object.values(SETTINGS).find((setting) => setting.env === env);
 
 function asObject(value: unknown, what: string): Json {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what}: expected an object`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new Error(`${what}: expected an object`);
   return value as Json;
 }
 
@@ -48,9 +49,13 @@ const service = (name: string): Json => asObject(services[name], `service ${name
 const environmentOf = (svc: Json): Record<string, string> => {
   const env = svc.environment ?? {};
   if (Array.isArray(env)) {
-    return Object.fromEntries(env.map((entry: string) => [entry.split('=')[0]!, composeDefault(entry.slice(entry.indexOf('=') + 1))]));
+    return Object.fromEntries(
+      env.map((entry: string) => [entry.split('=')[0]!, composeDefault(entry.slice(entry.indexOf('=') + 1))]),
+    );
   }
-  return Object.fromEntries(Object.entries(asObject(env, 'environment')).map(([k, v]) => [k, composeDefault(String(v))]));
+  return Object.fromEntries(
+    Object.entries(asObject(env, 'environment')).map(([k, v]) => [k, composeDefault(String(v))]),
+  );
 };
 /** Services running the proxy: built from the Dockerfile, image CMD not overridden. */
 const PROXY_SERVICES = ['proxy', 'proxy-2'];
@@ -78,7 +83,9 @@ describe('deploy/docker-compose.yml', () => {
     const ajv = new Ajv2019({ allErrors: true, strict: false });
     // The spec's custom formats, checked loosely.
     ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/);
-    ajv.addFormat('ports', (value: string | number) => /^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d+(-\d+)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/.test(String(value)));
+    ajv.addFormat('ports', (value: string | number) =>
+      /^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d+(-\d+)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/.test(String(value)),
+    );
     ajv.addFormat('expose', (value: string | number) => /^\d+(-\d+)?(\/(tcp|udp|sctp))?$/.test(String(value)));
     ajv.addFormat('subnet_ip_address', () => true);
     const validate = ajv.compile(ajvReady(composeSchema));
@@ -88,7 +95,9 @@ describe('deploy/docker-compose.yml', () => {
   });
 
   it('has the proxies, the mock backend, Redis, Prometheus and Grafana', () => {
-    expect(Object.keys(services)).toEqual(expect.arrayContaining(['grafana', 'mock-backend', 'prometheus', 'proxy', 'proxy-2', 'redis']));
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(['grafana', 'mock-backend', 'prometheus', 'proxy', 'proxy-2', 'redis']),
+    );
     for (const name of [...PROXY_SERVICES, 'mock-backend']) {
       expect(asObject(service(name).build, `${name}.build`)).toMatchObject({ context: '..' });
     }
@@ -101,7 +110,9 @@ describe('deploy/docker-compose.yml', () => {
     for (const [name, value] of Object.entries(services)) {
       const dependsOn = asObject(value, name).depends_on;
       if (dependsOn === undefined) continue;
-      const targets = Array.isArray(dependsOn) ? (dependsOn as string[]) : Object.keys(asObject(dependsOn, `${name}.depends_on`));
+      const targets = Array.isArray(dependsOn)
+        ? (dependsOn as string[])
+        : Object.keys(asObject(dependsOn, `${name}.depends_on`));
       for (const target of targets) {
         expect(services, `${name} depends on ${target}`).toHaveProperty([target]);
         expect(target).not.toBe(name);
@@ -112,7 +123,8 @@ describe('deploy/docker-compose.yml', () => {
       const dependsOn = asObject(value, name).depends_on;
       if (dependsOn === undefined || Array.isArray(dependsOn)) continue;
       for (const [target, condition] of Object.entries(asObject(dependsOn, name))) {
-        if (asObject(condition, target).condition === 'service_healthy') expect(service(target).healthcheck, `${target} healthcheck`).toBeDefined();
+        if (asObject(condition, target).condition === 'service_healthy')
+          expect(service(target).healthcheck, `${target} healthcheck`).toBeDefined();
       }
     }
   });
@@ -138,7 +150,10 @@ describe('deploy/docker-compose.yml', () => {
       // Published on the host, always to the container's PORT.
       for (const port of svc.ports as string[]) expect(String(port)).toMatch(/:8080$/);
       // The image's HEALTHCHECK command, only polled more often.
-      expect(asObject(svc.healthcheck, `${name}.healthcheck`).test).toEqual(['CMD', ...execForm(finalOf('HEALTHCHECK')[0]!)]);
+      expect(asObject(svc.healthcheck, `${name}.healthcheck`).test).toEqual([
+        'CMD',
+        ...execForm(finalOf('HEALTHCHECK')[0]!),
+      ]);
     }
     expect(environmentOf(service('proxy')).REDIS_URL).toBe(environmentOf(service('proxy-2')).REDIS_URL);
   });
@@ -153,7 +168,10 @@ describe('deploy/docker-compose.yml', () => {
 
   it('has healthchecks whose node -e scripts compile, and bind mounts that exist', () => {
     for (const [name, value] of Object.entries(services)) {
-      const test = asObject(value, name).healthcheck === undefined ? undefined : asObject(asObject(value, name).healthcheck, name).test;
+      const test =
+        asObject(value, name).healthcheck === undefined
+          ? undefined
+          : asObject(asObject(value, name).healthcheck, name).test;
       if (Array.isArray(test) && test[1] === 'node' && test[2] === '-e') {
         expect(() => new Script(String(test[3]))).not.toThrow();
       }
@@ -178,7 +196,9 @@ const MODELS: Record<string, new (data: never) => Validatable> = {
   'apps/v1/Deployment': Deployment,
 };
 
-const k8sFiles = readdirSync(path('deploy/kubernetes')).filter((file) => /\.ya?ml$/.test(file)).sort();
+const k8sFiles = readdirSync(path('deploy/kubernetes'))
+  .filter((file) => /\.ya?ml$/.test(file))
+  .sort();
 const k8sObjects: { file: string; object: Json }[] = k8sFiles.flatMap((file) =>
   parseAllDocuments(read(`deploy/kubernetes/${file}`))
     .map((document) => {
@@ -200,23 +220,31 @@ const at = (value: unknown, ...keys: (string | number)[]): unknown =>
 function bytes(quantity: string): number {
   const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity);
   if (match === null) throw new Error(`not a memory quantity: ${quantity}`);
-  const unit = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[match[2] ?? ''] ?? 1;
+  const unit =
+    { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[match[2] ?? ''] ?? 1;
   return Number(match[1]) * unit;
 }
 
 describe('deploy/kubernetes', () => {
   it('has the expected files and objects, every one valid for its Kubernetes schema', () => {
-    expect(k8sFiles).toEqual(expect.arrayContaining(['app-with-sidecar.yaml', 'configmap.yaml', 'redis.yaml', 'secret.yaml']));
-    expect(k8sObjects.map(({ object }) => `${String(object.kind)}/${String(at(object, 'metadata', 'name'))}`)).toEqual(expect.arrayContaining([
-      'ConfigMap/group-profile-proxy',
-      'Deployment/group-app',
-      'Deployment/group-profile-redis',
-      'Secret/group-profile-proxy',
-      'Service/group-profile-redis',
-    ]));
+    expect(k8sFiles).toEqual(
+      expect.arrayContaining(['app-with-sidecar.yaml', 'configmap.yaml', 'redis.yaml', 'secret.yaml']),
+    );
+    expect(k8sObjects.map(({ object }) => `${String(object.kind)}/${String(at(object, 'metadata', 'name'))}`)).toEqual(
+      expect.arrayContaining([
+        'ConfigMap/group-profile-proxy',
+        'Deployment/group-app',
+        'Deployment/group-profile-redis',
+        'Secret/group-profile-proxy',
+        'Service/group-profile-redis',
+      ]),
+    );
     for (const { file, object } of k8sObjects) {
       const Model = MODELS[`${String(object.apiVersion)}/${String(object.kind)}`];
-      expect(Model, `${file}: no model for ${String(object.apiVersion)} ${String(object.kind)} (add it to MODELS)`).toBeDefined();
+      expect(
+        Model,
+        `${file}: no model for ${String(object.apiVersion)} ${String(object.kind)} (add it to MODELS)`,
+      ).toBeDefined();
       expect(() => new Model!(object as never).validate(), `${file}: ${String(object.kind)}`).not.toThrow();
     }
   });
@@ -228,12 +256,20 @@ describe('deploy/kubernetes', () => {
   });
 
   it('keeps only known settings, with valid values, in the ConfigMap and the Secret', () => {
-    const configMap = asObject(k8s('ConfigMap', 'group-profile-proxy').data, 'ConfigMap data') as Record<string, string>;
-    const secret = asObject(k8s('Secret', 'group-profile-proxy').stringData, 'Secret stringData') as Record<string, string>;
-    for (const key of [...Object.keys(configMap), ...Object.keys(secret)]) expect(KNOWN_ENV, `${key} is not a setting`).toContain(key);
+    const configMap = asObject(k8s('ConfigMap', 'group-profile-proxy').data, 'ConfigMap data') as Record<
+      string,
+      string
+    >;
+    const secret = asObject(k8s('Secret', 'group-profile-proxy').stringData, 'Secret stringData') as Record<
+      string,
+      string
+    >;
+    for (const key of [...Object.keys(configMap), ...Object.keys(secret)])
+      expect(KNOWN_ENV, `${key} is not a setting`).toContain(key);
     expect(Object.keys(configMap).filter((key) => key in secret)).toEqual([]);
     expect(Object.keys(secret).sort()).toEqual(['ADMIN_TOKEN', 'REDIS_URL']);
-    for (const key of ['UPSTREAM_URL', 'TTL_MS', 'STALE_TTL_MS', 'SHUTDOWN_DELAY_MS', 'LOG_LEVEL', 'REDIS_PREFIX']) expect(configMap).toHaveProperty([key]);
+    for (const key of ['UPSTREAM_URL', 'TTL_MS', 'STALE_TTL_MS', 'SHUTDOWN_DELAY_MS', 'LOG_LEVEL', 'REDIS_PREFIX'])
+      expect(configMap).toHaveProperty([key]);
     expect(configMap.SHUTDOWN_DELAY_MS).toBe('5000');
     for (const [key, value] of Object.entries(configMap)) expect(() => settingOf(key)!.parse(value), key).not.toThrow();
 
@@ -246,9 +282,15 @@ describe('deploy/kubernetes', () => {
     const redisUrl = new URL(config.redisUrl!);
     const redisService = k8s('Service', 'group-profile-redis');
     expect(redisUrl.hostname).toBe('group-profile-redis');
-    expect((at(redisService, 'spec', 'ports') as Json[]).map((port) => String(port.port))).toContain(redisUrl.port || '6379');
-    expect(at(redisService, 'spec', 'selector')).toEqual(at(k8s('Deployment', 'group-profile-redis'), 'spec', 'selector', 'matchLabels'));
-    expect(at(k8s('Deployment', 'group-profile-redis'), 'spec', 'template', 'metadata', 'labels')).toMatchObject(at(redisService, 'spec', 'selector') as Json);
+    expect((at(redisService, 'spec', 'ports') as Json[]).map((port) => String(port.port))).toContain(
+      redisUrl.port || '6379',
+    );
+    expect(at(redisService, 'spec', 'selector')).toEqual(
+      at(k8s('Deployment', 'group-profile-redis'), 'spec', 'selector', 'matchLabels'),
+    );
+    expect(at(k8s('Deployment', 'group-profile-redis'), 'spec', 'template', 'metadata', 'labels')).toMatchObject(
+      at(redisService, 'spec', 'selector') as Json,
+    );
   });
 
   it('runs the proxy as a hardened sidecar of the app with probes, resources, shutdown time and scrape annotations', () => {
@@ -267,7 +309,10 @@ describe('deploy/kubernetes', () => {
     expect(JSON.stringify(app!.env)).toContain('http://127.0.0.1:8080/groups/{id}');
 
     expect(proxy!.envFrom).toEqual(
-      expect.arrayContaining([{ configMapRef: { name: 'group-profile-proxy' } }, { secretRef: { name: 'group-profile-proxy' } }]),
+      expect.arrayContaining([
+        { configMapRef: { name: 'group-profile-proxy' } },
+        { secretRef: { name: 'group-profile-proxy' } },
+      ]),
     );
     const ports = proxy!.ports as Json[];
     expect(ports).toEqual([expect.objectContaining({ containerPort: 8080 })]);
@@ -358,7 +403,8 @@ describe('deploy/grafana', () => {
     const exported = new Set<string>();
     for (const metric of await metrics.registry.getMetricsAsJSON()) {
       exported.add(metric.name);
-      if (String(metric.type) === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(metric.name + suffix);
+      if (String(metric.type) === 'histogram')
+        for (const suffix of ['_bucket', '_sum', '_count']) exported.add(metric.name + suffix);
     }
     expect(queries.length).toBeGreaterThan(10);
     const used = new Set(queries.flatMap((query) => query.match(/gpp_[a-z0-9_]+/g) ?? []));
@@ -392,11 +438,18 @@ describe('deploy/grafana', () => {
     expect(all).toContain('gpp_push_subscribers');
     expect(all).toMatch(/histogram_quantile\([^\n]*gpp_push_fanout_seconds_bucket/);
     for (const name of ['gpp_push_events_total', 'gpp_push_drops_total']) expect(all).toContain(name);
-    for (const name of ['gpp_feed_changes_applied_total', 'gpp_feed_resumes_total', 'gpp_feed_flushes_total', 'gpp_feed_skipped_entries_total']) expect(all).toContain(name);
+    for (const name of [
+      'gpp_feed_changes_applied_total',
+      'gpp_feed_resumes_total',
+      'gpp_feed_flushes_total',
+      'gpp_feed_skipped_entries_total',
+    ])
+      expect(all).toContain(name);
   });
 
   it('is wired to the provisioned datasource and dashboard folder', () => {
-    const datasources = asObject(parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')), 'datasources').datasources as Json[];
+    const datasources = asObject(parse(read('deploy/grafana/provisioning/datasources/prometheus.yml')), 'datasources')
+      .datasources as Json[];
     const uids = new Set(datasources.map((d) => d.uid));
     expect(datasources[0]).toMatchObject({ type: 'prometheus', url: 'http://prometheus:9090' });
     const panels = dashboard.panels as Json[];
@@ -406,7 +459,8 @@ describe('deploy/grafana', () => {
       expect(uids).toContain(at(panel, 'datasource', 'uid'));
       for (const target of panel.targets as Json[]) expect(uids).toContain(at(target, 'datasource', 'uid'));
     }
-    const providers = asObject(parse(read('deploy/grafana/provisioning/dashboards/dashboards.yml')), 'providers').providers as Json[];
+    const providers = asObject(parse(read('deploy/grafana/provisioning/dashboards/dashboards.yml')), 'providers')
+      .providers as Json[];
     const dashboardDir = String(at(providers[0], 'options', 'path'));
     expect(service('grafana').volumes).toContain(`./grafana/dashboards:${dashboardDir}:ro`);
   });
@@ -431,7 +485,9 @@ function execForm(instruction: Instruction): string[] {
 const finalEnv = (): Record<string, string> =>
   Object.fromEntries(
     finalOf('ENV').flatMap((i) =>
-      (i as Instruction & { getProperties(): { getName(): string; getUnescapedValue(): string | null }[] }).getProperties().map((p) => [p.getName(), p.getUnescapedValue() ?? '']),
+      (i as Instruction & { getProperties(): { getName(): string; getUnescapedValue(): string | null }[] })
+        .getProperties()
+        .map((p) => [p.getName(), p.getUnescapedValue() ?? '']),
     ),
   );
 
@@ -460,7 +516,15 @@ function dockerignore(text: string): (file: string) => boolean {
       const pattern = (include ? line.slice(1) : line).trim().replace(/^\/+|\/+$/g, '');
       const regex = pattern
         .split(/(\*\*\/?|\*|\?)/)
-        .map((part) => (part.startsWith('**') ? '(?:.*/)?' + (part.endsWith('/') ? '' : '.*') : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+        .map((part) =>
+          part.startsWith('**')
+            ? `(?:.*/)?${part.endsWith('/') ? '' : '.*'}`
+            : part === '*'
+              ? '[^/]*'
+              : part === '?'
+                ? '[^/]'
+                : part.replace(/[.+^${}()|[\]\\]/g, '\\$&'),
+        )
         .join('');
       return { include, matches: new RegExp(`^${regex}(?:/.*)?$`) };
     });
@@ -479,19 +543,30 @@ describe('Dockerfile', () => {
     const images = froms.map((from) => from.getArguments()[0]!.getValue());
     for (const image of images) expect(image).toMatch(/^node:24\.\d+\.\d+-bookworm-slim(@sha256:[0-9a-f]{64})?$/);
     expect(new Set(images).size).toBe(1);
-    const buildRuns = instructions.slice(0, lastFrom).filter((i) => i.getKeyword() === 'RUN').map((i) => i.getArgumentsContent() ?? '');
+    const buildRuns = instructions
+      .slice(0, lastFrom)
+      .filter((i) => i.getKeyword() === 'RUN')
+      .map((i) => i.getArgumentsContent() ?? '');
     expect(buildRuns.some((run) => /\bnpm ci\b/.test(run))).toBe(true);
     expect(buildRuns.some((run) => /\bnpm run build\b/.test(run))).toBe(true);
 
     const finalRuns = finalOf('RUN').map((i) => i.getArgumentsContent() ?? '');
     expect(finalRuns.some((run) => /\bnpm ci\b.*--omit=dev/.test(run) && run.includes('--ignore-scripts'))).toBe(true);
     // Compiled JavaScript only: no TypeScript sources, runner or compiler in the final stage.
-    for (const instruction of [...finalOf('COPY'), ...finalOf('ADD'), ...finalOf('RUN'), ...finalOf('CMD'), ...finalOf('ENTRYPOINT')]) {
+    for (const instruction of [
+      ...finalOf('COPY'),
+      ...finalOf('ADD'),
+      ...finalOf('RUN'),
+      ...finalOf('CMD'),
+      ...finalOf('ENTRYPOINT'),
+    ]) {
       const text = instruction.getArgumentsContent() ?? '';
       expect(text, instruction.getKeyword()).not.toMatch(/\btsx\b|\btsc\b|typescript|tsconfig|\bsrc\b|\.ts\b/);
     }
     const copiesFromBuild = finalOf('COPY').filter((i) => (i as Copy).getFromFlag() !== null);
-    expect(copiesFromBuild.map((i) => i.getArgumentsContent())).toEqual([expect.stringMatching(/^\S*\/dist\s+\S*dist\/?$/)]);
+    expect(copiesFromBuild.map((i) => i.getArgumentsContent())).toEqual([
+      expect.stringMatching(/^\S*\/dist\s+\S*dist\/?$/),
+    ]);
   });
 
   it('runs as node with NODE_ENV=production, port 8080, SIGTERM and the compiled CLI', () => {
@@ -501,7 +576,9 @@ describe('Dockerfile', () => {
     expect(finalOf('STOPSIGNAL').map((i) => i.getArgumentsContent())).toEqual(['SIGTERM']);
     expect(finalOf('CMD').map(execForm)).toEqual([['node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js']]);
     // `npm start` runs the sidecar exactly as the image does.
-    const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const scripts = (
+      JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+    ).scripts;
     expect(scripts.start).toBe(['node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js'].join(' '));
     expect(finalOf('ENTRYPOINT')).toEqual([]);
     expect(finalEnv().ADDRESS_FILE).toMatch(/^\/tmp\/[^/]+$/);
@@ -529,19 +606,32 @@ describe('Dockerfile', () => {
     expect(finalEnv().ADDRESS_FILE).toBeDefined();
   });
 
-  it("sends every file the COPY instructions take from the build context (.dockerignore does not exclude them)", () => {
+  it('sends every file the COPY instructions take from the build context (.dockerignore does not exclude them)', () => {
     const ignore = dockerignore(read('.dockerignore'));
     const sources = instructions
       .filter((i) => i.getKeyword() === 'COPY' && (i as Copy).getFromFlag() === null)
-      .flatMap((i) => i.getArguments().slice(0, -1).map((a) => a.getValue()));
+      .flatMap((i) =>
+        i
+          .getArguments()
+          .slice(0, -1)
+          .map((a) => a.getValue()),
+      );
     expect(sources).toEqual(expect.arrayContaining(['package.json', 'src', 'scripts/healthcheck.sh']));
     for (const source of sources) {
       expect(existsSync(path(source)), source).toBe(true);
-      expect(ignore(source), `.dockerignore excludes ${source}, which the Dockerfile copies (add !${source})`).toBe(false);
+      expect(ignore(source), `.dockerignore excludes ${source}, which the Dockerfile copies (add !${source})`).toBe(
+        false,
+      );
     }
     // The matcher follows Docker's rules: a pattern excludes what is under it, and the last matching line wins.
     const sample = dockerignore('tests\nscripts\n!scripts/keep.sh\n*.md\n');
-    expect([sample('tests/a.ts'), sample('scripts/other.sh'), sample('scripts/keep.sh'), sample('README.md'), sample('src/x.ts')]).toEqual([true, true, false, true, false]);
+    expect([
+      sample('tests/a.ts'),
+      sample('scripts/other.sh'),
+      sample('scripts/keep.sh'),
+      sample('README.md'),
+      sample('src/x.ts'),
+    ]).toEqual([true, true, false, true, false]);
   });
 
   it('has a .dockerignore keeping local state out of the build context', () => {
@@ -550,7 +640,8 @@ describe('Dockerfile', () => {
       .map((line) => line.trim())
       .filter((line) => line !== '' && !line.startsWith('#'));
     for (const entry of ['node_modules', 'dist', '.git', 'tests', 'coverage', '.tmp']) expect(ignored).toContain(entry);
-    for (const needed of ['src', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) expect(ignored).not.toContain(needed);
+    for (const needed of ['src', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json'])
+      expect(ignored).not.toContain(needed);
   });
 });
 
@@ -563,7 +654,8 @@ interface Child extends Spawned {
 
 const children: ChildProcess[] = [];
 afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of children.splice(0))
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
 /** Runs an image command (`node …`) from the repository root with only `env` (and PATH), like the container would. */
@@ -573,7 +665,10 @@ function run(command: string[], env: Record<string, string>): Child {
   expect(program).toBe('node');
   const spawned = spawnNode(args, env);
   children.push(spawned.child);
-  return { ...spawned, waitForJsonLine: async (pattern, timeoutMs) => JSON.parse(await spawned.waitForLine(pattern, timeoutMs)) as Json };
+  return {
+    ...spawned,
+    waitForJsonLine: async (pattern, timeoutMs) => JSON.parse(await spawned.waitForLine(pattern, timeoutMs)) as Json,
+  };
 }
 
 function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
@@ -590,9 +685,17 @@ async function runHealthcheck(env: Record<string, string>): Promise<{ code: numb
   expect(program).toBe(HEALTHCHECK_PROGRAM);
   const source = path(healthcheckCopy().getArguments()[0]!.getValue());
   return new Promise((resolve) => {
-    execFile('bash', [source, ...args], { env: { PATH: process.env.PATH ?? '', ...finalEnv(), ...env }, timeout: 10_000 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, output: (stdout + stderr).trim() });
-    });
+    execFile(
+      'bash',
+      [source, ...args],
+      { env: { PATH: process.env.PATH ?? '', ...finalEnv(), ...env }, timeout: 10_000 },
+      (error, stdout, stderr) => {
+        resolve({
+          code: error === null ? 0 : typeof error.code === 'number' ? error.code : null,
+          output: (stdout + stderr).trim(),
+        });
+      },
+    );
   });
 }
 
@@ -619,7 +722,12 @@ async function waitForFile(file: string, child: Child, timeoutMs = 15_000): Prom
 describe('the image commands, outside Docker', () => {
   it('CMD with the image ENV and no UPSTREAM_URL refuses to start, naming UPSTREAM_URL and MOCK_BACKEND=on', async () => {
     const dir = tempDir();
-    const proxy = run(execForm(finalOf('CMD')[0]!), { ...finalEnv(), PORT: '0', HOST: '127.0.0.1', ADDRESS_FILE: join(dir, 'url') });
+    const proxy = run(execForm(finalOf('CMD')[0]!), {
+      ...finalEnv(),
+      PORT: '0',
+      HOST: '127.0.0.1',
+      ADDRESS_FILE: join(dir, 'url'),
+    });
     expect(await within(proxy.exited, 15_000, 'proxy exit')).toBe(1);
     const output = proxy.lines.join('\n');
     expect(output).toMatch(/UPSTREAM_URL/);
@@ -686,7 +794,13 @@ describe('the image commands, outside Docker', () => {
     await new Promise((resolve) => free.close(resolve));
     try {
       const addressFile = join(tempDir(), 'url');
-      const env = { ...finalEnv(), PORT: String(takenPort), HOST: '127.0.0.1', UPSTREAM_URL: upstream, ADDRESS_FILE: addressFile };
+      const env = {
+        ...finalEnv(),
+        PORT: String(takenPort),
+        HOST: '127.0.0.1',
+        UPSTREAM_URL: upstream,
+        ADDRESS_FILE: addressFile,
+      };
       const proxy = run([...execForm(finalOf('CMD')[0]!), '--port', String(flagPort)], env);
       expect(await waitForFile(addressFile, proxy)).toBe(`http://127.0.0.1:${flagPort}\n`);
       expect(proxy.lines.join('\n')).not.toMatch(/built-in mock backend/);

@@ -20,6 +20,7 @@ describe('README', () => {
   });
 
   it('documents every error code with its status', () => {
-    for (const [code, status] of Object.entries(STATUS_OF_CODE)) expect(readme, code).toContain(`| \`${code}\` | ${status} |`);
+    for (const [code, status] of Object.entries(STATUS_OF_CODE))
+      expect(readme, code).toContain(`| \`${code}\` | ${status} |`);
   });
 });

@@ -108,7 +108,15 @@ describe('freshness', () => {
     const randoms = [0, 0.999_999];
     const { load, calls } = countingLoader();
     // Refresh-ahead off: its draws would take from the same random source, and a refresh near expiry would change the counts.
-    const cache = new CoalescingCache<Profile>({ load, ttlMs: 10_000, ttlJitter: 0.1, staleTtlMs: 0, refreshAheadMs: 0, now: clock.now, random: () => randoms.shift() ?? 0.5 });
+    const cache = new CoalescingCache<Profile>({
+      load,
+      ttlMs: 10_000,
+      ttlJitter: 0.1,
+      staleTtlMs: 0,
+      refreshAheadMs: 0,
+      now: clock.now,
+      random: () => randoms.shift() ?? 0.5,
+    });
     const low = await cache.get('1');
     const high = await cache.get('2');
     expect(low.entry.freshUntil - low.entry.storedAt).toBe(9_000);
@@ -135,10 +143,20 @@ describe('freshness', () => {
     const clock = manualClock();
     const { load, calls } = countingLoader(async () => NOT_FOUND);
     // Refresh-ahead off: this is about the negative TTL alone (a hit 1 ms before expiry could start a refresh).
-    const cache = new CoalescingCache<Profile>({ load, ttlMs: 60_000, negativeTtlMs: 5_000, negativeStaleTtlMs: 0, ttlJitter: 0, refreshAheadMs: 0, now: clock.now });
+    const cache = new CoalescingCache<Profile>({
+      load,
+      ttlMs: 60_000,
+      negativeTtlMs: 5_000,
+      negativeStaleTtlMs: 0,
+      ttlJitter: 0,
+      refreshAheadMs: 0,
+      now: clock.now,
+    });
     const first = await cache.get('404');
     expect(first.entry.kind).toBe('missing');
-    expect(JSON.parse(first.entry.body.toString())).toEqual({ error: { code: 'GROUP_NOT_FOUND', message: 'group 404 does not exist' } });
+    expect(JSON.parse(first.entry.body.toString())).toEqual({
+      error: { code: 'GROUP_NOT_FOUND', message: 'group 404 does not exist' },
+    });
     clock.advance(4_999);
     expect((await cache.get('404')).outcome).toBe('hit');
     expect(calls).toHaveLength(1);
@@ -230,7 +248,10 @@ describe('invalidate', () => {
 
 describe('close and options', () => {
   it('rejects loads in flight and later calls with CLOSED', async () => {
-    const cache = new CoalescingCache<Profile>({ load: (_key, { signal }) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))) });
+    const cache = new CoalescingCache<Profile>({
+      load: (_key, { signal }) =>
+        new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+    });
     const pending = cache.get('1');
     await cache.close();
     await expect(pending).rejects.toMatchObject({ code: 'CLOSED' });

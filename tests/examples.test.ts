@@ -56,7 +56,11 @@ describe('examples', () => {
 describe('package', () => {
   it('has no side effects on import: nothing listens, no timer keeps the process alive', () => {
     const script = "const m = await import('group-profile-proxy'); console.log(Object.keys(m).length)";
-    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 10_000 });
+    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     expect(Number(output)).toBeGreaterThan(20);
   });
 
@@ -66,6 +70,10 @@ describe('package', () => {
       "const names = ['CoalescingCache','createKeyedCache','createGroupProfileCache','groupProfileRoutes','createProxyApp','startSidecar','RedisTier','ProxyMetrics','NOT_FOUND','ProxyError','PushHub','groupEventRoutes','InMemoryTier'];",
       'console.log(JSON.stringify(names.filter((n) => !(n in m))));',
     ].join('\n');
-    expect(JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' }))).toEqual([]);
+    expect(
+      JSON.parse(
+        execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' }),
+      ),
+    ).toEqual([]);
   });
 });

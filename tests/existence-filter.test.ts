@@ -105,7 +105,11 @@ describe('an authoritative filter (filled from the upstream id export)', () => {
 
   it('keeps the filter as it was (not authoritative) when the export does not advance', async () => {
     let failed: Error | undefined;
-    const stuck = new ExistenceFilter({ expectedIds: 1000, exportIds: async (after) => ({ ids: ['1'], next: after ?? '1' }), onFill: ({ error }) => (failed = error) });
+    const stuck = new ExistenceFilter({
+      expectedIds: 1000,
+      exportIds: async (after) => ({ ids: ['1'], next: after ?? '1' }),
+      onFill: ({ error }) => (failed = error),
+    });
     await stuck.start();
     expect(failed?.message).toMatch(/did not advance/);
     expect(stuck.authoritative).toBe(false);
@@ -152,7 +156,9 @@ describe('the upstream id export', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const origin = new HttpOrigin({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
     try {
-      await expect(origin.exportIds(undefined, new AbortController().signal, 10)).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });
+      await expect(origin.exportIds(undefined, new AbortController().signal, 10)).rejects.toMatchObject({
+        code: 'UPSTREAM_BAD_RESPONSE',
+      });
     } finally {
       await origin.close();
       server.close();
@@ -192,7 +198,8 @@ describe('the fleet filter in Redis', () => {
     expect(b.existence!.stats()).toMatchObject({ authoritative: true, store: 'shared' });
     expect(backend!.backend.stats().exportCalls).toBe(2); // one fill for both
     const callsBefore = backend!.backend.stats().calls;
-    for (const [i, id] of madeUpIds(200, 4).entries()) expect((await fetch(`${(i % 2 === 0 ? a : b).url}/groups/${id}`)).status).toBe(404);
+    for (const [i, id] of madeUpIds(200, 4).entries())
+      expect((await fetch(`${(i % 2 === 0 ? a : b).url}/groups/${id}`)).status).toBe(404);
     expect(backend!.backend.stats().calls).toBe(callsBefore);
     expect((await fetch(`${b.url}/groups/7`)).status).toBe(200);
     const fill = b.existence!.stats().setBits / b.existence!.stats().bits;

@@ -80,7 +80,9 @@ describe('the L1-hit fast path answers exactly like the Hono path', () => {
     ['a negative miss', '/groups/404404', {}],
     ['an upstream failure', '/groups/500', {}],
   ])('%s', async (_name, path, init: { headers?: Record<string, string>; method?: string }) => {
-    const headers = Object.fromEntries(Object.entries(init.headers ?? {}).map(([k, v]) => [k, v.replace('ETAG', etag())]));
+    const headers = Object.fromEntries(
+      Object.entries(init.headers ?? {}).map(([k, v]) => [k, v.replace('ETAG', etag())]),
+    );
     const before = fastHits;
     const viaFast = await answer(fastUrl, path, { ...init, headers });
     expect(fastHits).toBe(before + 1);
@@ -88,16 +90,19 @@ describe('the L1-hit fast path answers exactly like the Hono path', () => {
     expect(viaFast).toEqual(viaHono);
   });
 
-  it.each(['/groups/042', '/groups/42/x', '/healthz', '/groups/%34%32', '/groups/0'])('leaves %s to Hono', async (path) => {
-    const before = fastHits;
-    const viaFast = await answer(fastUrl, path);
-    expect(fastHits).toBe(before);
-    expect(viaFast.status).toBe((await answer(honoUrl, path)).status);
-  });
+  it.each(['/groups/042', '/groups/42/x', '/healthz', '/groups/%34%32', '/groups/0'])(
+    'leaves %s to Hono',
+    async (path) => {
+      const before = fastHits;
+      const viaFast = await answer(fastUrl, path);
+      expect(fastHits).toBe(before);
+      expect(viaFast.status).toBe((await answer(honoUrl, path)).status);
+    },
+  );
 
   it('leaves other methods to Hono', async () => {
     const before = fastHits;
-    expect((await fetch(fastUrl + '/groups/42', { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${fastUrl}/groups/42`, { method: 'POST' })).status).toBe(405);
     expect(fastHits).toBe(before);
   });
 });
@@ -118,7 +123,11 @@ describe('a burst of misses on the fast path', () => {
       });
     const fastEngine = gatedEngine(gates[0]!.promise);
     const slowEngine = gatedEngine(gates[1]!.promise);
-    const fast = createFastPath({ engine: fastEngine, parseId: (raw) => parseGroupId(raw), cacheName: 'group-profile-proxy' });
+    const fast = createFastPath({
+      engine: fastEngine,
+      parseId: (raw) => parseGroupId(raw),
+      cacheName: 'group-profile-proxy',
+    });
     const hono = getRequestListener(createProxyApp({ engine: slowEngine }).fetch);
     let fastAnswered = 0;
     // Requests each server has received: the gate opens only once all 31 are in,
@@ -156,9 +165,12 @@ describe('a burst of misses on the fast path', () => {
       expect(fastAnswered).toBe(31);
       for (const answers of [viaFast, viaHono]) {
         expect(answers.every((a) => a.status === 200)).toBe(true);
-        expect(answers.filter((a) => a.headers['cache-status']!.includes('collapsed')).length).toBeGreaterThanOrEqual(29);
+        expect(answers.filter((a) => a.headers['cache-status']!.includes('collapsed')).length).toBeGreaterThanOrEqual(
+          29,
+        );
       }
-      const collapsed = (answers: typeof viaFast) => answers.find((a) => a.headers['cache-status']!.includes('collapsed'));
+      const collapsed = (answers: typeof viaFast) =>
+        answers.find((a) => a.headers['cache-status']!.includes('collapsed'));
       expect(collapsed(viaFast)).toEqual(collapsed(viaHono));
     } finally {
       for (const server of servers) {

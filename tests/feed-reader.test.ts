@@ -86,7 +86,9 @@ describe('feed keys', () => {
       const keys = feedShardKeys('gpp:', shards);
       expect(keys).toHaveLength(shards);
       keys.forEach((k, i) => {
-        expect(new Set([calculateSlot(k.changes), calculateSlot(k.hints), calculateSlot(k.epoch)])).toEqual(new Set([k.slot]));
+        expect(new Set([calculateSlot(k.changes), calculateSlot(k.hints), calculateSlot(k.epoch)])).toEqual(
+          new Set([k.slot]),
+        );
         if (shards > 1) {
           expect(k.slot).toBeGreaterThanOrEqual(Math.floor((i * 16384) / shards));
           expect(k.slot).toBeLessThan(Math.floor(((i + 1) * 16384) / shards));

@@ -83,8 +83,17 @@ describe('invalidation through the feed', () => {
     expect(result.fleet).toBe(true);
     expect(result.positions).toHaveLength(1);
     expect(fleet.instances[2]!.engine.peek('1')).toBeUndefined();
-    await until(() => fleet.instances.every(({ engine }) => engine.peek('1') === undefined), 'the change on every instance', 5000);
-    expect(fleet.instances.map(({ applied }) => applied.map((event) => event.local))).toEqual([[false], [false], [true], [false]]);
+    await until(
+      () => fleet.instances.every(({ engine }) => engine.peek('1') === undefined),
+      'the change on every instance',
+      5000,
+    );
+    expect(fleet.instances.map(({ applied }) => applied.map((event) => event.local))).toEqual([
+      [false],
+      [false],
+      [true],
+      [false],
+    ]);
     const answers = await Promise.all(fleet.instances.map(({ engine }) => engine.get('1')));
     expect(answers.map((answer) => answer.entry.value?.version)).toEqual([2, 2, 2, 2]);
     expect(fleet.calls).toEqual(['1', '1']);
@@ -125,7 +134,12 @@ describe('an own change read back before its append is acknowledged (failed befo
       },
     });
     let version = 1;
-    const engine = new CoalescingCache<Profile>({ load: async (key) => ({ id: key, version }), l2: slowAck, clock, ttlJitter: 0 });
+    const engine = new CoalescingCache<Profile>({
+      load: async (key) => ({ id: key, version }),
+      l2: slowAck,
+      clock,
+      ttlJitter: 0,
+    });
     closing.push(async () => {
       await engine.close();
       await tier.close();

@@ -32,7 +32,14 @@ afterEach(async () => {
 function recorder() {
   const applied: ChangeAppliedEvent[] = [];
   const resets: FeedResetReason[] = [];
-  return { applied, resets, observer: { changeApplied: (event: ChangeAppliedEvent) => void (event.local || applied.push(event)), feedReset: (reason: FeedResetReason) => void resets.push(reason) } };
+  return {
+    applied,
+    resets,
+    observer: {
+      changeApplied: (event: ChangeAppliedEvent) => void (event.local || applied.push(event)),
+      feedReset: (reason: FeedResetReason) => void resets.push(reason),
+    },
+  };
 }
 
 async function expectLatestEverywhere(instances: Instance[], ids: number[]): Promise<void> {
@@ -65,7 +72,11 @@ describe.each([
         // On a Cluster only the connection to one shard's node: the other shards read on.
         const slot = kind === 'cluster' ? victim!.tier.feedKeys[(done / perCut) % 3]!.slot : undefined;
         let cut = 0;
-        await until(async () => (cut = await killFeedConnections(raw, victim!.tier, slot)) > 0, 'a live feed connection to kill', 10_000);
+        await until(
+          async () => (cut = await killFeedConnections(raw, victim!.tier, slot)) > 0,
+          'a live feed connection to kill',
+          10_000,
+        );
         killed += cut;
       }
       await Promise.all(
@@ -76,7 +87,9 @@ describe.each([
         }),
       );
       // The victim keeps answering (and refilling its L1) while changes pour in.
-      await Promise.all(Array.from({ length: 10 }, (_, j) => victim!.engine.get(String(ids[(done * 7 + j) % ids.length]!))));
+      await Promise.all(
+        Array.from({ length: 10 }, (_, j) => victim!.engine.get(String(ids[(done * 7 + j) % ids.length]!))),
+      );
     }
     await until(() => seen.applied.length >= changes, `all ${changes} changes applied at the victim`, 60_000);
     expect(seen.applied).toHaveLength(changes); // each exactly once
@@ -84,7 +97,8 @@ describe.each([
     expect(victim!.tier.feedStatus().resumes).toBeGreaterThanOrEqual(1);
     expect(seen.applied.some((event) => event.change.replayed)).toBe(true);
     expect(seen.resets).toEqual([]);
-    if (kind === 'cluster') expect(new Set(seen.applied.map((event) => event.change.shard))).toEqual(new Set([0, 1, 2]));
+    if (kind === 'cluster')
+      expect(new Set(seen.applied.map((event) => event.change.shard))).toEqual(new Set([0, 1, 2]));
     await expectLatestEverywhere(fleet.instances, ids);
   }, 120_000);
 
@@ -97,7 +111,10 @@ describe.each([
       const callsBefore = backend.stats().calls;
       backend.touch(77);
       const appliedBefore = seen.applied.length;
-      expect(await fleet.instances[through]!.engine.invalidate('77')).toMatchObject({ fleet: true, positions: [expect.objectContaining({ position: expect.stringMatching(/^\d+-\d+$/) })] });
+      expect(await fleet.instances[through]!.engine.invalidate('77')).toMatchObject({
+        fleet: true,
+        positions: [expect.objectContaining({ position: expect.stringMatching(/^\d+-\d+$/) })],
+      });
       await until(() => seen.applied.length === appliedBefore + 3, 'the change on the 3 others', 10_000);
       expect(fleet.instances.every(({ engine }) => engine.peek('77') === undefined)).toBe(true);
       await expectLatestEverywhere(fleet.instances, [77]);
@@ -110,7 +127,11 @@ describe('a feed position that cannot be replayed', () => {
   it('detects Redis restarted empty by the epoch and flushes L1', async () => {
     ownRedis = await startRedisServer();
     const seen = recorder();
-    fleet = await startFleet(2, { url: ownRedis.url }, { backend: { latencyMs: 0 }, engine: { observer: seen.observer } });
+    fleet = await startFleet(
+      2,
+      { url: ownRedis.url },
+      { backend: { latencyMs: 0 }, engine: { observer: seen.observer } },
+    );
     const [, b] = fleet.instances;
     for (const id of ['1', '2', '3']) await b!.engine.get(id);
     expect(b!.engine.stats().l1Entries).toBe(3);
@@ -131,7 +152,10 @@ describe('a feed position that cannot be replayed', () => {
 describe('a feed trimmed past an instance', () => {
   it('flushes the L1 of an instance whose position was trimmed away before it could read on, and refills it from L2', async () => {
     const seen = recorder();
-    fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 0 }, engine: { observer: seen.observer } });
+    fleet = await startFleet(2, targets.standalone(), {
+      backend: { latencyMs: 0 },
+      engine: { observer: seen.observer },
+    });
     const [a, b] = fleet.instances;
     for (const id of ['1', '2', '3']) {
       await a!.engine.get(id);
@@ -142,7 +166,8 @@ describe('a feed trimmed past an instance', () => {
     // More changes than the retention arrive at once, faster than b reads: one transaction.
     const stream = b!.tier.feedKeys[0]!.changes;
     const burst = raw.multi();
-    for (let i = 0; i < 200; i++) burst.xadd(stream, '*', 'kind', 'changed', 'ids', String(500 + i), 'producer', 'bulk-import');
+    for (let i = 0; i < 200; i++)
+      burst.xadd(stream, '*', 'kind', 'changed', 'ids', String(500 + i), 'producer', 'bulk-import');
     burst.xtrim(stream, 'MAXLEN', 10);
     await burst.exec();
     await until(() => seen.resets.length === 2, 'both instances reset', 10_000);
@@ -157,7 +182,10 @@ describe('a feed trimmed past an instance', () => {
 describe('bad entries in the feed', () => {
   it('skips and counts them, applies the good ids beside bad ones, and reads on', async () => {
     const seen = recorder();
-    fleet = await startFleet(1, targets.standalone(), { backend: { latencyMs: 0 }, engine: { observer: seen.observer } });
+    fleet = await startFleet(1, targets.standalone(), {
+      backend: { latencyMs: 0 },
+      engine: { observer: seen.observer },
+    });
     const [a] = fleet.instances;
     const raw = rawRedis(targets.standalone());
     raws.push(raw);

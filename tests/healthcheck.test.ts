@@ -28,13 +28,21 @@ function tempDir(): string {
 }
 
 /** Runs the script with bash, with only PATH and `env`, as the HEALTHCHECK does. */
-function check(env: Record<string, string>, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+function check(
+  env: Record<string, string>,
+  args: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile('bash', [SCRIPT, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 10_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    });
+    execFile(
+      'bash',
+      [SCRIPT, ...args],
+      { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 10_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+        resolve({ code, stdout, stderr, ms: Date.now() - started });
+      },
+    );
   });
 }
 
@@ -60,11 +68,19 @@ async function listen(server: Server | ReturnType<typeof createHttpServer>, host
 }
 
 /** An HTTP server answering /healthz with `status`, recording what it was sent. */
-async function healthServer(status: number, host = '127.0.0.1'): Promise<{ port: number; requests: { method: string; url: string; httpVersion: string; headers: IncomingHttpHeaders }[] }> {
+async function healthServer(
+  status: number,
+  host = '127.0.0.1',
+): Promise<{
+  port: number;
+  requests: { method: string; url: string; httpVersion: string; headers: IncomingHttpHeaders }[];
+}> {
   const requests: { method: string; url: string; httpVersion: string; headers: IncomingHttpHeaders }[] = [];
   const server = createHttpServer((req, res) => {
     requests.push({ method: req.method!, url: req.url!, httpVersion: req.httpVersion, headers: req.headers });
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ status: status === 200 ? 'ok' : 'down' }));
+    res
+      .writeHead(status, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ status: status === 200 ? 'ok' : 'down' }));
   });
   return { port: await listen(server, host), requests };
 }
@@ -104,10 +120,14 @@ describe('writeAddressFile', () => {
     const dir = tempDir();
     const file = join(dir, 'missing-directory', 'url');
     expect(() => writeAddressFile(file, 'http://127.0.0.1:1')).toThrow(AddressFileError);
-    expect(() => writeAddressFile(file, 'http://127.0.0.1:1')).toThrow(/^cannot write ADDRESS_FILE=".*missing-directory\/url": ENOENT/);
+    expect(() => writeAddressFile(file, 'http://127.0.0.1:1')).toThrow(
+      /^cannot write ADDRESS_FILE=".*missing-directory\/url": ENOENT/,
+    );
     // A directory where the file should be: the rename fails, the temporary file is cleaned up.
     mkdirSync(join(dir, 'is-a-directory'));
-    expect(() => writeAddressFile(join(dir, 'is-a-directory'), 'http://127.0.0.1:1')).toThrow(/^cannot write ADDRESS_FILE=".*is-a-directory": EISDIR/);
+    expect(() => writeAddressFile(join(dir, 'is-a-directory'), 'http://127.0.0.1:1')).toThrow(
+      /^cannot write ADDRESS_FILE=".*is-a-directory": EISDIR/,
+    );
     expect(readdirSync(dir)).toEqual(['is-a-directory']);
   });
 });
@@ -120,7 +140,12 @@ describe('scripts/healthcheck.sh', () => {
     expect(result).toMatchObject({ code: 0, stderr: '' });
     expect(result.stdout).toBe(`healthy: GET http://127.0.0.1:${server.port}/healthz answered HTTP/1.1 200 OK\n`);
     expect(server.requests).toEqual([
-      expect.objectContaining({ method: 'GET', url: '/healthz', httpVersion: '1.0', headers: expect.objectContaining({ host: `127.0.0.1:${server.port}` }) }),
+      expect.objectContaining({
+        method: 'GET',
+        url: '/healthz',
+        httpVersion: '1.0',
+        headers: expect.objectContaining({ host: `127.0.0.1:${server.port}` }),
+      }),
     ]);
   });
 
@@ -187,14 +212,34 @@ describe('scripts/healthcheck.sh', () => {
   });
 
   it.each([
-    ['no file', (dir: string) => ({ ADDRESS_FILE: join(dir, 'url') }), /^unhealthy: no address file .*\/url \(the proxy is not listening yet, or has stopped\)\n$/],
+    [
+      'no file',
+      (dir: string) => ({ ADDRESS_FILE: join(dir, 'url') }),
+      /^unhealthy: no address file .*\/url \(the proxy is not listening yet, or has stopped\)\n$/,
+    ],
     ['ADDRESS_FILE unset', () => ({}), /^unhealthy: ADDRESS_FILE is not set/],
     ['ADDRESS_FILE empty', () => ({ ADDRESS_FILE: '' }), /^unhealthy: ADDRESS_FILE is not set/],
     ['an empty file', (dir: string) => ({ ADDRESS_FILE: write(dir, '') }), /holds no http:\/\/host:port URL: \n$/],
-    ['a directory instead of a file', (dir: string) => ({ ADDRESS_FILE: dir }), /^unhealthy: cannot read the address file \/.*\n$/],
-    ['a file without a URL', (dir: string) => ({ ADDRESS_FILE: write(dir, 'localhost:8080\n') }), /holds no http:\/\/host:port URL: localhost:8080\n$/],
-    ['an https URL', (dir: string) => ({ ADDRESS_FILE: write(dir, 'https://127.0.0.1:8443\n') }), /holds no http:\/\/host:port URL/],
-    ['a URL without a port', (dir: string) => ({ ADDRESS_FILE: write(dir, 'http://127.0.0.1\n') }), /holds no http:\/\/host:port URL/],
+    [
+      'a directory instead of a file',
+      (dir: string) => ({ ADDRESS_FILE: dir }),
+      /^unhealthy: cannot read the address file \/.*\n$/,
+    ],
+    [
+      'a file without a URL',
+      (dir: string) => ({ ADDRESS_FILE: write(dir, 'localhost:8080\n') }),
+      /holds no http:\/\/host:port URL: localhost:8080\n$/,
+    ],
+    [
+      'an https URL',
+      (dir: string) => ({ ADDRESS_FILE: write(dir, 'https://127.0.0.1:8443\n') }),
+      /holds no http:\/\/host:port URL/,
+    ],
+    [
+      'a URL without a port',
+      (dir: string) => ({ ADDRESS_FILE: write(dir, 'http://127.0.0.1\n') }),
+      /holds no http:\/\/host:port URL/,
+    ],
   ])('exits 1 with one line of reason for %s', async (_, envOf, message) => {
     const result = await check(envOf(tempDir()));
     expect(result).toMatchObject({ code: 1, stdout: '' });

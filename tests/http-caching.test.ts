@@ -33,7 +33,10 @@ function downstreamFreshSeconds(headers: Headers, shared: boolean): number {
   return lifetime - age;
 }
 
-function engineAt(clock: ReturnType<typeof manualClock>, options: { staleTtlMs?: number; negativeStaleTtlMs?: number; maxStaleMs?: number } = {}) {
+function engineAt(
+  clock: ReturnType<typeof manualClock>,
+  options: { staleTtlMs?: number; negativeStaleTtlMs?: number; maxStaleMs?: number } = {},
+) {
   return new CoalescingCache<{ id: string }>({
     load: async (key) => {
       if (key === '500') throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500', 502);
@@ -63,7 +66,9 @@ describe('Cache-Control and Age as RFC 9111 reads them', () => {
       const proxyFreshSeconds = (60_000 - elapsed) / 1000;
       const downstream = downstreamFreshSeconds(hit, false);
       // Never fresher downstream than here, and not expired more than the Age header's rounding early.
-      expect(downstream, `${elapsed} ms after the fill: ${hit['cache-control']}, age ${hit.age}`).toBeLessThanOrEqual(proxyFreshSeconds);
+      expect(downstream, `${elapsed} ms after the fill: ${hit['cache-control']}, age ${hit.age}`).toBeLessThanOrEqual(
+        proxyFreshSeconds,
+      );
       expect(downstream).toBeGreaterThan(proxyFreshSeconds - 2);
       expect(directives(hit).get('max-age')).toBe('60');
     }
@@ -96,7 +101,9 @@ describe('Cache-Control and Age as RFC 9111 reads them', () => {
     const headers = honoHeaders(stale);
     expect(downstreamFreshSeconds(headers, false)).toBeLessThanOrEqual(0);
     // Still inside the window downstream: age - lifetime ≤ stale-while-revalidate.
-    expect(-downstreamFreshSeconds(headers, false)).toBeLessThanOrEqual(Number(directives(headers).get('stale-while-revalidate')));
+    expect(-downstreamFreshSeconds(headers, false)).toBeLessThanOrEqual(
+      Number(directives(headers).get('stale-while-revalidate')),
+    );
     await engine.close();
   });
 });
@@ -115,8 +122,12 @@ describe('stale directives and s-maxage for caches in front (RFC 5861)', () => {
       now: clock.now,
     });
     const app = createProxyApp({ engine });
-    expect((await app.request('/groups/42')).headers.get('cache-control')).toBe('public, max-age=60, stale-while-revalidate=300, stale-if-error=3600');
-    expect((await app.request('/groups/404')).headers.get('cache-control')).toBe('public, max-age=30, stale-while-revalidate=20, stale-if-error=3600');
+    expect((await app.request('/groups/42')).headers.get('cache-control')).toBe(
+      'public, max-age=60, stale-while-revalidate=300, stale-if-error=3600',
+    );
+    expect((await app.request('/groups/404')).headers.get('cache-control')).toBe(
+      'public, max-age=30, stale-while-revalidate=20, stale-if-error=3600',
+    );
     await engine.close();
   });
 
@@ -139,7 +150,9 @@ describe('stale directives and s-maxage for caches in front (RFC 5861)', () => {
       const viaFastPath = await stack.get('/groups/42');
       const viaHono = await stack.get('/groups/42', { 'if-none-match': '"nope"' });
       expect(viaFastPath.status).toBe(200);
-      expect(viaFastPath.headers['cache-control']).toMatch(/^public, max-age=\d+, stale-while-revalidate=300, stale-if-error=3600, s-maxage=120$/);
+      expect(viaFastPath.headers['cache-control']).toMatch(
+        /^public, max-age=\d+, stale-while-revalidate=300, stale-if-error=3600, s-maxage=120$/,
+      );
       expect(viaHono.headers['cache-control']).toBe(viaFastPath.headers['cache-control']);
     } finally {
       await stack.close();
@@ -149,7 +162,12 @@ describe('stale directives and s-maxage for caches in front (RFC 5861)', () => {
   it('the fast path states the same directives as the Hono route for the same entry', async () => {
     const clock = manualClock();
     const engine = engineAt(clock, { staleTtlMs: 120_000 });
-    const fastPath = createFastPath({ engine, parseId: (raw) => parseGroupId(raw), cacheName: 'group-profile-proxy', sMaxAgeSeconds: 30 });
+    const fastPath = createFastPath({
+      engine,
+      parseId: (raw) => parseGroupId(raw),
+      cacheName: 'group-profile-proxy',
+      sMaxAgeSeconds: 30,
+    });
     const app = createProxyApp({ engine, sMaxAgeSeconds: 30 });
     await engine.get('5');
     clock.advance(2_500);

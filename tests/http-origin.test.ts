@@ -119,7 +119,11 @@ describe('HttpOrigin over node:http', () => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(answers[req.url!] ?? '{}');
     });
     origin = new HttpOrigin({ url });
-    await expect(origin.load('42', context())).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE', status: 502, message: expect.stringContaining('43') });
+    await expect(origin.load('42', context())).rejects.toMatchObject({
+      code: 'UPSTREAM_BAD_RESPONSE',
+      status: 502,
+      message: expect.stringContaining('43'),
+    });
     expect(await origin.load('44', context())).toEqual({ id: '44' });
     expect(await origin.load('45', context())).toEqual({ name: 'no id field' });
     await expect(origin.load('46', context())).rejects.toMatchObject({ code: 'UPSTREAM_BAD_RESPONSE' });

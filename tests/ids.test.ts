@@ -3,18 +3,50 @@ import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../src/index.js';
 import { rawLastPathSegment } from '../src/ids.js';
 
 // The rule as the README states it, written the obvious way: the reference the fast parser must agree with.
-const reference = (raw: string, maxId: number): string | undefined => (/^[1-9][0-9]{0,15}$/.test(raw) && Number(raw) <= maxId ? raw : undefined);
+const reference = (raw: string, maxId: number): string | undefined =>
+  /^[1-9][0-9]{0,15}$/.test(raw) && Number(raw) <= maxId ? raw : undefined;
 
 const EDGES = [
-  '', '0', '00', '01', '1', '9', '10', '42', '099', '1234567890123456', '12345678901234567', '9007199254740991',
-  '9007199254740992', '9007199254740993', '9999999999999999', '-1', '+1', '1e3', '1.0', '1 ', ' 1', '1/2', '%31',
-  '４２', '٤٢', '1\u0000', '0x10', 'NaN', 'Infinity', '1_000', '/', ':', '\uD83D\uDE00',
+  '',
+  '0',
+  '00',
+  '01',
+  '1',
+  '9',
+  '10',
+  '42',
+  '099',
+  '1234567890123456',
+  '12345678901234567',
+  '9007199254740991',
+  '9007199254740992',
+  '9007199254740993',
+  '9999999999999999',
+  '-1',
+  '+1',
+  '1e3',
+  '1.0',
+  '1 ',
+  ' 1',
+  '1/2',
+  '%31',
+  '４２',
+  '٤٢',
+  '1\u0000',
+  '0x10',
+  'NaN',
+  'Infinity',
+  '1_000',
+  '/',
+  ':',
+  '\uD83D\uDE00',
 ];
 
 describe('parseGroupId', () => {
   it('agrees with the canonical-id rule on edge cases, for several maxId bounds', () => {
     for (const maxId of [DEFAULT_MAX_GROUP_ID, 1, 42, 99_999, 9_007_199_254_740_990]) {
-      for (const raw of EDGES) expect([raw, maxId, parseGroupId(raw, maxId)]).toEqual([raw, maxId, reference(raw, maxId)]);
+      for (const raw of EDGES)
+        expect([raw, maxId, parseGroupId(raw, maxId)]).toEqual([raw, maxId, reference(raw, maxId)]);
     }
   });
 
@@ -27,7 +59,8 @@ describe('parseGroupId', () => {
     for (let n = 0; n < 20_000; n++) {
       const length = Math.floor(next() * 19);
       let raw = '';
-      for (let i = 0; i < length; i++) raw += next() < 0.85 ? String(Math.floor(next() * 10)) : alphabet[Math.floor(next() * alphabet.length)];
+      for (let i = 0; i < length; i++)
+        raw += next() < 0.85 ? String(Math.floor(next() * 10)) : alphabet[Math.floor(next() * alphabet.length)];
       const maxId = next() < 0.5 ? DEFAULT_MAX_GROUP_ID : Math.floor(next() * 1e12);
       const got = parseGroupId(raw, maxId);
       expect([raw, maxId, got]).toEqual([raw, maxId, reference(raw, maxId)]);

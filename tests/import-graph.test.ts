@@ -26,7 +26,8 @@ describe('the import graph of src/', () => {
       for (const target of importsOf(file)) {
         if (from.startsWith('engine/') && target.startsWith('l2/')) crossings.push(`${from} → ${target}`);
         if (from.startsWith('l2/') && target.startsWith('engine/')) crossings.push(`${from} → ${target}`);
-        if (from.startsWith('util/') && !target.startsWith('util/') && target !== 'errors.js') crossings.push(`${from} → ${target}`);
+        if (from.startsWith('util/') && !target.startsWith('util/') && target !== 'errors.js')
+          crossings.push(`${from} → ${target}`);
       }
     }
     expect(crossings).toEqual([]);

@@ -35,7 +35,11 @@ describe('k6 summary helpers (bench/k6/lib/summary.ts)', () => {
       'zipf: 48469 requests, 10321 downstream calls for 10321 distinct ids (1.000 per distinct id), reduction 4.7x, p95 61.0 ms, p99 72.4 ms, failed 0.00%\n',
     );
     expect(reductionSummary('burst', { metrics }).stdout).not.toContain('distinct');
-    const none = reductionSummary('zipf', { metrics: { ...metrics, downstream_distinct_ids: undefined } }, { perDistinctId: true });
+    const none = reductionSummary(
+      'zipf',
+      { metrics: { ...metrics, downstream_distinct_ids: undefined } },
+      { perDistinctId: true },
+    );
     expect(none.stdout).toContain('for 0 distinct ids (- per distinct id)');
     expect(Object.keys(none)).toEqual(['stdout', 'summary-zipf.json']);
   });

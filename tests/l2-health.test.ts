@@ -118,9 +118,20 @@ describe('L2 health reports (onHealthChange)', () => {
   it('reports an unreachable Redis Cluster at start once, and its recovery once', async () => {
     // The helper gives each server its own --dir, where a relative cluster config file lands. A lone
     // node never learns its own address from a peer: announce it, or CLUSTER SLOTS names no host.
-    server = await stoppedServer(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1']);
+    server = await stoppedServer([
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      'nodes.conf',
+      '--cluster-announce-ip',
+      '127.0.0.1',
+    ]);
     const health = recorder();
-    tier = new RedisTier({ clusterNodes: [`127.0.0.1:${server.port}`], prefix: uniquePrefix(), onHealthChange: health.onHealthChange });
+    tier = new RedisTier({
+      clusterNodes: [`127.0.0.1:${server.port}`],
+      prefix: uniquePrefix(),
+      onHealthChange: health.onHealthChange,
+    });
 
     await waitUntil(() => health.calls.length >= 1, 'the first health report');
     expect(health.calls).toEqual([{ healthy: false, error: expect.any(String) }]);

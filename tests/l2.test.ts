@@ -22,13 +22,17 @@ afterEach(async () => {
 });
 
 function rawClient(kind: keyof typeof targets): Redis | Cluster {
-  return kind === 'standalone' ? new Redis(inject('redisUrl')) : new Cluster(inject('redisClusterNodes').map((n) => ({ host: n.split(':')[0]!, port: Number(n.split(':')[1]) })));
+  return kind === 'standalone'
+    ? new Redis(inject('redisUrl'))
+    : new Cluster(inject('redisClusterNodes').map((n) => ({ host: n.split(':')[0]!, port: Number(n.split(':')[1]) })));
 }
 
 describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redis %s', (kind) => {
   it('turns 1000 concurrent lookups spread over 4 instances into exactly 1 origin call', async () => {
     fleet = await startFleet(4, targets[kind](), { backend: { latencyMs: 200 } });
-    const lookups = await Promise.all(Array.from({ length: 1000 }, (_, i) => fleet!.instances[i % 4]!.engine.get('42')));
+    const lookups = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => fleet!.instances[i % 4]!.engine.get('42')),
+    );
     expect(fleet.backend.backend.stats().calls).toBe(1);
     expect(new Set(lookups.map((l) => l.entry.body.toString())).size).toBe(1);
     const outcomes = lookups.map((l) => l.outcome);
@@ -38,7 +42,9 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
 
   it('spreads 1000 lookups over 50 ids and 4 instances into exactly 50 origin calls', async () => {
     fleet = await startFleet(4, targets[kind](), { backend: { latencyMs: 100 } });
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => fleet!.instances[i % 4]!.engine.get(String(1000 + (i % 50)))));
+    await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => fleet!.instances[i % 4]!.engine.get(String(1000 + (i % 50)))),
+    );
     const stats = fleet.backend.backend.stats();
     expect(stats.calls).toBe(50);
     expect(Object.values(stats.byId).every((n) => n === 1)).toBe(true);
@@ -64,11 +70,15 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
     expect(fleet.backend.backend.stats().calls).toBe(1);
   });
 
-  it('gives waiters on other instances the holder\'s error, with one origin call', async () => {
+  it("gives waiters on other instances the holder's error, with one origin call", async () => {
     fleet = await startFleet(4, targets[kind](), { backend: { latencyMs: 100 } });
     fleet.backend.backend.setMode('error');
-    const settled = await Promise.allSettled(Array.from({ length: 400 }, (_, i) => fleet!.instances[i % 4]!.engine.get('9')));
-    expect(settled.every((s) => s.status === 'rejected' && (s.reason as { code: string }).code === 'UPSTREAM_STATUS')).toBe(true);
+    const settled = await Promise.allSettled(
+      Array.from({ length: 400 }, (_, i) => fleet!.instances[i % 4]!.engine.get('9')),
+    );
+    expect(
+      settled.every((s) => s.status === 'rejected' && (s.reason as { code: string }).code === 'UPSTREAM_STATUS'),
+    ).toBe(true);
     expect(fleet.backend.backend.stats().calls).toBe(1);
     fleet.backend.backend.setMode('normal');
     expect((await fleet.instances[2]!.engine.get('9')).outcome).toBe('miss');
@@ -86,7 +96,13 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
       const bad: [string, Buffer][] = [
         ['12', Buffer.from('garbage \u0000\u0001 not an envelope')],
         ['13', valid.subarray(0, valid.length - 10)],
-        ['14', Buffer.concat([Buffer.from('{"v":99,"k":"f","s":1,"f":9999999999999,"x":9999999999999,"e":"x"}\n'), Buffer.from('{}')])],
+        [
+          '14',
+          Buffer.concat([
+            Buffer.from('{"v":99,"k":"f","s":1,"f":9999999999999,"x":9999999999999,"e":"x"}\n'),
+            Buffer.from('{}'),
+          ]),
+        ],
         ['15', Buffer.from('')],
       ];
       for (const [id, bytes] of bad) await redis.set(`${fleet.prefix}{${id}}:entry`, bytes, 'PX', 60_000);
@@ -111,7 +127,19 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
     const redis = rawClient(kind);
     try {
       const tier = fleet.instances[0]!.tier;
-      await redis.xadd(tier.feedKeys[tier.shardOf('21')]!.changes, 'MAXLEN', '~', 1000, '*', 'kind', 'changed', 'ids', '21', 'producer', 'group-profile-service');
+      await redis.xadd(
+        tier.feedKeys[tier.shardOf('21')]!.changes,
+        'MAXLEN',
+        '~',
+        1000,
+        '*',
+        'kind',
+        'changed',
+        'ids',
+        '21',
+        'producer',
+        'group-profile-service',
+      );
     } finally {
       redis.disconnect();
     }
@@ -125,7 +153,10 @@ describe.each(['standalone', 'cluster'] as const)('fleet-wide coalescing on Redi
 describe('stale-while-revalidate across the fleet', () => {
   it('refreshes a stale id once for the whole fleet, through the lease', async () => {
     const clock = new ManualClock(Date.now());
-    fleet = await startFleet(3, targets.standalone(), { backend: { latencyMs: 50 }, engine: { ttlMs: 300, ttlJitter: 0, staleTtlMs: 60_000, clock } });
+    fleet = await startFleet(3, targets.standalone(), {
+      backend: { latencyMs: 50 },
+      engine: { ttlMs: 300, ttlJitter: 0, staleTtlMs: 60_000, clock },
+    });
     for (const { engine } of fleet.instances) await engine.get('61');
     expect(fleet.backend.backend.stats().calls).toBe(1);
     clock.advance(350);
@@ -155,14 +186,17 @@ describe('invalidation fencing', () => {
         expect((await engine.get(id)).entry.value?.revision, `race ${i}`).toBe(1);
       }
       const stored = await a!.tier.readEntryBytes(id);
-      expect(stored === null || stored === UNAVAILABLE ? undefined : JSON.parse(decodeEnvelope(stored)!.body.toString()).revision).toBe(1);
+      expect(
+        stored === null || stored === UNAVAILABLE
+          ? undefined
+          : JSON.parse(decodeEnvelope(stored)!.body.toString()).revision,
+      ).toBe(1);
     }
     // A newcomer reading only L2 sees the new profiles too.
     const newcomer = fleet.add();
     await waitUntilHealthy(newcomer.tier);
     for (let i = 0; i < 100; i++) expect((await newcomer.engine.get(String(5000 + i))).entry.value?.revision).toBe(1);
   });
-
 
   it('fences through Redis alone: a voided lease stops the write-back even before the change is read from the feed (100 races)', async () => {
     fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 20 } });
@@ -194,7 +228,9 @@ describe('lease lifetime', () => {
   it('keeps the lease alive through a load slower than LEASE_TTL_MS: one origin call, cached everywhere', async () => {
     fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 400 }, tier: { leaseTtlMs: 100 } });
     const [a, b] = fleet.instances;
-    const lookups = await Promise.all(Array.from({ length: 100 }, (_, i) => fleet!.instances[i % 2]!.engine.get('8181')));
+    const lookups = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => fleet!.instances[i % 2]!.engine.get('8181')),
+    );
     expect(lookups.every((l) => l.entry.kind === 'found')).toBe(true);
     expect(fleet.backend.backend.stats().calls).toBe(1);
     expect((await a!.engine.get('8181')).outcome).toBe('hit');
@@ -202,7 +238,7 @@ describe('lease lifetime', () => {
     expect(fleet.backend.backend.stats().calls).toBe(1);
   });
 
-  it('closes without waiting out another instance\'s lease', async () => {
+  it("closes without waiting out another instance's lease", async () => {
     fleet = await startFleet(2, targets.standalone(), { backend: { latencyMs: 0 }, tier: { leaseWaitMs: 600_000 } });
     const [holder, waiter] = fleet.instances;
     fleet.backend.backend.setMode('hang');
@@ -249,13 +285,17 @@ describe('Redis failures', () => {
     const epochs = [a!.tier, b!.tier].map((tier) => tier.feedPositions()[0]!.epoch);
     await ownRedis.stop();
 
-    const fromL1 = await Promise.all(Array.from({ length: 500 }, (_, i) => fleet!.instances[i % 2]!.engine.get(warm[i % 5]!)));
+    const fromL1 = await Promise.all(
+      Array.from({ length: 500 }, (_, i) => fleet!.instances[i % 2]!.engine.get(warm[i % 5]!)),
+    );
     expect(fromL1.every((l) => l.outcome === 'hit')).toBe(true);
     const loaded = await midLoad;
     expect(loaded.every((l) => l.entry.kind === 'found')).toBe(true);
 
     const callsBefore = backend.stats().calls;
-    const degraded = await Promise.all(Array.from({ length: 200 }, (_, i) => fleet!.instances[i % 2]!.engine.get('88')));
+    const degraded = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => fleet!.instances[i % 2]!.engine.get('88')),
+    );
     expect(degraded.every((l) => l.entry.kind === 'found')).toBe(true);
     expect(backend.stats().calls - callsBefore).toBe(2); // one per instance
     expect(a!.engine.stats().l2).toBe('degraded');
@@ -265,7 +305,11 @@ describe('Redis failures', () => {
     await waitUntilHealthy(b!.tier);
     // Redis came back empty: each instance resets to the new feed (flushing L1 and fencing its loads)
     // once its reader is back; a load fenced by that reset is not shared, so wait for both resets.
-    await expectEventually(() => expect([a!.tier, b!.tier].map((tier, i) => tier.feedPositions()[0]!.epoch !== epochs[i])).toEqual([true, true]), 10_000);
+    await expectEventually(
+      () =>
+        expect([a!.tier, b!.tier].map((tier, i) => tier.feedPositions()[0]!.epoch !== epochs[i])).toEqual([true, true]),
+      10_000,
+    );
     expect(a!.engine.stats().l2).toBe('ok');
     await a!.engine.get('99');
     expect((await b!.engine.get('99')).outcome).toBe('l2-hit');

@@ -1,7 +1,15 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProxyMetrics, createGroupProfileCache, createProxyApp, startMockBackend, startSidecar, type GroupProfileCache, type RunningMockBackend } from '../src/index.js';
+import {
+  ProxyMetrics,
+  createGroupProfileCache,
+  createProxyApp,
+  startMockBackend,
+  startSidecar,
+  type GroupProfileCache,
+  type RunningMockBackend,
+} from '../src/index.js';
 import { parseArgs, helpText, flagOf } from '../src/server/cli-args.js';
 import { SETTINGS } from '../src/server/config.js';
 import { spawnEntry } from './helpers/spawn.js';
@@ -17,14 +25,21 @@ afterEach(async () => {
 async function setup(backendOptions = {}) {
   backend = await startMockBackend({ latencyMs: 100, latencyJitterMs: 0, ...backendOptions });
   let cache: GroupProfileCache | undefined;
-  const metrics = new ProxyMetrics({ processMetrics: false }, { engine: () => cache!.engine.stats(), breaker: () => cache!.guard.breakerState, upstream: () => cache!.guard.stats() });
+  const metrics = new ProxyMetrics(
+    { processMetrics: false },
+    {
+      engine: () => cache!.engine.stats(),
+      breaker: () => cache!.guard.breakerState,
+      upstream: () => cache!.guard.stats(),
+    },
+  );
   cache = profiles = createGroupProfileCache({ upstream: { url: backend.url }, metrics });
   const app = createProxyApp({ engine: cache.engine, metrics, metricsRoute: true });
   return { app, metrics };
 }
 
 function sample(text: string, name: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
   if (line === undefined) throw new Error(`no sample ${name}`);
   return Number(line.slice(line.lastIndexOf(' ') + 1));
 }
@@ -78,7 +93,9 @@ describe('metrics', () => {
       expect(text).toContain('gpp_cache_lookups_total{tier="l1",result="hit"} 12');
       expect(text).toContain('gpp_http_request_duration_seconds_count{route="/groups/:id"} 13');
       // A second scrape does not count them again.
-      expect(await (await fetch(`${proxy.url}/metrics`)).text()).toContain('gpp_cache_lookups_total{tier="l1",result="hit"} 12');
+      expect(await (await fetch(`${proxy.url}/metrics`)).text()).toContain(
+        'gpp_cache_lookups_total{tier="l1",result="hit"} 12',
+      );
     } finally {
       await proxy.close();
     }
@@ -94,15 +111,19 @@ describe('metrics', () => {
 
   it("exports prom-client's process metrics, without the per-GC histogram unless asked for", async () => {
     const { Registry, collectDefaultMetrics } = await import('prom-client');
-    const names = async (registry: InstanceType<typeof Registry>) => (await registry.getMetricsAsJSON()).map((m) => m.name).sort();
+    const names = async (registry: InstanceType<typeof Registry>) =>
+      (await registry.getMetricsAsJSON()).map((m) => m.name).sort();
     const reference = new Registry();
     collectDefaultMetrics({ register: reference, prefix: 'gpp_' });
     const withoutGc = new ProxyMetrics({ registry: new Registry() });
     const withGc = new ProxyMetrics({ registry: new Registry(), gcMetrics: true });
     const own = await names(new ProxyMetrics({ registry: new Registry(), processMetrics: false }).registry);
-    const processNames = async (metrics: ProxyMetrics) => (await names(metrics.registry)).filter((name) => !own.includes(name));
+    const processNames = async (metrics: ProxyMetrics) =>
+      (await names(metrics.registry)).filter((name) => !own.includes(name));
     expect(await processNames(withGc)).toEqual(await names(reference));
-    expect(await processNames(withoutGc)).toEqual((await names(reference)).filter((name) => name !== 'gpp_nodejs_gc_duration_seconds'));
+    expect(await processNames(withoutGc)).toEqual(
+      (await names(reference)).filter((name) => name !== 'gpp_nodejs_gc_duration_seconds'),
+    );
     expect(await processNames(withoutGc)).toContain('gpp_nodejs_eventloop_lag_seconds');
   });
 
@@ -111,10 +132,15 @@ describe('metrics', () => {
     const until = Date.now() + 30;
     while (Date.now() < until); // some CPU to count
     const values = Object.fromEntries(
-      (await metrics.registry.getMetricsAsJSON()).filter((m) => m.name.startsWith('cpu_process_cpu')).map((m) => [m.name, m.values[0]!.value]),
+      (await metrics.registry.getMetricsAsJSON())
+        .filter((m) => m.name.startsWith('cpu_process_cpu'))
+        .map((m) => [m.name, m.values[0]!.value]),
     );
-    expect(values['cpu_process_cpu_user_seconds_total']).toBeGreaterThan(0);
-    expect(values['cpu_process_cpu_seconds_total']).toBeCloseTo(values['cpu_process_cpu_user_seconds_total']! + values['cpu_process_cpu_system_seconds_total']!, 9);
+    expect(values.cpu_process_cpu_user_seconds_total).toBeGreaterThan(0);
+    expect(values.cpu_process_cpu_seconds_total).toBeCloseTo(
+      values.cpu_process_cpu_user_seconds_total! + values.cpu_process_cpu_system_seconds_total!,
+      9,
+    );
   });
 
   it('does not load prom-client’s index or @opentelemetry/api (built dist, fresh process)', () => {
@@ -124,16 +150,24 @@ describe('metrics', () => {
       await new ProxyMetrics({ gcMetrics: true }).registry.metrics();
       const loaded = Object.keys(createRequire(import.meta.url).cache);
       console.log(JSON.stringify({ otel: loaded.filter((f) => f.includes('@opentelemetry')).length, index: loaded.filter((f) => f.endsWith('prom-client/index.js')).length, lib: loaded.filter((f) => f.includes('prom-client/lib/')).length }));`;
-    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('..', import.meta.url), encoding: 'utf8' })) as Record<string, number>;
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: new URL('..', import.meta.url),
+        encoding: 'utf8',
+      }),
+    ) as Record<string, number>;
     expect(out).toEqual({ otel: 0, index: 0, lib: expect.any(Number) });
-    expect(out['lib']).toBeGreaterThan(10);
+    expect(out.lib).toBeGreaterThan(10);
   });
 
   it('lists exactly the exported metrics in the README metrics table', async () => {
     const metrics = new ProxyMetrics({ processMetrics: false });
     const exported = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).sort();
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-    const table = readme.slice(readme.indexOf('<!-- metrics-table:start -->'), readme.indexOf('<!-- metrics-table:end -->'));
+    const table = readme.slice(
+      readme.indexOf('<!-- metrics-table:start -->'),
+      readme.indexOf('<!-- metrics-table:end -->'),
+    );
     const documented = [...table.matchAll(/^\| `(gpp_[a-z0-9_]+)`/gm)].map((m) => m[1]!).sort();
     expect(documented).toEqual(exported);
   });
@@ -146,7 +180,11 @@ describe('CLI flags mirror the configuration schema', () => {
       expect(help).toContain(flagOf(setting.env));
       expect(parseArgs([flagOf(setting.env), 'x'])).toEqual({ help: false, run: 'serve', env: { [setting.env]: 'x' } });
     }
-    expect(parseArgs(['--port=9000', '--ttl-ms', '5000'])).toEqual({ help: false, run: 'serve', env: { PORT: '9000', TTL_MS: '5000' } });
+    expect(parseArgs(['--port=9000', '--ttl-ms', '5000'])).toEqual({
+      help: false,
+      run: 'serve',
+      env: { PORT: '9000', TTL_MS: '5000' },
+    });
     expect(parseArgs(['serve', '--port=9000'])).toEqual({ help: false, run: 'serve', env: { PORT: '9000' } });
     expect(parseArgs(['--help'])).toEqual({ help: true });
   });
@@ -159,7 +197,11 @@ describe('CLI flags mirror the configuration schema', () => {
       ids: ['42', '43'],
       kind: 'deleted',
     });
-    expect(parseArgs(['feed-keys', '--feed-shards=3'])).toEqual({ help: false, run: 'feed-keys', env: { FEED_SHARDS: '3' } });
+    expect(parseArgs(['feed-keys', '--feed-shards=3'])).toEqual({
+      help: false,
+      run: 'feed-keys',
+      env: { FEED_SHARDS: '3' },
+    });
     expect(() => parseArgs(['invalidate'])).toThrow('invalidate needs at least one group id');
     expect(() => parseArgs(['42'])).toThrow('unknown option 42');
     expect(helpText()).toContain('group-profile-proxy invalidate <group id>...');
@@ -171,7 +213,13 @@ describe('CLI flags mirror the configuration schema', () => {
   });
 
   it('starts from flags, which win over the environment, and prints --help', async () => {
-    const proxy = spawnEntry('src/cli.ts', { PORT: 'not-a-port', HOST: '0.0.0.0' }, ['--port', '0', '--host=127.0.0.1', '--ttl-ms', '1234']);
+    const proxy = spawnEntry('src/cli.ts', { PORT: 'not-a-port', HOST: '0.0.0.0' }, [
+      '--port',
+      '0',
+      '--host=127.0.0.1',
+      '--ttl-ms',
+      '1234',
+    ]);
     try {
       const listening = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string; config: { ttlMs: number } };
       expect(listening.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);

@@ -25,12 +25,21 @@ afterEach(async () => {
   backend = undefined;
 });
 
-function budgeted(options: { burst?: number; perSecond?: number; load?: Loader<Profile>; staleTtlMs?: number; ttlMs?: number } = {}) {
+function budgeted(
+  options: { burst?: number; perSecond?: number; load?: Loader<Profile>; staleTtlMs?: number; ttlMs?: number } = {},
+) {
   const clock = new ManualClock();
   const calls: string[] = [];
   const budget = new MissBudget({ burst: options.burst ?? 3, perSecond: options.perSecond ?? 1, clock });
   const load: Loader<Profile> = options.load ?? (async (key) => (calls.push(key), { id: key }));
-  const engine = new CoalescingCache<Profile>({ load, clock, ttlJitter: 0, originBudget: budget, staleTtlMs: options.staleTtlMs, ttlMs: options.ttlMs });
+  const engine = new CoalescingCache<Profile>({
+    load,
+    clock,
+    ttlJitter: 0,
+    originBudget: budget,
+    staleTtlMs: options.staleTtlMs,
+    ttlMs: options.ttlMs,
+  });
   engines.push(engine);
   return { engine, clock, calls, budget };
 }
@@ -42,7 +51,10 @@ describe('the miss budget in the engine', () => {
     const refused = await engine.get('4', { client: 'scanner' }).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ProxyError);
     expect(refused).toMatchObject({ code: 'RATE_LIMITED', status: 429, retryAfterSeconds: 1 });
-    expect((refused as ProxyError).headers).toEqual({ 'ratelimit-policy': '"misses";q=3;w=3', ratelimit: '"misses";r=0;t=1' });
+    expect((refused as ProxyError).headers).toEqual({
+      'ratelimit-policy': '"misses";q=3;w=3',
+      ratelimit: '"misses";r=0;t=1',
+    });
     expect(calls).toEqual(['1', '2', '3']);
     // Hits are free, over budget or not; another client has its own budget.
     expect((await engine.get('1', { client: 'scanner' })).outcome).toBe('hit');
@@ -58,7 +70,10 @@ describe('the miss budget in the engine', () => {
     const held = deferred<void>();
     let hold = false;
     const calls: string[] = [];
-    const { engine } = budgeted({ burst: 1, load: async (key) => (calls.push(key), hold && (await held.promise), { id: key }) });
+    const { engine } = budgeted({
+      burst: 1,
+      load: async (key) => (calls.push(key), hold && (await held.promise), { id: key }),
+    });
     await engine.get('1', { client: 'scanner' }); // its one miss
     hold = true;
     // The member's load is in flight; the scanner, over budget, joins it for free.
@@ -124,7 +139,8 @@ describe('the miss budget over HTTP', () => {
   it('answers a scanner 429 with Retry-After and RateLimit headers after its budget, nobody else', async () => {
     const sidecar = await proxy();
     await fetch(`${sidecar.url}/groups/1`, as('member'));
-    for (let id = 100; id < 105; id++) expect((await fetch(`${sidecar.url}/groups/${id}`, as('scanner'))).status).toBe(200);
+    for (let id = 100; id < 105; id++)
+      expect((await fetch(`${sidecar.url}/groups/${id}`, as('scanner'))).status).toBe(200);
     const refused = await fetch(`${sidecar.url}/groups/105`, as('scanner'));
     expect(refused.status).toBe(429);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('RATE_LIMITED');
@@ -149,8 +165,12 @@ describe('the miss budget over HTTP', () => {
 
   it('takes the last element of a listed header (the one the trusted proxy added), else the connection address', async () => {
     const sidecar = await proxy({ missBudgetClientHeader: 'x-forwarded-for', missBudgetBurst: 1 });
-    expect((await fetch(`${sidecar.url}/groups/200`, { headers: { 'x-forwarded-for': 'spoofed, 10.0.0.1' } })).status).toBe(200);
-    expect((await fetch(`${sidecar.url}/groups/201`, { headers: { 'x-forwarded-for': 'other, 10.0.0.1' } })).status).toBe(429);
+    expect(
+      (await fetch(`${sidecar.url}/groups/200`, { headers: { 'x-forwarded-for': 'spoofed, 10.0.0.1' } })).status,
+    ).toBe(200);
+    expect(
+      (await fetch(`${sidecar.url}/groups/201`, { headers: { 'x-forwarded-for': 'other, 10.0.0.1' } })).status,
+    ).toBe(429);
     expect((await fetch(`${sidecar.url}/groups/202`, { headers: { 'x-forwarded-for': '10.0.0.2' } })).status).toBe(200);
     expect((await fetch(`${sidecar.url}/groups/203`)).status).toBe(200); // 127.0.0.1
     expect((await fetch(`${sidecar.url}/groups/204`)).status).toBe(429);
@@ -162,7 +182,8 @@ describe('the miss budget over HTTP', () => {
     const shared = { redisUrl: redis.url, redisPrefix: uniquePrefix(), redisCommandTimeoutMs: 2000 };
     const a = await proxy(shared);
     const b = await proxy(shared);
-    for (let id = 300; id < 305; id++) expect((await fetch(`${(id % 2 === 0 ? a : b).url}/groups/${id}`, as('scanner'))).status).toBe(200);
+    for (let id = 300; id < 305; id++)
+      expect((await fetch(`${(id % 2 === 0 ? a : b).url}/groups/${id}`, as('scanner'))).status).toBe(200);
     expect((await fetch(`${b.url}/groups/305`, as('scanner'))).status).toBe(429);
     expect((await fetch(`${a.url}/groups/306`, as('scanner'))).status).toBe(429);
     expect(a.budget!.rejections.fleet + b.budget!.rejections.fleet).toBe(2);
@@ -183,7 +204,10 @@ describe('the fleet bucket and clock skew (failed before: an instance whose cloc
     const b = new RedisTier({ url: inject('redisUrl'), prefix, clock: ahead, commandTimeoutMs: 2000 });
     try {
       await until(() => a.healthy && b.healthy, 'both Redis clients ready', 10_000);
-      const budgets = [new MissBudget({ burst: 2, perSecond: 0.01, l2: a, clock: behind }), new MissBudget({ burst: 2, perSecond: 0.01, l2: b, clock: ahead })];
+      const budgets = [
+        new MissBudget({ burst: 2, perSecond: 0.01, l2: a, clock: behind }),
+        new MissBudget({ burst: 2, perSecond: 0.01, l2: b, clock: ahead }),
+      ];
       const answers: boolean[] = [];
       for (let i = 0; i < 6; i++) answers.push((await budgets[i % 2]!.take('skewed')) === true);
       expect(answers).toEqual([true, true, false, false, false, false]);

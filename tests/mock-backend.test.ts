@@ -26,7 +26,12 @@ function post(backend: Backend, path: string, body?: unknown): Promise<Response>
   return Promise.resolve(
     backend.app.request(path, {
       method: 'POST',
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      ...(body === undefined
+        ? {}
+        : {
+            body: typeof body === 'string' ? body : JSON.stringify(body),
+            headers: { 'content-type': 'application/json' },
+          }),
     }),
   );
 }
@@ -175,7 +180,17 @@ describe('counters', () => {
 
     const reset = await post(backend, '/__reset');
     expect(reset.status).toBe(204);
-    expect(backend.stats()).toEqual({ calls: 0, singleCalls: 0, batchCalls: 0, batchIds: 0, exportCalls: 0, byId: {}, inFlight: 0, maxInFlight: 0, mode: 'normal' });
+    expect(backend.stats()).toEqual({
+      calls: 0,
+      singleCalls: 0,
+      batchCalls: 0,
+      batchIds: 0,
+      exportCalls: 0,
+      byId: {},
+      inFlight: 0,
+      maxInFlight: 0,
+      mode: 'normal',
+    });
 
     backend.setMode('error');
     await backend.app.request('/groups/1');
@@ -387,7 +402,11 @@ describe('other routes', () => {
     const health = await backend.app.request('/healthz');
     expect(health.status).toBe(200);
     expect(await health.text()).toBe('ok');
-    for (const [method, path] of [['GET', '/nope'], ['POST', '/groups/1'], ['GET', '/groups/1/extra']] as const) {
+    for (const [method, path] of [
+      ['GET', '/nope'],
+      ['POST', '/groups/1'],
+      ['GET', '/groups/1/extra'],
+    ] as const) {
       const response = await backend.app.request(path, { method });
       expect(response.status, `${method} ${path}`).toBe(404);
       expect(await response.json()).toMatchObject({ error: { code: 'ROUTE_NOT_FOUND' } });
@@ -442,7 +461,9 @@ describe('startMockBackend (real socket)', () => {
       expect(response.status).toBe(200);
       expect(await response.text()).toBe(JSON.stringify(generateProfile(42)));
 
-      expect((await fetch(`${running.url}/__mode`, { method: 'POST', body: JSON.stringify({ mode: 'down' }) })).status).toBe(204);
+      expect(
+        (await fetch(`${running.url}/__mode`, { method: 'POST', body: JSON.stringify({ mode: 'down' }) })).status,
+      ).toBe(204);
       await expect(fetch(`${running.url}/groups/42`)).rejects.toThrow();
 
       running.backend.setMode('normal');
@@ -509,7 +530,13 @@ describe('cli', () => {
 
 describe('the id export (GET /group-ids)', () => {
   it('pages through the existing ids in order, skipping missing and adding created ones, without counting as calls', async () => {
-    const backend = createMockBackend({ latencyMs: 0, latencyJitterMs: 0, maxId: 25, missingEvery: 10, missingIds: [3] });
+    const backend = createMockBackend({
+      latencyMs: 0,
+      latencyJitterMs: 0,
+      maxId: 25,
+      missingEvery: 10,
+      missingIds: [3],
+    });
     const pages: { ids: number[]; next: string | null }[] = [];
     await backend.app.request('/__create/40', { method: 'POST' });
     let after: string | null = null;

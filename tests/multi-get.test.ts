@@ -1,6 +1,14 @@
 import { Hono } from 'hono';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { BatchLoader, CoalescingCache, NOT_FOUND, ProxyError, createProxyApp, type Loader, type Lookup } from '../src/index.js';
+import {
+  BatchLoader,
+  CoalescingCache,
+  NOT_FOUND,
+  ProxyError,
+  createProxyApp,
+  type Loader,
+  type Lookup,
+} from '../src/index.js';
 import type { GroupProfile } from '../src/origin/http-origin.js';
 import { mulberry32 } from '../src/mock-backend/prng.js';
 import { ProxyMetrics } from '../src/metrics/metrics.js';
@@ -23,7 +31,10 @@ function gatedSource(failing: ReadonlySet<string> = new Set()) {
   return { load, calls, release: () => gate.resolve() };
 }
 
-function appOver(load: Loader<Profile>, options: { multiGetMaxIds?: number; metrics?: ProxyMetrics; now?: () => number } = {}) {
+function appOver(
+  load: Loader<Profile>,
+  options: { multiGetMaxIds?: number; metrics?: ProxyMetrics; now?: () => number } = {},
+) {
   const engine = new CoalescingCache<Profile>({ load, ttlMs: 60_000, ttlJitter: 0, now: options.now ?? (() => NOW) });
   return { engine, app: createProxyApp({ engine, multiGetMaxIds: options.multiGetMaxIds, metrics: options.metrics }) };
 }
@@ -47,12 +58,17 @@ describe('GET /groups?ids= (multi-get)', () => {
     const ids = Array.from({ length: 500 }, (_, i) => String(1000 + i));
     // Every id is in some multi-get: consecutive runs of 50 from a shuffled order, wrapping around.
     const order = [...ids].sort(() => random() - 0.5);
-    const multis = Array.from({ length: 200 }, (_, i) => Array.from({ length: 50 }, (_, j) => order[(i * 50 + j) % order.length]!));
+    const multis = Array.from({ length: 200 }, (_, i) =>
+      Array.from({ length: 50 }, (_, j) => order[(i * 50 + j) % order.length]!),
+    );
     const singles = Array.from({ length: 200 }, (_, i) => ids[(i * 7) % ids.length]!);
     const source = gatedSource();
     const { app: inner } = appOver(source.load);
     const { app, allSeen } = counted(inner, multis.length + singles.length);
-    const responses = Promise.all([...multis.map((list) => app.request(`/groups?ids=${list.join(',')}`)), ...singles.map((id) => app.request(`/groups/${id}`))]);
+    const responses = Promise.all([
+      ...multis.map((list) => app.request(`/groups?ids=${list.join(',')}`)),
+      ...singles.map((id) => app.request(`/groups/${id}`)),
+    ]);
     // The loads are held until the server has been handed every request and every id was asked for.
     await allSeen;
     while (source.calls.size < ids.length) await new Promise((resolve) => setImmediate(resolve));
@@ -67,7 +83,8 @@ describe('GET /groups?ids= (multi-get)', () => {
       expect(Object.keys(body).sort()).toEqual([...new Set(list)].sort());
       for (const id of list) expect(body[id]).toEqual({ id, name: `group ${id}` });
     }
-    for (const [i, id] of singles.entries()) expect(await answered[multis.length + i]!.json()).toEqual({ id, name: `group ${id}` });
+    for (const [i, id] of singles.entries())
+      expect(await answered[multis.length + i]!.json()).toEqual({ id, name: `group ${id}` });
   });
 
   it('goes through the batch loader like single lookups: each id in exactly one upstream batch', async () => {
@@ -83,7 +100,10 @@ describe('GET /groups?ids= (multi-get)', () => {
       maxKeys: 100,
     });
     const { app } = appOver(loader.load);
-    const lists = [Array.from({ length: 60 }, (_, i) => String(1 + i)), Array.from({ length: 60 }, (_, i) => String(31 + i))];
+    const lists = [
+      Array.from({ length: 60 }, (_, i) => String(1 + i)),
+      Array.from({ length: 60 }, (_, i) => String(31 + i)),
+    ];
     const responses = Promise.all(lists.map((list) => app.request(`/groups?ids=${list.join(',')}`)));
     while (batches.flat().length < 90) await new Promise((resolve) => setImmediate(resolve));
     gate.resolve();
@@ -106,7 +126,9 @@ describe('GET /groups?ids= (multi-get)', () => {
     );
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(response.headers.get('etag')).toBeNull();
-    expect(response.headers.get('cache-status')).toBe('group-profile-proxy; fwd=miss; fwd-status=502; detail="miss=2 hit=1 error=1"');
+    expect(response.headers.get('cache-status')).toBe(
+      'group-profile-proxy; fwd=miss; fwd-status=502; detail="miss=2 hit=1 error=1"',
+    );
     expect(source.calls.get('2')).toBe(1); // asked twice, looked up once
     const scraped = await metrics.registry.metrics();
     expect(scraped).toContain('gpp_multi_get_ids_total{outcome="error"} 1');
@@ -129,7 +151,9 @@ describe('GET /groups?ids= (multi-get)', () => {
     const response = await app.request('/groups?ids=5,6,404');
     expect(response.status).toBe(200);
     // 5 has 35 s of freshness left, 6 has 55 s; 404 (negative, 30 s) 25 s: the answer is fresh for the least.
-    expect(response.headers.get('cache-control')).toBe('public, max-age=25, stale-while-revalidate=30, stale-if-error=3600');
+    expect(response.headers.get('cache-control')).toBe(
+      'public, max-age=25, stale-while-revalidate=30, stale-if-error=3600',
+    );
     expect(response.headers.get('age')).toBeNull();
     expect(response.headers.get('cache-status')).toBe('group-profile-proxy; hit; ttl=25; detail="hit=3"');
     const etag = response.headers.get('etag')!;
@@ -150,7 +174,13 @@ describe('GET /groups?ids= (multi-get)', () => {
     let now = NOW;
     const source = gatedSource();
     source.release();
-    const engine = new CoalescingCache<Profile>({ load: source.load, ttlMs: 60_000, ttlJitter: 0, now: () => now, refreshAheadMs: 0 });
+    const engine = new CoalescingCache<Profile>({
+      load: source.load,
+      ttlMs: 60_000,
+      ttlJitter: 0,
+      now: () => now,
+      refreshAheadMs: 0,
+    });
     const app = createProxyApp({ engine, sMaxAgeSeconds: 300 });
     await app.request('/groups?ids=5');
     now += 20_000;
@@ -159,7 +189,9 @@ describe('GET /groups?ids= (multi-get)', () => {
     const stale = await app.request('/groups?ids=5,6');
     expect(stale.headers.get('cache-status')).toBe('group-profile-proxy; hit; ttl=-50; detail="stale=2"');
     // Fresh for 0 s, revalidatable for the 250 s 5 has left, s-maxage less the oldest entry's 110 s.
-    expect(stale.headers.get('cache-control')).toBe('public, max-age=0, stale-while-revalidate=250, stale-if-error=3550, s-maxage=190');
+    expect(stale.headers.get('cache-control')).toBe(
+      'public, max-age=0, stale-while-revalidate=250, stale-if-error=3550, s-maxage=190',
+    );
   });
 
   it.each([
@@ -173,7 +205,12 @@ describe('GET /groups?ids= (multi-get)', () => {
     ['a percent-encoded id', '/groups?ids=%31', 'INVALID_GROUP_ID', /"%31"/],
     ['a percent-encoded comma', '/groups?ids=1%2C2', 'INVALID_GROUP_ID', /"1%2C2"/],
     ['a long invalid id, cut in the message', `/groups?ids=${'9'.repeat(400)}`, 'INVALID_GROUP_ID', /"9{24}…"/],
-    ['too many ids', `/groups?ids=${Array.from({ length: 11 }, (_, i) => i + 1).join(',')}`, 'TOO_MANY_GROUPS', /at most 10 ids/],
+    [
+      'too many ids',
+      `/groups?ids=${Array.from({ length: 11 }, (_, i) => i + 1).join(',')}`,
+      'TOO_MANY_GROUPS',
+      /at most 10 ids/,
+    ],
   ])('rejects %s with 400 and loads nothing', async (_name, path, code, message) => {
     const source = gatedSource();
     source.release();
@@ -231,10 +268,15 @@ describe('getMany and the caller’s abort signal', () => {
     const engine = new CoalescingCache<Profile>({ load: source.load });
     try {
       const controller = new AbortController();
-      const many = engine.getMany(Array.from({ length: 100 }, (_, i) => String(1 + i)), { signal: controller.signal });
+      const many = engine.getMany(
+        Array.from({ length: 100 }, (_, i) => String(1 + i)),
+        { signal: controller.signal },
+      );
       controller.abort();
       const answers = await many;
-      expect([...answers.values()].every((answer) => answer instanceof ProxyError && answer.code === 'ABORTED')).toBe(true);
+      expect([...answers.values()].every((answer) => answer instanceof ProxyError && answer.code === 'ABORTED')).toBe(
+        true,
+      );
       await new Promise((resolve) => setImmediate(resolve));
       expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
     } finally {
@@ -261,7 +303,11 @@ describe('multi-gets across a fleet sharing Redis', () => {
       await gate.promise;
       return { id: Number(key), name: `group ${key}` };
     };
-    fleet = await startFleet(2, { url: inject('redisUrl') }, { engine: { load, observer: { lease: (event) => void (event === 'wait' && leaseWaits++) } } });
+    fleet = await startFleet(
+      2,
+      { url: inject('redisUrl') },
+      { engine: { load, observer: { lease: (event) => void (event === 'wait' && leaseWaits++) } } },
+    );
     const [a, b] = fleet.instances;
     const both = Promise.all([a!.engine.getMany(['1', '2']), b!.engine.getMany(['2', '3'])]);
     // Held until each id has one load and the instance that lost the race for 2 waits on the other's lease.
@@ -269,8 +315,12 @@ describe('multi-gets across a fleet sharing Redis', () => {
     gate.resolve();
     const [left, right] = await both;
     expect(Object.fromEntries(calls)).toEqual({ '1': 1, '2': 1, '3': 1 });
-    for (const answers of [left, right]) expect((answers.get('2') as Lookup<GroupProfile>).entry.value).toEqual({ id: 2, name: 'group 2' });
-    expect([left.get('2'), right.get('2')].map((lookup) => (lookup as { outcome: string }).outcome).sort()).toEqual(['collapsed', 'miss']);
+    for (const answers of [left, right])
+      expect((answers.get('2') as Lookup<GroupProfile>).entry.value).toEqual({ id: 2, name: 'group 2' });
+    expect([left.get('2'), right.get('2')].map((lookup) => (lookup as { outcome: string }).outcome).sort()).toEqual([
+      'collapsed',
+      'miss',
+    ]);
   });
 });
 
@@ -294,7 +344,11 @@ describe('multi-get through the sidecar', () => {
 
   it('is on the keyed cache too, with typed keys', async () => {
     const { createKeyedCache } = await import('../src/index.js');
-    const cache = createKeyedCache<number, { n: number }>({ load: async (n) => ({ n }), keyFromString: Number, keyToString: String });
+    const cache = createKeyedCache<number, { n: number }>({
+      load: async (n) => ({ n }),
+      keyFromString: Number,
+      keyToString: String,
+    });
     const answers = await cache.getMany([3, 1, 3]);
     expect([...answers.keys()]).toEqual([3, 1]);
     expect((answers.get(1) as Lookup<{ n: number }>).entry.value).toEqual({ n: 1 });

@@ -54,7 +54,14 @@ interface Report {
   resolved: string;
   types: Record<string, string>;
   names: string[];
-  errors: { call: string; thrown: boolean; name?: string; message?: string; option?: string; isOptionError?: boolean }[];
+  errors: {
+    call: string;
+    thrown: boolean;
+    name?: string;
+    message?: string;
+    option?: string;
+    isOptionError?: boolean;
+  }[];
 }
 
 let temp: string;
@@ -69,7 +76,10 @@ function runConsumer(file: string): Report {
   delete env.NODE_OPTIONS; // nothing from the test runner's loaders may help the consumer resolve the package
   const result = spawnSync(process.execPath, [file], { cwd: project, env, encoding: 'utf8', timeout: 20_000 });
   // Some Node 20/22 releases print an ExperimentalWarning for require() of an ES module: stderr is shown on failure, never asserted empty.
-  expect(result.status, `node ${file} exited ${result.status}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`).toBe(0);
+  expect(
+    result.status,
+    `node ${file} exited ${result.status}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`,
+  ).toBe(0);
   const report = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Report;
   // From the unpacked tarball, never the repository (a self-reference or a stray link would hide a packing mistake).
   expect(report.resolved.startsWith(join(project, 'node_modules', 'group-profile-proxy') + sep)).toBe(true);
@@ -78,7 +88,9 @@ function runConsumer(file: string): Report {
 
 beforeAll(() => {
   temp = realpathSync(mkdtempSync(join(tmpdir(), 'gpp-pack-')));
-  const [packed] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', temp], ROOT)) as { filename: string }[];
+  const [packed] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', temp], ROOT)) as {
+    filename: string;
+  }[];
   const tarball = join(temp, packed!.filename);
 
   project = join(temp, 'consumer');
@@ -87,7 +99,9 @@ beforeAll(() => {
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
   execFileSync('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
 
-  const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as {
+    dependencies?: Record<string, string>;
+  };
   for (const dep of Object.keys(manifest.dependencies ?? {})) {
     const link = join(project, 'node_modules', dep);
     mkdirSync(dirname(link), { recursive: true });
@@ -103,26 +117,55 @@ afterAll(() => {
 
 describe('packed tarball', () => {
   const expectEntryPoints = (report: Report): void => {
-    expect(report.types).toEqual({ createGroupProfileCache: 'function', createProxyApp: 'function', CoalescingCache: 'function', OptionError: 'function' });
+    expect(report.types).toEqual({
+      createGroupProfileCache: 'function',
+      createProxyApp: 'function',
+      CoalescingCache: 'function',
+      OptionError: 'function',
+    });
   };
   // Every case at once, so a failure shows which calls still throw something else.
   const expectOptionErrors = (report: Report): void => {
     expect(report.errors).toHaveLength(5);
-    const seen = report.errors.map((e) => ({ call: e.call, thrown: e.thrown, name: e.name, option: e.option, isOptionError: e.isOptionError, namesUpstream: /\bupstream\b/.test(e.message ?? '') }));
-    expect(seen).toEqual(report.errors.map((e) => ({ call: e.call, thrown: true, name: 'OptionError', option: 'upstream', isOptionError: true, namesUpstream: true })));
+    const seen = report.errors.map((e) => ({
+      call: e.call,
+      thrown: e.thrown,
+      name: e.name,
+      option: e.option,
+      isOptionError: e.isOptionError,
+      namesUpstream: /\bupstream\b/.test(e.message ?? ''),
+    }));
+    expect(seen).toEqual(
+      report.errors.map((e) => ({
+        call: e.call,
+        thrown: true,
+        name: 'OptionError',
+        option: 'upstream',
+        isOptionError: true,
+        namesUpstream: true,
+      })),
+    );
   };
 
-  it('import (ESM) loads the entry points from the tarball', () => {
-    const report = runConsumer('check.mjs');
-    expectEntryPoints(report);
-    expectOptionErrors(report);
-  }, TIMEOUT);
+  it(
+    'import (ESM) loads the entry points from the tarball',
+    () => {
+      const report = runConsumer('check.mjs');
+      expectEntryPoints(report);
+      expectOptionErrors(report);
+    },
+    TIMEOUT,
+  );
 
-  it('require (CJS) loads the same module, with the same export names', () => {
-    const esm = runConsumer('check.mjs');
-    const cjs = runConsumer('check.cjs');
-    expectEntryPoints(cjs);
-    expectOptionErrors(cjs);
-    expect(cjs.names).toEqual(esm.names);
-  }, TIMEOUT);
+  it(
+    'require (CJS) loads the same module, with the same export names',
+    () => {
+      const esm = runConsumer('check.mjs');
+      const cjs = runConsumer('check.cjs');
+      expectEntryPoints(cjs);
+      expectOptionErrors(cjs);
+      expect(cjs.names).toEqual(esm.names);
+    },
+    TIMEOUT,
+  );
 });

@@ -4,7 +4,16 @@ import { Writable } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CoalescingCache, NOT_FOUND, ProxyMetrics, createProxyApp, parseGroupId, startMockBackend, startSidecar, type RunningMockBackend } from '../src/index.js';
+import {
+  CoalescingCache,
+  NOT_FOUND,
+  ProxyMetrics,
+  createProxyApp,
+  parseGroupId,
+  startMockBackend,
+  startSidecar,
+  type RunningMockBackend,
+} from '../src/index.js';
 import { createFastPath } from '../src/http/fast-path.js';
 
 // Counts the requests every fast path built in this file (the sidecar's included) took.
@@ -34,7 +43,11 @@ const INTERNAL_BODY = { error: { code: 'INTERNAL', message: 'internal error' } }
  * peek() of 13 throws. Everything else is a real engine on a fixed clock.
  */
 function faultyEngine() {
-  const engine = new CoalescingCache<{ id: string }>({ load: async (key) => (key === '404' ? NOT_FOUND : { id: key }), ttlJitter: 0, now: () => clock });
+  const engine = new CoalescingCache<{ id: string }>({
+    load: async (key) => (key === '404' ? NOT_FOUND : { id: key }),
+    ttlJitter: 0,
+    now: () => clock,
+  });
   return {
     engine,
     reader: {
@@ -87,11 +100,13 @@ async function side(withFastPath: boolean): Promise<Side> {
     onError: (error: unknown, request: unknown) => errors.push({ error, request }),
   };
   const hono = getRequestListener(createProxyApp(options).fetch);
-  const fastPath = withFastPath ? createFastPath({ ...options, parseId: (raw) => parseGroupId(raw), cacheName: 'group-profile-proxy' }) : undefined;
+  const fastPath = withFastPath
+    ? createFastPath({ ...options, parseId: (raw) => parseGroupId(raw), cacheName: 'group-profile-proxy' })
+    : undefined;
   const server = createServer((req, res) => {
     let taken = false;
     try {
-      taken = fastPath !== undefined && fastPath(req, res);
+      taken = fastPath?.(req, res) ?? false;
     } catch {
       // A fast path that throws would take the process down; answer 599 so the test reports it instead.
       taken = true;
@@ -136,7 +151,13 @@ async function onBoth(path: string, init: RequestInit = {}) {
   const viaFast = await answer(fast.url, path, init);
   const taken = fastServed.count - before;
   const viaHono = await answer(hono.url, path, init);
-  return { taken, viaFast, viaHono, fastLines: () => fast.lines.slice(fastLines), honoLines: () => hono.lines.slice(honoLines) };
+  return {
+    taken,
+    viaFast,
+    viaHono,
+    fastLines: () => fast.lines.slice(fastLines),
+    honoLines: () => hono.lines.slice(honoLines),
+  };
 }
 
 const withoutMs = ({ ms, ...rest }: Record<string, unknown>) => (expect(typeof ms).toBe('number'), rest);
@@ -152,20 +173,28 @@ describe('the access log with the fast path on', () => {
     ['an encoded id (Hono)', '/groups/%34%32', {}, false, 400],
     ['another route (Hono)', '/healthz', {}, false, 200],
     ['another method (Hono)', '/groups/42', { method: 'POST' }, false, 405],
-  ])('%s: one line per request on both paths, with the same fields', async (_name, path, init: RequestInit, byFastPath, status) => {
-    const sent = await onBoth(path, init);
-    const { taken, viaFast, viaHono } = sent;
-    expect(taken).toBe(byFastPath ? 1 : 0);
-    expect(viaFast).toEqual(viaHono);
-    // A line is written once the answer is handed to Node, which may be just after the client has it.
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    const [fastLines, honoLines] = [sent.fastLines(), sent.honoLines()];
-    expect(honoLines).toHaveLength(1);
-    expect(fastLines).toHaveLength(1);
-    expect(Object.keys(fastLines[0]!).sort()).toEqual(['cache', 'method', 'ms', 'path', 'status']);
-    expect(withoutMs(fastLines[0]!)).toEqual(withoutMs(honoLines[0]!));
-    expect(fastLines[0]).toMatchObject({ method: init.method ?? 'GET', path: path.split('?')[0], status, cache: viaFast.headers['cache-status'] ?? null });
-  });
+  ])(
+    '%s: one line per request on both paths, with the same fields',
+    async (_name, path, init: RequestInit, byFastPath, status) => {
+      const sent = await onBoth(path, init);
+      const { taken, viaFast, viaHono } = sent;
+      expect(taken).toBe(byFastPath ? 1 : 0);
+      expect(viaFast).toEqual(viaHono);
+      // A line is written once the answer is handed to Node, which may be just after the client has it.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const [fastLines, honoLines] = [sent.fastLines(), sent.honoLines()];
+      expect(honoLines).toHaveLength(1);
+      expect(fastLines).toHaveLength(1);
+      expect(Object.keys(fastLines[0]!).sort()).toEqual(['cache', 'method', 'ms', 'path', 'status']);
+      expect(withoutMs(fastLines[0]!)).toEqual(withoutMs(honoLines[0]!));
+      expect(fastLines[0]).toMatchObject({
+        method: init.method ?? 'GET',
+        path: path.split('?')[0],
+        status,
+        cache: viaFast.headers['cache-status'] ?? null,
+      });
+    },
+  );
 });
 
 describe('an unexpected error in the engine', () => {
@@ -174,20 +203,23 @@ describe('an unexpected error in the engine', () => {
     ['get() throws', '/groups/67', 'GET', 'get threw'],
     ['peek() throws', '/groups/13', 'GET', 'peek broke'],
     ['peek() throws on HEAD', '/groups/13?x=1', 'HEAD', 'peek broke'],
-  ])('%s: the same 500 INTERNAL on both paths, logged once with method and path', async (_name, path, method, message) => {
-    const [fastErrors, honoErrors] = [fast.errors.length, hono.errors.length];
-    const { taken, viaFast, viaHono } = await onBoth(path, { method });
-    expect(viaFast.status).toBe(500);
-    expect(taken).toBe(1);
-    expect(viaFast).toEqual(viaHono);
-    expect(viaFast.headers['cache-control']).toBe('no-store');
-    if (method === 'GET') expect(JSON.parse(viaFast.body)).toEqual(INTERNAL_BODY);
-    for (const errors of [fast.errors.slice(fastErrors), hono.errors.slice(honoErrors)]) {
-      expect(errors).toHaveLength(1);
-      expect((errors[0]!.error as Error).message).toBe(message);
-      expect(errors[0]!.request).toEqual({ method, path: path.split('?')[0] });
-    }
-  });
+  ])(
+    '%s: the same 500 INTERNAL on both paths, logged once with method and path',
+    async (_name, path, method, message) => {
+      const [fastErrors, honoErrors] = [fast.errors.length, hono.errors.length];
+      const { taken, viaFast, viaHono } = await onBoth(path, { method });
+      expect(viaFast.status).toBe(500);
+      expect(taken).toBe(1);
+      expect(viaFast).toEqual(viaHono);
+      expect(viaFast.headers['cache-control']).toBe('no-store');
+      if (method === 'GET') expect(JSON.parse(viaFast.body)).toEqual(INTERNAL_BODY);
+      for (const errors of [fast.errors.slice(fastErrors), hono.errors.slice(honoErrors)]) {
+        expect(errors).toHaveLength(1);
+        expect((errors[0]!.error as Error).message).toBe(message);
+        expect(errors[0]!.request).toEqual({ method, path: path.split('?')[0] });
+      }
+    },
+  );
 });
 
 describe('an unexpected error on another route', () => {
@@ -237,7 +269,13 @@ describe('one route label', () => {
       }
       const samples = async (metrics: ProxyMetrics) => {
         const text = await metrics.registry.metrics();
-        return text.split('\n').filter((line) => line.startsWith('gpp_http_requests_total{') || line.startsWith('gpp_http_request_duration_seconds_count{'));
+        return text
+          .split('\n')
+          .filter(
+            (line) =>
+              line.startsWith('gpp_http_requests_total{') ||
+              line.startsWith('gpp_http_request_duration_seconds_count{'),
+          );
       };
       const [viaFast, viaHono] = [await samples(pair[0].metrics), await samples(pair[1].metrics)];
       expect(viaFast).toEqual([
@@ -268,22 +306,35 @@ describe('the sidecar with ACCESS_LOG=on', () => {
     const logged: Record<string, unknown>[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logged.push(JSON.parse(line) as Record<string, unknown>);
+        for (const line of chunk.toString('utf8').split('\n'))
+          if (line !== '') logged.push(JSON.parse(line) as Record<string, unknown>);
         done();
       },
     });
-    const proxy = await startSidecar({ port: 0, host: '127.0.0.1', upstreamUrl: backend.url, accessLog: 'on' }, { logger: pino({ level: 'info' }, sink) });
+    const proxy = await startSidecar(
+      { port: 0, host: '127.0.0.1', upstreamUrl: backend.url, accessLog: 'on' },
+      { logger: pino({ level: 'info' }, sink) },
+    );
     try {
       const before = fastServed.count;
       const statuses: number[] = [];
-      for (const path of ['/groups/5', '/groups/5', '/groups/05', '/healthz']) statuses.push((await answer(proxy.url, path)).status);
+      for (const path of ['/groups/5', '/groups/5', '/groups/05', '/healthz'])
+        statuses.push((await answer(proxy.url, path)).status);
       expect(statuses).toEqual([200, 200, 400, 200]);
       expect(fastServed.count - before).toBe(2);
       await vi.waitFor(() => expect(logged.filter((line) => line.msg === 'request')).toHaveLength(4));
-      const requests = logged.filter((line) => line.msg === 'request').map(({ method, path, status, cache, ms }) => ({ method, path, status, cache, ms: typeof ms }));
+      const requests = logged
+        .filter((line) => line.msg === 'request')
+        .map(({ method, path, status, cache, ms }) => ({ method, path, status, cache, ms: typeof ms }));
       expect(requests).toEqual([
         { method: 'GET', path: '/groups/5', status: 200, cache: 'group-profile-proxy; fwd=miss; stored', ms: 'number' },
-        { method: 'GET', path: '/groups/5', status: 200, cache: expect.stringMatching(/^group-profile-proxy; hit; ttl=\d+$/), ms: 'number' },
+        {
+          method: 'GET',
+          path: '/groups/5',
+          status: 200,
+          cache: expect.stringMatching(/^group-profile-proxy; hit; ttl=\d+$/),
+          ms: 'number',
+        },
         { method: 'GET', path: '/groups/05', status: 400, cache: null, ms: 'number' },
         { method: 'GET', path: '/healthz', status: 200, cache: null, ms: 'number' },
       ]);

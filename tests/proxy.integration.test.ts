@@ -38,9 +38,28 @@ describe('coalescing over real sockets', () => {
 
   it('rejects malformed ids with 400 and no backend call, never a 5xx', async () => {
     stack = await startStack({ latencyMs: 0 });
-    const paths = ['/groups/0', '/groups/-1', '/groups/+1', '/groups/01', '/groups/1e3', '/groups/1.0', '/groups/%31', '/groups/1%20', '/groups/%EF%BC%91',
-      '/groups/9007199254740992', '/groups/0x1', '/groups/abc', '/groups/1;2', '/groups/1,2', "/groups/1'", '/groups/1%0A', '/groups/%00', '/groups/1+1',
-      '/groups/1/', '/groups//1'];
+    const paths = [
+      '/groups/0',
+      '/groups/-1',
+      '/groups/+1',
+      '/groups/01',
+      '/groups/1e3',
+      '/groups/1.0',
+      '/groups/%31',
+      '/groups/1%20',
+      '/groups/%EF%BC%91',
+      '/groups/9007199254740992',
+      '/groups/0x1',
+      '/groups/abc',
+      '/groups/1;2',
+      '/groups/1,2',
+      "/groups/1'",
+      '/groups/1%0A',
+      '/groups/%00',
+      '/groups/1+1',
+      '/groups/1/',
+      '/groups//1',
+    ];
     const responses = await Promise.all(paths.map((p) => stack!.get(p)));
     responses.forEach((r, i) => {
       expect([400, 404], paths[i]).toContain(r.status);
@@ -108,38 +127,44 @@ describe('upstream failures', () => {
     ['oversized', 502, 'UPSTREAM_BAD_RESPONSE'],
     ['down', 502, 'UPSTREAM_UNREACHABLE'],
     ['slow', 504, 'UPSTREAM_TIMEOUT'],
-  ])('backend mode %s → %i %s to every waiter, nothing cached, then a retry reaches the backend', async (mode, status, code) => {
-    // The breaker is kept out of the way here: this test is about how each failure maps to a status.
-    const slow = mode === 'slow';
-    stack = await startStack({ latencyMs: 0 }, { upstreamTimeoutMs: slow ? 300 : 30_000, breakerVolumeThreshold: 100_000 });
-    let responses: Promise<Awaited<ReturnType<Stack['get']>>[]>;
-    if (slow) {
-      // The failure is the deadline itself, so requests arriving after it start a load of their own.
-      await stack.setMode(mode, 2000);
-      responses = Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
-    } else {
-      // Gate: the backend holds the one load until all 100 requests wait on it, then fails it.
-      await stack.setMode('hang');
-      responses = Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
-      await until(() => stack!.proxy.cache.engine.stats().waiting === 100);
-      await stack.setMode(mode);
-    }
-    const failed = await responses;
-    for (const r of failed) {
-      expect(r.status).toBe(status);
-      expect(JSON.parse(r.body).error.code).toBe(code);
-      expect(r.headers['cache-control']).toBe('no-store');
-    }
-    const failedCalls = stack.stats().calls;
-    if (slow) expect(failedCalls).toBeGreaterThanOrEqual(1);
-    else expect(failedCalls).toBe(1);
-    expect(stack.proxy.cache.engine.stats()).toMatchObject({ l1Entries: 0, inFlight: 0 });
+  ])(
+    'backend mode %s → %i %s to every waiter, nothing cached, then a retry reaches the backend',
+    async (mode, status, code) => {
+      // The breaker is kept out of the way here: this test is about how each failure maps to a status.
+      const slow = mode === 'slow';
+      stack = await startStack(
+        { latencyMs: 0 },
+        { upstreamTimeoutMs: slow ? 300 : 30_000, breakerVolumeThreshold: 100_000 },
+      );
+      let responses: Promise<Awaited<ReturnType<Stack['get']>>[]>;
+      if (slow) {
+        // The failure is the deadline itself, so requests arriving after it start a load of their own.
+        await stack.setMode(mode, 2000);
+        responses = Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
+      } else {
+        // Gate: the backend holds the one load until all 100 requests wait on it, then fails it.
+        await stack.setMode('hang');
+        responses = Promise.all(Array.from({ length: 100 }, () => stack!.get('/groups/77')));
+        await until(() => stack!.proxy.cache.engine.stats().waiting === 100);
+        await stack.setMode(mode);
+      }
+      const failed = await responses;
+      for (const r of failed) {
+        expect(r.status).toBe(status);
+        expect(JSON.parse(r.body).error.code).toBe(code);
+        expect(r.headers['cache-control']).toBe('no-store');
+      }
+      const failedCalls = stack.stats().calls;
+      if (slow) expect(failedCalls).toBeGreaterThanOrEqual(1);
+      else expect(failedCalls).toBe(1);
+      expect(stack.proxy.cache.engine.stats()).toMatchObject({ l1Entries: 0, inFlight: 0 });
 
-    await stack.setMode('normal');
-    const retry = await stack.get('/groups/77');
-    expect(retry.status).toBe(200);
-    expect(stack.stats().calls).toBe(failedCalls + 1);
-  });
+      await stack.setMode('normal');
+      const retry = await stack.get('/groups/77');
+      expect(retry.status).toBe(200);
+      expect(stack.stats().calls).toBe(failedCalls + 1);
+    },
+  );
 });
 
 describe('HTTP caching over real sockets', () => {
@@ -154,7 +179,12 @@ describe('HTTP caching over real sockets', () => {
 
   it('caches a missing group negatively until its TTL expires', async () => {
     const clock = new ManualClock();
-    stack = await startStack({ latencyMs: 0, missingIds: [404] }, { negativeTtlMs: 300, negativeStaleTtlMs: 0, ttlJitter: 0 }, 1000, { clock });
+    stack = await startStack(
+      { latencyMs: 0, missingIds: [404] },
+      { negativeTtlMs: 300, negativeStaleTtlMs: 0, ttlJitter: 0 },
+      1000,
+      { clock },
+    );
     for (let i = 0; i < 5; i++) expect((await stack.get('/groups/404')).status).toBe(404);
     expect(stack.stats().calls).toBe(1);
     clock.advance(299);
@@ -192,7 +222,12 @@ describe('upstream request hygiene', () => {
     const proxy = await startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', upstreamUrl: url });
     try {
       const response = await fetch(`${proxy.url}/groups/1`, {
-        headers: { authorization: 'Bearer secret', cookie: 'session=abc', 'x-forwarded-for': '1.2.3.4', 'x-user': 'alice' },
+        headers: {
+          authorization: 'Bearer secret',
+          cookie: 'session=abc',
+          'x-forwarded-for': '1.2.3.4',
+          'x-user': 'alice',
+        },
       });
       expect(response.status).toBe(200);
       expect(seen).toHaveLength(1);
@@ -216,7 +251,10 @@ describe('upstream request hygiene', () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     const proxy = await startSidecar({
-      port: 0, host: '127.0.0.1', logLevel: 'silent', upstreamUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v2/`,
+      port: 0,
+      host: '127.0.0.1',
+      logLevel: 'silent',
+      upstreamUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v2/`,
     });
     try {
       expect((await fetch(`${proxy.url}/groups/3`)).status).toBe(200);

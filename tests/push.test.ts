@@ -108,7 +108,15 @@ describe('PushHub', () => {
       await t.change('7');
       await until(() => sinks.every((sink) => sink.events().length === i + 2), `change ${i} at every subscriber`, 5000);
     }
-    for (const sink of sinks) expect(sink.events().map((e) => [e.event, (e.data as Profile).version])).toEqual([['profile', 1], ['profile', 2], ['profile', 3], ['profile', 4], ['profile', 5], ['profile', 6]]);
+    for (const sink of sinks)
+      expect(sink.events().map((e) => [e.event, (e.data as Profile).version])).toEqual([
+        ['profile', 1],
+        ['profile', 2],
+        ['profile', 3],
+        ['profile', 4],
+        ['profile', 5],
+        ['profile', 6],
+      ]);
     expect(t.calls).toHaveLength(6); // one load per change for all 100
     expect(new Set(sinks.map((sink) => sink.frames.at(-1))).size).toBe(1); // the same bytes
   });
@@ -125,7 +133,10 @@ describe('PushHub', () => {
       await t.change('8', i % 2);
       await until(() => sinks.every((sink) => sink.events().length === i + 2), 'the change on both', 5000);
     }
-    expect(sinks.map((sink) => sink.events().map((e) => (e.data as Profile).version))).toEqual([[1, 2, 3, 4], [1, 2, 3, 4]]);
+    expect(sinks.map((sink) => sink.events().map((e) => (e.data as Profile).version))).toEqual([
+      [1, 2, 3, 4],
+      [1, 2, 3, 4],
+    ]);
     expect(t.calls).toHaveLength(4);
   });
 
@@ -163,7 +174,11 @@ describe('PushHub', () => {
     expect(trimmed.events()[0]).toMatchObject({ event: 'resync', data: { id: 4, version: 2 } });
 
     t.store.restart();
-    await until(() => first.events().some((e) => e.event === 'resync'), 'the flush pushed to current subscribers', 5000);
+    await until(
+      () => first.events().some((e) => e.event === 'resync'),
+      'the flush pushed to current subscribers',
+      5000,
+    );
     const otherEpoch = recordingSink();
     hub.subscribe(['4'], otherEpoch, decodeEventId(lastId));
     await until(() => otherEpoch.events().length === 1, 'the resync after a new epoch', 5000);
@@ -240,7 +255,11 @@ describe('PushHub', () => {
     await until(() => seen.length === 2, 'second', 5000);
     await t.change('11');
     await reading;
-    expect(seen.map(({ type, version }) => [type, version])).toEqual([['profile', 1], ['profile', 2], ['profile', 3]]);
+    expect(seen.map(({ type, version }) => [type, version])).toEqual([
+      ['profile', 1],
+      ['profile', 2],
+      ['profile', 3],
+    ]);
     expect(hub.subscribers).toBe(0);
     await expect(hub.events(['1', '1']).next()).rejects.toThrow(TypeError);
   });
@@ -349,8 +368,8 @@ describe('defects found in review (each failed before its fix)', () => {
   });
 });
 
-describe('an invalidation the feed could not take (failed before: this instance\'s own subscribers never heard of it)', () => {
-  it('still reaches this instance\'s subscribers', async () => {
+describe("an invalidation the feed could not take (failed before: this instance's own subscribers never heard of it)", () => {
+  it("still reaches this instance's subscribers", async () => {
     const t = setup();
     const { hub, engine, tier } = t.instances[0]!;
     const sink = recordingSink();

@@ -29,9 +29,21 @@ afterEach(async () => {
   await Promise.all(engines.splice(0).map((engine) => engine.close()));
 });
 
-function engineOf(clock: ManualClock, load: (key: string) => Promise<Profile>, options: Partial<ConstructorParameters<typeof CoalescingCache<Profile>>[0]> = {}) {
+function engineOf(
+  clock: ManualClock,
+  load: (key: string) => Promise<Profile>,
+  options: Partial<ConstructorParameters<typeof CoalescingCache<Profile>>[0]> = {},
+) {
   // No stale-while-revalidate: an expiry the refresh did not beat is answered as a miss.
-  const engine = new CoalescingCache<Profile>({ load, clock, ttlMs: TTL_MS, ttlJitter: 0, staleTtlMs: 0, random: mulberry32(17), ...options });
+  const engine = new CoalescingCache<Profile>({
+    load,
+    clock,
+    ttlMs: TTL_MS,
+    ttlJitter: 0,
+    staleTtlMs: 0,
+    random: mulberry32(17),
+    ...options,
+  });
   engines.push(engine);
   return engine;
 }
@@ -41,7 +53,12 @@ function engineOf(clock: ManualClock, load: (key: string) => Promise<Profile>, o
  * outcomes seen. Reads are not awaited before time moves on: one waiting on a load (a miss)
  * settles once the clock has run the load's latency.
  */
-async function readContinuously(clock: ManualClock, readers: CoalescingCache<Profile>[], key: string, ms: number): Promise<Map<LookupOutcome, number>> {
+async function readContinuously(
+  clock: ManualClock,
+  readers: CoalescingCache<Profile>[],
+  key: string,
+  ms: number,
+): Promise<Map<LookupOutcome, number>> {
   const outcomes = new Map<LookupOutcome, number>();
   const pending = new Set<Promise<unknown>>();
   const read = (reader: CoalescingCache<Profile>): void => {
@@ -146,7 +163,13 @@ describe('refresh-ahead (XFetch), on by default', () => {
 
 describe('the option it replaced', () => {
   it('is refused, naming earlyRefreshMs and EARLY_REFRESH_MS, rather than silently ignored', async () => {
-    expect(() => new CoalescingCache<Profile>({ load: async (key: string) => ({ id: key, version: 1 }), earlyRefreshMs: 1000 } as never)).toThrow(/earlyRefreshMs.*refreshAheadMs/);
+    expect(
+      () =>
+        new CoalescingCache<Profile>({
+          load: async (key: string) => ({ id: key, version: 1 }),
+          earlyRefreshMs: 1000,
+        } as never),
+    ).toThrow(/earlyRefreshMs.*refreshAheadMs/);
     const { configFromEnv } = await import('../src/server/config.js');
     expect(() => configFromEnv({ EARLY_REFRESH_MS: '1000' })).toThrow(/EARLY_REFRESH_MS.*REFRESH_AHEAD_MS/);
   });

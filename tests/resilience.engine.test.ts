@@ -26,7 +26,13 @@ describe('stale-while-revalidate', () => {
   it('serves a stale entry at once and refreshes it exactly once in the background', async () => {
     const clock = manualClock();
     const source = versionedLoader();
-    const cache = new CoalescingCache<Profile>({ load: source.load, ttlMs: 1000, ttlJitter: 0, staleTtlMs: 5000, now: clock.now });
+    const cache = new CoalescingCache<Profile>({
+      load: source.load,
+      ttlMs: 1000,
+      ttlJitter: 0,
+      staleTtlMs: 5000,
+      now: clock.now,
+    });
     await cache.get('1');
     clock.advance(1500);
     const lookups = await Promise.all(Array.from({ length: 100 }, () => cache.get('1')));
@@ -59,12 +65,24 @@ describe('stale-if-error', () => {
   it('serves the kept entry when the load fails, until maxStaleMs past freshness', async () => {
     const clock = manualClock();
     const source = versionedLoader();
-    const cache = new CoalescingCache<Profile>({ load: source.load, ttlMs: 1000, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, maxStaleMs: 10_000, now: clock.now });
+    const cache = new CoalescingCache<Profile>({
+      load: source.load,
+      ttlMs: 1000,
+      ttlJitter: 0,
+      staleTtlMs: 0,
+      negativeStaleTtlMs: 0,
+      maxStaleMs: 10_000,
+      now: clock.now,
+    });
     await cache.get('1');
     source.set('fail');
     clock.advance(5000);
     const served = await cache.get('1');
-    expect(served).toMatchObject({ outcome: 'stale-if-error', entry: { value: { version: 1 } }, error: { code: 'UPSTREAM_STATUS' } });
+    expect(served).toMatchObject({
+      outcome: 'stale-if-error',
+      entry: { value: { version: 1 } },
+      error: { code: 'UPSTREAM_STATUS' },
+    });
     clock.advance(6000); // 11 s past storage: 10 s past freshness, beyond maxStaleMs
     await expect(cache.get('1')).rejects.toMatchObject({ code: 'UPSTREAM_STATUS' });
   });
@@ -72,7 +90,13 @@ describe('stale-if-error', () => {
   it('recovers with fresh data once the load succeeds again', async () => {
     const clock = manualClock();
     const source = versionedLoader();
-    const cache = new CoalescingCache<Profile>({ load: source.load, ttlMs: 1000, ttlJitter: 0, staleTtlMs: 0, now: clock.now });
+    const cache = new CoalescingCache<Profile>({
+      load: source.load,
+      ttlMs: 1000,
+      ttlJitter: 0,
+      staleTtlMs: 0,
+      now: clock.now,
+    });
     await cache.get('1');
     clock.advance(2000);
     source.set('fail');
@@ -179,14 +203,18 @@ describe('OriginGuard admission by expected wait', () => {
     return all;
   }
 
-  const codesOf = (settled: PromiseSettledResult<unknown>[]) => settled.map((s) => (s.status === 'fulfilled' ? 'ok' : (s.reason as ProxyError).code));
+  const codesOf = (settled: PromiseSettledResult<unknown>[]) =>
+    settled.map((s) => (s.status === 'fulfilled' ? 'ok' : (s.reason as ProxyError).code));
 
   it('sheds nothing of a 1000-call burst that a healthy 50 ms upstream drains within the queue timeout (defaults)', async () => {
     vi.useFakeTimers();
     const guard = new OriginGuard();
     const { upstream, call } = upstreamOf(50);
     // 64 slots × 50 ms ≈ 1280 calls/s: the 936 queued drain in ~730 ms, inside the 2000 ms queue timeout.
-    const settled = await settleAll(Array.from({ length: 1000 }, () => guard.run(call)), 10);
+    const settled = await settleAll(
+      Array.from({ length: 1000 }, () => guard.run(call)),
+      10,
+    );
     expect(codesOf(settled).filter((c) => c !== 'ok')).toEqual([]);
     expect(upstream.calls).toBe(1000);
     expect(upstream.peak).toBe(64);
@@ -239,7 +267,12 @@ describe('OriginGuard admission by expected wait', () => {
     vi.useFakeTimers();
     const guard = new OriginGuard({ maxConcurrency: 2, maxQueue: 3 });
     const { call } = upstreamOf(1);
-    const codes = codesOf(await settleAll(Array.from({ length: 10 }, () => guard.run(call)), 1));
+    const codes = codesOf(
+      await settleAll(
+        Array.from({ length: 10 }, () => guard.run(call)),
+        1,
+      ),
+    );
     expect(codes.filter((c) => c === 'ok')).toHaveLength(5);
     expect(codes.filter((c) => c === 'OVERLOADED')).toHaveLength(5);
     guard.close();
@@ -282,7 +315,12 @@ describe('OriginGuard', () => {
 
   it('opens on origin failures, stops calling, probes after the reset timeout, and closes on success', async () => {
     const states: string[] = [];
-    const guard = new OriginGuard({ breakerVolumeThreshold: 4, breakerErrorPercent: 50, breakerResetMs: 50, onBreakerChange: (s) => states.push(s) });
+    const guard = new OriginGuard({
+      breakerVolumeThreshold: 4,
+      breakerErrorPercent: 50,
+      breakerResetMs: 50,
+      onBreakerChange: (s) => states.push(s),
+    });
     let invoked = 0;
     const failing = async () => {
       invoked++;
@@ -302,8 +340,14 @@ describe('OriginGuard', () => {
   });
 
   it('opens on a hanging upstream even while most calls are shed', async () => {
-    const guard = new OriginGuard({ maxConcurrency: 2, maxQueue: 0, breakerVolumeThreshold: 2, breakerErrorPercent: 50 });
-    const timingOut = () => new Promise<never>((_, reject) => setTimeout(() => reject(new ProxyError('UPSTREAM_TIMEOUT', 'slow', 504)), 20));
+    const guard = new OriginGuard({
+      maxConcurrency: 2,
+      maxQueue: 0,
+      breakerVolumeThreshold: 2,
+      breakerErrorPercent: 50,
+    });
+    const timingOut = () =>
+      new Promise<never>((_, reject) => setTimeout(() => reject(new ProxyError('UPSTREAM_TIMEOUT', 'slow', 504)), 20));
     const settled = await Promise.allSettled(Array.from({ length: 50 }, () => guard.run(timingOut)));
     const codes = settled.map((s) => (s.status === 'rejected' ? (s.reason as ProxyError).code : 'ok'));
     expect(codes.filter((c) => c === 'UPSTREAM_TIMEOUT')).toHaveLength(2);

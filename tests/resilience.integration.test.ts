@@ -23,7 +23,15 @@ describe('origin outage', () => {
     const clock = new ManualClock();
     stack = await startStack(
       { latencyMs: 5 },
-      { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 10, breakerErrorPercent: 50, breakerResetMs: 60_000 },
+      {
+        ttlMs: 200,
+        ttlJitter: 0,
+        staleTtlMs: 0,
+        negativeStaleTtlMs: 0,
+        breakerVolumeThreshold: 10,
+        breakerErrorPercent: 50,
+        breakerResetMs: 60_000,
+      },
       1000,
       { clock },
     );
@@ -48,7 +56,9 @@ describe('origin outage', () => {
     const more = await Promise.all(Array.from({ length: 500 }, (_, i) => stack!.get(`/groups/${ids[i % ids.length]}`)));
     expect(more.every((r) => r.status === 200 && r.headers['cache-status']!.includes('fwd-status=503'))).toBe(true);
     expect(stack.stats().calls).toBe(callsWhenOpen);
-    console.info(`outage: ${warmCalls} warm-up calls, ${callsWhenOpen - warmCalls} origin calls until the breaker opened, 0 during the next 500 requests`);
+    console.info(
+      `outage: ${warmCalls} warm-up calls, ${callsWhenOpen - warmCalls} origin calls until the breaker opened, 0 during the next 500 requests`,
+    );
 
     // An id never cached gets 503 with Retry-After at once.
     const cold = await stack.get('/groups/999');
@@ -62,7 +72,14 @@ describe('origin outage', () => {
     const clock = new ManualClock();
     stack = await startStack(
       { latencyMs: 5 },
-      { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 5, breakerResetMs: 300 },
+      {
+        ttlMs: 200,
+        ttlJitter: 0,
+        staleTtlMs: 0,
+        negativeStaleTtlMs: 0,
+        breakerVolumeThreshold: 5,
+        breakerResetMs: 300,
+      },
       1000,
       { clock },
     );
@@ -86,7 +103,12 @@ describe('origin outage', () => {
 describe('slow and flapping origins', () => {
   it('answers a slow origin with the stale entry within the soft timeout, then refreshes the cache', async () => {
     const clock = new ManualClock();
-    stack = await startStack({ latencyMs: 5 }, { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, softTimeoutMs: 100 }, 1000, { clock });
+    stack = await startStack(
+      { latencyMs: 5 },
+      { ttlMs: 200, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, softTimeoutMs: 100 },
+      1000,
+      { clock },
+    );
     expect((await stack.get('/groups/7')).status).toBe(200);
     clock.advance(200);
     await stack.setMode('hang'); // the slow origin: no answer until released
@@ -94,7 +116,9 @@ describe('slow and flapping origins', () => {
     await until(() => stack!.proxy.cache.engine.stats().waiting === 50);
     clock.advance(100); // the soft timeout
     const slow = await requests;
-    expect(slow.every((r) => r.status === 200 && r.headers['cache-status']!.endsWith('detail=stale-timeout'))).toBe(true);
+    expect(slow.every((r) => r.status === 200 && r.headers['cache-status']!.endsWith('detail=stale-timeout'))).toBe(
+      true,
+    );
     expect(stack.stats().calls).toBe(2);
     // The slow load finishes in the background and refreshes the entry.
     await stack.setMode('normal');
@@ -122,7 +146,12 @@ describe('slow and flapping origins', () => {
 
   it('never shows an error for a cached id while the backend flaps', async () => {
     const clock = new ManualClock();
-    stack = await startStack({ latencyMs: 2 }, { ttlMs: 50, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 1_000_000 }, 1000, { clock });
+    stack = await startStack(
+      { latencyMs: 2 },
+      { ttlMs: 50, ttlJitter: 0, staleTtlMs: 0, negativeStaleTtlMs: 0, breakerVolumeThreshold: 1_000_000 },
+      1000,
+      { clock },
+    );
     await warm(stack);
     await stack.setMode('flapping');
     const statuses: number[] = [];
@@ -138,7 +167,11 @@ describe('slow and flapping origins', () => {
 
 describe('origin protection', () => {
   it('keeps origin concurrency at the bound and sheds excess distinct-id misses with 503', async () => {
-    stack = await startStack({ latencyMs: 300 }, { upstreamMaxConcurrency: 64, upstreamMaxQueue: 256, upstreamQueueTimeoutMs: 5000 }, 5000);
+    stack = await startStack(
+      { latencyMs: 300 },
+      { upstreamMaxConcurrency: 64, upstreamMaxQueue: 256, upstreamQueueTimeoutMs: 5000 },
+      5000,
+    );
     const heapBefore = process.memoryUsage().heapUsed;
     const responses = await Promise.all(Array.from({ length: 5000 }, (_, i) => stack!.get(`/groups/${10_000 + i}`)));
     const ok = responses.filter((r) => r.status === 200).length;
@@ -154,7 +187,9 @@ describe('origin protection', () => {
     expect(stack.stats().calls).toBe(ok);
     expect(stack.proxy.cache.engine.stats().inFlight).toBe(0);
     expect(stack.proxy.cache.guard.stats()).toMatchObject({ active: 0, queued: 0 });
-    console.info(`shedding: ${ok} served, ${shed.length} shed, origin max concurrency ${stack.stats().maxInFlight}, heap delta ${Math.round((process.memoryUsage().heapUsed - heapBefore) / 1e6)} MB`);
+    console.info(
+      `shedding: ${ok} served, ${shed.length} shed, origin max concurrency ${stack.stats().maxInFlight}, heap delta ${Math.round((process.memoryUsage().heapUsed - heapBefore) / 1e6)} MB`,
+    );
   });
 
   it('holds 1200 concurrent keep-alive connections without errors', async () => {
@@ -183,7 +218,14 @@ describe('graceful shutdown', () => {
     // busy machine (with 0.5 s, the listener had closed before the check connected); the upstream
     // deadline is raised above the origin's 3 s.
     const backend = await startMockBackend({ latencyMs: 3000, latencyJitterMs: 0 });
-    const proxy = spawnEntry('src/cli.ts', { PORT: '0', HOST: '127.0.0.1', UPSTREAM_URL: backend.url, UPSTREAM_TIMEOUT_MS: '10000', SHUTDOWN_DELAY_MS: '2000', LOG_LEVEL: 'info' });
+    const proxy = spawnEntry('src/cli.ts', {
+      PORT: '0',
+      HOST: '127.0.0.1',
+      UPSTREAM_URL: backend.url,
+      UPSTREAM_TIMEOUT_MS: '10000',
+      SHUTDOWN_DELAY_MS: '2000',
+      LOG_LEVEL: 'info',
+    });
     try {
       const { url } = JSON.parse(await proxy.waitForLine(/listening/)) as { url: string };
       const client = new Pool(url, { connections: 1000 });
@@ -205,7 +247,10 @@ describe('graceful shutdown', () => {
       }
       expect(ready.status).toBe(503);
       const statuses = await inFlight;
-      expect(statuses.filter((s) => s !== 200), JSON.stringify(statuses.slice(0, 5))).toHaveLength(0);
+      expect(
+        statuses.filter((s) => s !== 200),
+        JSON.stringify(statuses.slice(0, 5)),
+      ).toHaveLength(0);
       expect(await proxy.exited).toBe(0);
       expect(backend.backend.stats().calls).toBe(50);
       await client.destroy();

@@ -5,7 +5,14 @@ import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
 import { deferred } from './helpers/deferred.js';
 import { until } from './helpers/until.js';
 import { RedisTier } from '../src/l2/redis-tier.js';
-import { comparePositions, UNAVAILABLE, type FeedChange, type LeaseHint, type SharedTier, type TierEvent } from '../src/util/shared-tier.js';
+import {
+  comparePositions,
+  UNAVAILABLE,
+  type FeedChange,
+  type LeaseHint,
+  type SharedTier,
+  type TierEvent,
+} from '../src/util/shared-tier.js';
 import type { Cluster, Redis } from 'ioredis';
 import { killFeedConnections, rawRedis } from './helpers/feed.js';
 
@@ -35,7 +42,10 @@ afterEach(async () => {
   for (const client of rawClients.splice(0)) client.disconnect();
 });
 
-async function redisPair(target: () => { url: string } | { clusterNodes: string[] }, options: { leaseTtlMs?: number; hotKeysMax?: number }): Promise<Pair> {
+async function redisPair(
+  target: () => { url: string } | { clusterNodes: string[] },
+  options: { leaseTtlMs?: number; hotKeysMax?: number },
+): Promise<Pair> {
   const prefix = `contract-${randomUUID().slice(0, 8)}:`; // every test on keys of its own
   const make = () => new RedisTier({ ...target(), prefix, commandTimeoutMs: 2000, ...options });
   const a = make();
@@ -50,7 +60,11 @@ async function redisPair(target: () => { url: string } | { clusterNodes: string[
     disrupt: async (tier) => {
       // Each cut lands on a live connection: wait for the reader to be back from the last one.
       let killed = 0;
-      await until(async () => (killed = await killFeedConnections(raw, tier as RedisTier)) > 0, 'a feed connection to kill', 10_000);
+      await until(
+        async () => (killed = await killFeedConnections(raw, tier as RedisTier)) > 0,
+        'a feed connection to kill',
+        10_000,
+      );
       return killed;
     },
     recreate: async () => {
@@ -60,7 +74,8 @@ async function redisPair(target: () => { url: string } | { clusterNodes: string[
       const stream = (reader as RedisTier).feedKeys[0]!.changes;
       // One transaction: the reader wakes only once the appended entries are trimmed away.
       const multi = raw.multi();
-      for (let i = 0; i < count; i++) multi.xadd(stream, '*', 'kind', 'changed', 'ids', String(1000 + i * a.feedKeys.length), 'producer', 'test');
+      for (let i = 0; i < count; i++)
+        multi.xadd(stream, '*', 'kind', 'changed', 'ids', String(1000 + i * a.feedKeys.length), 'producer', 'test');
       multi.xtrim(stream, 'MAXLEN', 1);
       await multi.exec();
     },
@@ -68,28 +83,31 @@ async function redisPair(target: () => { url: string } | { clusterNodes: string[
 }
 
 const implementations: [string, Maker][] = [
-  ['in-memory', async (options) => {
-    const store = new InMemoryTierStore();
-    const a = new InMemoryTier({ store, ...options });
-    const b = new InMemoryTier({ store, ...options });
-    opened.push(a, b);
-    return {
-      a,
-      b,
-      disrupt: async (tier) => {
-        (tier as InMemoryTier).suspendFeed();
-        setImmediate(() => (tier as InMemoryTier).resumeFeed());
-        return 1;
-      },
-      recreate: async () => store.restart(),
-      appendAndTrimPast: async (reader, count) => {
-        (reader as InMemoryTier).suspendFeed();
-        for (let i = 0; i < count; i++) await a.appendChange({ ids: [String(1000 + i)], kind: 'changed' });
-        store.trim(1);
-        (reader as InMemoryTier).resumeFeed();
-      },
-    };
-  }],
+  [
+    'in-memory',
+    async (options) => {
+      const store = new InMemoryTierStore();
+      const a = new InMemoryTier({ store, ...options });
+      const b = new InMemoryTier({ store, ...options });
+      opened.push(a, b);
+      return {
+        a,
+        b,
+        disrupt: async (tier) => {
+          (tier as InMemoryTier).suspendFeed();
+          setImmediate(() => (tier as InMemoryTier).resumeFeed());
+          return 1;
+        },
+        recreate: async () => store.restart(),
+        appendAndTrimPast: async (reader, count) => {
+          (reader as InMemoryTier).suspendFeed();
+          for (let i = 0; i < count; i++) await a.appendChange({ ids: [String(1000 + i)], kind: 'changed' });
+          store.trim(1);
+          (reader as InMemoryTier).resumeFeed();
+        },
+      };
+    },
+  ],
   ['Redis standalone', (options) => redisPair(() => ({ url: inject('redisUrl') }), options)],
   ['Redis Cluster (3 masters)', (options) => redisPair(() => ({ clusterNodes: inject('redisClusterNodes') }), options)],
 ];
@@ -173,7 +191,11 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('lets a lease whose holder went silent expire, so another instance takes over, and fences the old holder', async () => {
     const { a, b } = await makePair({ leaseTtlMs: 100 });
     await a.lookupOrLease('9', 'died', 'read');
-    await until(async () => typeOf(await b.lookupOrLease('9', 'successor', 'read')) === 'leased', 'the lease to expire and pass to b', 10_000);
+    await until(
+      async () => typeOf(await b.lookupOrLease('9', 'successor', 'read')) === 'leased',
+      'the lease to expire and pass to b',
+      10_000,
+    );
     expect(await a.fillIfLeased('9', 'died', Buffer.from('late'), 60_000)).toBe(false);
     expect(await b.fillIfLeased('9', 'successor', Buffer.from('fresh'), 60_000)).toBe(true);
   });
@@ -181,7 +203,11 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('keeps a lease alive while its holder extends it', async () => {
     const { a, b } = await makePair({ leaseTtlMs: 400 });
     await a.lookupOrLease('10', 'holder', 'read');
-    await until(async () => pttlOf(await b.lookupOrLease('10', 'b', 'read')) < 200, 'the lease to run half down', 10_000);
+    await until(
+      async () => pttlOf(await b.lookupOrLease('10', 'b', 'read')) < 200,
+      'the lease to run half down',
+      10_000,
+    );
     await a.extendLease('10', 'holder');
     expect(pttlOf(await b.lookupOrLease('10', 'b', 'read'))).toBeGreaterThan(200);
     await b.extendLease('10', 'not-the-holder'); // no effect either way
@@ -193,7 +219,11 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await a.lookupOrLease('11', 't', 'read');
     await a.fillIfLeased('11', 't', Buffer.from('short-lived'), 50);
     expect(typeOf(await a.lookupOrLease('11', 't2', 'read'))).toBe('hit');
-    await until(async () => typeOf(await a.lookupOrLease('11', 't2', 'read')) === 'leased', 'the entry to expire', 10_000);
+    await until(
+      async () => typeOf(await a.lookupOrLease('11', 't2', 'read')) === 'leased',
+      'the entry to expire',
+      10_000,
+    );
   });
 
   it('delivers lease hints to every other instance, with the sender, never back to the sender', async () => {
@@ -220,7 +250,11 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     const atB = await listen(b);
     const appended: FeedChange[] = [];
     for (let i = 0; i < 30; i++) {
-      const parts = await a.appendChange({ ids: [String(100 + (i % 7)), String(200 + (i % 5))], kind: i % 10 === 9 ? 'deleted' : 'changed', version: `v${i}` });
+      const parts = await a.appendChange({
+        ids: [String(100 + (i % 7)), String(200 + (i % 5))],
+        kind: i % 10 === 9 ? 'deleted' : 'changed',
+        version: `v${i}`,
+      });
       expect(parts).not.toBe(UNAVAILABLE);
       appended.push(...(parts as FeedChange[]));
     }
@@ -232,13 +266,19 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     );
     for (const shard of new Set(appended.map((change) => change.shard))) {
       const ours = received.filter((change) => change.shard === shard);
-      expect(ours.map((change) => change.position)).toEqual(appended.filter((change) => change.shard === shard).map((change) => change.position));
-      for (let i = 1; i < ours.length; i++) expect(comparePositions(ours[i - 1]!.position, ours[i]!.position)).toBeLessThan(0);
+      expect(ours.map((change) => change.position)).toEqual(
+        appended.filter((change) => change.shard === shard).map((change) => change.position),
+      );
+      for (let i = 1; i < ours.length; i++)
+        expect(comparePositions(ours[i - 1]!.position, ours[i]!.position)).toBeLessThan(0);
     }
-    expect(received.every((change) => change.producer === a.instanceId && Math.abs(change.appendedAt - Date.now()) < 60_000)).toBe(true);
+    expect(
+      received.every((change) => change.producer === a.instanceId && Math.abs(change.appendedAt - Date.now()) < 60_000),
+    ).toBe(true);
     // The producer hears its own changes too, in the same order: it learns their place in the feed.
     await until(() => changesIn(atA).length === appended.length, 'every change back at the producer', 10_000);
-    const perShard = (changes: FeedChange[]) => [...changes].sort((x, y) => x.shard - y.shard).map((change) => `${change.shard}/${change.position}`);
+    const perShard = (changes: FeedChange[]) =>
+      [...changes].sort((x, y) => x.shard - y.shard).map((change) => `${change.shard}/${change.position}`);
     expect(perShard(changesIn(atA))).toEqual(perShard(received)); // a stable sort keeps each shard's order
     expect(b.feedStatus().lagEntries).toBe(0);
   });
@@ -298,8 +338,14 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await until(() => changesIn(atB).length === 1, 'the first change at b', 10_000);
     await pair.recreate();
     await pair.a.appendChange({ ids: ['41'], kind: 'changed' });
-    await until(() => changesIn(atB).some((change) => change.ids.includes('41')), 'the change on the new feed at b', 10_000);
-    expect(atB.filter((event) => event.type === 'reset').map((event) => (event as { reason: string }).reason)).toContain('epoch');
+    await until(
+      () => changesIn(atB).some((change) => change.ids.includes('41')),
+      'the change on the new feed at b',
+      10_000,
+    );
+    expect(
+      atB.filter((event) => event.type === 'reset').map((event) => (event as { reason: string }).reason),
+    ).toContain('epoch');
   });
 
   it('tells a reader to reset when the changes after its position were trimmed away before it read them', async () => {
@@ -320,13 +366,36 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('keeps one record of the hottest keys for the fleet: reads from every instance summed, hottest first, bounded', async () => {
     const { a, b } = await makePair({ hotKeysMax: 3 });
     expect(await a.hottestKeys(10)).toEqual([]);
-    expect(await a.recordReads(new Map([['101', 5], ['102', 1], ['103', 2]]))).toBe(true);
-    expect(await b.recordReads(new Map([['102', 6], ['104', 1]]))).toBe(true);
+    expect(
+      await a.recordReads(
+        new Map([
+          ['101', 5],
+          ['102', 1],
+          ['103', 2],
+        ]),
+      ),
+    ).toBe(true);
+    expect(
+      await b.recordReads(
+        new Map([
+          ['102', 6],
+          ['104', 1],
+        ]),
+      ),
+    ).toBe(true);
     // 102: 7, 101: 5, 103: 2; 104 (1) is the coldest past the bound of 3 and is dropped.
     for (const tier of [a, b]) expect(await tier.hottestKeys(10)).toEqual(['102', '101', '103']);
     expect(await b.hottestKeys(2)).toEqual(['102', '101']);
     // Counts that are not positive integers and ids that are not keys are never recorded.
-    await a.recordReads(new Map([['105', 0], ['106', -3], ['107', 1.5], ['not-an-id', 100], ['042', 100]]));
+    await a.recordReads(
+      new Map([
+        ['105', 0],
+        ['106', -3],
+        ['107', 1.5],
+        ['not-an-id', 100],
+        ['042', 100],
+      ]),
+    );
     expect(await a.hottestKeys(10)).toEqual(['102', '101', '103']);
   });
 
@@ -339,7 +408,9 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     }
     const read = await b.readEntries(keys);
     expect(read).not.toBe(UNAVAILABLE);
-    expect((read as (Buffer | undefined)[]).map((bytes) => bytes?.toString())).toEqual(keys.map((key, i) => (i % 3 === 0 ? `entry ${key}` : undefined)));
+    expect((read as (Buffer | undefined)[]).map((bytes) => bytes?.toString())).toEqual(
+      keys.map((key, i) => (i % 3 === 0 ? `entry ${key}` : undefined)),
+    );
     // No lease was taken on a key without an entry.
     expect(await a.lookupOrLease('201', 'u', 'read')).toEqual({ type: 'leased' });
   });
@@ -376,7 +447,8 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     const { a, b } = await makePair({});
     const bucket = `client-${randomUUID().slice(0, 6)}`;
     // 0.001 tokens a second: nothing refills within the test.
-    for (let i = 0; i < 3; i++) expect(await (i % 2 === 0 ? a : b).takeToken(bucket, 3, 0.001)).toMatchObject({ allowed: true });
+    for (let i = 0; i < 3; i++)
+      expect(await (i % 2 === 0 ? a : b).takeToken(bucket, 3, 0.001)).toMatchObject({ allowed: true });
     expect(await a.takeToken(bucket, 3, 0.001)).toMatchObject({ allowed: false });
     expect(await b.takeToken(bucket, 3, 0.001)).toMatchObject({ allowed: false });
     expect(await b.takeToken(`${bucket}-other`, 3, 0.001)).toMatchObject({ allowed: true, tokens: 2 });
@@ -429,13 +501,21 @@ describe('the engine over the in-memory tier', () => {
       });
     });
     const lookups = Promise.all(Array.from({ length: 1000 }, (_, i) => engines[i % 4]!.get('42')));
-    await until(() => engines.every((engine) => engine.stats().waiting + engine.stats().inFlight > 0) && calls === 1, 'every engine waiting on the one load', 10_000);
+    await until(
+      () => engines.every((engine) => engine.stats().waiting + engine.stats().inFlight > 0) && calls === 1,
+      'every engine waiting on the one load',
+      10_000,
+    );
     gate.resolve();
     const answers = await lookups;
     expect(calls).toBe(1);
     expect(new Set(answers.map((a) => a.entry.body.toString())).size).toBe(1);
     await engines[0]!.invalidate('42');
-    await until(() => engines.every((engine) => engine.peek('42') === undefined), 'the invalidation on every engine', 10_000);
+    await until(
+      () => engines.every((engine) => engine.peek('42') === undefined),
+      'the invalidation on every engine',
+      10_000,
+    );
     expect((await engines[3]!.get('42')).entry.value).toMatchObject({ version: 2 });
     await Promise.all(engines.map((engine) => engine.close()));
   });

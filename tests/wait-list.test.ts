@@ -61,7 +61,8 @@ describe('WaitList', () => {
     const waiting = [list.wait(true, undefined), list.wait(false, undefined)];
     const failure = new Error('origin down');
     list.rejectAll(failure);
-    for (const result of await Promise.allSettled(waiting)) expect(result).toEqual({ status: 'rejected', reason: failure });
+    for (const result of await Promise.allSettled(waiting))
+      expect(result).toEqual({ status: 'rejected', reason: failure });
   });
 });
 

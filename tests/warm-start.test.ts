@@ -28,7 +28,11 @@ afterEach(async () => {
   for (const item of closing.splice(0).reverse()) await item.close();
 });
 
-function engineOn(tier: SharedTier | undefined, load: Loader<Profile>, options: Partial<ConstructorParameters<typeof CoalescingCache<Profile>>[0]> = {}) {
+function engineOn(
+  tier: SharedTier | undefined,
+  load: Loader<Profile>,
+  options: Partial<ConstructorParameters<typeof CoalescingCache<Profile>>[0]> = {},
+) {
   const engine = new CoalescingCache<Profile>({ load, l2: tier, ttlJitter: 0, hotKeysSampleEvery: 1, ...options });
   closing.push(engine);
   return engine;
@@ -119,7 +123,11 @@ describe('warm start', () => {
 
   it('preloads a list of ids without a shared tier, in batches under the concurrency bound', async () => {
     const batches: string[][] = [];
-    const loader = new BatchLoader<Profile>({ loadMany: async (keys) => (batches.push([...keys]), new Map(keys.map((key) => [key, { id: key }]))), windowMs: 1, maxKeys: 100 });
+    const loader = new BatchLoader<Profile>({
+      loadMany: async (keys) => (batches.push([...keys]), new Map(keys.map((key) => [key, { id: key }]))),
+      windowMs: 1,
+      maxKeys: 100,
+    });
     const engine = engineOn(undefined, loader.load);
     const ids = Array.from({ length: 250 }, (_, i) => String(500 + i));
     const result = await warmStart(engine, { keys: ids, concurrency: 100 });
@@ -141,7 +149,10 @@ describe('warm start', () => {
       return { id: key };
     };
     const engine = engineOn(undefined, load);
-    const result = await warmStart(engine, { keys: Array.from({ length: 100 }, (_, i) => String(1 + i)), concurrency: 4 });
+    const result = await warmStart(engine, {
+      keys: Array.from({ length: 100 }, (_, i) => String(1 + i)),
+      concurrency: 4,
+    });
     expect(peak).toBeLessThanOrEqual(4);
     expect(result).toMatchObject({ preloaded: 90, failed: 10, timedOut: false });
   });
@@ -149,7 +160,8 @@ describe('warm start', () => {
   it('stops at its deadline on the engine clock: a hanging origin never holds the start', async () => {
     const clock = new ManualClock();
     // Never answers; gives up only when the engine closes.
-    const hanging: Loader<Profile> = (_key, { signal }) => new Promise<Profile>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+    const hanging: Loader<Profile> = (_key, { signal }) =>
+      new Promise<Profile>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
     const engine = engineOn(undefined, hanging, { clock });
     const warming = warmStart(engine, { keys: ['1', '2', '3'], timeoutMs: 1000, concurrency: 2 });
     await new Promise((resolve) => setImmediate(resolve));
@@ -175,7 +187,11 @@ describe('warm start against a warm Redis', () => {
   it('a second instance serves the top N from Redis with 0 origin calls', async () => {
     const calls: string[] = [];
     const load: Loader<GroupProfile> = async (key) => (calls.push(key), { id: Number(key), name: `group ${key}` });
-    fleet = await startFleet(1, { url: inject('redisUrl') }, { backend: { latencyMs: 0 }, engine: { load, hotKeysSampleEvery: 1 } });
+    fleet = await startFleet(
+      1,
+      { url: inject('redisUrl') },
+      { backend: { latencyMs: 0 }, engine: { load, hotKeysSampleEvery: 1 } },
+    );
     const first = fleet.instances[0]!.engine;
     for (let i = 1; i <= 40; i++) for (let r = 0; r < i; r++) await first.get(String(i));
     await first.close(); // adds its counted lookups to the record
@@ -212,7 +228,11 @@ describe('the sidecar warm start', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gpp-warm-'));
     const file = join(dir, 'ids.txt');
     writeFileSync(file, '1,2\n3,abc\n');
-    await expect(startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', warmStartIdsFile: file })).rejects.toThrow(/WARM_START_IDS_FILE.*line 2: abc/);
-    await expect(startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', warmStartIdsFile: join(dir, 'none.txt') })).rejects.toThrow(/WARM_START_IDS_FILE.*ENOENT/);
+    await expect(
+      startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', warmStartIdsFile: file }),
+    ).rejects.toThrow(/WARM_START_IDS_FILE.*line 2: abc/);
+    await expect(
+      startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', warmStartIdsFile: join(dir, 'none.txt') }),
+    ).rejects.toThrow(/WARM_START_IDS_FILE.*ENOENT/);
   });
 });

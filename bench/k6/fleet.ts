@@ -18,7 +18,9 @@ import type { Options } from 'k6/options';
 import { backendStats, coldGroupId, profileRequests, recordDownstream, type BackendStats } from './lib/backend.ts';
 import { reductionSummary, SUMMARY_TREND_STATS, type SummaryData } from './lib/summary.ts';
 
-const PROXY_URLS = (__ENV.PROXY_URLS || 'http://127.0.0.1:8080,http://127.0.0.1:8081').split(',').map((url) => url.trim());
+const PROXY_URLS = (__ENV.PROXY_URLS || 'http://127.0.0.1:8080,http://127.0.0.1:8081')
+  .split(',')
+  .map((url) => url.trim());
 const BACKEND_URL = __ENV.BACKEND_URL || 'http://127.0.0.1:9090';
 
 export const options: Options = {

@@ -71,7 +71,17 @@ export default function (): void {
     failedGroups.add(response.status === 200 ? failures : list.length);
     check(response, { 'status is 200': (r) => r.status === 200 });
   } else {
-    const responses = http.batch(list.map((id) => ['GET', `${PROXY_URL}/groups/${id}`, null, { tags: { name: 'profile' } }] as ['GET', string, null, { tags: { name: string } }]));
+    const responses = http.batch(
+      list.map(
+        (id) =>
+          ['GET', `${PROXY_URL}/groups/${id}`, null, { tags: { name: 'profile' } }] as [
+            'GET',
+            string,
+            null,
+            { tags: { name: string } },
+          ],
+      ),
+    );
     profileRequests.add(responses.length);
     for (const response of responses) {
       if (response.status !== 200 && response.status !== 404) failedGroups.add(1);
@@ -85,12 +95,12 @@ export function teardown(before: BackendStats): void {
 }
 
 export function handleSummary(data: SummaryData): Record<string, string> {
-  const requests = data.metrics['profile_requests']?.values['count'] ?? 0;
-  const calls = data.metrics['downstream_calls']?.values['count'] ?? 0;
-  const client = data.metrics['client_duration']?.values ?? {};
-  const failed = data.metrics['failed_groups']?.values['count'] ?? 0;
+  const requests = data.metrics.profile_requests?.values.count ?? 0;
+  const calls = data.metrics.downstream_calls?.values.count ?? 0;
+  const client = data.metrics.client_duration?.values ?? {};
+  const failed = data.metrics.failed_groups?.values.count ?? 0;
   const line =
     `multi-get (${MODE}): ${requests} requests, ${calls} downstream calls, ` +
-    `per client p50 ${(client['med'] ?? 0).toFixed(0)} ms, p99 ${(client['p(99)'] ?? 0).toFixed(0)} ms, ${failed} groups failed\n`;
+    `per client p50 ${(client.med ?? 0).toFixed(0)} ms, p99 ${(client['p(99)'] ?? 0).toFixed(0)} ms, ${failed} groups failed\n`;
   return { stdout: line, [`summary-multi-get-${MODE}.json`]: JSON.stringify(data, null, 2) };
 }

@@ -29,8 +29,20 @@ const TAIL = Number(__ENV.TAIL || 10);
 
 export const options: Options = {
   scenarios: {
-    users: { executor: 'constant-vus', vus: Number(__ENV.VUS || 50), duration: `${OUTAGE_AFTER + OUTAGE_FOR + TAIL}s`, exec: 'users' },
-    outage: { executor: 'per-vu-iterations', vus: 1, iterations: 1, startTime: `${OUTAGE_AFTER}s`, exec: 'outage', maxDuration: `${OUTAGE_FOR + 30}s` },
+    users: {
+      executor: 'constant-vus',
+      vus: Number(__ENV.VUS || 50),
+      duration: `${OUTAGE_AFTER + OUTAGE_FOR + TAIL}s`,
+      exec: 'users',
+    },
+    outage: {
+      executor: 'per-vu-iterations',
+      vus: 1,
+      iterations: 1,
+      startTime: `${OUTAGE_AFTER}s`,
+      exec: 'outage',
+      maxDuration: `${OUTAGE_FOR + 30}s`,
+    },
   },
   summaryTrendStats: SUMMARY_TREND_STATS,
   thresholds: {

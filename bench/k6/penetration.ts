@@ -57,25 +57,34 @@ export function setup(): BackendStats {
 export function scan(): void {
   const id = GROUPS + 1 + Math.floor(Math.random() * 1e12);
   // A 404 (from the filter or the backend) or a 429 (the budget) is the expected answer.
-  http.get(`${PROXY_URL}/groups/${id}`, { headers: { 'x-client-id': `scanner-${__VU}` }, tags: { name: 'scan' }, responseCallback: http.expectedStatuses(404, 429) });
+  http.get(`${PROXY_URL}/groups/${id}`, {
+    headers: { 'x-client-id': `scanner-${__VU}` },
+    tags: { name: 'scan' },
+    responseCallback: http.expectedStatuses(404, 429),
+  });
   scanRequests.add(1);
 }
 
 export function member(): void {
-  http.get(`${PROXY_URL}/groups/${zipfId()}`, { headers: { 'x-client-id': `member-${__VU}` }, tags: { name: 'member' } });
+  http.get(`${PROXY_URL}/groups/${zipfId()}`, {
+    headers: { 'x-client-id': `member-${__VU}` },
+    tags: { name: 'member' },
+  });
 }
 
 export function teardown(before: BackendStats): void {
   const after = backendStats(BACKEND_URL);
   let calls = 0;
-  for (const id of Object.keys(after.byId)) if (Number(id) > GROUPS) calls += (after.byId[id] ?? 0) - (before.byId[id] ?? 0);
+  for (const id of Object.keys(after.byId))
+    if (Number(id) > GROUPS) calls += (after.byId[id] ?? 0) - (before.byId[id] ?? 0);
   scanCalls.add(calls);
 }
 
 export function handleSummary(data: SummaryData): Record<string, string> {
-  const requests = data.metrics['scan_requests']?.values['count'] ?? 0;
-  const calls = data.metrics['scan_downstream_calls']?.values['count'] ?? 0;
-  const members = data.metrics['http_req_duration{scenario:members}']?.values ?? data.metrics['http_req_duration']?.values ?? {};
+  const requests = data.metrics.scan_requests?.values.count ?? 0;
+  const calls = data.metrics.scan_downstream_calls?.values.count ?? 0;
+  const members =
+    data.metrics['http_req_duration{scenario:members}']?.values ?? data.metrics.http_req_duration?.values ?? {};
   const share = requests === 0 ? 0 : calls / requests;
   const line = `penetration: scan ${requests} requests, ${calls} upstream calls (${(100 * share).toFixed(2)} %); members p99 ${(members['p(99)'] ?? 0).toFixed(1)} ms\n`;
   return { stdout: line, 'summary-penetration.json': JSON.stringify(data, null, 2) };

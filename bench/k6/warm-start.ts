@@ -32,7 +32,7 @@ const l1Misses = new Counter('l1_misses');
 const l1MissRate = new Rate('l1_miss_rate');
 
 const thresholds: Record<string, string[]> = { 'http_req_failed{scenario:warm-start}': ['rate<0.001'] };
-if (__ENV.MAX_MISS_RATE) thresholds['l1_miss_rate'] = [`rate<${Number(__ENV.MAX_MISS_RATE)}`];
+if (__ENV.MAX_MISS_RATE) thresholds.l1_miss_rate = [`rate<${Number(__ENV.MAX_MISS_RATE)}`];
 
 export const options: Options = {
   scenarios: {
@@ -57,8 +57,8 @@ export default function (): void {
 }
 
 export function handleSummary(data: SummaryData): Record<string, string> {
-  const requests = data.metrics['profile_requests']?.values['count'] ?? 0;
-  const misses = data.metrics['l1_misses']?.values['count'] ?? 0;
+  const requests = data.metrics.profile_requests?.values.count ?? 0;
+  const misses = data.metrics.l1_misses?.values.count ?? 0;
   const line = `warm-start: ${requests} requests, ${misses} L1 misses (${requests === 0 ? 0 : ((100 * misses) / requests).toFixed(2)}%)\n`;
   return { stdout: line, 'summary-warm-start.json': JSON.stringify(data, null, 2) };
 }

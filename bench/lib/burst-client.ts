@@ -61,12 +61,17 @@ export class BurstClient {
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`burst of ${this.#sockets.length} not answered within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`burst of ${this.#sockets.length} not answered within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     const answers = Promise.all(
       pending.map(async (answer, i) => {
         const { status, at, errorBody } = await answer;
-        return errorBody === undefined ? { status, latencyMs: at - started[i]! } : { status, errorBody, latencyMs: at - started[i]! };
+        return errorBody === undefined
+          ? { status, latencyMs: at - started[i]! }
+          : { status, errorBody, latencyMs: at - started[i]! };
       }),
     );
     return Promise.race([answers, timeout]).finally(() => clearTimeout(timer));
@@ -102,7 +107,9 @@ function answerOn(socket: Socket): Promise<{ status: number; at: number; errorBo
       if (bodyLeft > 0) return;
       if (bodyLeft < 0) return fail(new Error('more bytes than Content-Length'));
       socket.off('data', onData).off('error', fail).off('close', onClose);
-      resolve(errorBody === undefined ? { status, at: performance.now() } : { status, at: performance.now(), errorBody });
+      resolve(
+        errorBody === undefined ? { status, at: performance.now() } : { status, at: performance.now(), errorBody },
+      );
     };
     const fail = (error: Error): void => {
       socket.off('data', onData).off('error', fail).off('close', onClose);

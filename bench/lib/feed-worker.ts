@@ -18,8 +18,11 @@ const engine = new CoalescingCache({
       if (local) return;
       latencies.push(appliedAt - change.appendedAt);
       if (latencies.length === expected) {
-        process.stdout.write(JSON.stringify({ latencies }) + '\n');
-        void engine.close().then(() => tier.close()).then(() => process.exit(0));
+        process.stdout.write(`${JSON.stringify({ latencies })}\n`);
+        void engine
+          .close()
+          .then(() => tier.close())
+          .then(() => process.exit(0));
       }
     },
   },

@@ -7,9 +7,11 @@ export function parseFlags(args: string[], accepted: readonly string[]): Record<
   for (let i = 0; i < args.length; i += 2) {
     const match = /^--([a-z0-9-]+)$/.exec(args[i]!);
     const value = Number(args[i + 1]);
-    if (!match || args[i + 1] === undefined || !Number.isFinite(value)) throw new Error(`bad flag near ${args[i]}: use --name <number>`);
+    if (!match || args[i + 1] === undefined || !Number.isFinite(value))
+      throw new Error(`bad flag near ${args[i]}: use --name <number>`);
     const option = match[1]!.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-    if (!accepted.includes(option)) throw new Error(`unknown flag ${args[i]}: this scenario takes ${accepted.map(flagOf).join(', ')}`);
+    if (!accepted.includes(option))
+      throw new Error(`unknown flag ${args[i]}: this scenario takes ${accepted.map(flagOf).join(', ')}`);
     flags[option] = value;
   }
   return flags;

@@ -27,7 +27,8 @@ export interface LoadResult {
 
 /** A bounded load on a loopback target: stops after `durationMs` or `requests`, whichever comes first. */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
-  if (!/^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(options.url)) throw new Error(`refusing to load a non-loopback target: ${options.url}`);
+  if (!/^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/.test(options.url))
+    throw new Error(`refusing to load a non-loopback target: ${options.url}`);
   const limit = options.requests ?? Number.POSITIVE_INFINITY;
   const durationMs = options.durationMs ?? 60_000;
   const pool = new Pool(options.url, { connections: options.connections, pipelining: 1 });
@@ -56,7 +57,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   await Promise.all(Array.from({ length: options.connections }, worker));
   const elapsed = performance.now() - started;
   await pool.close();
-  return { requests: latencies.length, errors, statuses, durationMs: elapsed, latencies: Float64Array.from(latencies).sort() };
+  return {
+    requests: latencies.length,
+    errors,
+    statuses,
+    durationMs: elapsed,
+    latencies: Float64Array.from(latencies).sort(),
+  };
 }
 
 export function percentile(sorted: Float64Array, p: number): number {

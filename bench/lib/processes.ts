@@ -25,7 +25,12 @@ export interface NodeProcessOptions {
 }
 
 /** Starts a compiled entry point of dist/ and resolves with the URL from its first line matching `ready`. */
-export function startNode(script: string, env: Record<string, string>, ready: RegExp, options: NodeProcessOptions = {}): Promise<Running> {
+export function startNode(
+  script: string,
+  env: Record<string, string>,
+  ready: RegExp,
+  options: NodeProcessOptions = {},
+): Promise<Running> {
   const command = [
     ...(options.cpu === undefined ? [] : ['taskset', '-c', options.cpu]),
     ...(options.wrapper ?? []),
@@ -35,7 +40,11 @@ export function startNode(script: string, env: Record<string, string>, ready: Re
     ...(options.args ?? []),
   ];
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
-  const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(command[0]!, command.slice(1), {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -65,13 +74,20 @@ export function startNode(script: string, env: Record<string, string>, ready: Re
 }
 
 export function startMock(env: Record<string, string> = {}): Promise<Running> {
-  return startNode('dist/mock-backend/cli.js', { MOCK_PORT: '0', MOCK_LATENCY_JITTER_MS: '0', ...env }, /mock backend listening/);
+  return startNode(
+    'dist/mock-backend/cli.js',
+    { MOCK_PORT: '0', MOCK_LATENCY_JITTER_MS: '0', ...env },
+    /mock backend listening/,
+  );
 }
 
 /** Starts the sidecar as production does: with SIDECAR_NODE_FLAGS unless `options.nodeArgs` says otherwise. */
 export function startProxy(env: Record<string, string>, options: NodeProcessOptions = {}): Promise<Running> {
   // The proxy logs nothing per request at info; its 'listening' line is how we learn its URL.
-  return startNode('dist/cli.js', { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' }, /listening/, { ...options, nodeArgs: options.nodeArgs ?? [...SIDECAR_NODE_FLAGS] });
+  return startNode('dist/cli.js', { PORT: '0', HOST: '127.0.0.1', ...env, LOG_LEVEL: 'info' }, /listening/, {
+    ...options,
+    nodeArgs: options.nodeArgs ?? [...SIDECAR_NODE_FLAGS],
+  });
 }
 
 export interface BackendStats {
@@ -92,13 +108,18 @@ export async function resetBackend(mockUrl: string): Promise<void> {
 }
 
 export async function setBackendMode(mockUrl: string, mode: string, latencyMs?: number): Promise<void> {
-  await fetch(`${mockUrl}/__mode`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mode, latencyMs }) });
+  await fetch(`${mockUrl}/__mode`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ mode, latencyMs }),
+  });
 }
 
 /** Pins every thread of this process to `cpu` (taskset), so a load generator never shares the server's core. */
 export function pinThisProcess(cpu: string): void {
   const run = spawnSync('taskset', ['-a', '-cp', cpu, String(process.pid)], { encoding: 'utf8' });
-  if (run.error !== undefined || run.status !== 0) throw new Error(`taskset failed: ${run.error?.message ?? run.stderr}`);
+  if (run.error !== undefined || run.status !== 0)
+    throw new Error(`taskset failed: ${run.error?.message ?? run.stderr}`);
 }
 
 /**
@@ -106,12 +127,20 @@ export function pinThisProcess(cpu: string): void {
  * answering every request with the body and headers of the proxy's L1 hit
  * for /groups/42, Content-Length included so neither answers chunked.
  */
-export async function startBareServer(proxyUrl: string, env: Record<string, string>, options: NodeProcessOptions): Promise<Running> {
+export async function startBareServer(
+  proxyUrl: string,
+  env: Record<string, string>,
+  options: NodeProcessOptions,
+): Promise<Running> {
   const fill = await fetch(`${proxyUrl}/groups/42`);
   const body = Buffer.from(await fill.arrayBuffer());
   const hit = await fetch(`${proxyUrl}/groups/42`);
   await hit.arrayBuffer();
   const headers: Record<string, string> = {};
-  for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag', 'content-length']) headers[name] = hit.headers.get(name)!;
-  return startNode('bench/bare-server.mjs', env, /bare server listening/, { ...options, args: [JSON.stringify({ headers, body: body.toString('base64') })] });
+  for (const name of ['content-type', 'cache-control', 'age', 'cache-status', 'etag', 'content-length'])
+    headers[name] = hit.headers.get(name)!;
+  return startNode('bench/bare-server.mjs', env, /bare server listening/, {
+    ...options,
+    args: [JSON.stringify({ headers, body: body.toString('base64') })],
+  });
 }

@@ -16,9 +16,14 @@ export async function freePort(): Promise<number> {
 /** A throwaway redis-server on loopback for the fleet scenario. */
 export async function startRedis(): Promise<{ url: string; stop(): void }> {
   const found = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
-  if (found.status !== 0) throw new Error('the fleet scenario needs redis-server on PATH (e.g. apt-get install redis-server)');
+  if (found.status !== 0)
+    throw new Error('the fleet scenario needs redis-server on PATH (e.g. apt-get install redis-server)');
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
   const deadline = Date.now() + 10_000;
   while (!spawnSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8' }).stdout?.includes('PONG')) {
     if (Date.now() > deadline) throw new Error('redis-server did not start');

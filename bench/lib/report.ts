@@ -36,7 +36,8 @@ export function markdownTable(rows: readonly Row[]): string {
   ];
   for (const r of rows) {
     const reduction = r.downstreamCalls === 0 ? '∞' : (r.requests / r.downstreamCalls).toFixed(1);
-    const perId = r.distinctIds === undefined || r.distinctIds === 0 ? '-' : (r.downstreamCalls / r.distinctIds).toFixed(3);
+    const perId =
+      r.distinctIds === undefined || r.distinctIds === 0 ? '-' : (r.downstreamCalls / r.distinctIds).toFixed(3);
     lines.push(
       `| ${r.scenario} | ${r.requests} | ${r.downstreamCalls} | ${reduction} | ${r.distinctIds ?? '-'} | ${perId} | ${ms(r.p50)} | ${ms(r.p95)} | ${ms(r.p99)} | ${r.errors} | ${Math.round(r.rps)} |`,
     );

@@ -51,7 +51,9 @@ function openStream(client: Client, url: string): Promise<void> {
   return new Promise((resolve, reject) => {
     requests++;
     const socket = connect(Number(port), hostname, () => {
-      socket.write(`GET /groups/${client.group}/events HTTP/1.1\r\nHost: ${hostname}\r\nAccept: text/event-stream\r\n\r\n`);
+      socket.write(
+        `GET /groups/${client.group}/events HTTP/1.1\r\nHost: ${hostname}\r\nAccept: text/event-stream\r\n\r\n`,
+      );
     });
     // Raw bytes, no string per chunk: an event nearly always arrives whole, in a chunk of its own.
     let pending: Buffer | undefined;
@@ -65,7 +67,8 @@ function openStream(client: Client, url: string): Promise<void> {
           pending = buffer;
           return;
         }
-        if (buffer.subarray(0, 12).toString('latin1') !== 'HTTP/1.1 200') reject(new Error(`stream answered ${buffer.subarray(0, 12).toString('latin1')}`));
+        if (buffer.subarray(0, 12).toString('latin1') !== 'HTTP/1.1 200')
+          reject(new Error(`stream answered ${buffer.subarray(0, 12).toString('latin1')}`));
         headers = false;
         buffer = buffer.subarray(end + 4);
       }
@@ -125,10 +128,19 @@ const { Agent } = await import('node:http');
 const pollAgent = new Agent({ keepAlive: true, maxSockets: 256 });
 
 async function main(): Promise<void> {
-  for (let i = 0; i < count; i++) clients.push({ group: baseId + (i % groups), events: 0, revision: -1, seen: new Map(), markAt: undefined, arrivedAt: undefined });
+  for (let i = 0; i < count; i++)
+    clients.push({
+      group: baseId + (i % groups),
+      events: 0,
+      revision: -1,
+      seen: new Map(),
+      markAt: undefined,
+      arrivedAt: undefined,
+    });
   if (mode === 'stream') {
     // In waves, so the accept queue never overflows.
-    for (let i = 0; i < clients.length; i += 500) await Promise.all(clients.slice(i, i + 500).map((client, j) => openStream(client, urls[(i + j) % urls.length]!)));
+    for (let i = 0; i < clients.length; i += 500)
+      await Promise.all(clients.slice(i, i + 500).map((client, j) => openStream(client, urls[(i + j) % urls.length]!)));
     process.stdout.write(`ready ${clients.length}\n`);
   } else {
     let started = 0;

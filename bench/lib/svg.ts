@@ -5,7 +5,13 @@ export interface Series {
   values: number[];
 }
 
-export function barChartSvg(title: string, xLabel: string, yLabel: string, categories: string[], series: Series[]): string {
+export function barChartSvg(
+  title: string,
+  xLabel: string,
+  yLabel: string,
+  categories: string[],
+  series: Series[],
+): string {
   const width = 720;
   const height = 420;
   const margin = { top: 50, right: 20, bottom: 60, left: 70 };
@@ -15,7 +21,8 @@ export function barChartSvg(title: string, xLabel: string, yLabel: string, categ
   const decades = Math.ceil(Math.log10(max));
   // The axis starts at 0.5 so that a value of 1 still shows as a bar.
   const floor = Math.log10(0.5);
-  const y = (v: number): number => margin.top + plotH - ((Math.log10(Math.max(0.5, v)) - floor) / (decades - floor)) * plotH;
+  const y = (v: number): number =>
+    margin.top + plotH - ((Math.log10(Math.max(0.5, v)) - floor) / (decades - floor)) * plotH;
   const groupW = plotW / categories.length;
   const barW = (groupW * 0.7) / series.length;
   const parts: string[] = [
@@ -34,21 +41,31 @@ export function barChartSvg(title: string, xLabel: string, yLabel: string, categ
       const value = s.values[i] ?? 0;
       const top = y(value);
       const x = x0 + j * barW;
-      parts.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(margin.top + plotH - top).toFixed(1)}" fill="${s.color}"/>`);
-      parts.push(`<text x="${(x + barW / 2 - 1).toFixed(1)}" y="${(top - 4).toFixed(1)}" text-anchor="middle" font-size="11">${value}</text>`);
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(margin.top + plotH - top).toFixed(1)}" fill="${s.color}"/>`,
+      );
+      parts.push(
+        `<text x="${(x + barW / 2 - 1).toFixed(1)}" y="${(top - 4).toFixed(1)}" text-anchor="middle" font-size="11">${value}</text>`,
+      );
     });
-    parts.push(`<text x="${(margin.left + i * groupW + groupW / 2).toFixed(1)}" y="${margin.top + plotH + 18}" text-anchor="middle">${escape(category)}</text>`);
+    parts.push(
+      `<text x="${(margin.left + i * groupW + groupW / 2).toFixed(1)}" y="${margin.top + plotH + 18}" text-anchor="middle">${escape(category)}</text>`,
+    );
   });
-  parts.push(`<line x1="${margin.left}" x2="${width - margin.right}" y1="${margin.top + plotH}" y2="${margin.top + plotH}" stroke="#333"/>`);
+  parts.push(
+    `<line x1="${margin.left}" x2="${width - margin.right}" y1="${margin.top + plotH}" y2="${margin.top + plotH}" stroke="#333"/>`,
+  );
   parts.push(`<text x="${margin.left + plotW / 2}" y="${height - 14}" text-anchor="middle">${escape(xLabel)}</text>`);
-  parts.push(`<text transform="translate(18 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`);
+  parts.push(
+    `<text transform="translate(18 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
+  );
   series.forEach((s, j) => {
     const lx = margin.left + 10 + j * 200;
     parts.push(`<rect x="${lx}" y="${margin.top - 18}" width="12" height="12" fill="${s.color}"/>`);
     parts.push(`<text x="${lx + 18}" y="${margin.top - 8}">${escape(s.name)}</text>`);
   });
   parts.push('</svg>');
-  return parts.join('\n') + '\n';
+  return `${parts.join('\n')}\n`;
 }
 
 function escape(text: string): string {

@@ -11,19 +11,27 @@ export interface WrkResult {
 
 /** Runs wrk (Debian package `wrk`) pinned to `cpu` against a loopback URL and parses its report. */
 export function wrk(url: string, options: { connections: number; seconds: number; cpu: string }): Promise<WrkResult> {
-  if (!/^http:\/\/127\.0\.0\.1:\d+\//.test(url)) return Promise.reject(new Error(`refusing a non-loopback target: ${url}`));
-  const child = spawn('taskset', ['-c', options.cpu, 'wrk', '-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency', url], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout: (options.seconds + 30) * 1000,
-  });
+  if (!/^http:\/\/127\.0\.0\.1:\d+\//.test(url))
+    return Promise.reject(new Error(`refusing a non-loopback target: ${url}`));
+  const child = spawn(
+    'taskset',
+    ['-c', options.cpu, 'wrk', '-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency', url],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: (options.seconds + 30) * 1000,
+    },
+  );
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
   return new Promise((resolve, reject) => {
-    child.once('error', (error) => reject(new Error(`wrk failed (install it with 'apt-get install wrk'): ${error.message}`)));
+    child.once('error', (error) =>
+      reject(new Error(`wrk failed (install it with 'apt-get install wrk'): ${error.message}`)),
+    );
     child.once('close', (code) => {
-      if (code !== 0) return reject(new Error(`wrk failed (install it with 'apt-get install wrk'): exit ${code} ${err}`));
+      if (code !== 0)
+        return reject(new Error(`wrk failed (install it with 'apt-get install wrk'): exit ${code} ${err}`));
       resolve(parseWrk(out));
     });
   });

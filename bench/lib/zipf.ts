@@ -6,7 +6,7 @@ export function zipfSampler(n: number, s: number, random: () => number = Math.ra
   const cdf = new Float64Array(n);
   let total = 0;
   for (let k = 1; k <= n; k++) {
-    total += 1 / Math.pow(k, s);
+    total += 1 / k ** s;
     cdf[k - 1] = total;
   }
   for (let i = 0; i < n; i++) cdf[i]! /= total;

@@ -30,7 +30,13 @@ export async function burst(options: Partial<BurstOptions> = {}): Promise<Row[]>
   const once = async (target: string, label: string, concurrency: number): Promise<Row> => {
     await resetBackend(mock.url);
     const group = nextGroup++; // a cold group every time
-    const load = await runLoad({ url: target, connections: concurrency, requests: concurrency, durationMs: 60_000, path: () => `/groups/${group}` });
+    const load = await runLoad({
+      url: target,
+      connections: concurrency,
+      requests: concurrency,
+      durationMs: 60_000,
+      path: () => `/groups/${group}`,
+    });
     return row(label, load, (await backendStats(mock.url)).calls);
   };
   try {

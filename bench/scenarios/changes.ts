@@ -25,7 +25,14 @@ export interface ChangesOptions {
   kills: number;
 }
 
-export const CHANGES_DEFAULTS: ChangesOptions = { appends: 20_000, inFlight: 256, instances: 4, propagated: 2000, seconds: 10, kills: 20 };
+export const CHANGES_DEFAULTS: ChangesOptions = {
+  appends: 20_000,
+  inFlight: 256,
+  instances: 4,
+  propagated: 2000,
+  seconds: 10,
+  kills: 20,
+};
 
 const WORKER = fileURLToPath(new URL('../lib/feed-worker.ts', import.meta.url));
 
@@ -53,13 +60,16 @@ export async function changes(options: Partial<ChangesOptions> = {}): Promise<Ro
       Array.from({ length: o.inFlight }, async () => {
         while (next < o.appends) {
           const id = String(1 + (next++ % 100_000));
-          if ((await producer.appendChange({ ids: [id], kind: 'changed' })) === UNAVAILABLE) throw new Error('Redis did not acknowledge an append');
+          if ((await producer.appendChange({ ids: [id], kind: 'changed' })) === UNAVAILABLE)
+            throw new Error('Redis did not acknowledge an append');
         }
       }),
     );
     const rate = o.appends / ((performance.now() - started) / 1000);
     await producer.close();
-    lines.push(`| append rate, one producer, ${o.inFlight} in flight | ${Math.round(rate).toLocaleString('en')} changes/s | ≥ 10,000/s |`);
+    lines.push(
+      `| append rate, one producer, ${o.inFlight} in flight | ${Math.round(rate).toLocaleString('en')} changes/s | ≥ 10,000/s |`,
+    );
 
     // 2. Propagation on N reader processes.
     const prefix = 'bench-propagation:';
@@ -70,7 +80,12 @@ export async function changes(options: Partial<ChangesOptions> = {}): Promise<Ro
       });
       const output = createInterface({ input: child.stdout! });
       const ready = new Promise<void>((resolve) => output.on('line', (line) => line === 'ready' && resolve()));
-      const result = new Promise<number[]>((resolve) => output.on('line', (line) => line.startsWith('{') && resolve((JSON.parse(line) as { latencies: number[] }).latencies)));
+      const result = new Promise<number[]>((resolve) =>
+        output.on(
+          'line',
+          (line) => line.startsWith('{') && resolve((JSON.parse(line) as { latencies: number[] }).latencies),
+        ),
+      );
       return { child, ready, result };
     });
     await Promise.all(workers.map((worker) => worker.ready));
@@ -156,16 +171,20 @@ async function staleReads(url: string, o: ChangesOptions): Promise<string[]> {
         nextKill += killEvery;
         const list = (await raw.client('LIST')) as string;
         for (const line of list.split('\n')) {
-          const id = line.includes(`name=gpp-feed:${victim.tier.instanceId}`) ? /(?:^| )id=(\d+)/.exec(line)?.[1] : undefined;
+          const id = line.includes(`name=gpp-feed:${victim.tier.instanceId}`)
+            ? /(?:^| )id=(\d+)/.exec(line)?.[1]
+            : undefined;
           if (id !== undefined) kills += Number(await raw.client('KILL', 'ID', id));
         }
       }
     }
     // Once reconnected and caught up: every id current.
     const deadline = Date.now() + 10_000;
-    while ((victim.tier.feedStatus().lagEntries > 0 || victim.tier.feedLagMs() > 1500) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    while ((victim.tier.feedStatus().lagEntries > 0 || victim.tier.feedLagMs() > 1500) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20));
     let staleAfter = 0;
-    for (const id of ids) if ((await victim.engine.get(String(id))).entry.value?.revision !== backend.backend.revisionOf(id)) staleAfter++;
+    for (const id of ids)
+      if ((await victim.engine.get(String(id))).entry.value?.revision !== backend.backend.revisionOf(id)) staleAfter++;
     return [
       `| reads at the instance whose feed connection was killed ${kills} times in ${o.seconds} s (${i} changes, ${reads} reads) | ${staleReads} behind the backend, ${staleBeyondPropagation} of them by more than 20 ms (reconnecting), ${staleBeyondMaxLag} by more than FEED_MAX_LAG_MS; the oldest ${oldest} ms behind | none older than FEED_MAX_LAG_MS (${maxLagMs} ms) |`,
       `| stale reads once reconnected (${ids.length} ids) | ${staleAfter} | 0 |`,

@@ -14,7 +14,12 @@ export interface DistinctBurstOptions {
   warmupRequests: number;
 }
 
-export const DISTINCT_BURST_DEFAULTS: DistinctBurstOptions = { requests: 5000, originLatencyMs: 200, rounds: 8, warmupRequests: 2000 };
+export const DISTINCT_BURST_DEFAULTS: DistinctBurstOptions = {
+  requests: 5000,
+  originLatencyMs: 200,
+  rounds: 8,
+  warmupRequests: 2000,
+};
 
 interface RoundResult {
   answers: Map<string, number>;
@@ -50,7 +55,12 @@ export async function distinctBurst(options: Partial<DistinctBurstOptions> = {})
       try {
         // A burst usually meets a process that has served before: warm its JIT at a pace the upstream takes easily.
         if (o.warmupRequests > 0) {
-          await runLoad({ url: proxy.url, connections: 32, requests: o.warmupRequests, path: (i) => `/groups/${nextGroup + i}` });
+          await runLoad({
+            url: proxy.url,
+            connections: 32,
+            requests: o.warmupRequests,
+            path: (i) => `/groups/${nextGroup + i}`,
+          });
           await resetBackend(mock.url);
           nextGroup += o.warmupRequests;
         }
@@ -126,7 +136,7 @@ async function scrape(url: string): Promise<string> {
 /** The value of one sample line (`name{labels} value`) of a Prometheus text exposition; 0 when absent. */
 export function metricValue(exposition: string, sample: string): number {
   for (const line of exposition.split('\n')) {
-    if (line.startsWith(sample + ' ')) return Number(line.slice(sample.length + 1));
+    if (line.startsWith(`${sample} `)) return Number(line.slice(sample.length + 1));
   }
   return 0;
 }

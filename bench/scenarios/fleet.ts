@@ -22,10 +22,18 @@ export async function fleet(options: Partial<FleetOptions> = {}): Promise<Row[]>
   const mock = await startMock({ MOCK_LATENCY_MS: String(o.originLatencyMs) });
   const proxies: Running[] = [];
   try {
-    for (let i = 0; i < o.proxies; i++) proxies.push(await startProxy({ UPSTREAM_URL: mock.url, REDIS_URL: redis.url, REDIS_PREFIX: 'bench:' }));
+    for (let i = 0; i < o.proxies; i++)
+      proxies.push(await startProxy({ UPSTREAM_URL: mock.url, REDIS_URL: redis.url, REDIS_PREFIX: 'bench:' }));
     await new Promise((resolve) => setTimeout(resolve, 500)); // let every instance connect to Redis
     const loads = await Promise.all(
-      proxies.map((proxy) => runLoad({ url: proxy.url, connections: Math.ceil(o.requests / o.proxies), requests: Math.ceil(o.requests / o.proxies), path: () => '/groups/7777777' })),
+      proxies.map((proxy) =>
+        runLoad({
+          url: proxy.url,
+          connections: Math.ceil(o.requests / o.proxies),
+          requests: Math.ceil(o.requests / o.proxies),
+          path: () => '/groups/7777777',
+        }),
+      ),
     );
     const merged = {
       requests: loads.reduce((n, l) => n + l.requests, 0),
@@ -34,7 +42,13 @@ export async function fleet(options: Partial<FleetOptions> = {}): Promise<Row[]>
       durationMs: Math.max(...loads.map((l) => l.durationMs)),
       latencies: Float64Array.from(loads.flatMap((l) => [...l.latencies])).sort(),
     };
-    return [row(`fleet: ${o.requests} requests over ${o.proxies} proxies sharing Redis`, merged, (await backendStats(mock.url)).calls)];
+    return [
+      row(
+        `fleet: ${o.requests} requests over ${o.proxies} proxies sharing Redis`,
+        merged,
+        (await backendStats(mock.url)).calls,
+      ),
+    ];
   } finally {
     for (const proxy of proxies) await proxy.stop();
     await mock.stop();

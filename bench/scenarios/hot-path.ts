@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import { percentile } from '../lib/load.js';
 import { SIDECAR_NODE_FLAGS } from '../../src/server/node-flags.js';
 import { BurstClient } from '../lib/burst-client.js';
-import { backendStats, pinThisProcess, startBareServer, startMock, startNode, startProxy, type Running } from '../lib/processes.js';
+import {
+  backendStats,
+  pinThisProcess,
+  startBareServer,
+  startMock,
+  startNode,
+  startProxy,
+  type Running,
+} from '../lib/processes.js';
 import { wrk, type WrkResult } from '../lib/wrk.js';
 import type { Row } from '../lib/report.js';
 
@@ -78,7 +86,8 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
         const [bareRun, proxyRun] = await Promise.all([load('bare', o.seconds), load('proxy', o.seconds)]);
         together.push({ bare: bareRun, proxy: proxyRun });
       }
-      const ratio = (rounds: Record<Name, Measured>[], of: (m: Measured) => number) => median(rounds.map((r) => of(r.proxy) / of(r.bare)));
+      const ratio = (rounds: Record<Name, Measured>[], of: (m: Measured) => number) =>
+        median(rounds.map((r) => of(r.proxy) / of(r.bare)));
       const summary = (name: Name): Measured => ({
         requests: median(alone.map((r) => r[name].requests)),
         rps: median(alone.map((r) => r[name].rps)),
@@ -90,22 +99,51 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
       const bareRow = summary('bare');
       const proxyRow = summary('proxy');
       const perCore = ratio(together, (m) => m.perCpuSecond);
-      console.log(`\nboth servers started as: node ${nodeArgs.join(' ') || '(no flags)'}; ${o.rounds} rounds of ${o.seconds} s each way`);
-      console.log(`\n| server, pinned to CPU 0 (medians) | alone: req/s | alone: p50 ms | alone: p99 ms | side by side: req per CPU-second | errors |`);
+      console.log(
+        `\nboth servers started as: node ${nodeArgs.join(' ') || '(no flags)'}; ${o.rounds} rounds of ${o.seconds} s each way`,
+      );
+      console.log(
+        `\n| server, pinned to CPU 0 (medians) | alone: req/s | alone: p50 ms | alone: p99 ms | side by side: req per CPU-second | errors |`,
+      );
       console.log(`| --- | ---: | ---: | ---: | ---: | ---: |`);
-      for (const [name, r] of [['bare node:http, same bytes and headers', bareRow], ['proxy, L1 hit', proxyRow]] as const) {
-        console.log(`| ${name} | ${Math.round(r.rps)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${Math.round(r.perCpuSecond)} | ${r.errors} |`);
+      for (const [name, r] of [
+        ['bare node:http, same bytes and headers', bareRow],
+        ['proxy, L1 hit', proxyRow],
+      ] as const) {
+        console.log(
+          `| ${name} | ${Math.round(r.rps)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${Math.round(r.perCpuSecond)} | ${r.errors} |`,
+        );
       }
       console.log(`\n| proxy ÷ bare node:http (median of per-round ratios) | measured | target |`);
       console.log(`| --- | ---: | ---: |`);
       console.log(`| throughput per core (side by side, req per CPU-second) | ${perCore.toFixed(3)} | ≥ 0.9 |`);
       console.log(`| req/s, each alone on the core | ${ratio(alone, (m) => m.rps).toFixed(3)} | |`);
       console.log(`| proxy p99 at ${o.connections} connections, alone | ${proxyRow.p99Ms.toFixed(2)} ms | ≤ 5 ms |`);
-      console.log(`\nper-round ratios, side by side: ${together.map((r) => (r.proxy.perCpuSecond / r.bare.perCpuSecond).toFixed(3)).join(', ')}`);
+      console.log(
+        `\nper-round ratios, side by side: ${together.map((r) => (r.proxy.perCpuSecond / r.bare.perCpuSecond).toFixed(3)).join(', ')}`,
+      );
       console.log(`per-round ratios, alone: ${alone.map((r) => (r.proxy.rps / r.bare.rps).toFixed(3)).join(', ')}`);
       return [
-        { scenario: 'hot-path: bare node:http (alone)', requests: bareRow.requests, downstreamCalls: 0, errors: bareRow.errors, p50: bareRow.p50Ms, p95: Number.NaN, p99: bareRow.p99Ms, rps: bareRow.rps },
-        { scenario: 'hot-path: proxy L1 hit (alone)', requests: proxyRow.requests, downstreamCalls: 1, errors: proxyRow.errors, p50: proxyRow.p50Ms, p95: Number.NaN, p99: proxyRow.p99Ms, rps: proxyRow.rps },
+        {
+          scenario: 'hot-path: bare node:http (alone)',
+          requests: bareRow.requests,
+          downstreamCalls: 0,
+          errors: bareRow.errors,
+          p50: bareRow.p50Ms,
+          p95: Number.NaN,
+          p99: bareRow.p99Ms,
+          rps: bareRow.rps,
+        },
+        {
+          scenario: 'hot-path: proxy L1 hit (alone)',
+          requests: proxyRow.requests,
+          downstreamCalls: 1,
+          errors: proxyRow.errors,
+          p50: proxyRow.p50Ms,
+          p95: Number.NaN,
+          p99: proxyRow.p99Ms,
+          rps: proxyRow.rps,
+        },
       ];
     } finally {
       await bare.stop();
@@ -124,7 +162,9 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
  * coalescing server (bench/bare-burst-server.mjs) gives the floor of this
  * generator on this machine.
  */
-export async function coldBurst(options: { requests?: number; originLatencyMs?: number; rounds?: number; stockNode?: number } = {}): Promise<Row[]> {
+export async function coldBurst(
+  options: { requests?: number; originLatencyMs?: number; rounds?: number; stockNode?: number } = {},
+): Promise<Row[]> {
   const requests = options.requests ?? 1000;
   const originLatencyMs = options.originLatencyMs ?? 50;
   const rounds = options.rounds ?? 5;
@@ -133,10 +173,20 @@ export async function coldBurst(options: { requests?: number; originLatencyMs?: 
   const rows: Row[] = [];
   const mock = await startMock({ MOCK_LATENCY_MS: String(originLatencyMs) });
   const proxy = await startProxy({ UPSTREAM_URL: mock.url }, { cpu: '0', nodeArgs });
-  const floor = await startNode('bench/bare-burst-server.mjs', { ORIGIN_MS: String(originLatencyMs) }, /bare burst server listening/, { cpu: '0', nodeArgs });
+  const floor = await startNode(
+    'bench/bare-burst-server.mjs',
+    { ORIGIN_MS: String(originLatencyMs) },
+    /bare burst server listening/,
+    { cpu: '0', nodeArgs },
+  );
   try {
-    console.log(`\nboth servers started as: node ${nodeArgs.join(' ') || '(no flags)'}, pinned to CPU 0; load generator on CPU 1`);
-    for (const [label, target] of [['proxy', proxy.url], ['ideal coalescing server (floor)', floor.url]] as const) {
+    console.log(
+      `\nboth servers started as: node ${nodeArgs.join(' ') || '(no flags)'}, pinned to CPU 0; load generator on CPU 1`,
+    );
+    for (const [label, target] of [
+      ['proxy', proxy.url],
+      ['ideal coalescing server (floor)', floor.url],
+    ] as const) {
       const client = await BurstClient.open(target, requests);
       try {
         // Bursts on other keys first: a serving process has compiled its miss path and set up its
@@ -167,7 +217,9 @@ export async function coldBurst(options: { requests?: number; originLatencyMs?: 
     console.log('| --- | --- | ---: | ---: |');
     for (const label of ['proxy', 'ideal coalescing server (floor)']) {
       const p99s = rows.filter((r) => r.scenario.includes(`, ${label} (`)).map((r) => r.p99);
-      console.log(`| ${label} | ${p99s.map((p) => p.toFixed(1)).join(', ')} | ${median(p99s).toFixed(1)} | ${p99s.filter((p) => p <= target).length} of ${p99s.length} |`);
+      console.log(
+        `| ${label} | ${p99s.map((p) => p.toFixed(1)).join(', ')} | ${median(p99s).toFixed(1)} | ${p99s.filter((p) => p <= target).length} of ${p99s.length} |`,
+      );
     }
     return rows;
   } finally {

@@ -31,7 +31,14 @@ const CONTROL_ENV = { HOST: '127.0.0.1', USER: 'bench' };
 /** Node under callgrind, counting from the start, one output file per thread in `outDir`. */
 function callgrind(outDir: string): NodeProcessOptions {
   return {
-    wrapper: ['valgrind', '--quiet', '--tool=callgrind', '--separate-threads=yes', '--dump-instr=no', `--callgrind-out-file=${join(outDir, 'cg.out')}`],
+    wrapper: [
+      'valgrind',
+      '--quiet',
+      '--tool=callgrind',
+      '--separate-threads=yes',
+      '--dump-instr=no',
+      `--callgrind-out-file=${join(outDir, 'cg.out')}`,
+    ],
     nodeArgs: [...SIDECAR_NODE_FLAGS],
     startTimeoutMs: 120_000,
   };
@@ -42,7 +49,10 @@ function valgrindHint(error: Error): never {
 }
 
 function callgrindControl(pid: number, command: '-z' | '-d'): void {
-  execFileSync('callgrind_control', [command, String(pid)], { env: { ...process.env, ...CONTROL_ENV }, stdio: 'ignore' });
+  execFileSync('callgrind_control', [command, String(pid)], {
+    env: { ...process.env, ...CONTROL_ENV },
+    stdio: 'ignore',
+  });
 }
 
 /** Sends `count` GETs over `connections` keep-alive connections, one in flight per connection. */
@@ -72,10 +82,14 @@ async function count(server: Running, outDir: string, o: InstructionsOptions): P
   }
   // The dump after zeroing is part 1: one file per thread, cg.out.1-01 being the main thread.
   const files = readdirSync(outDir).filter((name) => name.startsWith('cg.out.1-'));
-  const total = (name: string): number => Number(/^summary: (\d+)$/m.exec(readFileSync(join(outDir, name), 'utf8'))?.[1] ?? 0);
+  const total = (name: string): number =>
+    Number(/^summary: (\d+)$/m.exec(readFileSync(join(outDir, name), 'utf8'))?.[1] ?? 0);
   const main = files.find((name) => name.endsWith('-01'));
   if (main === undefined) throw new Error(`no callgrind dump in ${outDir}`);
-  return { mainThread: total(main) / o.requests, allThreads: files.reduce((sum, name) => sum + total(name), 0) / o.requests };
+  return {
+    mainThread: total(main) / o.requests,
+    allThreads: files.reduce((sum, name) => sum + total(name), 0) / o.requests,
+  };
 }
 
 /**
@@ -95,22 +109,38 @@ export async function instructions(options: Partial<InstructionsOptions> = {}): 
   const dirs = [mkdtempSync(join(tmpdir(), 'cg-proxy-')), mkdtempSync(join(tmpdir(), 'cg-bare-'))] as const;
   const servers: Running[] = [];
   try {
-    const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '3600000', ...CONTROL_ENV }, callgrind(dirs[0])).catch(valgrindHint);
+    const proxy = await startProxy(
+      { UPSTREAM_URL: mock.url, TTL_MS: '3600000', ...CONTROL_ENV },
+      callgrind(dirs[0]),
+    ).catch(valgrindHint);
     servers.push(proxy);
     const bare = await startBareServer(proxy.url, CONTROL_ENV, callgrind(dirs[1])).catch(valgrindHint);
     servers.push(bare);
     // valgrind runs each process on one core at a time; the two run side by side to halve the wait.
     const [proxyCount, bareCount] = await Promise.all([count(proxy, dirs[0], o), count(bare, dirs[1], o)]);
-    console.log(`\nboth under valgrind --tool=callgrind, node ${SIDECAR_NODE_FLAGS.join(' ')}; ${o.warmup} warm-up requests, then ${o.requests} counted, ${o.connections} connections`);
+    console.log(
+      `\nboth under valgrind --tool=callgrind, node ${SIDECAR_NODE_FLAGS.join(' ')}; ${o.warmup} warm-up requests, then ${o.requests} counted, ${o.connections} connections`,
+    );
     console.log(`\n| server | instructions per request, main thread | all threads |`);
     console.log(`| --- | ---: | ---: |`);
-    console.log(`| bare node:http, same bytes and headers | ${Math.round(bareCount.mainThread)} | ${Math.round(bareCount.allThreads)} |`);
+    console.log(
+      `| bare node:http, same bytes and headers | ${Math.round(bareCount.mainThread)} | ${Math.round(bareCount.allThreads)} |`,
+    );
     console.log(`| proxy, L1 hit | ${Math.round(proxyCount.mainThread)} | ${Math.round(proxyCount.allThreads)} |`);
-    console.log(`| bare ÷ proxy (throughput per core, if instructions were time) | ${(bareCount.mainThread / proxyCount.mainThread).toFixed(3)} | ${(bareCount.allThreads / proxyCount.allThreads).toFixed(3)} |`);
+    console.log(
+      `| bare ÷ proxy (throughput per core, if instructions were time) | ${(bareCount.mainThread / proxyCount.mainThread).toFixed(3)} | ${(bareCount.allThreads / proxyCount.allThreads).toFixed(3)} |`,
+    );
     const results = new URL('../results/', import.meta.url);
     mkdirSync(results, { recursive: true });
-    const record = { scenario: 'instructions', node: process.version, flags: SIDECAR_NODE_FLAGS, ...o, bare: bareCount, proxy: proxyCount };
-    writeFileSync(new URL('instructions.json', results), JSON.stringify(record, null, 2) + '\n');
+    const record = {
+      scenario: 'instructions',
+      node: process.version,
+      flags: SIDECAR_NODE_FLAGS,
+      ...o,
+      bare: bareCount,
+      proxy: proxyCount,
+    };
+    writeFileSync(new URL('instructions.json', results), `${JSON.stringify(record, null, 2)}\n`);
     return [];
   } finally {
     for (const server of servers) server.child.kill('SIGKILL');

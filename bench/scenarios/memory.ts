@@ -19,7 +19,15 @@ export interface MemoryOptions {
   restMs: number;
 }
 
-export const MEMORY_DEFAULTS: MemoryOptions = { profiles: 100_000, connections: 64, maxOldSpaceMb: 0, maxSemiSpaceMb: 0, stockNode: 0, settleMs: 2_000, restMs: 12_000 };
+export const MEMORY_DEFAULTS: MemoryOptions = {
+  profiles: 100_000,
+  connections: 64,
+  maxOldSpaceMb: 0,
+  maxSemiSpaceMb: 0,
+  stockNode: 0,
+  settleMs: 2_000,
+  restMs: 12_000,
+};
 
 function residentBytes(pid: number): number {
   const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -50,7 +58,12 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
   for (const maxBytes of [1024 * MB, 64 * MB]) {
     const mock = await startMock({ MOCK_LATENCY_MS: '0' });
     const proxy = await startProxy(
-      { UPSTREAM_URL: mock.url, L1_MAX_ENTRIES: String(Math.max(100_000, o.profiles)), L1_MAX_BYTES: String(maxBytes), TTL_MS: '3600000' },
+      {
+        UPSTREAM_URL: mock.url,
+        L1_MAX_ENTRIES: String(Math.max(100_000, o.profiles)),
+        L1_MAX_BYTES: String(maxBytes),
+        TTL_MS: '3600000',
+      },
       { nodeArgs },
     );
     const pool = new Pool(proxy.url, { connections: o.connections });
@@ -76,7 +89,9 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
       const heapUsed = await gauge(proxy.url, 'gpp_nodejs_heap_size_used_bytes');
       const heapTotal = await gauge(proxy.url, 'gpp_nodejs_heap_size_total_bytes');
       const external = await gauge(proxy.url, 'gpp_nodejs_external_memory_bytes');
-      console.error(`heap used ${(heapUsed / MB).toFixed(0)} MB, heap total ${(heapTotal / MB).toFixed(0)} MB, external ${(external / MB).toFixed(0)} MB`);
+      console.error(
+        `heap used ${(heapUsed / MB).toFixed(0)} MB, heap total ${(heapTotal / MB).toFixed(0)} MB, external ${(external / MB).toFixed(0)} MB`,
+      );
       const limit = 1.3 * payload + 80 * MB;
       lines.push(
         `| ${maxBytes / MB} MiB | ${o.profiles} | ${(payload / MB).toFixed(1)} MB | ${entries} | ${(l1Bytes / MB).toFixed(1)} MB | ${(baseline / MB).toFixed(0)} MB | ${(rssAfterFill / MB).toFixed(0)} MB | ${(rss / MB).toFixed(0)} MB | ${(limit / MB).toFixed(0)} MB | ${rss <= limit ? 'yes' : 'NO'} / ${rssAfterFill <= limit ? 'yes' : 'NO'} | ${l1Bytes <= maxBytes ? 'yes' : 'NO'} |`,
@@ -88,7 +103,9 @@ export async function memory(options: Partial<MemoryOptions> = {}): Promise<Row[
     }
   }
   console.log(`\nproxy started as: node ${[...nodeArgs, 'dist/cli.js'].join(' ')}`);
-  console.log(`\n| L1_MAX_BYTES | profiles fetched | payload | L1 entries | L1 bytes | RSS at start | RSS ${o.settleMs / 1000} s after fill | RSS at rest (${o.restMs / 1000} s) | target (1.3 × payload + 80 MB) | within target (at rest / after fill) | L1_MAX_BYTES respected |`);
+  console.log(
+    `\n| L1_MAX_BYTES | profiles fetched | payload | L1 entries | L1 bytes | RSS at start | RSS ${o.settleMs / 1000} s after fill | RSS at rest (${o.restMs / 1000} s) | target (1.3 × payload + 80 MB) | within target (at rest / after fill) | L1_MAX_BYTES respected |`,
+  );
   console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
   for (const line of lines) console.log(line);
   return [];

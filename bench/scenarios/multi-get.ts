@@ -19,7 +19,14 @@ export interface MultiGetOptions {
   originLatencyMs: number;
 }
 
-export const MULTI_GET_DEFAULTS: MultiGetOptions = { clients: 1000, groupsPerClient: 50, ids: 2000, perClientConcurrency: 6, connections: 256, originLatencyMs: 50 };
+export const MULTI_GET_DEFAULTS: MultiGetOptions = {
+  clients: 1000,
+  groupsPerClient: 50,
+  ids: 2000,
+  perClientConcurrency: 6,
+  connections: 256,
+  originLatencyMs: 50,
+};
 
 interface Run {
   requests: number;
@@ -93,14 +100,21 @@ export async function multiGet(options: Partial<MultiGetOptions> = {}): Promise<
   ] as const;
   for (const { mode, batch } of runs) {
     const mock = await startMock({ MOCK_LATENCY_MS: String(o.originLatencyMs), MOCK_MAX_ID: String(o.ids) });
-    const proxy = await startProxy({ UPSTREAM_URL: mock.url, UPSTREAM_BATCH: batch, MAX_CONNECTIONS: String(o.connections * 2) }).catch(async (error: unknown) => {
+    const proxy = await startProxy({
+      UPSTREAM_URL: mock.url,
+      UPSTREAM_BATCH: batch,
+      MAX_CONNECTIONS: String(o.connections * 2),
+    }).catch(async (error: unknown) => {
       await mock.stop();
       throw error;
     });
     try {
       const run = await runClients(proxy.url, lists, mode, o);
       const stats = await backendStats(mock.url);
-      const label = mode === 'multi' ? `1 multi-get of ${o.groupsPerClient} per client` : `${o.groupsPerClient} single requests per client`;
+      const label =
+        mode === 'multi'
+          ? `1 multi-get of ${o.groupsPerClient} per client`
+          : `${o.groupsPerClient} single requests per client`;
       rows.push({
         scenario: `${o.clients} clients × ${o.groupsPerClient} of ${o.ids} groups: ${label}, batching ${batch}`,
         requests: run.requests,
@@ -118,6 +132,8 @@ export async function multiGet(options: Partial<MultiGetOptions> = {}): Promise<
       await mock.stop();
     }
   }
-  console.log(`${distinct} distinct groups asked for in all; latencies are per client, from its start to its last group answered`);
+  console.log(
+    `${distinct} distinct groups asked for in all; latencies are per client, from its start to its last group answered`,
+  );
   return rows;
 }

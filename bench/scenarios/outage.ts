@@ -12,7 +12,13 @@ export interface OutageOptions {
   afterMs: number;
 }
 
-export const OUTAGE_DEFAULTS: OutageOptions = { groups: 100, connections: 50, beforeMs: 3000, outageMs: 4000, afterMs: 3000 };
+export const OUTAGE_DEFAULTS: OutageOptions = {
+  groups: 100,
+  connections: 50,
+  beforeMs: 3000,
+  outageMs: 4000,
+  afterMs: 3000,
+};
 
 /**
  * Origin outage mid-run: steady traffic over popular (cached) groups while
@@ -23,7 +29,13 @@ export async function outage(options: Partial<OutageOptions> = {}): Promise<Row[
   const o = { ...OUTAGE_DEFAULTS, ...options };
   const mock = await startMock({ MOCK_LATENCY_MS: '20' });
   // Short freshness so the outage meets stale entries, as it would after a while in production.
-  const proxy = await startProxy({ UPSTREAM_URL: mock.url, TTL_MS: '1000', STALE_TTL_MS: '0', NEGATIVE_STALE_TTL_MS: '0', BREAKER_RESET_MS: '2000' });
+  const proxy = await startProxy({
+    UPSTREAM_URL: mock.url,
+    TTL_MS: '1000',
+    STALE_TTL_MS: '0',
+    NEGATIVE_STALE_TTL_MS: '0',
+    BREAKER_RESET_MS: '2000',
+  });
   try {
     for (let id = 1; id <= o.groups; id++) await fetch(`${proxy.url}/groups/${id}`).then((r) => r.arrayBuffer());
     const phases: { label: string; ms: number; mode: string }[] = [

@@ -46,7 +46,8 @@ function filterMemory(ids: number): string {
   const random = seededRandom(9);
   let falsePositives = 0;
   const probes = 1_000_000;
-  for (let i = 0; i < probes; i++) if (bits.has(bloomPositions(String(ids + 1 + Math.floor(random() * 1e12)), shape, positions))) falsePositives++;
+  for (let i = 0; i < probes; i++)
+    if (bits.has(bloomPositions(String(ids + 1 + Math.floor(random() * 1e12)), shape, positions))) falsePositives++;
   return (
     `filter for ${ids.toLocaleString('en')} ids at 1 %: ${shape.bits.toLocaleString('en')} bits, ${shape.hashes} hashes, ` +
     `${(bits.bytes / 2 ** 20).toFixed(1)} MiB (array buffers grew ${(bytes / 2 ** 20).toFixed(1)} MiB), filled in ${(fillMs / 1000).toFixed(1)} s; ` +
@@ -67,7 +68,10 @@ export async function penetration(options: Partial<PenetrationOptions> = {}): Pr
     { label: 'no guard', env: {} },
     { label: 'existence filter (authoritative)', env: { EXISTENCE_FILTER: 'on', UPSTREAM_ID_EXPORT: 'on' } },
     // The budget alone: it cannot tell made-up ids from real ones, but caps what each scanner costs.
-    { label: 'miss budget alone (100 at once, 10/s)', env: { MISS_BUDGET: 'on', MISS_BUDGET_CLIENT_HEADER: 'x-client-id' } },
+    {
+      label: 'miss budget alone (100 at once, 10/s)',
+      env: { MISS_BUDGET: 'on', MISS_BUDGET_CLIENT_HEADER: 'x-client-id' },
+    },
   ];
   for (const run of runs) {
     const mock = await startMock({ MOCK_LATENCY_MS: String(o.originLatencyMs), MOCK_MAX_ID: String(o.groups) });
@@ -80,10 +84,13 @@ export async function penetration(options: Partial<PenetrationOptions> = {}): Pr
         // The fill runs in the background after start: wait until the filter says it is authoritative.
         const started = performance.now();
         while (!/gpp_existence_filter_authoritative 1/.test(await (await fetch(`${proxy.url}/metrics`)).text())) {
-          if (performance.now() - started > 120_000) throw new Error('the existence filter was not filled within 120 s');
+          if (performance.now() - started > 120_000)
+            throw new Error('the existence filter was not filled within 120 s');
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
-        console.log(`${run.label}: filter filled from the export in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+        console.log(
+          `${run.label}: filter filled from the export in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+        );
       }
       const random = seededRandom(7);
       const made = Array.from({ length: o.scanIds }, () => o.groups + 1 + Math.floor(random() * 1e12));
@@ -92,12 +99,25 @@ export async function penetration(options: Partial<PenetrationOptions> = {}): Pr
       const [scans, members] = await Promise.all([
         Promise.all(
           Array.from({ length: o.scanners }, (_, s) =>
-            runLoad({ url: proxy.url, connections: 1, requests: perScanner, durationMs: o.maxRunMs, path: (i) => `/groups/${made[s * perScanner + i]}`, headers: { 'x-client-id': `scanner-${s}` } }),
+            runLoad({
+              url: proxy.url,
+              connections: 1,
+              requests: perScanner,
+              durationMs: o.maxRunMs,
+              path: (i) => `/groups/${made[s * perScanner + i]}`,
+              headers: { 'x-client-id': `scanner-${s}` },
+            }),
           ),
         ),
         Promise.all(
           Array.from({ length: o.members }, (_, m) =>
-            runLoad({ url: proxy.url, connections: 1, durationMs: o.maxRunMs, path: () => `/groups/${sample()}`, headers: { 'x-client-id': `member-${m}` } }),
+            runLoad({
+              url: proxy.url,
+              connections: 1,
+              durationMs: o.maxRunMs,
+              path: () => `/groups/${sample()}`,
+              headers: { 'x-client-id': `member-${m}` },
+            }),
           ),
         ),
       ]);

@@ -20,7 +20,15 @@ export interface WarmStartBenchOptions {
   warmCount: number;
 }
 
-export const WARM_START_BENCH_DEFAULTS: WarmStartBenchOptions = { ids: 10_000, exponent: 1.1, warmupMs: 30_000, measureMs: 10_000, connections: 64, originLatencyMs: 50, warmCount: 10_000 };
+export const WARM_START_BENCH_DEFAULTS: WarmStartBenchOptions = {
+  ids: 10_000,
+  exponent: 1.1,
+  warmupMs: 30_000,
+  measureMs: 10_000,
+  connections: 64,
+  originLatencyMs: 50,
+  warmCount: 10_000,
+};
 
 interface Measured {
   run: string;
@@ -59,15 +67,28 @@ export async function warmStartBench(options: Partial<WarmStartBenchOptions> = {
   try {
     first = await startProxy({ ...env, WARM_START_COUNT: '0' });
     const sample = zipfSampler(o.ids, o.exponent, seededRandom(1));
-    const warmup = await runLoad({ url: first.url, connections: o.connections, durationMs: o.warmupMs, path: () => `/groups/${sample()}` });
+    const warmup = await runLoad({
+      url: first.url,
+      connections: o.connections,
+      durationMs: o.warmupMs,
+      path: () => `/groups/${sample()}`,
+    });
     console.log(`warm-up: ${warmup.requests} requests on the first instance over ${(o.warmupMs / 1000).toFixed(0)} s`);
     // Warm first: the cold run's own loads would otherwise add to what Redis holds for the warm one.
-    for (const [run, count] of [['warm start', o.warmCount], ['cold start', 0]] as const) {
+    for (const [run, count] of [
+      ['warm start', o.warmCount],
+      ['cold start', 0],
+    ] as const) {
       const started = performance.now();
       const joining = await startProxy({ ...env, WARM_START_COUNT: String(count) });
       const startMs = performance.now() - started;
       try {
-        const load = await runLoad({ url: joining.url, connections: o.connections, durationMs: o.measureMs, path: () => `/groups/${sample()}` });
+        const load = await runLoad({
+          url: joining.url,
+          connections: o.connections,
+          durationMs: o.measureMs,
+          path: () => `/groups/${sample()}`,
+        });
         const metrics = await (await fetch(`${joining.url}/metrics`)).text();
         const answered = sumOf(metrics, 'gpp_http_requests_total', /route="\/groups\/:id"/);
         const hits = sumOf(metrics, 'gpp_http_requests_total', /route="\/groups\/:id".*cache="hit"/);
@@ -98,15 +119,32 @@ export async function warmStartBench(options: Partial<WarmStartBenchOptions> = {
     `Zipf(${o.exponent}) over ${o.ids} groups, ${o.connections} connections; a new instance's first ${o.measureMs / 1000} s after the fleet served ${o.warmupMs / 1000} s.\n`,
     '| run | start to listening ms | requests | L1 misses | upstream calls | p50 ms | p99 ms |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...measured.map((m) => `| ${m.run} | ${m.startMs.toFixed(0)} | ${m.requests} | ${m.l1Misses} | ${m.originCalls} | ${m.p50.toFixed(1)} | ${m.p99.toFixed(1)} |`),
+    ...measured.map(
+      (m) =>
+        `| ${m.run} | ${m.startMs.toFixed(0)} | ${m.requests} | ${m.l1Misses} | ${m.originCalls} | ${m.p50.toFixed(1)} | ${m.p99.toFixed(1)} |`,
+    ),
     '',
     `L1 misses in the first ${o.measureMs / 1000} s: ${(100 * fewer).toFixed(1)} % fewer with warm start (target ≥ 90 %).`,
     // Misses that went upstream were groups Redis did not hold (nobody had read them lately): no warm start can know them.
     `Of the misses for groups Redis held (L1 misses less upstream calls): ${(100 * fewerHeld).toFixed(1)} % fewer.`,
   ];
-  console.log('\n' + lines.join('\n') + '\n');
+  console.log(`\n${lines.join('\n')}\n`);
   const results = new URL('../results/', import.meta.url);
   mkdirSync(results, { recursive: true });
-  writeFileSync(new URL('warm-start.json', results), JSON.stringify({ scenario: 'warm-start', node: process.version, options: o, measured, fewerMisses: fewer, fewerHeldMisses: fewerHeld }, null, 2) + '\n');
+  writeFileSync(
+    new URL('warm-start.json', results),
+    `${JSON.stringify(
+      {
+        scenario: 'warm-start',
+        node: process.version,
+        options: o,
+        measured,
+        fewerMisses: fewer,
+        fewerHeldMisses: fewerHeld,
+      },
+      null,
+      2,
+    )}\n`,
+  );
   return [];
 }

@@ -13,7 +13,14 @@ export interface ZipfOptions {
   batchWindowMs: number;
 }
 
-export const ZIPF_DEFAULTS: ZipfOptions = { durationMs: 10_000, connections: 64, ids: 100_000, exponent: 1.1, originLatencyMs: 50, batchWindowMs: 5 };
+export const ZIPF_DEFAULTS: ZipfOptions = {
+  durationMs: 10_000,
+  connections: 64,
+  ids: 100_000,
+  exponent: 1.1,
+  originLatencyMs: 50,
+  batchWindowMs: 5,
+};
 
 /**
  * Zipf(1.1) over 100k group ids from a cold cache, 64 connections, closed
@@ -30,15 +37,31 @@ export async function zipf(options: Partial<ZipfOptions> = {}): Promise<Row[]> {
   ] as const;
   for (const { batch, windowMs } of runs) {
     const mock = await startMock({ MOCK_LATENCY_MS: String(o.originLatencyMs), MOCK_MAX_ID: String(o.ids) });
-    const proxy = await startProxy({ UPSTREAM_URL: mock.url, UPSTREAM_BATCH: batch, BATCH_WINDOW_MS: String(windowMs) }).catch(async (error: unknown) => {
+    const proxy = await startProxy({
+      UPSTREAM_URL: mock.url,
+      UPSTREAM_BATCH: batch,
+      BATCH_WINDOW_MS: String(windowMs),
+    }).catch(async (error: unknown) => {
       await mock.stop();
       throw error;
     });
     try {
       const sample = zipfSampler(o.ids, o.exponent, seededRandom(42));
-      const load = await runLoad({ url: proxy.url, connections: o.connections, durationMs: o.durationMs, path: () => `/groups/${sample()}` });
+      const load = await runLoad({
+        url: proxy.url,
+        connections: o.connections,
+        durationMs: o.durationMs,
+        path: () => `/groups/${sample()}`,
+      });
       const stats = await backendStats(mock.url);
-      rows.push(row(`zipf(${o.exponent}) ${o.ids} ids, batching ${batch === 'on' ? `on (${windowMs} ms window)` : 'off'}`, load, stats.calls, Object.keys(stats.byId).length));
+      rows.push(
+        row(
+          `zipf(${o.exponent}) ${o.ids} ids, batching ${batch === 'on' ? `on (${windowMs} ms window)` : 'off'}`,
+          load,
+          stats.calls,
+          Object.keys(stats.byId).length,
+        ),
+      );
     } finally {
       await proxy.stop();
       await mock.stop();

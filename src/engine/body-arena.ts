@@ -99,7 +99,9 @@ export class BodyArena {
    * calls `relocate` for every cached body in an evacuating slab.
    */
   planCompaction(): void {
-    const candidates = [...this.#slabs].filter((slab) => slab !== this.#current).sort((a, b) => a.live / a.bytes.length - b.live / b.bytes.length);
+    const candidates = [...this.#slabs]
+      .filter((slab) => slab !== this.#current)
+      .sort((a, b) => a.live / a.bytes.length - b.live / b.bytes.length);
     let waste = this.#waste();
     const target = COMPACT_TO_WASTE * this.#slabTotal;
     for (const slab of candidates) {

@@ -1,14 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { ProxyError, toProxyError } from '../errors.js';
-import { nextPosition, UNAVAILABLE, type ChangeKind, type FeedChange, type FeedPosition, type FeedResetReason, type SharedTier, type Unavailable } from '../util/shared-tier.js';
+import {
+  nextPosition,
+  UNAVAILABLE,
+  type ChangeKind,
+  type FeedChange,
+  type FeedPosition,
+  type FeedResetReason,
+  type SharedTier,
+  type Unavailable,
+} from '../util/shared-tier.js';
 import type { EnvelopeFields } from './envelope.js';
 import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
 import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
 import { MemoryTier } from './memory-tier.js';
-import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ExistenceCheck, type ResolvedEngineOptions } from './options.js';
+import {
+  NOT_FOUND,
+  resolveEngineOptions,
+  type EngineOptions,
+  type ExistenceCheck,
+  type ResolvedEngineOptions,
+} from './options.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
 
 /**
@@ -23,7 +38,15 @@ import { isCallerFailure, WaitList } from './wait-list.js';
  * - `filtered`: the existence filter knows the key does not exist: a not-found entry made for this
  *   answer, with no load and nothing cached.
  */
-export type LookupOutcome = 'hit' | 'l2-hit' | 'miss' | 'collapsed' | 'stale' | 'stale-if-error' | 'stale-timeout' | 'filtered';
+export type LookupOutcome =
+  | 'hit'
+  | 'l2-hit'
+  | 'miss'
+  | 'collapsed'
+  | 'stale'
+  | 'stale-if-error'
+  | 'stale-timeout'
+  | 'filtered';
 
 export interface Lookup<V> {
   readonly entry: CacheEntry<V>;
@@ -85,7 +108,12 @@ interface Flight<V> {
 /** Clients a load remembers to charge its origin call to. */
 const MAX_CHARGEABLE_CLIENTS = 16;
 
-const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = { origin: 'miss', l2: 'l2-hit', fleet: 'collapsed', l1: 'hit' };
+const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = {
+  origin: 'miss',
+  l2: 'l2-hit',
+  fleet: 'collapsed',
+  l1: 'hit',
+};
 
 const noop = (): void => {};
 
@@ -181,7 +209,10 @@ export class CoalescingCache<V = unknown> {
 
   /** How long past freshness entries are served while one refresh runs, so shells can state it (stale-while-revalidate). */
   staleWindows(): { staleWhileRevalidateMs: number; negativeStaleWhileRevalidateMs: number } {
-    return { staleWhileRevalidateMs: this.#options.staleTtlMs, negativeStaleWhileRevalidateMs: this.#options.negativeStaleTtlMs };
+    return {
+      staleWhileRevalidateMs: this.#options.staleTtlMs,
+      negativeStaleWhileRevalidateMs: this.#options.negativeStaleTtlMs,
+    };
   }
 
   /**
@@ -195,7 +226,8 @@ export class CoalescingCache<V = unknown> {
     if (now >= entry.freshUntil) return undefined;
     if (this.#l2 !== undefined && !this.#trusted(entry, now)) return undefined;
     const scale = this.#refreshScale;
-    if (scale !== 0 && entry.freshUntil - now < scale * REFRESH_AHEAD_REACH) this.#maybeRefreshAhead(key, entry, now, scale);
+    if (scale !== 0 && entry.freshUntil - now < scale * REFRESH_AHEAD_REACH)
+      this.#maybeRefreshAhead(key, entry, now, scale);
     if (--this.#untilCounted === 0) {
       this.#untilCounted = this.#options.hotKeysSampleEvery;
       // One hit in N stands for N; negative entries are no group to warm.
@@ -340,7 +372,8 @@ export class CoalescingCache<V = unknown> {
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
     const now = this.#options.now();
     let stale: StoredEntry<V> | undefined = this.#l1.get(key);
-    if (stale !== undefined && this.#l2 !== undefined && !this.#trusted(stale, now)) return this.#check(key, stale, options?.signal);
+    if (stale !== undefined && this.#l2 !== undefined && !this.#trusted(stale, now))
+      return this.#check(key, stale, options?.signal);
     if (stale !== undefined) {
       if (now < stale.freshUntil + this.#staleWindow(stale)) {
         this.#refresh(key, now);
@@ -356,7 +389,10 @@ export class CoalescingCache<V = unknown> {
       const verdict = existence.check(key);
       if (verdict === 'absent') return Promise.resolve(this.#filtered(key, now));
       // Answered later: look again then (another lookup may have filled L1 or started the load meanwhile).
-      if (verdict !== 'maybe') return verdict.then((settled) => (settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#get(key, options, undefined)));
+      if (verdict !== 'maybe')
+        return verdict.then((settled) =>
+          settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#get(key, options, undefined),
+        );
     }
     const signal = options?.signal;
     const { flight, started } = this.#join(key, now, undefined, options?.client);
@@ -367,7 +403,10 @@ export class CoalescingCache<V = unknown> {
   /** The answer for a key the existence filter rejected: not found, fresh for the negative TTL, never stored. */
   #filtered(key: string, now: number): Lookup<V> {
     const o = this.#options;
-    return { entry: createEntry<V>('missing', o.notFoundBody(key), now, o.negativeTtlMs, 0, o.deserialize), outcome: 'filtered' };
+    return {
+      entry: createEntry<V>('missing', o.notFoundBody(key), now, o.negativeTtlMs, 0, o.deserialize),
+      outcome: 'filtered',
+    };
   }
 
   /**
@@ -392,7 +431,14 @@ export class CoalescingCache<V = unknown> {
     // Then ours, before the append: this instance's reader may deliver the change before the
     // append is acknowledged, and it skips own changes (they are applied here already).
     this.#invalidateLocal(list);
-    const parts = deleted ? await this.#l2.appendChange({ ids: list, kind: options.kind ?? 'changed', version: options.version, sharedCopiesDeleted: true }) : UNAVAILABLE;
+    const parts = deleted
+      ? await this.#l2.appendChange({
+          ids: list,
+          kind: options.kind ?? 'changed',
+          version: options.version,
+          sharedCopiesDeleted: true,
+        })
+      : UNAVAILABLE;
     if (parts === UNAVAILABLE) {
       this.#notify({ type: 'unfed', ids: list });
       return { fleet: false, positions: [] };
@@ -432,7 +478,15 @@ export class CoalescingCache<V = unknown> {
       const { lagMs, lagEntries } = this.#l2.feedStatus();
       feed = { lagMs, lagEntries, lagging: lagMs > this.#options.feedMaxLagMs };
     }
-    return { l1Entries: this.#l1.size, l1Bytes: this.#l1.bytes, l1ArenaBytes: this.#l1.arenaBytes, inFlight: this.#flights.size, waiting, l2, feed };
+    return {
+      l1Entries: this.#l1.size,
+      l1Bytes: this.#l1.bytes,
+      l1ArenaBytes: this.#l1.arenaBytes,
+      inFlight: this.#flights.size,
+      waiting,
+      l2,
+      feed,
+    };
   }
 
   /**
@@ -452,13 +506,22 @@ export class CoalescingCache<V = unknown> {
   }
 
   /** The caller joins the key's load in flight, started here (checking `checking`, if given) when there is none. */
-  #join(key: string, notBefore: number, checking?: StoredEntry<V>, client?: string): { flight: Flight<V>; started: boolean } {
+  #join(
+    key: string,
+    notBefore: number,
+    checking?: StoredEntry<V>,
+    client?: string,
+  ): { flight: Flight<V>; started: boolean } {
     let flight = this.#flights.get(key);
     let started = false;
     if (flight === undefined) {
       flight = this.#startFlight(key, notBefore, false, checking, client);
       started = true;
-    } else if (client !== undefined && flight.clients.length < MAX_CHARGEABLE_CLIENTS && !flight.clients.includes(client)) {
+    } else if (
+      client !== undefined &&
+      flight.clients.length < MAX_CHARGEABLE_CLIENTS &&
+      !flight.clients.includes(client)
+    ) {
       flight.clients.push(client);
     }
     flight.waiters++;
@@ -557,7 +620,15 @@ export class CoalescingCache<V = unknown> {
     const now = this.#options.now();
     const position = nextPosition(this.#localFeed.last, now);
     this.#localFeed.last = position;
-    const change: FeedChange = { ids, kind: options.kind ?? 'changed', shard: 0, position, appendedAt: now, producer: 'local', replayed: false };
+    const change: FeedChange = {
+      ids,
+      kind: options.kind ?? 'changed',
+      shard: 0,
+      position,
+      appendedAt: now,
+      producer: 'local',
+      replayed: false,
+    };
     if (options.version !== undefined) change.version = options.version;
     return change;
   }
@@ -602,8 +673,20 @@ export class CoalescingCache<V = unknown> {
    * `notBefore`: an L2 entry is only taken if it stays fresh past this instant
    * (now for a miss; the current entry's expiry for an early refresh).
    */
-  #startFlight(key: string, notBefore: number, background = false, checking?: StoredEntry<V>, client?: string): Flight<V> {
-    const flight: Flight<V> = { promise: undefined as unknown as Promise<Filled<V>>, waiters: 0, fenced: false, waitList: undefined, clients: client === undefined ? [] : [client] };
+  #startFlight(
+    key: string,
+    notBefore: number,
+    background = false,
+    checking?: StoredEntry<V>,
+    client?: string,
+  ): Flight<V> {
+    const flight: Flight<V> = {
+      promise: undefined as unknown as Promise<Filled<V>>,
+      waiters: 0,
+      fenced: false,
+      waitList: undefined,
+      clients: client === undefined ? [] : [client],
+    };
     flight.promise = this.#fill(key, flight, notBefore, checking).finally(() => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
     });
@@ -617,13 +700,21 @@ export class CoalescingCache<V = unknown> {
     return flight;
   }
 
-  async #fill(key: string, flight: Flight<V>, notBefore: number, checking: StoredEntry<V> | undefined): Promise<Filled<V>> {
+  async #fill(
+    key: string,
+    flight: Flight<V>,
+    notBefore: number,
+    checking: StoredEntry<V> | undefined,
+  ): Promise<Filled<V>> {
     const signal = this.#closing.signal;
     let filled: Filled<V>;
     let cacheable = true;
     try {
       // Not a tick later than before when nothing is charged: loads start when they always did.
-      const loadOrigin = (): Promise<CacheEntry<V>> => (this.#chargeable(flight) ? this.#charge(flight).then(() => this.#loadFromOrigin(key)) : this.#loadFromOrigin(key));
+      const loadOrigin = (): Promise<CacheEntry<V>> =>
+        this.#chargeable(flight)
+          ? this.#charge(flight).then(() => this.#loadFromOrigin(key))
+          : this.#loadFromOrigin(key);
       if (this.#fleet === undefined) {
         filled = { entry: await loadOrigin(), source: 'origin' };
       } else {
@@ -660,8 +751,22 @@ export class CoalescingCache<V = unknown> {
     this.#loadMs = this.#loadMs === 0 ? took : this.#loadMs + (took - this.#loadMs) * 0.2;
     if (o.refreshAheadMs !== 0) this.#refreshScale = Math.max(o.refreshAheadMs, this.#loadMs);
     return loaded === NOT_FOUND
-      ? createEntry<V>('missing', o.notFoundBody(key), now, jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random), o.maxStaleMs, o.deserialize)
-      : createEntry<V>('found', o.serialize(loaded), now, jitteredTtl(o.ttlMs, o.ttlJitter, o.random), o.maxStaleMs, o.deserialize);
+      ? createEntry<V>(
+          'missing',
+          o.notFoundBody(key),
+          now,
+          jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random),
+          o.maxStaleMs,
+          o.deserialize,
+        )
+      : createEntry<V>(
+          'found',
+          o.serialize(loaded),
+          now,
+          jitteredTtl(o.ttlMs, o.ttlJitter, o.random),
+          o.maxStaleMs,
+          o.deserialize,
+        );
   }
 
   /** An L2 value as an entry here, or `undefined` when it is not fresh past `notBefore` or its value does not decode. */
@@ -684,7 +789,11 @@ export class CoalescingCache<V = unknown> {
     flight.waitList = list;
     flight.promise.then(
       // One answer object for the starter and one shared by every collapsed caller.
-      (filled) => list.resolveAll({ entry: filled.entry, outcome: OUTCOME_OF_SOURCE[filled.source] }, { entry: filled.entry, outcome: 'collapsed' }),
+      (filled) =>
+        list.resolveAll(
+          { entry: filled.entry, outcome: OUTCOME_OF_SOURCE[filled.source] },
+          { entry: filled.entry, outcome: 'collapsed' },
+        ),
       (error: unknown) => list.rejectAll(error),
     );
     return list;
@@ -695,11 +804,19 @@ export class CoalescingCache<V = unknown> {
    * within the soft timeout, the stale entry if the load fails (the breaker
    * and shedding included) or is slower; the load goes on in the background.
    */
-  #waitOrServeStale(flight: Flight<V>, started: boolean, stale: CacheEntry<V>, signal: AbortSignal | undefined): Promise<Lookup<V>> {
+  #waitOrServeStale(
+    flight: Flight<V>,
+    started: boolean,
+    stale: CacheEntry<V>,
+    signal: AbortSignal | undefined,
+  ): Promise<Lookup<V>> {
     return new Promise<Lookup<V>>((resolve, reject) => {
       // Whichever settles first wins; later calls to resolve or reject are no-ops.
       const clock = this.#options.clock;
-      const soft = clock.setTimeout(() => resolve({ entry: stale, outcome: 'stale-timeout' }), this.#options.softTimeoutMs);
+      const soft = clock.setTimeout(
+        () => resolve({ entry: stale, outcome: 'stale-timeout' }),
+        this.#options.softTimeoutMs,
+      );
       this.#waitListOf(flight)
         .wait(started, signal)
         .then(

@@ -31,7 +31,7 @@ export interface CacheEntry<V = unknown> {
 
 export function etagOf(body: Buffer): string {
   // sha1 is plenty for a validator (collisions need an attacker controlling the origin's bytes).
-  return '"' + createHash('sha1').update(body).digest('base64url') + '"';
+  return `"${createHash('sha1').update(body).digest('base64url')}"`;
 }
 
 export interface EntryFields {
@@ -148,7 +148,10 @@ export function createEntry<V>(
   decode: (body: Buffer) => V,
 ): StoredEntry<V> {
   const freshUntil = storedAt + ttlMs;
-  return new StoredEntry({ kind, body, etag: etagOf(body), storedAt, freshUntil, usableUntil: freshUntil + keepMs }, decode);
+  return new StoredEntry(
+    { kind, body, etag: etagOf(body), storedAt, freshUntil, usableUntil: freshUntil + keepMs },
+    decode,
+  );
 }
 
 /**

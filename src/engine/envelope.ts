@@ -40,7 +40,7 @@ export function encodeEnvelope(entry: EnvelopeFields): Buffer {
     x: entry.usableUntil,
     e: entry.etag,
   };
-  return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n', 'utf8'), entry.body]);
+  return Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`, 'utf8'), entry.body]);
 }
 
 /** The fields of an envelope, or `undefined` for anything that is not a valid current-format envelope. */
@@ -58,7 +58,14 @@ export function decodeEnvelope(bytes: Buffer): EnvelopeFields | undefined {
   if (!isTime(header.s) || !isTime(header.f) || !isTime(header.x) || typeof header.e !== 'string') return undefined;
   const body = Buffer.from(bytes.subarray(newline + 1));
   if (etagOf(body) !== header.e) return undefined;
-  return { kind: header.k === 'f' ? 'found' : 'missing', body, etag: header.e, storedAt: header.s, freshUntil: header.f, usableUntil: header.x };
+  return {
+    kind: header.k === 'f' ? 'found' : 'missing',
+    body,
+    etag: header.e,
+    storedAt: header.s,
+    freshUntil: header.f,
+    usableUntil: header.x,
+  };
 }
 
 function isTime(value: unknown): value is number {

@@ -57,7 +57,8 @@ export class FleetLoader {
    * the waits on the keys it concerns look at the shared tier again. A reset wakes every wait.
    */
   deliver(event: TierEvent): void {
-    const ids = event.type === 'change' ? event.change.ids : event.type === 'reset' ? [...this.#listeners.keys()] : [event.id];
+    const ids =
+      event.type === 'change' ? event.change.ids : event.type === 'reset' ? [...this.#listeners.keys()] : [event.id];
     for (const id of ids) for (const listener of this.#listeners.get(id) ?? []) listener(event);
   }
 
@@ -80,7 +81,8 @@ export class FleetLoader {
       const found = await tier.lookupOrLease(key, token, mode);
       if (found === UNAVAILABLE) {
         news.cancel();
-        if (hooks.keepWhenUnavailable !== undefined) return { entry: hooks.keepWhenUnavailable, source: 'l1', cacheable: false };
+        if (hooks.keepWhenUnavailable !== undefined)
+          return { entry: hooks.keepWhenUnavailable, source: 'l1', cacheable: false };
         return { entry: await hooks.loadOrigin(), source: 'origin', cacheable: true };
       }
       if (found.type === 'hit') {
@@ -115,7 +117,10 @@ export class FleetLoader {
     let entry: CacheEntry<V>;
     // Keep the lease alive while loading, so a load slower than LEASE_TTL_MS is not mistaken for a
     // fenced one (its write-back would fail) and no other instance starts a second load.
-    const heartbeat = this.#every(Math.max(5, Math.floor(tier.leaseTtlMs / 3)), () => void tier.extendLease(key, token));
+    const heartbeat = this.#every(
+      Math.max(5, Math.floor(tier.leaseTtlMs / 3)),
+      () => void tier.extendLease(key, token),
+    );
     try {
       entry = await hooks.loadOrigin();
     } catch (error) {
@@ -124,8 +129,19 @@ export class FleetLoader {
       const failure = toProxyError(error);
       // Local conditions (our breaker, our shedding, our clients' budget, shutdown) are not the origin's answer: the
       // waiters elsewhere retry under their own lease instead of sharing our error.
-      if (failure.code !== 'CLOSED' && failure.code !== 'CIRCUIT_OPEN' && failure.code !== 'OVERLOADED' && failure.code !== 'RATE_LIMITED') {
-        void tier.hint({ type: 'failed', id: key, code: failure.code, status: failure.status, message: failure.message });
+      if (
+        failure.code !== 'CLOSED' &&
+        failure.code !== 'CIRCUIT_OPEN' &&
+        failure.code !== 'OVERLOADED' &&
+        failure.code !== 'RATE_LIMITED'
+      ) {
+        void tier.hint({
+          type: 'failed',
+          id: key,
+          code: failure.code,
+          status: failure.status,
+          message: failure.message,
+        });
       }
       throw error;
     }

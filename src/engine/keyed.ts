@@ -1,7 +1,7 @@
 import { CoalescingCache, type GetOptions, type InvalidationResult, type Lookup } from './engine.js';
 import type { ProxyError } from '../errors.js';
 import type { CacheEntry } from './entry.js';
-import { type EngineOptions, type LoadContext, type NotFound } from './options.js';
+import type { EngineOptions, LoadContext, NotFound } from './options.js';
 import { functionOption } from '../util/options.js';
 
 export interface KeyedCacheOptions<K, V> extends Omit<EngineOptions<V>, 'load'> {
@@ -32,7 +32,10 @@ export interface KeyedCache<K, V> {
 export function createKeyedCache<K = string, V = unknown>(options: KeyedCacheOptions<K, V>): KeyedCache<K, V> {
   const { load, keyToString, keyFromString, ...engineOptions } = options;
   const toString = keyToString === undefined ? String : functionOption<(key: K) => string>('keyToString', keyToString);
-  const fromString = keyFromString === undefined ? (key: string) => key as unknown as K : functionOption<(key: string) => K>('keyFromString', keyFromString);
+  const fromString =
+    keyFromString === undefined
+      ? (key: string) => key as unknown as K
+      : functionOption<(key: string) => K>('keyFromString', keyFromString);
   if (keyToString !== undefined && keyFromString === undefined) {
     throw new TypeError('invalid option keyFromString: required when keyToString is given');
   }

@@ -44,7 +44,8 @@ export class MemoryTier<V> {
   }
 
   set(key: string, entry: CacheEntry<V>): void {
-    if (!(entry instanceof StoredEntry)) throw new TypeError('L1 holds only entries made by createEntry or entryFromFields');
+    if (!(entry instanceof StoredEntry))
+      throw new TypeError('L1 holds only entries made by createEntry or entryFromFields');
     this.#lru.set(key, entry);
     // lru-cache refuses an entry larger than maxBytes; only a held entry takes arena space.
     if (this.#lru.peek(key) === entry) entry.placeIn(this.#arena);

@@ -2,7 +2,17 @@ import type { SharedTier } from '../util/shared-tier.js';
 import type { ProxyError } from '../errors.js';
 import type { EngineObserver } from './observer.js';
 import { SYSTEM_CLOCK, type Clock } from '../util/clock.js';
-import { clockOption, defaultsOf, definedOnly, fractionSpec, functionOption, integerOption, integerSpec, OptionError, specOption } from '../util/options.js';
+import {
+  clockOption,
+  defaultsOf,
+  definedOnly,
+  fractionSpec,
+  functionOption,
+  integerOption,
+  integerSpec,
+  OptionError,
+  specOption,
+} from '../util/options.js';
 
 export { definedOnly };
 
@@ -118,7 +128,9 @@ export interface EngineOptions<V> {
   random?: () => number;
 }
 
-export type ResolvedEngineOptions<V> = Required<Omit<EngineOptions<V>, 'l2' | 'observer' | 'existence' | 'originBudget'>> &
+export type ResolvedEngineOptions<V> = Required<
+  Omit<EngineOptions<V>, 'l2' | 'observer' | 'existence' | 'originBudget'>
+> &
   Pick<EngineOptions<V>, 'l2' | 'existence' | 'originBudget'> & { observer: EngineObserver };
 
 function resolveClock(clock: unknown, now: unknown): Clock {
@@ -156,13 +168,20 @@ export function defaultSerialize(value: unknown): Buffer {
 }
 
 export function defaultNotFoundBody(key: string): Buffer {
-  return Buffer.from(JSON.stringify({ error: { code: 'GROUP_NOT_FOUND', message: `group ${key} does not exist` } }), 'utf8');
+  return Buffer.from(
+    JSON.stringify({ error: { code: 'GROUP_NOT_FOUND', message: `group ${key} does not exist` } }),
+    'utf8',
+  );
 }
 
 export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngineOptions<V> {
   // Renamed, and now on by default: an old configuration must not be taken silently.
   if (typeof options === 'object' && options !== null && 'earlyRefreshMs' in options) {
-    throw new OptionError('earlyRefreshMs', 'nothing: it was replaced by refreshAheadMs (probabilistic refresh-ahead, on by default; 0 turns it off)', (options as Record<string, unknown>).earlyRefreshMs);
+    throw new OptionError(
+      'earlyRefreshMs',
+      'nothing: it was replaced by refreshAheadMs (probabilistic refresh-ahead, on by default; 0 turns it off)',
+      (options as Record<string, unknown>).earlyRefreshMs,
+    );
   }
   const o = { ...ENGINE_DEFAULTS, ...definedOnly(options) };
   const S = ENGINE_OPTION_SPECS;
@@ -172,14 +191,25 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
   return {
     load: functionOption('load', o.load),
     serialize: o.serialize === undefined ? defaultSerialize : functionOption('serialize', o.serialize),
-    deserialize: o.deserialize === undefined ? (body: Buffer) => JSON.parse(body.toString('utf8')) as V : functionOption('deserialize', o.deserialize),
-    l2: o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2 && 'onEvent' in o.l2) ? o.l2 : badOption('l2', 'a SharedTier (RedisTier or InMemoryTier)', o.l2),
+    deserialize:
+      o.deserialize === undefined
+        ? (body: Buffer) => JSON.parse(body.toString('utf8')) as V
+        : functionOption('deserialize', o.deserialize),
+    l2:
+      o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2 && 'onEvent' in o.l2)
+        ? o.l2
+        : badOption('l2', 'a SharedTier (RedisTier or InMemoryTier)', o.l2),
     existence:
-      o.existence === undefined || (typeof o.existence === 'object' && o.existence !== null && typeof o.existence.check === 'function' && typeof o.existence.learn === 'function')
+      o.existence === undefined ||
+      (typeof o.existence === 'object' &&
+        o.existence !== null &&
+        typeof o.existence.check === 'function' &&
+        typeof o.existence.learn === 'function')
         ? o.existence
         : badOption('existence', 'an ExistenceFilter (an object with check and learn)', o.existence),
     originBudget:
-      o.originBudget === undefined || (typeof o.originBudget === 'object' && o.originBudget !== null && typeof o.originBudget.take === 'function')
+      o.originBudget === undefined ||
+      (typeof o.originBudget === 'object' && o.originBudget !== null && typeof o.originBudget.take === 'function')
         ? o.originBudget
         : badOption('originBudget', 'a MissBudget (an object with take)', o.originBudget),
     notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
@@ -188,7 +218,12 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     negativeTtlMs: specOption('negativeTtlMs', o.negativeTtlMs, S.negativeTtlMs),
     staleTtlMs,
     negativeStaleTtlMs,
-    maxStaleMs: integerOption('maxStaleMs', o.maxStaleMs, Math.max(S.maxStaleMs.min, staleTtlMs, negativeStaleTtlMs), S.maxStaleMs.max),
+    maxStaleMs: integerOption(
+      'maxStaleMs',
+      o.maxStaleMs,
+      Math.max(S.maxStaleMs.min, staleTtlMs, negativeStaleTtlMs),
+      S.maxStaleMs.max,
+    ),
     softTimeoutMs: specOption('softTimeoutMs', o.softTimeoutMs, S.softTimeoutMs),
     refreshAheadMs: specOption('refreshAheadMs', o.refreshAheadMs, S.refreshAheadMs),
     hotKeysSampleEvery: specOption('hotKeysSampleEvery', o.hotKeysSampleEvery, S.hotKeysSampleEvery),
@@ -198,7 +233,12 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
     l1MaxEntries: specOption('l1MaxEntries', o.l1MaxEntries, S.l1MaxEntries),
     l1MaxBytes: specOption('l1MaxBytes', o.l1MaxBytes, S.l1MaxBytes),
     l1EntryOverheadBytes: specOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, S.l1EntryOverheadBytes),
-    observer: o.observer === undefined ? {} : typeof o.observer === 'object' && o.observer !== null ? o.observer : badOption('observer', 'an object of hooks', o.observer),
+    observer:
+      o.observer === undefined
+        ? {}
+        : typeof o.observer === 'object' && o.observer !== null
+          ? o.observer
+          : badOption('observer', 'an object of hooks', o.observer),
     clock,
     now: () => clock.now(),
     random: o.random === undefined ? Math.random : functionOption('random', o.random),

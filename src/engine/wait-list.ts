@@ -40,7 +40,15 @@ export class WaitList<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.#done) throw new Error('WaitList.wait after the load settled');
       if (signal?.aborted) return reject(abortedError());
-      const waiter: Waiter<T> = { resolve, reject, deadline: this.#clock.now() + this.#timeoutMs, first, signal, onAbort: undefined, settled: false };
+      const waiter: Waiter<T> = {
+        resolve,
+        reject,
+        deadline: this.#clock.now() + this.#timeoutMs,
+        first,
+        signal,
+        onAbort: undefined,
+        settled: false,
+      };
       if (signal !== undefined) {
         waiter.onAbort = () => this.#settle(waiter, abortedError());
         signal.addEventListener('abort', waiter.onAbort, { once: true });
@@ -79,7 +87,8 @@ export class WaitList<T> {
       const waiter = waiters[this.#next++]!;
       if (!waiter.settled) this.#settle(waiter, waitTimeoutError(this.#timeoutMs));
     }
-    if (this.#next < waiters.length) this.#timer = this.#clock.setTimeout(this.#expire, Math.max(1, waiters[this.#next]!.deadline - now));
+    if (this.#next < waiters.length)
+      this.#timer = this.#clock.setTimeout(this.#expire, Math.max(1, waiters[this.#next]!.deadline - now));
   };
 
   #settle(waiter: Waiter<T>, error: ProxyError): void {

@@ -60,7 +60,8 @@ export async function warmStart(engine: WarmTarget, options: WarmStartOptions = 
   const timeoutMs = specOption('timeoutMs', o.timeoutMs, S.timeoutMs);
   const concurrency = specOption('concurrency', o.concurrency, S.concurrency);
   const keys = o.keys ?? [];
-  if (!Array.isArray(keys) || keys.some((key) => typeof key !== 'string')) throw new OptionError('keys', 'an array of keys (strings)', keys);
+  if (!Array.isArray(keys) || keys.some((key) => typeof key !== 'string'))
+    throw new OptionError('keys', 'an array of keys (strings)', keys);
 
   const clock = engine.clock;
   const deadline = clock.now() + timeoutMs;
@@ -84,7 +85,10 @@ export async function warmStart(engine: WarmTarget, options: WarmStartOptions = 
     const ranked = timeLeft() ? await Promise.race([engine.hottestKeys(hottest), expired.then(() => [])]) : [];
     result.hottest = ranked.length;
     for (let i = 0; i < ranked.length && timeLeft(); i += SHARED_CHUNK) {
-      const filled = await Promise.race([engine.fillFromShared(ranked.slice(i, i + SHARED_CHUNK)), expired.then(() => 0)]);
+      const filled = await Promise.race([
+        engine.fillFromShared(ranked.slice(i, i + SHARED_CHUNK)),
+        expired.then(() => 0),
+      ]);
       result.filledFromShared += filled;
     }
     let next = 0;

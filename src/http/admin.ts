@@ -50,7 +50,10 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
   });
   app.post(
     '/invalidate',
-    bodyLimit({ maxSize: 64 * 1024, onError: (c) => fail(c, new ProxyError('PAYLOAD_TOO_LARGE', 'body over 64 KiB', 413)) }),
+    bodyLimit({
+      maxSize: 64 * 1024,
+      onError: (c) => fail(c, new ProxyError('PAYLOAD_TOO_LARGE', 'body over 64 KiB', 413)),
+    }),
     async (c) => {
       let body: unknown;
       try {
@@ -60,12 +63,16 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
       }
       const raw = Array.isArray(body) ? body : (body as { ids?: unknown } | null)?.ids;
       if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_INVALIDATION_IDS) {
-        return fail(c, new ProxyError('BAD_REQUEST', `ids must be a list of 1 to ${MAX_INVALIDATION_IDS} group ids`, 400));
+        return fail(
+          c,
+          new ProxyError('BAD_REQUEST', `ids must be a list of 1 to ${MAX_INVALIDATION_IDS} group ids`, 400),
+        );
       }
       const ids: string[] = [];
       for (const id of raw) {
         const key = typeof id === 'string' || typeof id === 'number' ? options.parseId(String(id)) : undefined;
-        if (key === undefined) return fail(c, new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(id)}`, 400));
+        if (key === undefined)
+          return fail(c, new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(id)}`, 400));
         ids.push(key);
       }
       const fields = Array.isArray(body) ? {} : (body as { kind?: unknown; version?: unknown });
@@ -78,7 +85,15 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
       const unique = [...new Set(ids)];
       const result = await options.engine.invalidate(unique, { kind: fields.kind, version: fields.version });
       if (!result.fleet) {
-        return fail(c, new ProxyError('L2_UNAVAILABLE', 'invalidated on this instance only: the change could not be appended to the feed (Redis unreachable), retry', 503, { retryAfterSeconds: 1 }));
+        return fail(
+          c,
+          new ProxyError(
+            'L2_UNAVAILABLE',
+            'invalidated on this instance only: the change could not be appended to the feed (Redis unreachable), retry',
+            503,
+            { retryAfterSeconds: 1 },
+          ),
+        );
       }
       // Answered once Redis acknowledged the append: every instance will apply it, replaying if need be.
       return c.json({ invalidated: unique, positions: result.positions });

@@ -47,7 +47,10 @@ export function createProxyApp(options: ProxyAppOptions): Hono {
 export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: LookupPipeline } {
   const pipeline = new LookupPipeline(options);
   const cacheName = pipeline.cacheName;
-  const adminToken = options.adminToken === undefined ? undefined : secretOption('adminToken', options.adminToken, ADMIN_TOKEN_MIN_LENGTH);
+  const adminToken =
+    options.adminToken === undefined
+      ? undefined
+      : secretOption('adminToken', options.adminToken, ADMIN_TOKEN_MIN_LENGTH);
   const isReady = options.isReady ?? (() => true);
   const app = new Hono();
   if (pipeline.logsAccess) {
@@ -62,17 +65,28 @@ export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: 
     const { l2, feed } = options.engine.stats();
     // A degraded L2 or a lagging feed keeps readiness: the instance still serves, from L1 and the
     // origin, or checking L1 against L2 while it cannot hear changes. Both are reported.
-    const body = { l2, ...(feed === undefined ? {} : { feed: { state: feed.lagging ? 'lagging' : 'ok', lagMs: feed.lagMs, lagEntries: feed.lagEntries } }) };
+    const body = {
+      l2,
+      ...(feed === undefined
+        ? {}
+        : { feed: { state: feed.lagging ? 'lagging' : 'ok', lagMs: feed.lagMs, lagEntries: feed.lagEntries } }),
+    };
     return isReady() ? c.json({ status: 'ready', ...body }) : c.json({ status: 'stopping', ...body }, 503);
   });
-  if (options.push !== undefined) app.route('/', groupEventRoutes({ hub: options.push, parseId: pipeline.parseId, cacheName }));
+  if (options.push !== undefined)
+    app.route('/', groupEventRoutes({ hub: options.push, parseId: pipeline.parseId, cacheName }));
   app.route('/groups', groupProfileRoutes(pipeline));
   const metrics = options.metrics;
   if (options.metricsRoute === true && metrics !== undefined) {
-    app.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+    app.get('/metrics', async (c) =>
+      c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
+    );
   }
   if (adminToken !== undefined) {
-    app.route('/admin', adminRoutes({ engine: options.engine, token: adminToken, parseId: pipeline.parseId, cacheName }));
+    app.route(
+      '/admin',
+      adminRoutes({ engine: options.engine, token: adminToken, parseId: pipeline.parseId, cacheName }),
+    );
   }
   app.notFound((c) => send(c, encodeError(new ProxyError('ROUTE_NOT_FOUND', 'no such route', 404), cacheName)));
   app.onError((error, c) => send(c, pipeline.fail(error, c.req.method, c.req.url)));

@@ -13,14 +13,19 @@ const SINGLE = /^\/groups\/([^/?]+)\/events(?:\?|$)/;
  * for as long as the stream lives (see the README's push numbers). Returns
  * false for anything else (other methods included: Hono answers those).
  */
-export function createEventsFastPath(hub: PushHub, parseId: (raw: string) => string | undefined, cacheName: string): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createEventsFastPath(
+  hub: PushHub,
+  parseId: (raw: string) => string | undefined,
+  cacheName: string,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     const url = req.url;
     if (req.method !== 'GET' || url === undefined) return false;
     let rawIds: string[];
     const single = SINGLE.exec(url);
     if (single !== null) rawIds = [single[1]!];
-    else if (url === '/events' || url.startsWith('/events?')) rawIds = (new URLSearchParams(url.slice(8)).get('groups') ?? '').split(',');
+    else if (url === '/events' || url.startsWith('/events?'))
+      rawIds = (new URLSearchParams(url.slice(8)).get('groups') ?? '').split(',');
     else return false;
     const lastEventId = req.headers['last-event-id'];
     let checked: StreamRequest;
@@ -45,7 +50,8 @@ export function createEventsFastPath(hub: PushHub, parseId: (raw: string) => str
       drop: () => void res.destroy(),
     };
     const result = hub.subscribe(checked.ids, sink, checked.resumeFrom);
-    if ('refused' in result) res.end(); // the hub closed in between
+    if ('refused' in result)
+      res.end(); // the hub closed in between
     else res.on('close', () => result.subscription.close());
     return true;
   };

@@ -14,7 +14,12 @@ export interface EventRoutesOptions {
 }
 
 export function tooManySubscribers(): ProxyError {
-  return new ProxyError('TOO_MANY_SUBSCRIBERS', 'this instance holds as many streams as it may: retry, or another instance', 503, { retryAfterSeconds: 5 });
+  return new ProxyError(
+    'TOO_MANY_SUBSCRIBERS',
+    'this instance holds as many streams as it may: retry, or another instance',
+    503,
+    { retryAfterSeconds: 5 },
+  );
 }
 
 /** A stream request, checked: the groups and where to resume from, or the error to answer. */
@@ -32,14 +37,30 @@ export const EVENT_STREAM_HEADERS = {
  * `maxGroups`, valid and distinct, and a Last-Event-ID that is one of ours. Nothing is held open
  * and nothing is loaded for a request this rejects.
  */
-export function checkStreamRequest(rawIds: readonly string[], lastEventId: string | undefined, hub: PushHub, parseId: (raw: string) => string | undefined): StreamRequest {
-  if (rawIds.length === 0 || (rawIds.length === 1 && rawIds[0] === '')) return { error: new ProxyError('BAD_REQUEST', 'name the groups: /events?groups=1,2,3', 400) };
-  if (rawIds.length > hub.maxGroups) return { error: new ProxyError('TOO_MANY_GROUPS', `at most ${hub.maxGroups} groups per stream, got ${rawIds.length}`, 400) };
+export function checkStreamRequest(
+  rawIds: readonly string[],
+  lastEventId: string | undefined,
+  hub: PushHub,
+  parseId: (raw: string) => string | undefined,
+): StreamRequest {
+  if (rawIds.length === 0 || (rawIds.length === 1 && rawIds[0] === ''))
+    return { error: new ProxyError('BAD_REQUEST', 'name the groups: /events?groups=1,2,3', 400) };
+  if (rawIds.length > hub.maxGroups)
+    return {
+      error: new ProxyError('TOO_MANY_GROUPS', `at most ${hub.maxGroups} groups per stream, got ${rawIds.length}`, 400),
+    };
   const ids: string[] = [];
   const seen = new Set<string>();
   for (const raw of rawIds) {
     const id = parseId(raw);
-    if (id === undefined) return { error: new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(raw.slice(0, 40))}: expected a canonical decimal id`, 400) };
+    if (id === undefined)
+      return {
+        error: new ProxyError(
+          'INVALID_GROUP_ID',
+          `invalid group id ${JSON.stringify(raw.slice(0, 40))}: expected a canonical decimal id`,
+          400,
+        ),
+      };
     if (seen.has(id)) return { error: new ProxyError('BAD_REQUEST', `group ${id} is listed twice`, 400) };
     seen.add(id);
     ids.push(id);
@@ -47,7 +68,14 @@ export function checkStreamRequest(rawIds: readonly string[], lastEventId: strin
   let resumeFrom: FeedVector | undefined;
   if (lastEventId !== undefined && lastEventId !== '') {
     resumeFrom = decodeEventId(lastEventId);
-    if (resumeFrom === undefined) return { error: new ProxyError('BAD_LAST_EVENT_ID', 'Last-Event-ID is not an event id of this proxy: reconnect without it', 400) };
+    if (resumeFrom === undefined)
+      return {
+        error: new ProxyError(
+          'BAD_LAST_EVENT_ID',
+          'Last-Event-ID is not an event id of this proxy: reconnect without it',
+          400,
+        ),
+      };
   }
   return { ids, resumeFrom };
 }

@@ -17,7 +17,9 @@ const PREFIX = '/groups/';
  * bytes, metrics, access-log lines and 500s cannot differ
  * (tests/fast-path.test.ts, tests/pipeline.test.ts prove it).
  */
-export function createFastPath(source: LookupPipeline | LookupPipelineOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createFastPath(
+  source: LookupPipeline | LookupPipelineOptions,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
   const pipeline = source instanceof LookupPipeline ? source : new LookupPipeline(source);
   const { timed, parseId } = pipeline;
   return (req, res) => {
@@ -37,7 +39,8 @@ export function createFastPath(source: LookupPipeline | LookupPipelineOptions): 
       // waiter, and a burst's thousand would outlive the young generation. A client that leaves
       // keeps its waiter until the shared load settles (or waitTimeoutMs), and is then not written to.
       const answer = pipeline.answer(key, req.headers['if-none-match'], undefined, method, url, req);
-      if (answer instanceof Promise) void answer.then((settled) => finish(pipeline, res, method, url, settled, started));
+      if (answer instanceof Promise)
+        void answer.then((settled) => finish(pipeline, res, method, url, settled, started));
       else finish(pipeline, res, method, url, answer, started);
     } catch (error) {
       // Only the id rule can throw here (the pipeline never does): answered like any unexpected error.
@@ -53,7 +56,14 @@ export function createFastPath(source: LookupPipeline | LookupPipelineOptions): 
  * Never throws, so a settled lookup is never an unhandled rejection: what
  * breaks here is reported and answered 500 if nothing was sent yet.
  */
-function finish(pipeline: LookupPipeline, res: ServerResponse, method: string, url: string, answer: LookupAnswer, started: number): void {
+function finish(
+  pipeline: LookupPipeline,
+  res: ServerResponse,
+  method: string,
+  url: string,
+  answer: LookupAnswer,
+  started: number,
+): void {
   try {
     if (res.destroyed) {
       answer = pipeline.clientClosed;

@@ -30,7 +30,12 @@ const QUOTED_ID_MAX = 24;
  * ProxyError (400) says what is wrong: no or several `ids` parameters, an empty list, too many
  * ids, or which id is invalid. Duplicates are kept here (the engine looks each key up once).
  */
-export function parseIdList(url: string, parseId: (raw: string) => string | undefined, maxIds: number, maxGroupId: number): string[] | ProxyError {
+export function parseIdList(
+  url: string,
+  parseId: (raw: string) => string | undefined,
+  maxIds: number,
+  maxGroupId: number,
+): string[] | ProxyError {
   const query = url.indexOf('?');
   let raw: string | undefined;
   if (query !== -1) {
@@ -42,7 +47,8 @@ export function parseIdList(url: string, parseId: (raw: string) => string | unde
     }
   }
   if (raw === undefined) return new ProxyError('BAD_REQUEST', 'missing ids: ask for GET /groups?ids=1,2,3', 400);
-  if (raw === '') return new ProxyError('INVALID_GROUP_ID', 'ids is empty: give 1 to ' + maxIds + ' comma-separated group ids', 400);
+  if (raw === '')
+    return new ProxyError('INVALID_GROUP_ID', `ids is empty: give 1 to ${maxIds} comma-separated group ids`, 400);
   // At most one element past the limit is split off: a huge list costs no more than a short one.
   const parts = raw.split(',', maxIds + 1);
   if (parts.length > maxIds) return new ProxyError('TOO_MANY_GROUPS', `at most ${maxIds} ids per request`, 400);
@@ -50,8 +56,12 @@ export function parseIdList(url: string, parseId: (raw: string) => string | unde
   for (let i = 0; i < parts.length; i++) {
     const key = parseId(parts[i]!);
     if (key === undefined) {
-      const shown = parts[i]!.length > QUOTED_ID_MAX ? parts[i]!.slice(0, QUOTED_ID_MAX) + '…' : parts[i]!;
-      return new ProxyError('INVALID_GROUP_ID', `id ${i + 1} of the list, ${JSON.stringify(shown)}, is not a group id: a decimal integer in [1, ${maxGroupId}]`, 400);
+      const shown = parts[i]!.length > QUOTED_ID_MAX ? `${parts[i]!.slice(0, QUOTED_ID_MAX)}…` : parts[i]!;
+      return new ProxyError(
+        'INVALID_GROUP_ID',
+        `id ${i + 1} of the list, ${JSON.stringify(shown)}, is not a group id: a decimal integer in [1, ${maxGroupId}]`,
+        400,
+      );
     }
     keys.push(key);
   }
@@ -106,13 +116,17 @@ export function encodeManyAnswer(
     validator.update(`${key}\u0000${entry.etag}\u0000`);
     freshUntil = Math.min(freshUntil, entry.freshUntil);
     usableUntil = Math.min(usableUntil, entry.usableUntil);
-    const window = entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds;
+    const window =
+      entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds;
     revalidateUntil = Math.min(revalidateUntil, entry.freshUntil + window * 1000);
     oldest = Math.min(oldest, entry.storedAt);
     outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
   }
   parts.push(Buffer.from(separator === '{' ? '{}' : '}', 'utf8'));
-  const headers: Record<string, string> = { 'content-type': JSON_TYPE, 'cache-status': cacheStatus(cacheName, outcomes, Math.floor((freshUntil - now) / 1000), failedStatus) };
+  const headers: Record<string, string> = {
+    'content-type': JSON_TYPE,
+    'cache-status': cacheStatus(cacheName, outcomes, Math.floor((freshUntil - now) / 1000), failedStatus),
+  };
   if (failed) {
     headers['cache-control'] = 'no-store';
     if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
@@ -125,9 +139,10 @@ export function encodeManyAnswer(
     if (revalidate > 0) cacheControl += `, stale-while-revalidate=${revalidate}`;
     const ifError = Math.floor((usableUntil - now) / 1000) - maxAge;
     if (ifError > 0) cacheControl += `, stale-if-error=${ifError}`;
-    if (policy.sharedMaxAgeSeconds !== undefined) cacheControl += `, s-maxage=${Math.max(0, policy.sharedMaxAgeSeconds - Math.ceil((now - oldest) / 1000))}`;
+    if (policy.sharedMaxAgeSeconds !== undefined)
+      cacheControl += `, s-maxage=${Math.max(0, policy.sharedMaxAgeSeconds - Math.ceil((now - oldest) / 1000))}`;
     headers['cache-control'] = cacheControl;
-    headers.etag = '"m' + validator.digest('base64url') + '"';
+    headers.etag = `"m${validator.digest('base64url')}"`;
     if (ifNoneMatch !== undefined && matchesIfNoneMatch(ifNoneMatch, headers.etag)) {
       delete headers['content-type'];
       return { status: 304, headers, body: null, outcomes };
@@ -149,12 +164,18 @@ const LOADED: ReadonlySet<MultiGetOutcome> = new Set(['miss', 'collapsed', 'erro
  * `fwd=miss` when any had to be loaded or failed (with the worst upstream status), `fwd=stale`
  * when some were served stale because their load failed or was slow; `detail` counts the ids.
  */
-function cacheStatus(cacheName: string, outcomes: ReadonlyMap<MultiGetOutcome, number>, ttlSeconds: number, failedStatus: number): string {
+function cacheStatus(
+  cacheName: string,
+  outcomes: ReadonlyMap<MultiGetOutcome, number>,
+  ttlSeconds: number,
+  failedStatus: number,
+): string {
   const counts = [...outcomes].map(([outcome, count]) => `${outcome}=${count}`).join(' ');
   const detail = `; detail="${counts}"`;
   const outcomeList = [...outcomes.keys()];
   if (outcomeList.every((outcome) => outcome === 'filtered')) return `${cacheName}${detail}`;
   if (outcomeList.every((outcome) => FROM_CACHE.has(outcome))) return `${cacheName}; hit; ttl=${ttlSeconds}${detail}`;
-  if (outcomeList.some((outcome) => LOADED.has(outcome))) return `${cacheName}; fwd=miss${failedStatus > 0 ? `; fwd-status=${failedStatus}` : ''}${detail}`;
+  if (outcomeList.some((outcome) => LOADED.has(outcome)))
+    return `${cacheName}; fwd=miss${failedStatus > 0 ? `; fwd-status=${failedStatus}` : ''}${detail}`;
   return `${cacheName}; fwd=stale; ttl=${ttlSeconds}${detail}`;
 }

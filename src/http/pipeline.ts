@@ -4,7 +4,14 @@ import { ProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { functionOption, integerOption, OptionError, specOption } from '../util/options.js';
-import { AnswerEncoder, cacheControlPolicy, DEFAULT_CACHE_NAME, encodeErrorAnswer, type CacheControlPolicy, type LookupAnswer } from './respond.js';
+import {
+  AnswerEncoder,
+  cacheControlPolicy,
+  DEFAULT_CACHE_NAME,
+  encodeErrorAnswer,
+  type CacheControlPolicy,
+  type LookupAnswer,
+} from './respond.js';
 import { encodeManyAnswer, MULTI_GET_OPTION_SPECS, parseIdList, type MultiGetOutcome } from './multi-get.js';
 import type { GetOptions, LookupOutcome } from '../engine/engine.js';
 
@@ -15,10 +22,20 @@ export const ROUTE_LABEL = '/groups/:id';
 export const MULTI_ROUTE_LABEL = '/groups';
 
 /** What the HTTP shells need of an engine, whatever its value type (without `staleWindows`, no stale directives are stated). */
-export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'getMany' | 'now'> & Partial<Pick<CoalescingCache<unknown>, 'staleWindows'>>;
+export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'getMany' | 'now'> &
+  Partial<Pick<CoalescingCache<unknown>, 'staleWindows'>>;
 
 /** A multi-get's request as metrics count it: its slowest way of answering an id (a failed id counts as a miss). */
-const SUMMARY_ORDER: readonly LookupOutcome[] = ['miss', 'collapsed', 'stale-if-error', 'stale-timeout', 'stale', 'l2-hit', 'filtered', 'hit'];
+const SUMMARY_ORDER: readonly LookupOutcome[] = [
+  'miss',
+  'collapsed',
+  'stale-if-error',
+  'stale-timeout',
+  'stale',
+  'l2-hit',
+  'filtered',
+  'hit',
+];
 
 /** The request an unexpected error happened in. */
 export interface RequestLine {
@@ -85,7 +102,10 @@ export interface Abortable {
  * socket address), or a Fetch Request (headers only).
  */
 export type ClientSource =
-  | { readonly headers: Readonly<Record<string, string | string[] | undefined>>; readonly socket?: { readonly remoteAddress?: string | undefined } }
+  | {
+      readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+      readonly socket?: { readonly remoteAddress?: string | undefined };
+    }
   | { readonly headers: Headers };
 
 /** Longest client key taken from a header; a longer one is cut. */
@@ -141,15 +161,27 @@ export class LookupPipeline {
     this.#encoder = new AnswerEncoder(cacheName, policyFor(engine, options.sMaxAgeSeconds));
     this.#metrics = options.metrics;
     this.#recordHit = options.metrics?.hitRecorder();
-    this.#onError = options.onError === undefined ? reportToConsole : functionOption<(error: unknown, request: RequestLine) => void>('onError', options.onError);
-    this.#accessLog = options.accessLog === undefined ? undefined : functionOption<(line: AccessLogLine) => void>('accessLog', options.accessLog);
+    this.#onError =
+      options.onError === undefined
+        ? reportToConsole
+        : functionOption<(error: unknown, request: RequestLine) => void>('onError', options.onError);
+    this.#accessLog =
+      options.accessLog === undefined
+        ? undefined
+        : functionOption<(line: AccessLogLine) => void>('accessLog', options.accessLog);
     this.logsAccess = this.#accessLog !== undefined;
-    if (options.clientHeader !== undefined && (typeof options.clientHeader !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(options.clientHeader))) {
+    if (
+      options.clientHeader !== undefined &&
+      (typeof options.clientHeader !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(options.clientHeader))
+    ) {
       throw new OptionError('clientHeader', 'a header name such as x-forwarded-for', options.clientHeader);
     }
     this.#clientHeader = options.clientHeader?.toLowerCase();
     this.timed = this.#metrics !== undefined || this.logsAccess;
-    this.invalidId = encodeErrorAnswer(new ProxyError('INVALID_GROUP_ID', `group id must be a decimal integer in [1, ${maxGroupId}]`, 400), cacheName);
+    this.invalidId = encodeErrorAnswer(
+      new ProxyError('INVALID_GROUP_ID', `group id must be a decimal integer in [1, ${maxGroupId}]`, 400),
+      cacheName,
+    );
     this.internalError = encodeErrorAnswer(new ProxyError('INTERNAL', 'internal error', 500), cacheName);
     this.clientClosed = encodeErrorAnswer(new ProxyError('ABORTED', 'the caller stopped waiting', 499), cacheName);
   }
@@ -162,7 +194,14 @@ export class LookupPipeline {
    * or target) only name the request in that error's log line; `abort`'s
    * signal is read on a miss only.
    */
-  answer(key: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, target: string, from?: ClientSource): LookupAnswer | Promise<LookupAnswer> {
+  answer(
+    key: string,
+    ifNoneMatch: string | undefined,
+    abort: Abortable | undefined,
+    method: string,
+    target: string,
+    from?: ClientSource,
+  ): LookupAnswer | Promise<LookupAnswer> {
     try {
       const entry = this.#engine.peek(key);
       if (entry !== undefined) return this.#encoder.encode(entry, 'hit', this.#engine.now(), ifNoneMatch);
@@ -178,7 +217,10 @@ export class LookupPipeline {
     const header = this.#clientHeader;
     if (header !== undefined) {
       const headers = from.headers;
-      const raw = typeof headers.get === 'function' ? (headers as Headers).get(header) : (headers as Record<string, string | string[] | undefined>)[header];
+      const raw =
+        typeof headers.get === 'function'
+          ? (headers as Headers).get(header)
+          : (headers as Record<string, string | string[] | undefined>)[header];
       const value = Array.isArray(raw) ? raw.at(-1) : raw;
       if (typeof value === 'string') {
         const last = value.slice(value.lastIndexOf(',') + 1).trim();
@@ -194,7 +236,14 @@ export class LookupPipeline {
     return abort === undefined && client === undefined ? undefined : { signal: abort?.signal, client };
   }
 
-  async #lookup(key: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, target: string, from: ClientSource | undefined): Promise<LookupAnswer> {
+  async #lookup(
+    key: string,
+    ifNoneMatch: string | undefined,
+    abort: Abortable | undefined,
+    method: string,
+    target: string,
+    from: ClientSource | undefined,
+  ): Promise<LookupAnswer> {
     try {
       const { entry, outcome, error } = await this.#engine.get(key, this.#getOptions(abort, from));
       return this.#encoder.encode(entry, outcome, this.#engine.now(), ifNoneMatch, error?.status);
@@ -210,7 +259,14 @@ export class LookupPipeline {
    * single route's, so single and multiple requests share loads) encoded by encodeManyAnswer.
    * Never rejects; records the request and each id's outcome into the metrics.
    */
-  async answerMany(url: string, ifNoneMatch: string | undefined, abort: Abortable | undefined, method: string, started: number, from?: ClientSource): Promise<LookupAnswer> {
+  async answerMany(
+    url: string,
+    ifNoneMatch: string | undefined,
+    abort: Abortable | undefined,
+    method: string,
+    started: number,
+    from?: ClientSource,
+  ): Promise<LookupAnswer> {
     let answer: LookupAnswer;
     let outcomes: ReadonlyMap<MultiGetOutcome, number> | undefined;
     try {
@@ -255,10 +311,22 @@ export class LookupPipeline {
   }
 
   /** The access-log line of one request, of any route; `target` is the request URL or target, `started` from performance.now(). */
-  logAccess(method: string, target: string, status: number, cacheStatus: string | null | undefined, started: number): void {
+  logAccess(
+    method: string,
+    target: string,
+    status: number,
+    cacheStatus: string | null | undefined,
+    started: number,
+  ): void {
     const accessLog = this.#accessLog;
     if (accessLog === undefined) return;
-    accessLog({ method, path: pathOf(target), status, cache: cacheStatus ?? null, ms: Math.round((performance.now() - started) * 100) / 100 });
+    accessLog({
+      method,
+      path: pathOf(target),
+      status,
+      cache: cacheStatus ?? null,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+    });
   }
 }
 
@@ -294,7 +362,8 @@ export function pathOf(target: string): string {
 
 /** The Cache-Control policy of a shell over `engine`, with the `sMaxAgeSeconds` option validated. */
 export function policyFor(engine: EngineReader, sMaxAgeSeconds: unknown): CacheControlPolicy {
-  const shared = sMaxAgeSeconds === undefined ? undefined : integerOption('sMaxAgeSeconds', sMaxAgeSeconds, 0, 31_536_000);
+  const shared =
+    sMaxAgeSeconds === undefined ? undefined : integerOption('sMaxAgeSeconds', sMaxAgeSeconds, 0, 31_536_000);
   return cacheControlPolicy(engine.staleWindows?.(), shared);
 }
 

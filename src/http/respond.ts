@@ -34,7 +34,11 @@ export interface CacheControlPolicy {
 }
 
 /** No stale directives and no s-maxage: only max-age. */
-export const PLAIN_CACHE_CONTROL: CacheControlPolicy = { staleWhileRevalidateSeconds: 0, negativeStaleWhileRevalidateSeconds: 0, sharedMaxAgeSeconds: undefined };
+export const PLAIN_CACHE_CONTROL: CacheControlPolicy = {
+  staleWhileRevalidateSeconds: 0,
+  negativeStaleWhileRevalidateSeconds: 0,
+  sharedMaxAgeSeconds: undefined,
+};
 
 /** The engine's stale windows, for shells to state as RFC 5861 directives. */
 export interface StaleWindows {
@@ -43,7 +47,10 @@ export interface StaleWindows {
 }
 
 /** The policy of a shell: the engine's stale-while-revalidate windows (when it states them) and an optional s-maxage. */
-export function cacheControlPolicy(windows: StaleWindows | undefined, sharedMaxAgeSeconds: number | undefined): CacheControlPolicy {
+export function cacheControlPolicy(
+  windows: StaleWindows | undefined,
+  sharedMaxAgeSeconds: number | undefined,
+): CacheControlPolicy {
   return {
     staleWhileRevalidateSeconds: Math.floor((windows?.staleWhileRevalidateMs ?? 0) / 1000),
     negativeStaleWhileRevalidateSeconds: Math.floor((windows?.negativeStaleWhileRevalidateMs ?? 0) / 1000),
@@ -59,7 +66,8 @@ export function cacheControlPolicy(windows: StaleWindows | undefined, sharedMaxA
  */
 function cacheControl(entry: CacheEntry, policy: CacheControlPolicy): string {
   let value = `public, max-age=${Math.floor((entry.freshUntil - entry.storedAt) / 1000)}`;
-  const revalidate = entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds;
+  const revalidate =
+    entry.kind === 'found' ? policy.staleWhileRevalidateSeconds : policy.negativeStaleWhileRevalidateSeconds;
   if (revalidate > 0) value += `, stale-while-revalidate=${revalidate}`;
   const ifError = Math.floor((entry.usableUntil - entry.freshUntil) / 1000);
   if (ifError > 0) value += `, stale-if-error=${ifError}`;
@@ -140,7 +148,13 @@ export class AnswerEncoder {
     this.policy = policy;
   }
 
-  encode(entry: CacheEntry, outcome: LookupOutcome, now: number, ifNoneMatch: string | undefined, failedStatus?: number): LookupAnswer {
+  encode(
+    entry: CacheEntry,
+    outcome: LookupOutcome,
+    now: number,
+    ifNoneMatch: string | undefined,
+    failedStatus?: number,
+  ): LookupAnswer {
     if (ifNoneMatch !== undefined || (outcome !== 'hit' && outcome !== 'collapsed')) {
       return encodeAnswer(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus, this.policy);
     }
@@ -164,7 +178,13 @@ export class AnswerEncoder {
 }
 
 /** RFC 9211 Cache-Status for one answer. */
-function cacheStatus(cacheName: string, outcome: LookupOutcome, ttlSeconds: number, found: boolean, failedStatus: number | undefined): string {
+function cacheStatus(
+  cacheName: string,
+  outcome: LookupOutcome,
+  ttlSeconds: number,
+  found: boolean,
+  failedStatus: number | undefined,
+): string {
   const negative = found ? '' : '-negative';
   switch (outcome) {
     case 'hit':

@@ -28,7 +28,14 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
       if (key === undefined) {
         answer = pipeline.invalidId;
       } else {
-        const pending = pipeline.answer(key, c.req.header('if-none-match'), c.req.raw, c.req.method, url, clientSourceOf(c));
+        const pending = pipeline.answer(
+          key,
+          c.req.header('if-none-match'),
+          c.req.raw,
+          c.req.method,
+          url,
+          clientSourceOf(c),
+        );
         answer = pending instanceof Promise ? await pending : pending;
       }
     } catch (error) {
@@ -40,16 +47,33 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
 
   const getGroupProfiles = async (c: Context): Promise<Response> => {
     const started = performance.now();
-    return send(c, await pipeline.answerMany(c.req.url, c.req.header('if-none-match'), c.req.raw, c.req.method, started, clientSourceOf(c)));
+    return send(
+      c,
+      await pipeline.answerMany(
+        c.req.url,
+        c.req.header('if-none-match'),
+        c.req.raw,
+        c.req.method,
+        started,
+        clientSourceOf(c),
+      ),
+    );
   };
 
   const methodNotAllowed = (c: Context): Response => {
-    const response = send(c, encodeError(new ProxyError('METHOD_NOT_ALLOWED', `use ${ALLOWED_METHODS}`, 405), pipeline.cacheName));
+    const response = send(
+      c,
+      encodeError(new ProxyError('METHOD_NOT_ALLOWED', `use ${ALLOWED_METHODS}`, 405), pipeline.cacheName),
+    );
     response.headers.set('allow', ALLOWED_METHODS);
     return response;
   };
 
-  return new Hono().get('/', getGroupProfiles).all('/', methodNotAllowed).get('/:id', getGroupProfile).all('/:id', methodNotAllowed);
+  return new Hono()
+    .get('/', getGroupProfiles)
+    .all('/', methodNotAllowed)
+    .get('/:id', getGroupProfile)
+    .all('/:id', methodNotAllowed);
 }
 
 /** Node's request under @hono/node-server (headers and socket address), else the Fetch Request (headers only). */

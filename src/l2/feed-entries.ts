@@ -1,4 +1,11 @@
-import { MAX_CHANGE_IDS, parseLeaseHint, timeOfPosition, type Change, type FeedChange, type LeaseHint } from '../util/shared-tier.js';
+import {
+  MAX_CHANGE_IDS,
+  parseLeaseHint,
+  timeOfPosition,
+  type Change,
+  type FeedChange,
+  type LeaseHint,
+} from '../util/shared-tier.js';
 
 /**
  * The fields of feed entries on Redis, the contract a producer outside the
@@ -30,7 +37,13 @@ export type DecodedChange = { change: FeedChange; droppedIds: number } | { skipp
  * id or a malformed entry is skipped (and counted), invalid ids among valid
  * ones are dropped, and nothing in an entry can stop the reader.
  */
-export function decodeChange(position: unknown, raw: unknown, shard: number, isValidKey: (key: string) => boolean, replayed: boolean): DecodedChange {
+export function decodeChange(
+  position: unknown,
+  raw: unknown,
+  shard: number,
+  isValidKey: (key: string) => boolean,
+  replayed: boolean,
+): DecodedChange {
   if (typeof position !== 'string' || !/^\d{1,20}-\d{1,20}$/.test(position)) return { skipped: 'garbage' };
   const fields = fieldsOf(raw);
   if (fields === undefined) return { skipped: 'garbage' };

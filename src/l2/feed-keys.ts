@@ -31,7 +31,13 @@ export function feedShardKeys(prefix: string, shards: number): FeedShardKeys[] {
     let tag = shards === 1 ? 'feed' : `feed-${shard}`;
     for (let n = 0; shards > 1 && !inRange(calculateSlot(`{${tag}}`), low, high); n++) tag = `feed-${shard}.${n}`;
     const base = `${prefix}{${tag}}`;
-    keys.push({ shard, changes: `${base}:changes`, hints: `${base}:hints`, epoch: `${base}:epoch`, slot: calculateSlot(base) });
+    keys.push({
+      shard,
+      changes: `${base}:changes`,
+      hints: `${base}:hints`,
+      epoch: `${base}:epoch`,
+      slot: calculateSlot(base),
+    });
   }
   return keys;
 }

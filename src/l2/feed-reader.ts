@@ -5,11 +5,30 @@ import type { FeedResetReason, TierEvent } from '../util/shared-tier.js';
 import { decodeChange, decodeHint, type SkipReason } from './feed-entries.js';
 import type { FeedShardKeys } from './feed-keys.js';
 
-export type FeedReadReply = [status: string, epoch: string, last: string, added: number, changes: unknown[], hintPosition: string, hints: unknown[], length?: number];
+export type FeedReadReply = [
+  status: string,
+  epoch: string,
+  last: string,
+  added: number,
+  changes: unknown[],
+  hintPosition: string,
+  hints: unknown[],
+  length?: number,
+];
 
 /** A connection dedicated to one shard's blocking reads, with the read script defined on it. */
 export type FeedConnection = Redis & {
-  gppFeedRead(changes: string, hints: string, epoch: string, position: string, knownEpoch: string, ordinal: number, batch: number, freshEpoch: string, hintPosition: string): Promise<FeedReadReply>;
+  gppFeedRead(
+    changes: string,
+    hints: string,
+    epoch: string,
+    position: string,
+    knownEpoch: string,
+    ordinal: number,
+    batch: number,
+    freshEpoch: string,
+    hintPosition: string,
+  ): Promise<FeedReadReply>;
 };
 
 export interface ShardReaderOptions {
@@ -136,7 +155,17 @@ export class ShardReader {
     const k = o.keys;
     const startedAt = o.clock.now();
     const reply = await this.#deadline(
-      connection.gppFeedRead(k.changes, k.hints, k.epoch, this.#position, this.#epoch, this.#ordinal, o.batch, randomUUID(), this.#hintPosition),
+      connection.gppFeedRead(
+        k.changes,
+        k.hints,
+        k.epoch,
+        this.#position,
+        this.#epoch,
+        this.#ordinal,
+        o.batch,
+        randomUUID(),
+        this.#hintPosition,
+      ),
     );
     if (this.#stopped) return false;
     const [status, epoch, last, added, changes, hintPosition, hints, length = 0] = reply;
@@ -213,14 +242,20 @@ export class ShardReader {
 
   async #wait(connection: FeedConnection): Promise<void> {
     const k = this.#o.keys;
-    await this.#deadline(connection.xread('BLOCK', this.#o.blockMs, 'STREAMS', k.changes, k.hints, this.#position, this.#hintPosition), this.#o.blockMs);
+    await this.#deadline(
+      connection.xread('BLOCK', this.#o.blockMs, 'STREAMS', k.changes, k.hints, this.#position, this.#hintPosition),
+      this.#o.blockMs,
+    );
   }
 
   /** `operation`, or a StuckRead once it took `extraMs` plus the stuck allowance. */
   #deadline<T>(operation: Promise<T>, extraMs = 0): Promise<T> {
     const clock = this.#o.clock;
     return new Promise<T>((resolve, reject) => {
-      const timer = clock.setTimeout(() => reject(new StuckRead(`feed read on shard ${this.#o.keys.shard} did not answer`)), extraMs + this.#o.stuckMs);
+      const timer = clock.setTimeout(
+        () => reject(new StuckRead(`feed read on shard ${this.#o.keys.shard} did not answer`)),
+        extraMs + this.#o.stuckMs,
+      );
       operation.then(
         (value) => {
           clock.clearTimeout(timer);

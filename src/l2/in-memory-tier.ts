@@ -85,7 +85,10 @@ export class InMemoryTierStore {
   constructor(options: InMemoryTierStoreOptions = {}) {
     const o = definedOnly(options);
     this.#maxEntries = integerOption('maxEntries', o.maxEntries ?? 100_000, 1, 100_000_000);
-    this.#feedMaxLen = specOption('feedMaxLen', o.feedMaxLen ?? SHARED_TIER_DEFAULTS.feedMaxLen, { ...SHARED_TIER_OPTION_SPECS.feedMaxLen, min: 1 });
+    this.#feedMaxLen = specOption('feedMaxLen', o.feedMaxLen ?? SHARED_TIER_DEFAULTS.feedMaxLen, {
+      ...SHARED_TIER_OPTION_SPECS.feedMaxLen,
+      min: 1,
+    });
     this.now = o.now === undefined ? Date.now : functionOption('now', o.now);
   }
 
@@ -120,7 +123,15 @@ export class InMemoryTierStore {
   /** @internal */ append(change: Change, producer: string): FeedChange {
     const position = nextPosition(this.#lastPosition, this.now());
     this.#lastPosition = position;
-    const logged: FeedChange = { ...change, ids: [...change.ids], shard: 0, position, appendedAt: timeOfPosition(position), producer, replayed: false };
+    const logged: FeedChange = {
+      ...change,
+      ids: [...change.ids],
+      shard: 0,
+      position,
+      appendedAt: timeOfPosition(position),
+      producer,
+      replayed: false,
+    };
     this.#log.push({ change: logged, ordinal: ++this.#added });
     if (this.#log.length > this.#feedMaxLen) this.#log.splice(0, this.#log.length - this.#feedMaxLen);
     for (const member of this.#members) member.wake();
@@ -308,9 +319,11 @@ export class InMemoryTier implements SharedTier {
     const o = { ...SHARED_TIER_DEFAULTS, ...definedOnly(options) };
     this.leaseTtlMs = specOption('leaseTtlMs', o.leaseTtlMs, SHARED_TIER_OPTION_SPECS.leaseTtlMs);
     this.leaseWaitMs = specOption('leaseWaitMs', o.leaseWaitMs, SHARED_TIER_OPTION_SPECS.leaseWaitMs);
-    if (o.store !== undefined && !(o.store instanceof InMemoryTierStore)) throw new OptionError('store', 'an InMemoryTierStore', o.store);
+    if (o.store !== undefined && !(o.store instanceof InMemoryTierStore))
+      throw new OptionError('store', 'an InMemoryTierStore', o.store);
     this.#store = o.store ?? new InMemoryTierStore();
-    this.#isValidKey = o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
+    this.#isValidKey =
+      o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
     this.#hotKeysMax = specOption('hotKeysMax', o.hotKeysMax, SHARED_TIER_OPTION_SPECS.hotKeysMax);
     this.#hotWindowMs = specOption('hotWindowMs', o.hotWindowMs, SHARED_TIER_OPTION_SPECS.hotWindowMs);
     this.#epoch = this.#store.epoch;
@@ -380,7 +393,11 @@ export class InMemoryTier implements SharedTier {
   async hottestKeys(count: number): Promise<string[] | Unavailable> {
     if (this.#closed) return UNAVAILABLE;
     const window = this.#window();
-    return hottestOf([this.#store.readsOf(window), this.#store.readsOf(window - 1)], Math.min(count, this.#hotKeysMax), this.#isValidKey);
+    return hottestOf(
+      [this.#store.readsOf(window), this.#store.readsOf(window - 1)],
+      Math.min(count, this.#hotKeysMax),
+      this.#isValidKey,
+    );
   }
 
   async readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable> {
@@ -416,7 +433,11 @@ export class InMemoryTier implements SharedTier {
     return true;
   }
 
-  async takeToken(bucket: string, burst: number, perSecond: number): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
+  async takeToken(
+    bucket: string,
+    burst: number,
+    perSecond: number,
+  ): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
     return this.#closed ? UNAVAILABLE : this.#store.takeToken(bucket, burst, perSecond);
   }
 
@@ -435,7 +456,12 @@ export class InMemoryTier implements SharedTier {
   }
 
   feedStatus(): FeedStatus {
-    return { lagMs: this.feedLagMs(), lagEntries: Math.max(0, this.#store.added - this.#ordinal), skipped: {}, resumes: 0 };
+    return {
+      lagMs: this.feedLagMs(),
+      lagEntries: Math.max(0, this.#store.added - this.#ordinal),
+      skipped: {},
+      resumes: 0,
+    };
   }
 
   feedPositions(): FeedPosition[] {

@@ -25,7 +25,18 @@ import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
 import { feedShardKeys, shardOfKey, type FeedShardKeys } from './feed-keys.js';
 import { changeFields, hintFields } from './feed-entries.js';
 import { ShardReader, type FeedConnection, type FeedNotice } from './feed-reader.js';
-import { DELETE_FOR_CHANGE, EXTEND_LEASE, FEED_READ, FILL_IF_LEASED, LOOKUP_OR_LEASE, RECORD_READS, RELEASE_LEASE, SET_BITS, TAKE_TOKEN, TEST_BITS } from './scripts.js';
+import {
+  DELETE_FOR_CHANGE,
+  EXTEND_LEASE,
+  FEED_READ,
+  FILL_IF_LEASED,
+  LOOKUP_OR_LEASE,
+  RECORD_READS,
+  RELEASE_LEASE,
+  SET_BITS,
+  TAKE_TOKEN,
+  TEST_BITS,
+} from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -91,7 +102,13 @@ const FEED_BATCH = 500;
 const READ_BATCH = 100;
 
 type ScriptClient = RedisClient & {
-  gppLookupOrLeaseBuffer(entry: string, lease: string, token: string, leaseMs: number, mode: string): Promise<[number, Buffer | number]>;
+  gppLookupOrLeaseBuffer(
+    entry: string,
+    lease: string,
+    token: string,
+    leaseMs: number,
+    mode: string,
+  ): Promise<[number, Buffer | number]>;
   gppFillIfLeased(entry: string, lease: string, token: string, envelope: Buffer, expiryMs: number): Promise<number>;
   gppReleaseLease(entry: string, lease: string, token: string): Promise<number>;
   gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
@@ -99,7 +116,13 @@ type ScriptClient = RedisClient & {
   gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
   gppSetBits(bitmap: string, ttlMs: number, onlyIfExists: string, ...positions: number[]): Promise<number>;
   gppTestBits(bitmap: string, ...positions: number[]): Promise<number>;
-  gppTakeToken(bucket: string, unused: number, burst: number, perSecond: number, expiryMs: number): Promise<[number, string]>;
+  gppTakeToken(
+    bucket: string,
+    unused: number,
+    burst: number,
+    perSecond: number,
+    expiryMs: number,
+  ): Promise<[number, string]>;
 };
 
 /**
@@ -150,12 +173,21 @@ export class RedisTier implements SharedTier {
     this.#feedBlockMs = specOption('feedBlockMs', o.feedBlockMs, S.feedBlockMs);
     this.#hotKeysMax = specOption('hotKeysMax', o.hotKeysMax, S.hotKeysMax);
     this.#hotWindowMs = specOption('hotWindowMs', o.hotWindowMs, S.hotWindowMs);
-    this.#isValidKey = o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
+    this.#isValidKey =
+      o.isValidKey === undefined ? (key) => CANONICAL_GROUP_ID.test(key) : functionOption('isValidKey', o.isValidKey);
     this.#clock = clockOption('clock', o.clock);
-    this.#onFeedNotice = o.onFeedNotice === undefined ? undefined : functionOption<(notice: FeedNotice) => void>('onFeedNotice', o.onFeedNotice);
+    this.#onFeedNotice =
+      o.onFeedNotice === undefined
+        ? undefined
+        : functionOption<(notice: FeedNotice) => void>('onFeedNotice', o.onFeedNotice);
 
     const sources = [o.client, o.url, o.clusterNodes].filter((v) => v !== undefined).length;
-    if (sources !== 1) throw new OptionError('client', 'exactly one of client, url or clusterNodes', sources === 0 ? undefined : 'several');
+    if (sources !== 1)
+      throw new OptionError(
+        'client',
+        'exactly one of client, url or clusterNodes',
+        sources === 0 ? undefined : 'several',
+      );
     let client: RedisClient;
     if (o.client !== undefined) {
       client = o.client;
@@ -194,7 +226,6 @@ export class RedisTier implements SharedTier {
         if (this.#healthy === undefined && this.#client.status === 'ready') this.#setHealthy(true);
       });
     }
-
   }
 
   /** `ok` when the last command reached Redis and the connection is up. */
@@ -267,7 +298,13 @@ export class RedisTier implements SharedTier {
 
   lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable> {
     return this.#run(async () => {
-      const [status, payload] = await this.#client.gppLookupOrLeaseBuffer(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs, mode);
+      const [status, payload] = await this.#client.gppLookupOrLeaseBuffer(
+        this.keys.entry(key),
+        this.keys.lease(key),
+        token,
+        this.leaseTtlMs,
+        mode,
+      );
       if (status === 1) return { type: 'hit', bytes: payload as Buffer };
       if (status === 2) return { type: 'leased' };
       return { type: 'held', pttlMs: Math.max(0, Number(payload)) };
@@ -276,7 +313,16 @@ export class RedisTier implements SharedTier {
 
   /** True when stored; false when the lease was voided (an invalidation) or lost. */
   async fillIfLeased(key: string, token: string, envelope: Buffer, expiryMs: number): Promise<boolean | Unavailable> {
-    return this.#run(async () => (await this.#client.gppFillIfLeased(this.keys.entry(key), this.keys.lease(key), token, envelope, Math.max(1, expiryMs))) === 1);
+    return this.#run(
+      async () =>
+        (await this.#client.gppFillIfLeased(
+          this.keys.entry(key),
+          this.keys.lease(key),
+          token,
+          envelope,
+          Math.max(1, expiryMs),
+        )) === 1,
+    );
   }
 
   async releaseLease(key: string, token: string): Promise<void> {
@@ -285,7 +331,9 @@ export class RedisTier implements SharedTier {
 
   /** Keeps a lease alive while its holder loads; a holder that dies stops extending it. */
   async extendLease(key: string, token: string): Promise<void> {
-    await this.#run(() => this.#client.gppExtendLease(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs));
+    await this.#run(() =>
+      this.#client.gppExtendLease(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs),
+    );
   }
 
   /** Deletes the entries and voids outstanding leases of `keys` (for the change at `position`). False when Redis could not be reached. */
@@ -297,7 +345,13 @@ export class RedisTier implements SharedTier {
         this.#run(() =>
           position === undefined
             ? this.#client.del(k.entry(key), k.lease(key))
-            : this.#client.gppDeleteForChange(k.entry(key), k.lease(key), k.changeMarker(key), position, CHANGE_MARKER_MS),
+            : this.#client.gppDeleteForChange(
+                k.entry(key),
+                k.lease(key),
+                k.changeMarker(key),
+                position,
+                CHANGE_MARKER_MS,
+              ),
         ),
       ),
     );
@@ -316,9 +370,19 @@ export class RedisTier implements SharedTier {
     const parts = await Promise.all(
       [...byShard].map(async ([shard, ids]) => {
         const fields = changeFields({ ...change, ids }, this.instanceId);
-        const position = await this.#run(() => this.#client.xadd(this.#feed[shard]!.changes, 'MAXLEN', '~', this.#feedMaxLen, '*', ...fields));
+        const position = await this.#run(() =>
+          this.#client.xadd(this.#feed[shard]!.changes, 'MAXLEN', '~', this.#feedMaxLen, '*', ...fields),
+        );
         if (position === UNAVAILABLE || position === null) return UNAVAILABLE;
-        const part: FeedChange = { ...change, ids, shard, position, appendedAt: timeOfPosition(position), producer: this.instanceId, replayed: false };
+        const part: FeedChange = {
+          ...change,
+          ids,
+          shard,
+          position,
+          appendedAt: timeOfPosition(position),
+          producer: this.instanceId,
+          replayed: false,
+        };
         return part;
       }),
     );
@@ -327,7 +391,9 @@ export class RedisTier implements SharedTier {
 
   async hint(hint: LeaseHint): Promise<boolean> {
     const stream = this.#feed[this.shardOf(hint.id)]!.hints;
-    const result = await this.#run(() => this.#client.xadd(stream, 'MAXLEN', '~', HINT_MAX_LEN, '*', ...hintFields(hint, this.instanceId)));
+    const result = await this.#run(() =>
+      this.#client.xadd(stream, 'MAXLEN', '~', HINT_MAX_LEN, '*', ...hintFields(hint, this.instanceId)),
+    );
     return result !== UNAVAILABLE;
   }
 
@@ -337,7 +403,9 @@ export class RedisTier implements SharedTier {
     for (const [key, reads] of countedReads(counts, this.#isValidKey)) args.push(reads, key);
     if (args.length === 0) return true;
     const window = this.#window();
-    const result = await this.#run(() => this.#client.gppRecordReads(this.keys.hotReads(window), this.#hotKeysMax, 2 * this.#hotWindowMs, ...args));
+    const result = await this.#run(() =>
+      this.#client.gppRecordReads(this.keys.hotReads(window), this.#hotKeysMax, 2 * this.#hotWindowMs, ...args),
+    );
     return result !== UNAVAILABLE;
   }
 
@@ -345,7 +413,11 @@ export class RedisTier implements SharedTier {
     if (count <= 0) return [];
     const window = this.#window();
     const take = Math.min(count, this.#hotKeysMax) - 1;
-    const windows = await Promise.all([window, window - 1].map((w) => this.#run(() => this.#client.zrevrange(this.keys.hotReads(w), 0, take, 'WITHSCORES'))));
+    const windows = await Promise.all(
+      [window, window - 1].map((w) =>
+        this.#run(() => this.#client.zrevrange(this.keys.hotReads(w), 0, take, 'WITHSCORES')),
+      ),
+    );
     if (windows.some((w) => w === UNAVAILABLE)) return UNAVAILABLE;
     return hottestOf((windows as string[][]).map(pairsOf), count, this.#isValidKey);
   }
@@ -360,7 +432,13 @@ export class RedisTier implements SharedTier {
     for (let i = 0; i < keys.length; i += READ_BATCH) {
       const names = keys.slice(i, i + READ_BATCH).map((key) => this.keys.entry(key));
       // On a Cluster the keys of different groups live in different slots: one GET each, sent together.
-      chunks.push(this.#run(() => (this.#client instanceof Cluster ? Promise.all(names.map((name) => this.#client.getBuffer(name))) : this.#client.mgetBuffer(...names))));
+      chunks.push(
+        this.#run(() =>
+          this.#client instanceof Cluster
+            ? Promise.all(names.map((name) => this.#client.getBuffer(name)))
+            : this.#client.mgetBuffer(...names),
+        ),
+      );
     }
     const read = await Promise.all(chunks);
     if (read.some((chunk) => chunk === UNAVAILABLE)) return UNAVAILABLE;
@@ -370,7 +448,11 @@ export class RedisTier implements SharedTier {
   async setBits(name: string, positions: readonly number[], options: BitsWriteOptions = {}): Promise<boolean> {
     if (positions.length === 0) return true;
     const ttlMs = Math.max(0, Math.round(options.ttlMs ?? 0));
-    return (await this.#run(() => this.#client.gppSetBits(this.keys.bits(name), ttlMs, options.onlyIfExists === true ? '1' : '0', ...positions))) !== UNAVAILABLE;
+    return (
+      (await this.#run(() =>
+        this.#client.gppSetBits(this.keys.bits(name), ttlMs, options.onlyIfExists === true ? '1' : '0', ...positions),
+      )) !== UNAVAILABLE
+    );
   }
 
   async testBits(name: string, positions: readonly number[]): Promise<boolean | 'missing' | Unavailable> {
@@ -394,14 +476,22 @@ export class RedisTier implements SharedTier {
   async writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent = false): Promise<boolean> {
     const key = this.keys.mark(name);
     const ms = Math.max(1, Math.round(ttlMs));
-    const stored = await this.#run(() => (onlyIfAbsent ? this.#client.set(key, value, 'PX', ms, 'NX') : this.#client.set(key, value, 'PX', ms)));
+    const stored = await this.#run(() =>
+      onlyIfAbsent ? this.#client.set(key, value, 'PX', ms, 'NX') : this.#client.set(key, value, 'PX', ms),
+    );
     return stored === 'OK';
   }
 
-  async takeToken(bucket: string, burst: number, perSecond: number): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
+  async takeToken(
+    bucket: string,
+    burst: number,
+    perSecond: number,
+  ): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
     // A bucket left alone refills completely in burst / perSecond: it need not outlive that.
     const expiryMs = Math.max(1000, Math.ceil((burst / perSecond) * 1000));
-    const answer = await this.#run(() => this.#client.gppTakeToken(this.keys.bucket(bucket), 0, burst, perSecond, expiryMs));
+    const answer = await this.#run(() =>
+      this.#client.gppTakeToken(this.keys.bucket(bucket), 0, burst, perSecond, expiryMs),
+    );
     return answer === UNAVAILABLE ? UNAVAILABLE : { allowed: answer[0] === 1, tokens: Number(answer[1]) };
   }
 
@@ -472,13 +562,25 @@ export class RedisTier implements SharedTier {
    */
   #feedConnection(keys: FeedShardKeys, movedTo: string | undefined): FeedConnection {
     const client = this.#client;
-    const own = { connectionName: `gpp-feed:${this.instanceId}`, enableOfflineQueue: true, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, commandTimeout: undefined };
+    const own = {
+      connectionName: `gpp-feed:${this.instanceId}`,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: undefined,
+    };
     let connection: Redis;
     if (client instanceof Cluster) {
       const node = movedTo ?? client.slots[keys.slot]?.[0];
       const match = node === undefined ? null : /^(.*):(\d+)$/.exec(node);
       if (match === null) throw new Error(`no Cluster node known for feed shard ${keys.shard} (slot ${keys.slot}) yet`);
-      connection = new Redis({ ...client.options.redisOptions, host: match[1]!, port: Number(match[2]), ...own, retryStrategy: (attempt) => Math.min(100 * attempt, 2000) });
+      connection = new Redis({
+        ...client.options.redisOptions,
+        host: match[1]!,
+        port: Number(match[2]),
+        ...own,
+        retryStrategy: (attempt) => Math.min(100 * attempt, 2000),
+      });
     } else {
       connection = client.duplicate(own);
     }

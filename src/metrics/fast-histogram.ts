@@ -58,7 +58,13 @@ export class FastHistogram {
   }
 
   /** The prom-client metric protocol: called by the registry at scrape time. */
-  get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] } {
+  get(): {
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
+  } {
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
     for (const s of this.#series.values()) {
       let cumulative = 0;

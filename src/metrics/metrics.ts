@@ -197,7 +197,12 @@ export class ProxyMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     });
-    const collectedCounter = (name: string, help: string, labelNames: string[], values: () => [Record<string, string>, number][]): void => {
+    const collectedCounter = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      values: () => [Record<string, string>, number][],
+    ): void => {
       new Counter({
         name: `${p}${name}`,
         help,
@@ -209,9 +214,17 @@ export class ProxyMetrics {
         },
       });
     };
-    collectedCounter('feed_resumes_total', 'Times a feed reader resumed from its position after losing its connection.', [], () => [[{}, sources.feed?.()?.resumes ?? 0]]);
-    collectedCounter('feed_skipped_entries_total', 'Feed entries skipped (or with ids dropped) as malformed, by reason: unknown_kind, bad_ids, garbage.', ['reason'], () =>
-      Object.entries(sources.feed?.()?.skipped ?? {}).map(([reason, count]) => [{ reason }, count]),
+    collectedCounter(
+      'feed_resumes_total',
+      'Times a feed reader resumed from its position after losing its connection.',
+      [],
+      () => [[{}, sources.feed?.()?.resumes ?? 0]],
+    );
+    collectedCounter(
+      'feed_skipped_entries_total',
+      'Feed entries skipped (or with ids dropped) as malformed, by reason: unknown_kind, bad_ids, garbage.',
+      ['reason'],
+      () => Object.entries(sources.feed?.()?.skipped ?? {}).map(([reason, count]) => [{ reason }, count]),
     );
     collectedCounter(
       'existence_filter_checks_total',
@@ -219,39 +232,77 @@ export class ProxyMetrics {
       ['verdict'],
       () => Object.entries(sources.existence?.()?.checks ?? {}).map(([verdict, count]) => [{ verdict }, count]),
     );
-    collectedCounter('miss_budget_rejections_total', 'Requests answered 429 because their client had spent its budget of origin-bound misses, by reason: fleet (the shared bucket), local (this instance\'s).', ['reason'], () =>
-      Object.entries(sources.budgetRejections?.() ?? {}).map(([reason, count]) => [{ reason }, count]),
+    collectedCounter(
+      'miss_budget_rejections_total',
+      "Requests answered 429 because their client had spent its budget of origin-bound misses, by reason: fleet (the shared bucket), local (this instance's).",
+      ['reason'],
+      () => Object.entries(sources.budgetRejections?.() ?? {}).map(([reason, count]) => [{ reason }, count]),
     );
     this.#l2Enabled = () => (sources.engine?.().l2 ?? 'disabled') !== 'disabled';
     const gauge = (name: string, help: string, collect: (g: Gauge) => void): void => {
-      new Gauge({ name: `${p}${name}`, help, registers, collect(this: Gauge) { collect(this); } });
+      new Gauge({
+        name: `${p}${name}`,
+        help,
+        registers,
+        collect(this: Gauge) {
+          collect(this);
+        },
+      });
     };
-    gauge('breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', (g) => g.set(BREAKER_VALUE[sources.breaker?.() ?? 'closed']));
+    gauge('breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', (g) =>
+      g.set(BREAKER_VALUE[sources.breaker?.() ?? 'closed']),
+    );
     gauge('inflight_loads', 'Loads in progress (one per key at most).', (g) => g.set(sources.engine?.().inFlight ?? 0));
     gauge('l1_entries', 'Entries in the in-process L1 cache.', (g) => g.set(sources.engine?.().l1Entries ?? 0));
-    gauge('l1_bytes', 'Bytes accounted to the L1 cache (bodies plus per-entry overhead).', (g) => g.set(sources.engine?.().l1Bytes ?? 0));
-    gauge('l1_arena_bytes', 'Memory held for L1 bodies, holes left by replaced bodies included.', (g) => g.set(sources.engine?.().l1ArenaBytes ?? 0));
+    gauge('l1_bytes', 'Bytes accounted to the L1 cache (bodies plus per-entry overhead).', (g) =>
+      g.set(sources.engine?.().l1Bytes ?? 0),
+    );
+    gauge('l1_arena_bytes', 'Memory held for L1 bodies, holes left by replaced bodies included.', (g) =>
+      g.set(sources.engine?.().l1ArenaBytes ?? 0),
+    );
     gauge('l2_up', 'Shared L2 tier reachable: 1 yes, 0 no, -1 not configured.', (g) => {
       const l2 = sources.engine?.().l2 ?? 'disabled';
       g.set(l2 === 'ok' ? 1 : l2 === 'degraded' ? 0 : -1);
     });
-    gauge('feed_lag_seconds', 'Time since the change feed was last read on every shard (-1 without a shared tier).', (g) => {
-      const feed = sources.engine?.().feed;
-      g.set(feed === undefined ? -1 : feed.lagMs / 1000);
-    });
-    gauge('feed_lag_entries', 'Changes appended to the feed but not yet read here, as of the last read.', (g) => g.set(sources.engine?.().feed?.lagEntries ?? 0));
-    gauge('push_subscribers', 'Event streams (Server-Sent Events) held now.', (g) => g.set(sources.pushSubscribers?.() ?? 0));
-    gauge('existence_filter_bytes', 'Process memory of the existence filter (its bitmap); 0 without one. The fleet\'s shared bitmap in Redis has the same size.', (g) => g.set(sources.existence?.()?.bytes ?? 0));
-    gauge('existence_filter_fill_ratio', 'Share of the existence filter\'s bits that are set.', (g) => {
+    gauge(
+      'feed_lag_seconds',
+      'Time since the change feed was last read on every shard (-1 without a shared tier).',
+      (g) => {
+        const feed = sources.engine?.().feed;
+        g.set(feed === undefined ? -1 : feed.lagMs / 1000);
+      },
+    );
+    gauge('feed_lag_entries', 'Changes appended to the feed but not yet read here, as of the last read.', (g) =>
+      g.set(sources.engine?.().feed?.lagEntries ?? 0),
+    );
+    gauge('push_subscribers', 'Event streams (Server-Sent Events) held now.', (g) =>
+      g.set(sources.pushSubscribers?.() ?? 0),
+    );
+    gauge(
+      'existence_filter_bytes',
+      "Process memory of the existence filter (its bitmap); 0 without one. The fleet's shared bitmap in Redis has the same size.",
+      (g) => g.set(sources.existence?.()?.bytes ?? 0),
+    );
+    gauge('existence_filter_fill_ratio', "Share of the existence filter's bits that are set.", (g) => {
       const stats = sources.existence?.();
       g.set(stats === undefined ? 0 : stats.setBits / stats.bits);
     });
-    gauge('existence_filter_false_positive_rate', 'Estimated chance that an absent id passes the existence filter: fill ratio ^ hashes.', (g) => g.set(sources.existence?.()?.estimatedFalsePositiveRate ?? 0));
-    gauge('existence_filter_authoritative', 'Whether the existence filter answers absent ids with 404 (filled from a complete export): 1 yes, 0 observing only, -1 no filter.', (g) => {
-      const stats = sources.existence?.();
-      g.set(stats === undefined ? -1 : stats.authoritative ? 1 : 0);
-    });
-    gauge('origin_active_calls', 'Calls to the group-profile service in progress.', (g) => g.set(sources.upstream?.().active ?? 0));
+    gauge(
+      'existence_filter_false_positive_rate',
+      'Estimated chance that an absent id passes the existence filter: fill ratio ^ hashes.',
+      (g) => g.set(sources.existence?.()?.estimatedFalsePositiveRate ?? 0),
+    );
+    gauge(
+      'existence_filter_authoritative',
+      'Whether the existence filter answers absent ids with 404 (filled from a complete export): 1 yes, 0 observing only, -1 no filter.',
+      (g) => {
+        const stats = sources.existence?.();
+        g.set(stats === undefined ? -1 : stats.authoritative ? 1 : 0);
+      },
+    );
+    gauge('origin_active_calls', 'Calls to the group-profile service in progress.', (g) =>
+      g.set(sources.upstream?.().active ?? 0),
+    );
     gauge('origin_queued_calls', 'Loads waiting for an upstream slot.', (g) => g.set(sources.upstream?.().queued ?? 0));
     if (options.processMetrics ?? true) collectProcessMetrics(registry, p, options.gcMetrics ?? false);
   }
@@ -261,7 +312,8 @@ export class ProxyMetrics {
     loadSettled: (event) => {
       this.loads.inc({ source: event.source ?? 'error' });
       if (event.source === 'origin') this.waitersPerLoad.observe(Math.max(1, event.waiters));
-      if (event.source !== undefined && this.#l2Enabled()) this.lookups.inc({ tier: 'l2', result: event.source === 'origin' ? 'miss' : 'hit' });
+      if (event.source !== undefined && this.#l2Enabled())
+        this.lookups.inc({ tier: 'l2', result: event.source === 'origin' ? 'miss' : 'hit' });
     },
     lease: (event) => this.leaseEvents.inc({ event }),
     changeApplied: ({ change, appliedAt, local }) => {

@@ -45,13 +45,15 @@ const PROCESS_COLLECTORS = [
  */
 export function collectProcessMetrics(registry: Registry, prefix: string, gc: boolean): void {
   const config = { register: registry, prefix, eventLoopMonitoringPrecision: 10 };
-  for (const name of gc ? [...PROCESS_COLLECTORS, 'gc'] : PROCESS_COLLECTORS) (require(`prom-client/lib/metrics/${name}`) as Collector)(registry, config);
+  for (const name of gc ? [...PROCESS_COLLECTORS, 'gc'] : PROCESS_COLLECTORS)
+    (require(`prom-client/lib/metrics/${name}`) as Collector)(registry, config);
   registerProcessCpu(registry, prefix);
 }
 
 function registerProcessCpu(registry: Registry, prefix: string): void {
   let last = process.cpuUsage();
-  const counter = (name: string, help: string, collect?: () => void): Counter => new Counter({ name: `${prefix}${name}`, help, registers: [registry], collect });
+  const counter = (name: string, help: string, collect?: () => void): Counter =>
+    new Counter({ name: `${prefix}${name}`, help, registers: [registry], collect });
   // One collect updates all three, from one cpuUsage() reading, as prom-client does.
   const user = counter('process_cpu_user_seconds_total', 'Total user CPU time spent in seconds.', () => {
     const now = process.cpuUsage();

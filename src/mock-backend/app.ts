@@ -38,7 +38,7 @@ const OVERSIZED_BYTES = 2 * 1024 * 1024;
 let oversizedBody: string | undefined;
 // Built on first use only: 2 MiB is not worth holding for backends that never need it.
 function oversized(): string {
-  oversizedBody ??= '{"padding":"' + 'x'.repeat(OVERSIZED_BYTES - '{"padding":""}'.length) + '"}';
+  oversizedBody ??= `{"padding":"${'x'.repeat(OVERSIZED_BYTES - '{"padding":""}'.length)}"}`;
   return oversizedBody;
 }
 
@@ -55,10 +55,14 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
   /** Groups created after start (POST /__create/:id): they exist whatever the rules below say. */
   const created = new Set<number>();
   const isMissing = (id: number): boolean =>
-    !created.has(id) && (id > config.maxId || (config.missingEvery > 0 && id % config.missingEvery === 0) || missingIds.has(id));
+    !created.has(id) &&
+    (id > config.maxId || (config.missingEvery > 0 && id % config.missingEvery === 0) || missingIds.has(id));
 
   /** `revisions` were read when the request arrived: a change during the latency is not seen, as with a real database read. */
-  const profileOrNull = (raw: string, revisions: ReadonlyMap<string, number>): ReturnType<typeof generateProfile> | null => {
+  const profileOrNull = (
+    raw: string,
+    revisions: ReadonlyMap<string, number>,
+  ): ReturnType<typeof generateProfile> | null => {
     const id = Number(raw);
     return isMissing(id) ? null : generateProfile(id, revisions.get(raw) ?? state.revisionOf(id));
   };
@@ -74,7 +78,12 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
   };
 
   /** The normal answer, after validation and missing-id rules. */
-  const answer = (c: Context, kind: 'single' | 'batch', parsed: ParsedIds, revisions: ReadonlyMap<string, number>): Response => {
+  const answer = (
+    c: Context,
+    kind: 'single' | 'batch',
+    parsed: ParsedIds,
+    revisions: ReadonlyMap<string, number>,
+  ): Response => {
     if (!parsed.ok) return errorJson(c, 400, 'INVALID_GROUP_ID', parsed.message);
     if (config.errorRate > 0 && config.random() < config.errorRate) {
       return errorJson(c, 500, 'INTERNAL', 'injected failure (errorRate)');
@@ -106,7 +115,9 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
       case 'error':
         return errorJson(c, 500, 'INTERNAL', 'injected failure (mode error)');
       case 'flapping':
-        return state.nextFlapFails() ? errorJson(c, 500, 'INTERNAL', 'injected failure (mode flapping)') : answer(c, kind, parsed, revisions);
+        return state.nextFlapFails()
+          ? errorJson(c, 500, 'INTERNAL', 'injected failure (mode flapping)')
+          : answer(c, kind, parsed, revisions);
       case 'garbage':
         return c.body('<html>not json', 200, { 'content-type': 'text/html' });
       case 'not-object':
@@ -175,7 +186,8 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     } catch {
       return errorJson(c, 400, 'BAD_REQUEST', 'body must be JSON like {"mode":"slow","latencyMs":3000}');
     }
-    if (typeof body !== 'object' || body === null) return errorJson(c, 400, 'BAD_REQUEST', 'body must be a JSON object');
+    if (typeof body !== 'object' || body === null)
+      return errorJson(c, 400, 'BAD_REQUEST', 'body must be a JSON object');
     const { mode, latencyMs } = body as { mode?: unknown; latencyMs?: unknown };
     try {
       setMode(mode, latencyMs);
@@ -187,7 +199,8 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
   });
   app.post('/__touch/:id', (c) => {
     const raw = c.req.param('id');
-    if (!GROUP_ID_PATTERN.test(raw)) return errorJson(c, 400, 'INVALID_GROUP_ID', `group id must match ${GROUP_ID_PATTERN.source}`);
+    if (!GROUP_ID_PATTERN.test(raw))
+      return errorJson(c, 400, 'INVALID_GROUP_ID', `group id must match ${GROUP_ID_PATTERN.source}`);
     state.touch(Number(raw));
     return c.body(null, 204);
   });

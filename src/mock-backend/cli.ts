@@ -47,14 +47,29 @@ async function main(): Promise<void> {
   } catch (error) {
     if (error instanceof OptionError) {
       const variable = envNameOf(error.option);
-      console.error(`invalid ${variable}: expected ${error.expected}, got ${JSON.stringify(process.env[variable] ?? String(error.received))}`);
+      console.error(
+        `invalid ${variable}: expected ${error.expected}, got ${JSON.stringify(process.env[variable] ?? String(error.received))}`,
+      );
     } else {
       console.error(`mock backend failed to start: ${error instanceof Error ? error.message : String(error)}`);
     }
     process.exit(1);
   }
-  const { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId } = { ...DEFAULT_MOCK_BACKEND_OPTIONS, ...options };
-  console.log(JSON.stringify({ msg: 'mock backend listening', url: running.url, latencyMs, latencyJitterMs, errorRate, missingEvery, maxId }));
+  const { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId } = {
+    ...DEFAULT_MOCK_BACKEND_OPTIONS,
+    ...options,
+  };
+  console.log(
+    JSON.stringify({
+      msg: 'mock backend listening',
+      url: running.url,
+      latencyMs,
+      latencyJitterMs,
+      errorRate,
+      missingEvery,
+      maxId,
+    }),
+  );
 
   const stop = (): void => {
     void running.close().then(() => process.exit(0));

@@ -12,9 +12,11 @@ export function parseGroupId(raw: string): ParsedIds {
 
 /** Parses `ids=1,2,3`; duplicates collapse to their first occurrence. */
 export function parseBatchIds(raw: string | undefined, maxBatchIds: number): ParsedIds {
-  if (raw === undefined || raw === '') return { ok: false, message: 'query parameter ids is required, e.g. ?ids=1,2,3' };
+  if (raw === undefined || raw === '')
+    return { ok: false, message: 'query parameter ids is required, e.g. ?ids=1,2,3' };
   const parts = raw.split(',');
-  if (parts.length > maxBatchIds) return { ok: false, message: `at most ${maxBatchIds} ids per call, got ${parts.length}` };
+  if (parts.length > maxBatchIds)
+    return { ok: false, message: `at most ${maxBatchIds} ids per call, got ${parts.length}` };
   const bad = parts.find((part) => !GROUP_ID_PATTERN.test(part));
   if (bad !== undefined) return { ok: false, message: `invalid group id ${JSON.stringify(bad)} in ids` };
   return { ok: true, ids: [...new Set(parts)] };

@@ -29,20 +29,89 @@ export interface GroupProfile {
   revision: number;
 }
 
-const CITIES = ['北京', '上海', '广州', '深圳', '杭州', '成都', '武汉', '南京', '西安', '重庆', '苏州', '长沙'] as const;
+const CITIES = [
+  '北京',
+  '上海',
+  '广州',
+  '深圳',
+  '杭州',
+  '成都',
+  '武汉',
+  '南京',
+  '西安',
+  '重庆',
+  '苏州',
+  '长沙',
+] as const;
 const TOPICS = [
-  '摄影', '徒步', '读书', '编程', '前端', '羽毛球', '桌游', '二次元', '考研', '跑步', '钓鱼', '吉他',
-  '咖啡', '骑行', '动漫', '电竞', '烘焙', '宠物', '租房', '留学', '游泳', '围棋', 'Rust', 'TypeScript',
+  '摄影',
+  '徒步',
+  '读书',
+  '编程',
+  '前端',
+  '羽毛球',
+  '桌游',
+  '二次元',
+  '考研',
+  '跑步',
+  '钓鱼',
+  '吉他',
+  '咖啡',
+  '骑行',
+  '动漫',
+  '电竞',
+  '烘焙',
+  '宠物',
+  '租房',
+  '留学',
+  '游泳',
+  '围棋',
+  'Rust',
+  'TypeScript',
 ] as const;
 const SUFFIXES = ['交流群', '爱好者', '同好会', '俱乐部', '互助群', '学习群', '粉丝群', '官方群'] as const;
 const NICK_PREFIXES = ['小', '阿', '老', '大', '快乐的', '安静的', '会飞的', '爱吃鱼的', '早起的', '不睡觉的'] as const;
 const NICK_STEMS = [
-  '猫', '狗', '兔子', '熊', '鲸鱼', '橘子', '西瓜', '月亮', '星星', '风', '云', '木头',
-  'Leo', 'Momo', 'Kiki', 'Jack', 'Luna', 'Nemo',
+  '猫',
+  '狗',
+  '兔子',
+  '熊',
+  '鲸鱼',
+  '橘子',
+  '西瓜',
+  '月亮',
+  '星星',
+  '风',
+  '云',
+  '木头',
+  'Leo',
+  'Momo',
+  'Kiki',
+  'Jack',
+  'Luna',
+  'Nemo',
 ] as const;
 const TAGS = [
-  '同城', '兴趣', '学习', '技术', '运动', '户外', '游戏', '音乐', '美食', '旅行', '摄影', '读书',
-  '校友', '求职', '二手', '宠物', '亲子', '健身', '开源', '活动',
+  '同城',
+  '兴趣',
+  '学习',
+  '技术',
+  '运动',
+  '户外',
+  '游戏',
+  '音乐',
+  '美食',
+  '旅行',
+  '摄影',
+  '读书',
+  '校友',
+  '求职',
+  '二手',
+  '宠物',
+  '亲子',
+  '健身',
+  '开源',
+  '活动',
 ] as const;
 const NOTICE_SENTENCES = [
   '欢迎新朋友入群，请先阅读群公告并修改群名片为“城市-昵称”。',
@@ -91,7 +160,8 @@ export function generateProfile(id: number, revision = 0): GroupProfile {
   const firstUpdateMs = createdMs + Math.floor(pick.float() * YEAR_MS);
   const profile: GroupProfile = {
     id,
-    name: pick.pick(CITIES) + pick.pick(TOPICS) + pick.pick(SUFFIXES) + (pick.float() < 0.5 ? `${pick.int(1, 20)}群` : ''),
+    name:
+      pick.pick(CITIES) + pick.pick(TOPICS) + pick.pick(SUFFIXES) + (pick.float() < 0.5 ? `${pick.int(1, 20)}群` : ''),
     owner: member(pick),
     admins: Array.from({ length: pick.int(0, 10) }, () => member(pick)),
     memberCount: pick.int(Math.ceil(memberLimit * 0.05), memberLimit - 20),
@@ -123,7 +193,10 @@ export function generateProfile(id: number, revision = 0): GroupProfile {
  */
 function noticeFor(pick: Picker, sizeWithoutNotice: number): string {
   const target = pick.int(1100, 1700);
-  const order = pick.sample(NOTICE_SENTENCES.map((_, index) => index), NOTICE_SENTENCES.length);
+  const order = pick.sample(
+    NOTICE_SENTENCES.map((_, index) => index),
+    NOTICE_SENTENCES.length,
+  );
   let size = sizeWithoutNotice;
   let notice = '';
   for (const index of order) {

@@ -81,7 +81,10 @@ export class BatchLoader<V> {
         for (const [key, waiters] of batch.keys) {
           const result = results.get(key);
           for (const waiter of waiters) {
-            if (result === undefined) waiter.reject(new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer has no entry for ${key}`, 502));
+            if (result === undefined)
+              waiter.reject(
+                new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer has no entry for ${key}`, 502),
+              );
             else if (result instanceof ProxyError) waiter.reject(result);
             else waiter.resolve(result);
           }

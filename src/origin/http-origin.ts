@@ -1,6 +1,11 @@
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type ClientRequest,
+  type IncomingMessage,
+  type RequestOptions,
+} from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { performance } from 'node:perf_hooks';
 import { CANONICAL_GROUP_ID } from '../util/shared-tier.js';
 import { ProxyError } from '../errors.js';
 import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
@@ -69,7 +74,13 @@ export class HttpOrigin {
     this.url = url.origin + this.#basePath;
     const secure = url.protocol === 'https:';
     // `timeout` closes a keep-alive connection idle that long; in-flight requests have their own deadline.
-    const agentOptions = { keepAlive: true, maxSockets: connections, maxFreeSockets: connections, timeout: keepAliveTimeout, scheduling: 'lifo' as const };
+    const agentOptions = {
+      keepAlive: true,
+      maxSockets: connections,
+      maxFreeSockets: connections,
+      timeout: keepAliveTimeout,
+      scheduling: 'lifo' as const,
+    };
     this.#agent = secure ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
     this.#send = secure ? httpsRequest : httpRequest;
     // URL keeps IPv6 literals bracketed; Node's client wants them bare.
@@ -93,15 +104,21 @@ export class HttpOrigin {
    */
   readonly loadMany = async (ids: readonly string[], context: LoadContext): Promise<BatchResult<GroupProfile>> => {
     const body = await this.#request(`${this.#basePath}/groups?ids=${ids.join(',')}`, context.signal, ids.length);
-    if (body === NOT_FOUND) throw new ProxyError('UPSTREAM_STATUS', 'upstream has no batch endpoint (404 on /groups?ids=)', 502);
+    if (body === NOT_FOUND)
+      throw new ProxyError('UPSTREAM_STATUS', 'upstream has no batch endpoint (404 on /groups?ids=)', 502);
     const answer = parseObject(body);
     const results: BatchResult<GroupProfile> = new Map();
     for (const id of ids) {
       if (!Object.hasOwn(answer, id)) continue;
       const value = answer[id];
       if (value === null) results.set(id, NOT_FOUND);
-      else if (typeof value === 'object' && !Array.isArray(value)) results.set(id, idMismatch(id, value as GroupProfile) ?? (value as GroupProfile));
-      else results.set(id, new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer for ${id} is not a JSON object or null`, 502));
+      else if (typeof value === 'object' && !Array.isArray(value))
+        results.set(id, idMismatch(id, value as GroupProfile) ?? (value as GroupProfile));
+      else
+        results.set(
+          id,
+          new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer for ${id} is not a JSON object or null`, 502),
+        );
     }
     return results;
   };
@@ -112,18 +129,26 @@ export class HttpOrigin {
    * Anything else (a 404: no export, ids that are not canonical group ids, more than asked, a
    * `next` not past the page) is a ProxyError: the filter then stays as it was.
    */
-  readonly exportIds = async (after: string | undefined, signal: AbortSignal, limit = ID_EXPORT_PAGE): Promise<{ ids: string[]; next: string | undefined }> => {
+  readonly exportIds = async (
+    after: string | undefined,
+    signal: AbortSignal,
+    limit = ID_EXPORT_PAGE,
+  ): Promise<{ ids: string[]; next: string | undefined }> => {
     const query = after === undefined ? `limit=${limit}` : `limit=${limit}&after=${after}`;
     // An id is ~10 bytes: a page is far smaller than the batch answers the body bound is scaled for.
     const body = await this.#request(`${this.#basePath}/group-ids?${query}`, signal, Math.ceil(limit / 100));
-    if (body === NOT_FOUND) throw new ProxyError('UPSTREAM_STATUS', 'upstream has no id export (404 on /group-ids)', 502);
+    if (body === NOT_FOUND)
+      throw new ProxyError('UPSTREAM_STATUS', 'upstream has no id export (404 on /group-ids)', 502);
     const answer = parseObject(body);
     const bad = (why: string): ProxyError => new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream id export: ${why}`, 502);
-    if (!Array.isArray(answer.ids) || answer.ids.length > limit) throw bad(`ids must be an array of at most ${limit} group ids`);
+    if (!Array.isArray(answer.ids) || answer.ids.length > limit)
+      throw bad(`ids must be an array of at most ${limit} group ids`);
     const ids = answer.ids.map((id: unknown) => (typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id));
-    for (const id of ids) if (typeof id !== 'string' || !CANONICAL_GROUP_ID.test(id)) throw bad(`${JSON.stringify(id)} is not a group id`);
+    for (const id of ids)
+      if (typeof id !== 'string' || !CANONICAL_GROUP_ID.test(id)) throw bad(`${JSON.stringify(id)} is not a group id`);
     const rawNext = typeof answer.next === 'number' ? String(answer.next) : answer.next;
-    if (rawNext !== null && (typeof rawNext !== 'string' || !CANONICAL_GROUP_ID.test(rawNext))) throw bad('next must be a group id or null');
+    if (rawNext !== null && (typeof rawNext !== 'string' || !CANONICAL_GROUP_ID.test(rawNext)))
+      throw bad('next must be a group id or null');
     return { ids: ids as string[], next: rawNext ?? undefined };
   };
 
@@ -183,7 +208,13 @@ export class HttpOrigin {
     deadline.timer = setTimeout(check, this.#timeoutMs);
   }
 
-  async #exchange(path: string, controller: AbortController, deadline: Deadline, callerSignal: AbortSignal, maxBodyBytes: number): Promise<Buffer | NotFound> {
+  async #exchange(
+    path: string,
+    controller: AbortController,
+    deadline: Deadline,
+    callerSignal: AbortSignal,
+    maxBodyBytes: number,
+  ): Promise<Buffer | NotFound> {
     let response: IncomingMessage;
     try {
       response = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -241,7 +272,9 @@ export class HttpOrigin {
   #failure(error: unknown, deadline: Deadline, callerSignal: AbortSignal): ProxyError {
     if (callerSignal.aborted && callerSignal.reason instanceof ProxyError) return callerSignal.reason;
     if (deadline.timedOut) {
-      return new ProxyError('UPSTREAM_TIMEOUT', `upstream did not answer within ${this.#timeoutMs} ms`, 504, { cause: error });
+      return new ProxyError('UPSTREAM_TIMEOUT', `upstream did not answer within ${this.#timeoutMs} ms`, 504, {
+        cause: error,
+      });
     }
     const reason = error instanceof Error ? error.message : String(error);
     return new ProxyError('UPSTREAM_UNREACHABLE', `upstream request failed: ${reason}`, 502, { cause: error });
@@ -290,7 +323,11 @@ function idMismatch(requested: string, profile: GroupProfile): ProxyError | unde
   const id = profile.id;
   if ((typeof id === 'number' || typeof id === 'string') && String(id) === requested) return undefined;
   const shown = JSON.stringify(id)?.slice(0, 40) ?? String(id);
-  return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream answered the profile of id ${shown} for group ${requested}`, 502);
+  return new ProxyError(
+    'UPSTREAM_BAD_RESPONSE',
+    `upstream answered the profile of id ${shown} for group ${requested}`,
+    502,
+  );
 }
 
 function parseObject(body: Buffer): GroupProfile {

@@ -24,7 +24,7 @@ export function bloomShape(expected: number, falsePositiveRate: number): BloomSh
 
 /** The false-positive rate of a filter whose `setBits` of `bits` are set: (set / bits)^k. */
 export function falsePositiveRateOf(shape: BloomShape, setBits: number): number {
-  return Math.pow(setBits / shape.bits, shape.hashes);
+  return (setBits / shape.bits) ** shape.hashes;
 }
 
 /** murmur3's 32-bit finalizer: spreads every input bit over the output. */

@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { SYSTEM_CLOCK, type Clock, type TimerHandle } from '../util/clock.js';
-import { clockOption, defaultsOf, definedOnly, fractionSpec, functionOption, integerSpec, OptionError, specOption } from '../util/options.js';
+import {
+  clockOption,
+  defaultsOf,
+  definedOnly,
+  fractionSpec,
+  functionOption,
+  integerSpec,
+  OptionError,
+  specOption,
+} from '../util/options.js';
 import { UNAVAILABLE, type SharedTier } from '../util/shared-tier.js';
 import { BloomBits, bloomPositions, bloomShape, falsePositiveRateOf, type BloomShape } from './bloom.js';
 
@@ -122,14 +131,21 @@ export class ExistenceFilter {
   constructor(options: ExistenceFilterOptions = {}) {
     const o = { ...EXISTENCE_FILTER_DEFAULTS, ...definedOnly(options) };
     const S = EXISTENCE_FILTER_OPTION_SPECS;
-    this.shape = bloomShape(specOption('expectedIds', o.expectedIds, S.expectedIds), specOption('falsePositiveRate', o.falsePositiveRate, S.falsePositiveRate));
+    this.shape = bloomShape(
+      specOption('expectedIds', o.expectedIds, S.expectedIds),
+      specOption('falsePositiveRate', o.falsePositiveRate, S.falsePositiveRate),
+    );
     this.#exportIds = o.exportIds === undefined ? undefined : functionOption<ExportIds>('exportIds', o.exportIds);
     this.#refreshMs = specOption('refreshMs', o.refreshMs, S.refreshMs);
     this.#syncMs = specOption('syncMs', o.syncMs, S.syncMs);
-    if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('testBits' in o.l2))) throw new OptionError('l2', 'a SharedTier', o.l2);
+    if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('testBits' in o.l2)))
+      throw new OptionError('l2', 'a SharedTier', o.l2);
     this.#l2 = o.l2;
     this.#clock = clockOption('clock', o.clock ?? SYSTEM_CLOCK);
-    this.#onFill = o.onFill === undefined ? undefined : functionOption<(event: { ids: number; ms: number; error?: Error }) => void>('onFill', o.onFill);
+    this.#onFill =
+      o.onFill === undefined
+        ? undefined
+        : functionOption<(event: { ids: number; ms: number; error?: Error }) => void>('onFill', o.onFill);
     this.#local = new BloomBits(this.shape);
   }
 
@@ -190,8 +206,10 @@ export class ExistenceFilter {
     if (this.#l2 === undefined) return;
     const copy = [...positions];
     // Only into bitmaps that exist: a late write must not recreate a dropped one (12 MB with no expiry).
-    if (this.#shared !== undefined) void this.#l2.setBits(bitsName(this.#shared.generation), copy, { onlyIfExists: true });
-    if (this.#sharedFilling !== undefined) void this.#l2.setBits(bitsName(this.#sharedFilling), copy, { onlyIfExists: true });
+    if (this.#shared !== undefined)
+      void this.#l2.setBits(bitsName(this.#shared.generation), copy, { onlyIfExists: true });
+    if (this.#sharedFilling !== undefined)
+      void this.#l2.setBits(bitsName(this.#sharedFilling), copy, { onlyIfExists: true });
   }
 
   stats(): ExistenceFilterStats {
@@ -225,7 +243,8 @@ export class ExistenceFilter {
     }
     if (this.#closing.signal.aborted) return;
     const next = this.#l2 !== undefined ? this.#syncMs : this.#refreshMs;
-    if (this.#l2 !== undefined || this.#exportIds !== undefined) this.#timer = this.#clock.setTimeout(() => void this.#round(), next);
+    if (this.#l2 !== undefined || this.#exportIds !== undefined)
+      this.#timer = this.#clock.setTimeout(() => void this.#round(), next);
   }
 
   /** Reads the whole export into a new bitmap, then swaps it in: checks use the old one meanwhile. */
@@ -255,7 +274,8 @@ export class ExistenceFilter {
     if (raw === UNAVAILABLE) return; // keep what we had; checks fail open on their own
     const state = parseState(raw, this.shape);
     const filling = await l2.readMark(FILLING_MARK);
-    this.#sharedFilling = filling === UNAVAILABLE || filling === undefined || filling === '' ? undefined : filling.split(' ')[0];
+    this.#sharedFilling =
+      filling === UNAVAILABLE || filling === undefined || filling === '' ? undefined : filling.split(' ')[0];
     // No state (expired, or the storage restarted empty): nothing to check against, fail open.
     this.#shared = state;
     const now = this.#clock.now();
@@ -274,7 +294,8 @@ export class ExistenceFilter {
         const sent = batch;
         batch = [];
         // The bitmap expires unless refilled: a fill abandoned halfway, or an old generation, does not stay forever.
-        if (!(await l2.setBits(bitsName(generation), sent, { ttlMs: 3 * this.#refreshMs }))) throw new Error('the shared tier became unreachable during the fill');
+        if (!(await l2.setBits(bitsName(generation), sent, { ttlMs: 3 * this.#refreshMs })))
+          throw new Error('the shared tier became unreachable during the fill');
       };
       let pending = 0;
       const ids = await this.#readExport(this.#exportIds, async (page) => {
@@ -285,15 +306,23 @@ export class ExistenceFilter {
         await flush();
         await l2.writeMark(FILLING_MARK, `${generation} ${started}`, lockMs);
       });
-      const published: SharedState = { generation, bits: this.shape.bits, hashes: this.shape.hashes, filledAt: this.#clock.now(), ids };
+      const published: SharedState = {
+        generation,
+        bits: this.shape.bits,
+        hashes: this.shape.hashes,
+        filledAt: this.#clock.now(),
+        ids,
+      };
       // The state outlives two refreshes: a fleet that stops refreshing keeps checking the last fill.
-      if (!(await l2.writeMark(STATE_MARK, JSON.stringify(published), 3 * this.#refreshMs))) throw new Error('could not publish the filled filter');
+      if (!(await l2.writeMark(STATE_MARK, JSON.stringify(published), 3 * this.#refreshMs)))
+        throw new Error('could not publish the filled filter');
       const previous = state?.generation;
       this.#shared = published;
       await this.#countShared(l2, generation);
       // Instances still on the previous generation take up the new one within syncMs; one that is
       // later finds it gone and fails open until it does.
-      if (previous !== undefined) this.#clock.setTimeout(() => void l2.deleteBits(bitsName(previous)), Math.max(2 * this.#syncMs, 60_000));
+      if (previous !== undefined)
+        this.#clock.setTimeout(() => void l2.deleteBits(bitsName(previous)), Math.max(2 * this.#syncMs, 60_000));
       this.#onFill?.({ ids, ms: this.#clock.now() - started });
     } catch (error) {
       await l2.deleteBits(bitsName(generation));
@@ -336,7 +365,13 @@ function parseState(raw: string | undefined, shape: BloomShape): SharedState | u
   if (raw === undefined) return undefined;
   try {
     const state = JSON.parse(raw) as SharedState;
-    if (typeof state.generation !== 'string' || state.bits !== shape.bits || state.hashes !== shape.hashes || typeof state.filledAt !== 'number') return undefined;
+    if (
+      typeof state.generation !== 'string' ||
+      state.bits !== shape.bits ||
+      state.hashes !== shape.hashes ||
+      typeof state.filledAt !== 'number'
+    )
+      return undefined;
     return state;
   } catch {
     return undefined;

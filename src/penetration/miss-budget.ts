@@ -2,7 +2,15 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { ProxyError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock } from '../util/clock.js';
-import { clockOption, defaultsOf, definedOnly, fractionSpec, integerSpec, OptionError, specOption } from '../util/options.js';
+import {
+  clockOption,
+  defaultsOf,
+  definedOnly,
+  fractionSpec,
+  integerSpec,
+  OptionError,
+  specOption,
+} from '../util/options.js';
 import { UNAVAILABLE, type SharedTier } from '../util/shared-tier.js';
 import { takeToken, type TokenBucket } from '../util/token-bucket.js';
 
@@ -50,7 +58,8 @@ export class MissBudget {
     this.burst = specOption('burst', o.burst, S.burst);
     this.perSecond = specOption('perSecond', o.perSecond, S.perSecond);
     this.#local = new LRUCache({ max: specOption('maxClients', o.maxClients, S.maxClients) });
-    if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('takeToken' in o.l2))) throw new OptionError('l2', 'a SharedTier', o.l2);
+    if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('takeToken' in o.l2)))
+      throw new OptionError('l2', 'a SharedTier', o.l2);
     this.#l2 = o.l2;
     this.#clock = clockOption('clock', o.clock ?? SYSTEM_CLOCK);
     this.policy = `"misses";q=${this.burst};w=${Math.max(1, Math.ceil(this.burst / this.perSecond))}`;
@@ -83,10 +92,15 @@ export class MissBudget {
 
   #refusal(tokens: number): ProxyError {
     const retryAfter = Math.max(1, Math.ceil((1 - tokens) / this.perSecond));
-    return new ProxyError('RATE_LIMITED', `this client has spent its budget of ${this.burst} misses that go to the upstream (refilled at ${this.perSecond} a second); cached groups are not counted`, 429, {
-      retryAfterSeconds: retryAfter,
-      headers: { 'ratelimit-policy': this.policy, ratelimit: `"misses";r=0;t=${retryAfter}` },
-    });
+    return new ProxyError(
+      'RATE_LIMITED',
+      `this client has spent its budget of ${this.burst} misses that go to the upstream (refilled at ${this.perSecond} a second); cached groups are not counted`,
+      429,
+      {
+        retryAfterSeconds: retryAfter,
+        headers: { 'ratelimit-policy': this.policy, ratelimit: `"misses";r=0;t=${retryAfter}` },
+      },
+    );
   }
 }
 

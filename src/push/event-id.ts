@@ -19,7 +19,8 @@ export function epochTag(epoch: string): string {
 export function encodeEventId(vector: FeedVector): string {
   const parts: string[] = [];
   // A shard whose epoch is not known yet is left out: resuming treats its groups as changed.
-  for (const [shard, { epoch, position }] of [...vector].sort(([a], [b]) => a - b)) if (epoch !== '') parts.push(`${epochTag(epoch)}.${shard}.${position}`);
+  for (const [shard, { epoch, position }] of [...vector].sort(([a], [b]) => a - b))
+    if (epoch !== '') parts.push(`${epochTag(epoch)}.${shard}.${position}`);
   return parts.join('_');
 }
 
@@ -38,5 +39,7 @@ export function decodeEventId(text: string): FeedVector | undefined {
 }
 
 export function vectorOf(positions: readonly FeedPosition[]): FeedVector {
-  return new Map(positions.map(({ shard, epoch, position }) => [shard, { epoch, position: position === '' ? '0-0' : position }]));
+  return new Map(
+    positions.map(({ shard, epoch, position }) => [shard, { epoch, position: position === '' ? '0-0' : position }]),
+  );
 }

@@ -4,14 +4,17 @@ import { toProxyError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock, type TimerHandle } from '../util/clock.js';
 import { clockOption, definedOnly, specOption } from '../util/options.js';
 import { PUSH_DEFAULTS, PUSH_OPTION_SPECS } from './options.js';
-import { comparePositions, UNAVAILABLE, type FeedChange } from '../util/shared-tier.js';
+import { comparePositions, type UNAVAILABLE, type FeedChange } from '../util/shared-tier.js';
 import { decodeEventId, encodeEventId, epochTag, vectorOf, type FeedVector } from './event-id.js';
 import { eventFrame, HEARTBEAT, retryFrame } from './sse.js';
 
 export { PUSH_DEFAULTS, PUSH_OPTION_SPECS };
 
 /** What the hub needs of an engine. */
-export type PushEngine = Pick<CoalescingCache<unknown>, 'get' | 'onChange' | 'feedPositions' | 'oldestPosition' | 'shardOf'>;
+export type PushEngine = Pick<
+  CoalescingCache<unknown>,
+  'get' | 'onChange' | 'feedPositions' | 'oldestPosition' | 'shardOf'
+>;
 
 export interface PushHubOptions {
   engine: PushEngine;
@@ -192,12 +195,16 @@ export class PushHub {
    * the last event's `id`). Throws a TypeError for ids over `maxGroups`, and an Error when the hub
    * holds as many subscribers as it may.
    */
-  async *events(ids: readonly string[], options: { lastEventId?: string; signal?: AbortSignal } = {}): AsyncGenerator<PushEvent> {
+  async *events(
+    ids: readonly string[],
+    options: { lastEventId?: string; signal?: AbortSignal } = {},
+  ): AsyncGenerator<PushEvent> {
     if (ids.length === 0 || ids.length > this.#o.maxGroups || new Set(ids).size !== ids.length) {
       throw new TypeError(`events() takes 1 to ${this.#o.maxGroups} distinct ids`);
     }
     const resumeFrom = options.lastEventId === undefined ? undefined : decodeEventId(options.lastEventId);
-    if (options.lastEventId !== undefined && resumeFrom === undefined) throw new TypeError('lastEventId is not an event id of this hub');
+    if (options.lastEventId !== undefined && resumeFrom === undefined)
+      throw new TypeError('lastEventId is not an event id of this hub');
     const queue: Buffer[] = [];
     let queued = 0;
     let state = 'open' as 'open' | 'ended' | 'dropped';
@@ -237,7 +244,8 @@ export class PushHub {
           if (event !== undefined) yield event;
           continue;
         }
-        if (state === 'dropped') throw new Error('dropped: this consumer fell too far behind; resume with the last event id');
+        if (state === 'dropped')
+          throw new Error('dropped: this consumer fell too far behind; resume with the last event id');
         if (state === 'ended' || options.signal?.aborted === true) return;
         await new Promise<void>((resolve) => (wake = resolve));
       }
@@ -282,13 +290,22 @@ export class PushHub {
   }
 
   /** What a subscriber resuming from `from` missed of group `id`: nothing, its current profile, or a resync. */
-  #missed(id: string, shard: number, from: FeedVector, oldestKept: string | undefined | typeof UNAVAILABLE): PushEventType | undefined {
+  #missed(
+    id: string,
+    shard: number,
+    from: FeedVector,
+    oldestKept: string | undefined | typeof UNAVAILABLE,
+  ): PushEventType | undefined {
     const theirs = from.get(shard);
     const ours = this.#watermark.get(shard);
     if (theirs === undefined || ours === undefined) return 'profile';
     if (theirs.epoch !== epochTag(ours.epoch)) return 'resync';
     // Left the feed: changes after it may be gone. (Unknown while Redis cannot say: the profile.)
-    if (typeof oldestKept === 'string' && comparePositions(theirs.position, oldestKept) < 0 && comparePositions(theirs.position, '0-0') > 0) {
+    if (
+      typeof oldestKept === 'string' &&
+      comparePositions(theirs.position, oldestKept) < 0 &&
+      comparePositions(theirs.position, '0-0') > 0
+    ) {
       return 'resync';
     }
     const knownFrom = this.#indexFrom.get(shard);
@@ -319,10 +336,17 @@ export class PushHub {
     // Built before the readers had a position: take the epoch now that they have one.
     if ((this.#watermark.get(change.shard)?.epoch ?? '') === '') {
       const known = vectorOf(this.#engine.feedPositions()).get(change.shard);
-      if (known !== undefined && known.epoch !== '') this.#watermark.set(change.shard, { ...known, position: this.#watermark.get(change.shard)?.position ?? '0-0' });
+      if (known !== undefined && known.epoch !== '')
+        this.#watermark.set(change.shard, { ...known, position: this.#watermark.get(change.shard)?.position ?? '0-0' });
     }
     this.#remember(change);
-    const step: PendingStep = { shard: change.shard, position: change.position, remaining: 0, done: false, appliedAt: this.#clock.now() };
+    const step: PendingStep = {
+      shard: change.shard,
+      position: change.position,
+      remaining: 0,
+      done: false,
+      appliedAt: this.#clock.now(),
+    };
     let queue = this.#pending.get(change.shard);
     if (queue === undefined) {
       queue = [];
@@ -344,11 +368,15 @@ export class PushHub {
       this.#lastChange.set(id, { shard: change.shard, position: change.position });
     }
     while (this.#lastChange.size > INDEX_LIMIT) {
-      const [forgotten, { shard, position }] = this.#lastChange.entries().next().value as [string, { shard: number; position: string }];
+      const [forgotten, { shard, position }] = this.#lastChange.entries().next().value as [
+        string,
+        { shard: number; position: string },
+      ];
       this.#lastChange.delete(forgotten);
       // What is known of its shard now starts after the forgotten change.
       const from = this.#indexFrom.get(shard);
-      if (from !== undefined && comparePositions(position, from.position) > 0) this.#indexFrom.set(shard, { ...from, position });
+      if (from !== undefined && comparePositions(position, from.position) > 0)
+        this.#indexFrom.set(shard, { ...from, position });
     }
   }
 
@@ -362,7 +390,10 @@ export class PushHub {
       const current = this.#watermark.get(step.shard);
       // Forward only: a position the watermark passed already says nothing new.
       if (current === undefined || comparePositions(head.position, current.position) > 0) {
-        this.#watermark.set(step.shard, { epoch: current?.epoch ?? this.#epochOf(step.shard), position: head.position });
+        this.#watermark.set(step.shard, {
+          epoch: current?.epoch ?? this.#epochOf(step.shard),
+          position: head.position,
+        });
       }
     }
   }
@@ -384,34 +415,37 @@ export class PushHub {
     }
     const queued: QueuedSend = { type, causes: cause === undefined ? [] : [cause] };
     if (only === undefined) group.queued = queued;
-    group.chain = group.chain.then(async () => {
-      if (group.queued === queued) group.queued = undefined; // started: later changes queue anew
-      let event: PushEventType = queued.type;
-      let data: Buffer;
-      try {
-        const { entry } = await this.#engine.get(id);
-        if (entry.kind === 'missing') {
-          event = 'deleted';
-          data = Buffer.from(JSON.stringify({ id }));
-        } else {
-          data = profileData(entry);
+    group.chain = group.chain
+      .then(async () => {
+        if (group.queued === queued) group.queued = undefined; // started: later changes queue anew
+        let event: PushEventType = queued.type;
+        let data: Buffer;
+        try {
+          const { entry } = await this.#engine.get(id);
+          if (entry.kind === 'missing') {
+            event = 'deleted';
+            data = Buffer.from(JSON.stringify({ id }));
+          } else {
+            data = profileData(entry);
+          }
+        } catch (error) {
+          const failure = toProxyError(error);
+          event = 'error';
+          data = Buffer.from(JSON.stringify({ id, code: failure.code, message: failure.message }));
         }
-      } catch (error) {
-        const failure = toProxyError(error);
-        event = 'error';
-        data = Buffer.from(JSON.stringify({ id, code: failure.code, message: failure.message }));
-      }
-      // The causes are out once this is written (now, synchronously): the id may cover them.
-      for (const step of queued.causes) {
-        if (--step.remaining > 0) continue;
-        this.#finish(step);
-        this.#observer.fanout?.(this.#clock.now() - step.appliedAt);
-      }
-      const frame = eventFrame(encodeEventId(this.#watermark), event, data);
-      let written = 0;
-      for (const subscriber of only === undefined ? [...group.subscribers] : [only]) if (this.#write(subscriber, frame)) written++;
-      if (written > 0) this.#observer.pushed?.(event, written);
-    }).catch(() => {}); // never: each step above handles its own failures; the chain must not break
+        // The causes are out once this is written (now, synchronously): the id may cover them.
+        for (const step of queued.causes) {
+          if (--step.remaining > 0) continue;
+          this.#finish(step);
+          this.#observer.fanout?.(this.#clock.now() - step.appliedAt);
+        }
+        const frame = eventFrame(encodeEventId(this.#watermark), event, data);
+        let written = 0;
+        for (const subscriber of only === undefined ? [...group.subscribers] : [only])
+          if (this.#write(subscriber, frame)) written++;
+        if (written > 0) this.#observer.pushed?.(event, written);
+      })
+      .catch(() => {}); // never: each step above handles its own failures; the chain must not break
   }
 
   #write(subscriber: Subscriber, bytes: Buffer): boolean {
@@ -477,7 +511,10 @@ function parseFrame(bytes: Buffer): PushEvent | undefined {
   const text = bytes.toString('utf8');
   if (!text.startsWith('id: ')) return undefined;
   const [idLine = '', eventLine = '', ...rest] = text.split('\n');
-  const data = rest.filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
+  const data = rest
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => line.slice(6))
+    .join('\n');
   let parsed: unknown = data;
   try {
     parsed = JSON.parse(data);

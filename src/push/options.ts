@@ -15,4 +15,3 @@ export const PUSH_OPTION_SPECS = {
 } as const;
 
 export const PUSH_DEFAULTS = defaultsOf(PUSH_OPTION_SPECS);
-

@@ -15,7 +15,12 @@ function dataLines(data: Buffer): Buffer {
   try {
     return Buffer.from(`data: ${JSON.stringify(JSON.parse(text))}\n`);
   } catch {
-    return Buffer.from(text.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join(''));
+    return Buffer.from(
+      text
+        .split(/\r\n|\r|\n/)
+        .map((line) => `data: ${line}\n`)
+        .join(''),
+    );
   }
 }
 

@@ -52,7 +52,12 @@ export const ORIGIN_GUARD_DEFAULTS = defaultsOf(ORIGIN_GUARD_OPTION_SPECS);
 const LATENCY_SMOOTHING = 0.2;
 
 /** Only the origin's own failures count toward opening the breaker: never 404s, rejected ids or local shedding. */
-const ORIGIN_FAILURES = new Set(['UPSTREAM_STATUS', 'UPSTREAM_TIMEOUT', 'UPSTREAM_UNREACHABLE', 'UPSTREAM_BAD_RESPONSE']);
+const ORIGIN_FAILURES = new Set([
+  'UPSTREAM_STATUS',
+  'UPSTREAM_TIMEOUT',
+  'UPSTREAM_UNREACHABLE',
+  'UPSTREAM_BAD_RESPONSE',
+]);
 
 type Call = () => Promise<unknown>;
 
@@ -112,7 +117,10 @@ export class OriginGuard {
       resetTimeout: resetMs,
       errorFilter: (error: unknown) => !(error instanceof ProxyError && ORIGIN_FAILURES.has(error.code)),
     });
-    const notify = o.onBreakerChange === undefined ? undefined : functionOption<(state: BreakerState) => void>('onBreakerChange', o.onBreakerChange);
+    const notify =
+      o.onBreakerChange === undefined
+        ? undefined
+        : functionOption<(state: BreakerState) => void>('onBreakerChange', o.onBreakerChange);
     if (notify !== undefined) {
       this.#breaker.on('open', () => notify('open'));
       this.#breaker.on('halfOpen', () => notify('half-open'));
@@ -149,7 +157,9 @@ export class OriginGuard {
   }
 
   #circuitOpen(): ProxyError {
-    return new ProxyError('CIRCUIT_OPEN', 'the upstream is failing; calls are paused', 503, { retryAfterSeconds: this.#retryAfterSeconds });
+    return new ProxyError('CIRCUIT_OPEN', 'the upstream is failing; calls are paused', 503, {
+      retryAfterSeconds: this.#retryAfterSeconds,
+    });
   }
 
   get breakerState(): BreakerState {
@@ -158,7 +168,12 @@ export class OriginGuard {
 
   /** `latencyMs`: the running mean of call durations admission works from (undefined before the first call ends). */
   stats(): { active: number; queued: number; shed: number; latencyMs: number | undefined } {
-    return { active: this.#active, queued: this.#queue.length - this.#head, shed: this.#shed, latencyMs: this.#latencyMs };
+    return {
+      active: this.#active,
+      queued: this.#queue.length - this.#head,
+      shed: this.#shed,
+      latencyMs: this.#latencyMs,
+    };
   }
 
   /** Stops the breaker's timers and the queue's. */
@@ -177,9 +192,14 @@ export class OriginGuard {
 
   #waitForSlot(): Promise<void> {
     const queued = this.#queue.length - this.#head;
-    if (queued >= this.#maxQueue || this.#expectedWaitMs(queued) > this.#queueTimeoutMs) return Promise.reject(this.#overloaded());
+    if (queued >= this.#maxQueue || this.#expectedWaitMs(queued) > this.#queueTimeoutMs)
+      return Promise.reject(this.#overloaded());
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ grant: resolve, shed: () => reject(this.#overloaded()), deadline: this.#clock.now() + this.#queueTimeoutMs });
+      this.#queue.push({
+        grant: resolve,
+        shed: () => reject(this.#overloaded()),
+        deadline: this.#clock.now() + this.#queueTimeoutMs,
+      });
       this.#timer ??= this.#clock.setTimeout(this.#expire, this.#queueTimeoutMs);
     });
   }
@@ -219,6 +239,8 @@ export class OriginGuard {
 
   #overloaded(): ProxyError {
     this.#shed++;
-    return new ProxyError('OVERLOADED', 'too many upstream calls in progress; retry shortly', 503, { retryAfterSeconds: 1 });
+    return new ProxyError('OVERLOADED', 'too many upstream calls in progress; retry shortly', 503, {
+      retryAfterSeconds: 1,
+    });
   }
 }

@@ -17,7 +17,10 @@ export interface AddressFile {
 export class AddressFileError extends Error {
   readonly code = 'ERR_ADDRESS_FILE';
   constructor(path: string, cause: unknown) {
-    super(`cannot write ADDRESS_FILE=${JSON.stringify(path)}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(
+      `cannot write ADDRESS_FILE=${JSON.stringify(path)}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
     this.name = 'AddressFileError';
   }
 }
@@ -28,7 +31,7 @@ export class AddressFileError extends Error {
  * one, never half a line. Throws an AddressFileError naming the path.
  */
 export function writeAddressFile(path: string, url: string): AddressFile {
-  const content = url + '\n';
+  const content = `${url}\n`;
   const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   try {
     writeFileSync(temporary, content, { mode: 0o644 });

@@ -2,7 +2,7 @@ import { SETTINGS } from './config.js';
 
 /** `--upstream-url` for `UPSTREAM_URL`: every setting is a flag too. */
 export function flagOf(env: string): string {
-  return '--' + env.toLowerCase().replace(/_/g, '-');
+  return `--${env.toLowerCase().replace(/_/g, '-')}`;
 }
 
 const ENV_OF_FLAG = new Map(Object.values(SETTINGS).map((setting) => [flagOf(setting.env), setting.env]));
@@ -43,7 +43,9 @@ export function parseArgs(args: readonly string[]): CliCommand {
       ids.push(arg);
       continue;
     }
-    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const [flag, inline] = arg.includes('=')
+      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
+      : [arg, undefined];
     const variable = ENV_OF_FLAG.get(flag);
     if (variable === undefined) throw new UsageError(`unknown option ${flag}; see --help`);
     const value = inline ?? args[++i];
@@ -51,7 +53,8 @@ export function parseArgs(args: readonly string[]): CliCommand {
     env[variable] = value;
   }
   if (run === 'invalidate') {
-    if (ids.length === 0) throw new UsageError('invalidate needs at least one group id: group-profile-proxy invalidate 42 43');
+    if (ids.length === 0)
+      throw new UsageError('invalidate needs at least one group id: group-profile-proxy invalidate 42 43');
     return { help: false, run, env, ids, kind };
   }
   return run === 'feed-keys' ? { help: false, run, env } : { help: false, run: 'serve', env };
@@ -63,17 +66,20 @@ export function helpText(): string {
     '',
     'Usage: group-profile-proxy [serve] [--flag value ...]',
     '       group-profile-proxy invalidate <group id>... [--deleted] [--flag value ...]',
-    '           Appends a change of those groups to the fleet\'s change feed in Redis (REDIS_URL or',
+    "           Appends a change of those groups to the fleet's change feed in Redis (REDIS_URL or",
     '           REDIS_CLUSTER_NODES, as the proxies read it) and exits 0 once Redis acknowledged it.',
     '       group-profile-proxy feed-keys [--flag value ...]',
-    '           Prints the change feed\'s Redis stream keys, one per shard, for producers outside the proxy.',
+    "           Prints the change feed's Redis stream keys, one per shard, for producers outside the proxy.",
     '',
     'Every option is an environment variable too; flags win over the environment.',
     '',
   ];
   for (const setting of Object.values(SETTINGS)) {
     const fallback = setting.defaultText === '' ? 'unset' : setting.defaultText;
-    lines.push(`  ${flagOf(setting.env)} (${setting.env}, default ${fallback})`, `      ${setting.description} Allowed: ${setting.allowed}.`);
+    lines.push(
+      `  ${flagOf(setting.env)} (${setting.env}, default ${fallback})`,
+      `      ${setting.description} Allowed: ${setting.allowed}.`,
+    );
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -17,5 +17,5 @@ export function withConfigTable(text: string): string {
   const start = text.indexOf(CONFIG_TABLE_START);
   const end = text.indexOf(CONFIG_TABLE_END);
   if (start === -1 || end === -1 || end < start) throw new Error('README is missing the config-table markers');
-  return text.slice(0, start + CONFIG_TABLE_START.length) + '\n' + configTableMarkdown() + '\n' + text.slice(end);
+  return `${text.slice(0, start + CONFIG_TABLE_START.length)}\n${configTableMarkdown()}\n${text.slice(end)}`;
 }

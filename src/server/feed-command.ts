@@ -20,9 +20,15 @@ const CONNECT_WAIT_MS = 5000;
  * acknowledged it (1 otherwise, saying why); `feed-keys` prints the stream
  * keys. Exit code 2 is a usage error.
  */
-export async function runFeedCommand(config: SidecarConfig, command: FeedCommand, io: { out: Output; err: Output }): Promise<number> {
+export async function runFeedCommand(
+  config: SidecarConfig,
+  command: FeedCommand,
+  io: { out: Output; err: Output },
+): Promise<number> {
   if (!redisConfigured(config)) {
-    io.err.write('group-profile-proxy: the change feed lives in Redis: set REDIS_URL or REDIS_CLUSTER_NODES as the proxies have it (without Redis, invalidation stays local to one instance: POST /admin/invalidate on it)\n');
+    io.err.write(
+      'group-profile-proxy: the change feed lives in Redis: set REDIS_URL or REDIS_CLUSTER_NODES as the proxies have it (without Redis, invalidation stays local to one instance: POST /admin/invalidate on it)\n',
+    );
     return 2;
   }
   if (command.run === 'feed-keys') {
@@ -32,21 +38,31 @@ export async function runFeedCommand(config: SidecarConfig, command: FeedCommand
   }
   for (const id of command.ids) {
     if (parseGroupId(id, config.maxGroupId) === undefined) {
-      io.err.write(`group-profile-proxy: invalid group id ${JSON.stringify(id)}: expected a canonical decimal id in [1, ${config.maxGroupId}]\n`);
+      io.err.write(
+        `group-profile-proxy: invalid group id ${JSON.stringify(id)}: expected a canonical decimal id in [1, ${config.maxGroupId}]\n`,
+      );
       return 2;
     }
   }
   const { RedisTier } = await import('../l2/redis-tier.js');
-  const tier = new RedisTier({ ...redisTierOptions(config), commandTimeoutMs: Math.max(config.redisCommandTimeoutMs, 1000) });
+  const tier = new RedisTier({
+    ...redisTierOptions(config),
+    commandTimeoutMs: Math.max(config.redisCommandTimeoutMs, 1000),
+  });
   try {
     const deadline = Date.now() + CONNECT_WAIT_MS;
     while (!tier.healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     const parts = tier.healthy ? await tier.appendChange({ ids: command.ids, kind: command.kind }) : UNAVAILABLE;
     if (parts === UNAVAILABLE) {
-      io.err.write('group-profile-proxy: Redis did not acknowledge the change (unreachable?): nothing was appended, retry\n');
+      io.err.write(
+        'group-profile-proxy: Redis did not acknowledge the change (unreachable?): nothing was appended, retry\n',
+      );
       return 1;
     }
-    io.out.write(JSON.stringify({ appended: parts.map(({ shard, position, ids, kind }) => ({ shard, position, ids, kind })) }) + '\n');
+    io.out.write(
+      JSON.stringify({ appended: parts.map(({ shard, position, ids, kind }) => ({ shard, position, ids, kind })) }) +
+        '\n',
+    );
     return 0;
   } finally {
     await tier.close();

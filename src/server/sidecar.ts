@@ -56,12 +56,18 @@ export interface SidecarDependencies {
 }
 
 /** Starts the sidecar: engine, upstream client and HTTP server, all configured by `config`. */
-export async function startSidecar(config: Partial<SidecarConfig> = {}, dependencies: SidecarDependencies = {}): Promise<RunningSidecar> {
+export async function startSidecar(
+  config: Partial<SidecarConfig> = {},
+  dependencies: SidecarDependencies = {},
+): Promise<RunningSidecar> {
   const settings: SidecarConfig = { ...configFromEnv({}), ...config };
   checkConfig(settings);
   const logger = dependencies.logger ?? pino({ level: settings.logLevel, base: { service: 'group-profile-proxy' } });
   // Read before anything starts: a bad file stops the start with its ConfigError.
-  const warmIds = settings.warmStartIdsFile === undefined ? [] : await readWarmIds(settings.warmStartIdsFile, (raw) => parseGroupId(raw, settings.maxGroupId));
+  const warmIds =
+    settings.warmStartIdsFile === undefined
+      ? []
+      : await readWarmIds(settings.warmStartIdsFile, (raw) => parseGroupId(raw, settings.maxGroupId));
 
   let mockBackend: RunningMockBackend | undefined;
   let upstreamUrl = settings.upstreamUrl;
@@ -71,7 +77,10 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
     mockBackend = await startMockBackend({ port: 0, host: '127.0.0.1' });
     upstreamUrl = mockBackend.url;
     const why = settings.mockBackend === 'on' ? 'MOCK_BACKEND=on' : 'UPSTREAM_URL is not set';
-    logger.info({ upstream: upstreamUrl }, `${why}: serving from the built-in mock backend at ${upstreamUrl} (made-up profiles; the embedded default outside NODE_ENV=production)`);
+    logger.info(
+      { upstream: upstreamUrl },
+      `${why}: serving from the built-in mock backend at ${upstreamUrl} (made-up profiles; the embedded default outside NODE_ENV=production)`,
+    );
   }
 
   const l2 = await createL2(settings, logger, dependencies.clock);
@@ -84,15 +93,29 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
           refreshMs: settings.existenceFilterRefreshMs,
           l2,
           clock: dependencies.clock,
-          exportIds: settings.upstreamIdExport === 'on' ? (after, signal) => cache!.origin.exportIds(after, signal) : undefined,
+          exportIds:
+            settings.upstreamIdExport === 'on' ? (after, signal) => cache!.origin.exportIds(after, signal) : undefined,
           onFill: ({ ids, ms, error }) =>
             error === undefined
-              ? logger.info({ ids, ms }, `existence filter filled from the upstream's id export: ${ids} groups in ${ms} ms`)
-              : logger.warn({ err: error.message }, 'existence filter: the fill from the id export failed; it keeps what it had'),
+              ? logger.info(
+                  { ids, ms },
+                  `existence filter filled from the upstream's id export: ${ids} groups in ${ms} ms`,
+                )
+              : logger.warn(
+                  { err: error.message },
+                  'existence filter: the fill from the id export failed; it keeps what it had',
+                ),
         })
       : undefined;
   const budget =
-    settings.missBudget === 'on' ? new MissBudget({ burst: settings.missBudgetBurst, perSecond: settings.missBudgetPerSecond, l2, clock: dependencies.clock }) : undefined;
+    settings.missBudget === 'on'
+      ? new MissBudget({
+          burst: settings.missBudgetBurst,
+          perSecond: settings.missBudgetPerSecond,
+          l2,
+          clock: dependencies.clock,
+        })
+      : undefined;
   let push: PushHub | undefined;
   const metrics = new ProxyMetrics(
     { gcMetrics: settings.gcMetrics === 'on' },
@@ -119,7 +142,8 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
       maxBodyBytes: settings.upstreamMaxBodyBytes,
       connections: settings.upstreamConnections,
     },
-    batch: settings.upstreamBatch === 'on' ? { windowMs: settings.batchWindowMs, maxIds: settings.batchMaxIds } : undefined,
+    batch:
+      settings.upstreamBatch === 'on' ? { windowMs: settings.batchWindowMs, maxIds: settings.batchMaxIds } : undefined,
     guard: {
       maxConcurrency: settings.upstreamMaxConcurrency,
       maxQueue: settings.upstreamMaxQueue,
@@ -134,7 +158,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   });
   // Serve once the feed readers have their positions, so no change appended after the first
   // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
-  await l2?.whenFeedReady(FEED_READY_WAIT_MS).catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
+  await l2
+    ?.whenFeedReady(FEED_READY_WAIT_MS)
+    .catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
   // In the background: a fill of millions of ids must not hold the start; until it is done the filter rejects nothing.
   void existence?.start();
   await warm(cache, l2 !== undefined ? settings.warmStartCount : 0, warmIds, settings, logger);
@@ -209,7 +235,9 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
   const url = urlOf(port);
   let metricsServer: Server | undefined;
   if (settings.metricsPort !== undefined) {
-    const metricsApp = new Hono().get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+    const metricsApp = new Hono().get('/metrics', async (c) =>
+      c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
+    );
     metricsServer = serve({ fetch: metricsApp.fetch, port: settings.metricsPort, hostname: settings.host }) as Server;
     await new Promise<void>((resolve, reject) => {
       metricsServer!.once('listening', resolve);
@@ -246,16 +274,29 @@ export async function startSidecar(config: Partial<SidecarConfig> = {}, dependen
  * then WARM_START_IDS_FILE's through ordinary lookups, one batch or UPSTREAM_MAX_CONCURRENCY
  * lookups at a time so a preload is never shed by the proxy's own bound.
  */
-async function warm(cache: GroupProfileCache, hottest: number, keys: string[], settings: SidecarConfig, logger: Logger): Promise<WarmStartResult | undefined> {
+async function warm(
+  cache: GroupProfileCache,
+  hottest: number,
+  keys: string[],
+  settings: SidecarConfig,
+  logger: Logger,
+): Promise<WarmStartResult | undefined> {
   if (hottest === 0 && keys.length === 0) return undefined;
   const concurrency = settings.upstreamBatch === 'on' ? settings.batchMaxIds : settings.upstreamMaxConcurrency;
   const result = await warmStart(cache.engine, { hottest, keys, timeoutMs: settings.warmStartTimeoutMs, concurrency });
   const log = result.timedOut ? logger.warn.bind(logger) : logger.info.bind(logger);
-  log(result, `warm start: ${result.filledFromShared} of the fleet's ${result.hottest} hottest groups from Redis, ${result.preloaded} of ${keys.length} listed groups loaded${result.timedOut ? ' (cut short by WARM_START_TIMEOUT_MS)' : ''}`);
+  log(
+    result,
+    `warm start: ${result.filledFromShared} of the fleet's ${result.hottest} hottest groups from Redis, ${result.preloaded} of ${keys.length} listed groups loaded${result.timedOut ? ' (cut short by WARM_START_TIMEOUT_MS)' : ''}`,
+  );
   return result;
 }
 
-async function createL2(settings: SidecarConfig, logger: Logger, clock: Clock | undefined): Promise<RedisTier | undefined> {
+async function createL2(
+  settings: SidecarConfig,
+  logger: Logger,
+  clock: Clock | undefined,
+): Promise<RedisTier | undefined> {
   if (!redisConfigured(settings)) return undefined;
   const { RedisTier } = await import('../l2/redis-tier.js');
   const target = settings.redisUrl !== undefined ? 'redis' : 'redis-cluster';
@@ -264,7 +305,11 @@ async function createL2(settings: SidecarConfig, logger: Logger, clock: Clock | 
     clock,
     onHealthChange: (healthy, error) => {
       if (healthy) logger.info({ l2: target }, 'L2 Redis reachable');
-      else logger.warn({ l2: target, err: error?.message }, 'L2 Redis unreachable: serving from L1 and the origin until it is back');
+      else
+        logger.warn(
+          { l2: target, err: error?.message },
+          'L2 Redis unreachable: serving from L1 and the origin until it is back',
+        );
     },
     onFeedNotice: (notice) => logFeedNotice(logger, notice),
   });
@@ -292,7 +337,10 @@ function logFeedNotice(logger: Logger, notice: FeedNotice): void {
   if (notice.type === 'resumed') {
     logger.info({ shard: notice.shard, replayed: notice.replayed }, 'change feed: reader reconnected and caught up');
   } else if (notice.type === 'skipped') {
-    logger.warn({ shard: notice.shard, reason: notice.reason, position: notice.position }, 'change feed: skipped a malformed entry');
+    logger.warn(
+      { shard: notice.shard, reason: notice.reason, position: notice.position },
+      'change feed: skipped a malformed entry',
+    );
   }
 }
 
@@ -317,6 +365,7 @@ export { configFromEnv };
 type EngineSettingKey = Extract<keyof typeof ENGINE_OPTION_SPECS, keyof SidecarConfig>;
 function engineSettings(settings: SidecarConfig): Pick<SidecarConfig, EngineSettingKey> {
   const picked: Partial<Record<EngineSettingKey, number>> = {};
-  for (const key of Object.keys(ENGINE_OPTION_SPECS) as EngineSettingKey[]) if (key in settings) picked[key] = settings[key];
+  for (const key of Object.keys(ENGINE_OPTION_SPECS) as EngineSettingKey[])
+    if (key in settings) picked[key] = settings[key];
   return picked as Pick<SidecarConfig, EngineSettingKey>;
 }

@@ -15,7 +15,11 @@ export async function readWarmIds(path: string, parseId: (raw: string) => string
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    throw new ConfigError('WARM_START_IDS_FILE', 'a readable file of group ids', `${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    throw new ConfigError(
+      'WARM_START_IDS_FILE',
+      'a readable file of group ids',
+      `${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+    );
   }
   const ids = new Set<string>();
   const lines = text.split('\n');
@@ -24,9 +28,19 @@ export async function readWarmIds(path: string, parseId: (raw: string) => string
     for (const raw of content.split(/[\s,]+/)) {
       if (raw === '') continue;
       const id = parseId(raw);
-      if (id === undefined) throw new ConfigError('WARM_START_IDS_FILE', 'group ids (decimal integers) separated by commas, spaces or new lines', `${path}: line ${line + 1}: ${raw.slice(0, 40)}`);
+      if (id === undefined)
+        throw new ConfigError(
+          'WARM_START_IDS_FILE',
+          'group ids (decimal integers) separated by commas, spaces or new lines',
+          `${path}: line ${line + 1}: ${raw.slice(0, 40)}`,
+        );
       ids.add(id);
-      if (ids.size > MAX_WARM_IDS) throw new ConfigError('WARM_START_IDS_FILE', `at most ${MAX_WARM_IDS} group ids`, `${path}: more than ${MAX_WARM_IDS}`);
+      if (ids.size > MAX_WARM_IDS)
+        throw new ConfigError(
+          'WARM_START_IDS_FILE',
+          `at most ${MAX_WARM_IDS} group ids`,
+          `${path}: more than ${MAX_WARM_IDS}`,
+        );
     }
   }
   return [...ids];

@@ -65,7 +65,11 @@ export class ManualClock implements Clock {
     for (;;) {
       let next: ManualTimer | undefined;
       for (const timer of this.#timers) {
-        if (timer.at <= target && (next === undefined || timer.at < next.at || (timer.at === next.at && timer.order < next.order))) next = timer;
+        if (
+          timer.at <= target &&
+          (next === undefined || timer.at < next.at || (timer.at === next.at && timer.order < next.order))
+        )
+          next = timer;
       }
       if (next === undefined) break;
       this.#timers.delete(next);

@@ -85,7 +85,11 @@ export function isPrintableSecret(value: unknown, minLength: number): value is s
  */
 export function secretOption(name: string, value: unknown, minLength: number): string {
   if (isPrintableSecret(value, minLength)) return value;
-  throw new OptionError(name, `at least ${minLength} printable ASCII characters (0x21-0x7e, no spaces)`, new Redacted(describeSecret(value)));
+  throw new OptionError(
+    name,
+    `at least ${minLength} printable ASCII characters (0x21-0x7e, no spaces)`,
+    new Redacted(describeSecret(value)),
+  );
 }
 
 function describeSecret(value: unknown): string {
@@ -112,7 +116,13 @@ export function definedOnly<T extends object>(options: T): Partial<T> {
 export function clockOption(name: string, value: unknown): Clock {
   if (value === undefined) return SYSTEM_CLOCK;
   const clock = value as Partial<Clock> | null;
-  if (typeof clock !== 'object' || clock === null || typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+  if (
+    typeof clock !== 'object' ||
+    clock === null ||
+    typeof clock.now !== 'function' ||
+    typeof clock.setTimeout !== 'function' ||
+    typeof clock.clearTimeout !== 'function'
+  ) {
     throw new OptionError(name, 'a Clock ({ now, setTimeout, clearTimeout })', value);
   }
   return clock as Clock;
@@ -148,5 +158,7 @@ export function specOption(name: string, value: unknown, spec: NumberSpec): numb
 
 /** The defaults of a table of specs, as the component's public `*_DEFAULTS` object. */
 export function defaultsOf<S extends Record<string, NumberSpec>>(specs: S): { readonly [K in keyof S]: number } {
-  return Object.freeze(Object.fromEntries(Object.entries(specs).map(([key, spec]) => [key, spec.default]))) as { readonly [K in keyof S]: number };
+  return Object.freeze(Object.fromEntries(Object.entries(specs).map(([key, spec]) => [key, spec.default]))) as {
+    readonly [K in keyof S]: number;
+  };
 }

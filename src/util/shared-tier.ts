@@ -194,7 +194,11 @@ export interface SharedTier {
    * `perSecond`), in one round trip: the per-client budget of origin-bound misses. `allowed` false
    * when it is empty; `tokens` is what is left.
    */
-  takeToken(bucket: string, burst: number, perSecond: number): Promise<{ allowed: boolean; tokens: number } | Unavailable>;
+  takeToken(
+    bucket: string,
+    burst: number,
+    perSecond: number,
+  ): Promise<{ allowed: boolean; tokens: number } | Unavailable>;
   /** Sends `hint` to every other instance, best-effort. False when unreachable. */
   hint(hint: LeaseHint): Promise<boolean>;
   /** Hints, changes and resets; the feed is read while anyone listens. Returns the unsubscribe function. */
@@ -224,7 +228,14 @@ export function parseLeaseHint(value: unknown): (LeaseHint & { from?: string }) 
   if (m.type === 'filled') return { type: 'filled', id: m.id, from };
   const status = Number(m.status);
   if (m.type === 'failed' && isErrorCode(m.code) && status === STATUS_OF_CODE[m.code] && status >= 500) {
-    return { type: 'failed', id: m.id, code: m.code, status, message: typeof m.message === 'string' && m.message !== '' ? m.message.slice(0, 500) : 'load failed', from };
+    return {
+      type: 'failed',
+      id: m.id,
+      code: m.code,
+      status,
+      message: typeof m.message === 'string' && m.message !== '' ? m.message.slice(0, 500) : 'load failed',
+      from,
+    };
   }
   return undefined;
 }
@@ -238,11 +249,13 @@ export const CANONICAL_GROUP_ID = /^[1-9][0-9]{0,15}$/;
  */
 export function checkChange(change: Change, isValidKey: (key: string) => boolean): Change {
   if (change === null || typeof change !== 'object') throw new TypeError('a change must be an object {ids, kind}');
-  if (change.kind !== 'changed' && change.kind !== 'deleted') throw new TypeError(`change kind must be "changed" or "deleted", got ${JSON.stringify(change.kind)}`);
+  if (change.kind !== 'changed' && change.kind !== 'deleted')
+    throw new TypeError(`change kind must be "changed" or "deleted", got ${JSON.stringify(change.kind)}`);
   if (!Array.isArray(change.ids) || change.ids.length === 0 || change.ids.length > MAX_CHANGE_IDS) {
     throw new TypeError(`a change carries 1 to ${MAX_CHANGE_IDS} ids`);
   }
-  for (const id of change.ids) if (typeof id !== 'string' || !isValidKey(id)) throw new TypeError(`invalid id in change: ${JSON.stringify(id)}`);
+  for (const id of change.ids)
+    if (typeof id !== 'string' || !isValidKey(id)) throw new TypeError(`invalid id in change: ${JSON.stringify(id)}`);
   if (change.version !== undefined && (typeof change.version !== 'string' || change.version.length > 128)) {
     throw new TypeError('a change version is a string of up to 128 characters');
   }
@@ -274,15 +287,23 @@ export function timeOfPosition(position: string): number {
 }
 
 /** The read counts a tier records: valid keys with a positive whole count; anything else is dropped. */
-export function countedReads(counts: ReadonlyMap<string, number>, isValidKey: (key: string) => boolean): [string, number][] {
+export function countedReads(
+  counts: ReadonlyMap<string, number>,
+  isValidKey: (key: string) => boolean,
+): [string, number][] {
   return [...counts].filter(([key, reads]) => isValidKey(key) && Number.isInteger(reads) && reads > 0);
 }
 
 /** Merges the read counts of two windows of the hot-key record into the `count` hottest keys, hottest first (ties: lower key first). */
-export function hottestOf(windows: readonly (ReadonlyMap<string, number> | Iterable<[string, number]>)[], count: number, isValidKey: (key: string) => boolean): string[] {
+export function hottestOf(
+  windows: readonly (ReadonlyMap<string, number> | Iterable<[string, number]>)[],
+  count: number,
+  isValidKey: (key: string) => boolean,
+): string[] {
   const totals = new Map<string, number>();
   for (const window of windows) {
-    for (const [key, reads] of window) if (Number.isFinite(reads) && reads > 0 && isValidKey(key)) totals.set(key, (totals.get(key) ?? 0) + reads);
+    for (const [key, reads] of window)
+      if (Number.isFinite(reads) && reads > 0 && isValidKey(key)) totals.set(key, (totals.get(key) ?? 0) + reads);
   }
   return [...totals]
     .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))

@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { CoalescingCache } from '../../src/engine/engine.js';
 import { RedisTier, type RedisTierOptions } from '../../src/l2/redis-tier.js';
 import { HttpOrigin, type GroupProfile } from '../../src/origin/http-origin.js';
-import { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from '../../src/mock-backend/server.js';
+import {
+  startMockBackend,
+  type RunningMockBackend,
+  type StartMockBackendOptions,
+} from '../../src/mock-backend/server.js';
 import type { EngineOptions } from '../../src/engine/options.js';
 
 export interface Instance {
@@ -29,7 +33,11 @@ export function uniquePrefix(): string {
 export async function startFleet(
   count: number,
   redis: Pick<RedisTierOptions, 'url' | 'clusterNodes'>,
-  options: { backend?: StartMockBackendOptions; tier?: Partial<RedisTierOptions>; engine?: Partial<EngineOptions<GroupProfile>> } = {},
+  options: {
+    backend?: StartMockBackendOptions;
+    tier?: Partial<RedisTierOptions>;
+    engine?: Partial<EngineOptions<GroupProfile>>;
+  } = {},
 ): Promise<Fleet> {
   const backend = await startMockBackend({ latencyMs: 100, latencyJitterMs: 0, ...options.backend });
   const prefix = uniquePrefix();
@@ -69,5 +77,4 @@ export async function waitUntilHealthy(tier: RedisTier, timeoutMs = 10_000): Pro
     if (Date.now() > deadline) throw new Error('Redis tier did not become healthy');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-
 }

@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import { freePort } from '../../bench/lib/redis.js';
 
 function cli(port: number, ...args: string[]): string {
-  const result = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8', timeout: 10_000 });
+  const result = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   return (result.stdout ?? '') + (result.stderr ?? '');
 }
 
@@ -34,9 +37,13 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
   const dir = mkdtempSync(join(tmpdir(), 'gpp-redis-'));
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], {
-      stdio: 'ignore',
-    });
+    child = spawn(
+      'redis-server',
+      ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
+      {
+        stdio: 'ignore',
+      },
+    );
     await waitFor(() => cli(chosen, 'PING').includes('PONG'), `redis-server on port ${chosen}`);
   };
   const stop = async (): Promise<void> => {
@@ -69,12 +76,29 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'gpp-cluster-'));
   const servers: RedisServer[] = [];
   for (let i = 0; i < masters; i++) {
-    servers.push(await startRedisServer(['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}.conf`), '--cluster-node-timeout', '2000']));
+    servers.push(
+      await startRedisServer([
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${i}.conf`),
+        '--cluster-node-timeout',
+        '2000',
+      ]),
+    );
   }
   const nodes = servers.map((s) => `127.0.0.1:${s.port}`);
-  const created = spawnSync('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+  const created = spawnSync(
+    'redis-cli',
+    ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes'],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
   if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
-  await waitFor(() => servers.every((s) => s.cli('CLUSTER', 'INFO').includes('cluster_state:ok')), 'cluster_state:ok', 20_000);
+  await waitFor(
+    () => servers.every((s) => s.cli('CLUSTER', 'INFO').includes('cluster_state:ok')),
+    'cluster_state:ok',
+    20_000,
+  );
   return {
     nodes,
     async stop() {

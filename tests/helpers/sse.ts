@@ -39,7 +39,8 @@ export function openStream(url: string, headers: Record<string, string> = {}): P
             const colon = line.indexOf(': ');
             if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 2);
           }
-          if (fields.data !== undefined) events.push({ id: fields.id ?? '', event: fields.event ?? 'message', data: fields.data });
+          if (fields.data !== undefined)
+            events.push({ id: fields.id ?? '', event: fields.event ?? 'message', data: fields.data });
         }
       });
       const finish = (): void => {

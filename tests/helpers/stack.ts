@@ -1,5 +1,9 @@
 import { Pool } from 'undici';
-import { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from '../../src/mock-backend/server.js';
+import {
+  startMockBackend,
+  type RunningMockBackend,
+  type StartMockBackendOptions,
+} from '../../src/mock-backend/server.js';
 import { startSidecar, type RunningSidecar, type SidecarDependencies } from '../../src/server/sidecar.js';
 import type { SidecarConfig } from '../../src/server/config.js';
 import type { MockStats } from '../../src/mock-backend/state.js';
@@ -9,7 +13,10 @@ export interface Stack {
   proxy: RunningSidecar;
   client: Pool;
   /** GET through the proxy over a real socket. */
-  get(path: string, headers?: Record<string, string>): Promise<{ status: number; headers: Record<string, string>; body: string }>;
+  get(
+    path: string,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; headers: Record<string, string>; body: string }>;
   stats(): MockStats;
   setMode(mode: string, latencyMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -23,7 +30,10 @@ export async function startStack(
   dependencies: SidecarDependencies = {},
 ): Promise<Stack> {
   const backend = await startMockBackend({ latencyMs: 100, latencyJitterMs: 0, ...backendOptions });
-  const proxy = await startSidecar({ port: 0, host: '127.0.0.1', logLevel: 'silent', upstreamUrl: backend.url, ...proxyConfig }, dependencies);
+  const proxy = await startSidecar(
+    { port: 0, host: '127.0.0.1', logLevel: 'silent', upstreamUrl: backend.url, ...proxyConfig },
+    dependencies,
+  );
   const client = new Pool(proxy.url, { connections: clientConnections, pipelining: 1 });
   return {
     backend,
@@ -31,7 +41,11 @@ export async function startStack(
     client,
     async get(path, headers = {}) {
       const response = await client.request({ path, method: 'GET', headers });
-      return { status: response.statusCode, headers: response.headers as Record<string, string>, body: await response.body.text() };
+      return {
+        status: response.statusCode,
+        headers: response.headers as Record<string, string>,
+        body: await response.body.text(),
+      };
     },
     stats: () => backend.backend.stats(),
     async setMode(mode, latencyMs) {

@@ -25,13 +25,17 @@ export interface BackendStats {
 
 export function backendStats(backendUrl: string): BackendStats {
   const response = http.get(`${backendUrl}/__stats`, { tags: { name: 'backend-stats' } });
-  if (response.status !== 200) throw new Error(`${backendUrl}/__stats answered ${response.status}: is BACKEND_URL the mock backend?`);
+  if (response.status !== 200)
+    throw new Error(`${backendUrl}/__stats answered ${response.status}: is BACKEND_URL the mock backend?`);
   return response.json() as unknown as BackendStats;
 }
 
 export function setBackendMode(backendUrl: string, mode: string, latencyMs?: number): void {
   const body = JSON.stringify(latencyMs === undefined ? { mode } : { mode, latencyMs });
-  const response = http.post(`${backendUrl}/__mode`, body, { headers: { 'content-type': 'application/json' }, tags: { name: 'backend-mode' } });
+  const response = http.post(`${backendUrl}/__mode`, body, {
+    headers: { 'content-type': 'application/json' },
+    tags: { name: 'backend-mode' },
+  });
   if (response.status !== 204) throw new Error(`setting mode ${mode} failed: ${response.status}`);
 }
 

@@ -17,12 +17,16 @@ export function p99Threshold(raw: string | undefined, defaultMs: number): string
   if (raw === undefined || raw.trim() === '') return `p(99)<${defaultMs}`;
   if (raw.trim().toLowerCase() === 'off') return null;
   const ms = Number(raw);
-  if (!Number.isFinite(ms) || ms <= 0) throw new Error(`P99_MS must be a positive number of milliseconds or 'off', got '${raw}'`);
+  if (!Number.isFinite(ms) || ms <= 0)
+    throw new Error(`P99_MS must be a positive number of milliseconds or 'off', got '${raw}'`);
   return `p(99)<${ms}`;
 }
 
 /** Ids the backend was asked for between two of its /__stats `byId` maps (ids whose count rose). */
-export function distinctIdsAsked(before: Record<string, number> | undefined, after: Record<string, number> | undefined): number {
+export function distinctIdsAsked(
+  before: Record<string, number> | undefined,
+  after: Record<string, number> | undefined,
+): number {
   let asked = 0;
   for (const [id, count] of Object.entries(after ?? {})) if (count > (before?.[id] ?? 0)) asked++;
   return asked;
@@ -38,15 +42,19 @@ export interface SummaryOptions {
 }
 
 /** A summary line with requests, downstream calls and the reduction ratio, plus the JSON for tooling. */
-export function reductionSummary(scenario: string, data: SummaryData, options: SummaryOptions = {}): Record<string, string> {
-  const requests = data.metrics['profile_requests']?.values['count'] ?? 0;
-  const calls = data.metrics['downstream_calls']?.values['count'] ?? 0;
-  const failed = data.metrics['http_req_failed']?.values['rate'] ?? 0;
-  const duration = data.metrics['http_req_duration']?.values ?? {};
+export function reductionSummary(
+  scenario: string,
+  data: SummaryData,
+  options: SummaryOptions = {},
+): Record<string, string> {
+  const requests = data.metrics.profile_requests?.values.count ?? 0;
+  const calls = data.metrics.downstream_calls?.values.count ?? 0;
+  const failed = data.metrics.http_req_failed?.values.rate ?? 0;
+  const duration = data.metrics.http_req_duration?.values ?? {};
   const ratio = calls === 0 ? 'inf' : (requests / calls).toFixed(1);
   let callsPart = `${calls} downstream calls`;
   if (options.perDistinctId === true) {
-    const distinct = data.metrics['downstream_distinct_ids']?.values['count'] ?? 0;
+    const distinct = data.metrics.downstream_distinct_ids?.values.count ?? 0;
     // The Node runner's figure (bench/lib/report.ts): downstream calls ÷ distinct ids the backend was asked for.
     const perId = distinct === 0 ? '-' : (calls / distinct).toFixed(3);
     callsPart += ` for ${distinct} distinct ids (${perId} per distinct id)`;

@@ -6,7 +6,7 @@ export function zipfPicker(ids: number, exponent: number): () => number {
   const cdf = new Float64Array(ids);
   let total = 0;
   for (let k = 1; k <= ids; k++) {
-    total += 1 / Math.pow(k, exponent);
+    total += 1 / k ** exponent;
     cdf[k - 1] = total;
   }
   return () => {
