@@ -12,7 +12,8 @@ let timer;
 const server = createServer((req, res) => {
   if (!req.url.startsWith('/groups/')) return res.end('ok');
   waiting.push(res);
-  timer ??= setTimeout(() => {
+  if (timer !== undefined) return;
+  timer = setTimeout(() => {
     const all = waiting;
     waiting = [];
     timer = undefined;

@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 
 const { headers, body } = JSON.parse(process.argv[2]);
 const bytes = Buffer.from(body, 'base64');
-const server = createServer((req, res) => {
+const server = createServer((_req, res) => {
   res.writeHead(200, headers);
   res.end(bytes);
 });

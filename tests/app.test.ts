@@ -5,7 +5,10 @@ function setup(overrides: { load?: Loader<{ id: string }>; maxGroupId?: number }
   const calls: string[] = [];
   const load: Loader<{ id: string }> = overrides.load ?? (async (key) => (key === '404' ? NOT_FOUND : { id: key }));
   const engine = new CoalescingCache({
-    load: (key, ctx) => (calls.push(key), load(key, ctx)),
+    load: (key, ctx) => {
+      calls.push(key);
+      return load(key, ctx);
+    },
     ttlMs: 60_000,
     ttlJitter: 0,
     now: () => 1_700_000_000_000,

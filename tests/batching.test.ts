@@ -28,7 +28,7 @@ describe('batching distinct ids', () => {
   it('loads 1000 distinct cold ids in at most 10 upstream calls of at most 100 ids', async () => {
     const { backend, engine } = await setup({ windowMs: 2, maxIds: 100 });
     const lookups = await Promise.all(Array.from({ length: 1000 }, (_, i) => engine.get(String(1 + i))));
-    lookups.forEach((lookup, i) => expect(lookup.entry.value).toMatchObject({ id: 1 + i }));
+    for (const [i, lookup] of lookups.entries()) expect(lookup.entry.value).toMatchObject({ id: 1 + i });
     const stats = backend.backend.stats();
     expect(stats.calls).toBeLessThanOrEqual(10);
     expect(stats.batchCalls).toBe(stats.calls);
@@ -38,7 +38,7 @@ describe('batching distinct ids', () => {
   it('still loads each id once when duplicates are mixed in', async () => {
     const { backend, engine } = await setup({ windowMs: 2, maxIds: 100 });
     const lookups = await Promise.all(Array.from({ length: 1000 }, (_, i) => engine.get(String(1 + (i % 300)))));
-    lookups.forEach((lookup, i) => expect(lookup.entry.value).toMatchObject({ id: 1 + (i % 300) }));
+    for (const [i, lookup] of lookups.entries()) expect(lookup.entry.value).toMatchObject({ id: 1 + (i % 300) });
     const stats = backend.backend.stats();
     expect(stats.batchIds).toBe(300);
     expect(Object.values(stats.byId).every((n) => n === 1)).toBe(true);
@@ -124,7 +124,7 @@ describe('batching with the shared L2 tier', () => {
       const lookups = await Promise.all(
         Array.from({ length: 1500 }, (_, i) => caches[i % 3]!.engine.get(String(1 + (i % 500)))),
       );
-      lookups.forEach((lookup, i) => expect(lookup.entry.value).toMatchObject({ id: 1 + (i % 500) }));
+      for (const [i, lookup] of lookups.entries()) expect(lookup.entry.value).toMatchObject({ id: 1 + (i % 500) });
       const stats = backend.backend.stats();
       expect(stats.batchIds).toBe(500);
       expect(Object.values(stats.byId).every((n) => n === 1)).toBe(true);
@@ -139,7 +139,10 @@ describe('BatchLoader', () => {
   it('shares one batch slot between two loads of one key', async () => {
     const calls: string[][] = [];
     const loader = new BatchLoader<number>({
-      loadMany: async (keys) => (calls.push([...keys]), new Map(keys.map((k) => [k, Number(k)]))),
+      loadMany: async (keys) => {
+        calls.push([...keys]);
+        return new Map(keys.map((k) => [k, Number(k)]));
+      },
       windowMs: 1,
     });
     const signal = new AbortController().signal;
@@ -152,7 +155,10 @@ describe('BatchLoader', () => {
   it('sends a full batch at once, without waiting for the window', async () => {
     const calls: number[] = [];
     const loader = new BatchLoader<number>({
-      loadMany: async (keys) => (calls.push(keys.length), new Map(keys.map((k) => [k, 1]))),
+      loadMany: async (keys) => {
+        calls.push(keys.length);
+        return new Map(keys.map((k) => [k, 1]));
+      },
       windowMs: 10_000,
       maxKeys: 3,
     });

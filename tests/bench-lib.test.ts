@@ -2,10 +2,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { BurstClient } from '../bench/lib/burst-client.js';
-import { flagOf, parseFlags } from '../bench/lib/flags.js';
+import { flagOf, parseFlags, UsageError } from '../bench/lib/flags.js';
 import { parseWrk } from '../bench/lib/wrk.js';
 import { percentile } from '../bench/lib/load.js';
-import { markdownTable, row } from '../bench/lib/report.js';
+import { markdownTable, perSecond, row } from '../bench/lib/report.js';
+import { type RoundResult, roundRows } from '../bench/scenarios/distinct-burst.js';
 import { barChartSvg } from '../bench/lib/svg.js';
 import { seededRandom, zipfSampler } from '../bench/lib/zipf.js';
 
@@ -37,6 +38,37 @@ describe('benchmark helpers', () => {
     const table = markdownTable([row('burst', load, 1), row('direct', load, 1000, 1000)]);
     expect(table).toContain('| burst | 1000 | 1 | 1000.0 |');
     expect(table).toContain('| direct | 1000 | 1000 | 1.0 | 1000 | 1.000 |');
+  });
+
+  it('shows a rate that could not be measured as -, never NaN', () => {
+    const load = { requests: 1, errors: 0, statuses: {}, durationMs: 1000, latencies: Float64Array.from([1]) };
+    const table = markdownTable([{ ...row('no rate', load, 1), rps: Number.NaN }]);
+    expect(table).not.toContain('NaN');
+    expect(table).toMatch(/\| no rate \|.* \| - \|$/m);
+  });
+
+  it("gives every distinct-burst round the rate of its burst: answers over the burst's wall time", () => {
+    const options = { requests: 4, originLatencyMs: 200, rounds: 2, warmupRequests: 0 };
+    const round = (durationMs: number): RoundResult => ({
+      answers: new Map([
+        ['200', 3],
+        ['503 OVERLOADED', 1],
+      ]),
+      backendCalls: 3,
+      backendMaxInFlight: 3,
+      breakerOpened: 0,
+      breakerState: 'closed',
+      probe: '200',
+      loopLagMaxMs: 1,
+      latencies: Float64Array.from([200, 201, 202, 250]),
+      durationMs,
+    });
+    const rows = roundRows(options, [round(250), round(500)]);
+    expect(rows.map((r) => r.rps)).toEqual([16, 8]);
+    expect(rows[0]).toMatchObject({ requests: 4, downstreamCalls: 3, distinctIds: 4, errors: 1, p99: 250 });
+    // The rate survives the JSON written to bench/results (NaN would be null there).
+    expect(JSON.parse(JSON.stringify(rows))[1].rps).toBe(8);
+    expect(markdownTable(rows)).toMatch(/\| 1 \| 16 \|$/m);
   });
 
   it('draws one labelled bar per value', () => {
@@ -82,13 +114,32 @@ describe('BurstClient', () => {
     const client = await BurstClient.open(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 150);
     try {
       const first = await client.burst('/groups/1');
-      expect(first).toHaveLength(150);
-      expect(first.every((a) => a.status === 200 && a.latencyMs >= 0)).toBe(true);
+      expect(first.answers).toHaveLength(150);
+      expect(first.answers.every((a) => a.status === 200 && a.latencyMs >= 0)).toBe(true);
       // Keep-alive: the same connections carry the next burst.
       const second = await client.burst('/missing');
-      expect(second.map((a) => a.status)).toEqual(Array(150).fill(404));
+      expect(second.answers.map((a) => a.status)).toEqual(Array(150).fill(404));
       expect(seen.filter((url) => url === '/groups/1')).toHaveLength(150);
       expect(seen).toHaveLength(300);
+    } finally {
+      client.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("reports the burst's wall time, from the first write to the last answer, for its rate", async () => {
+    const server = createServer((_req, res) => {
+      setTimeout(() => res.end('ok'), 20);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = await BurstClient.open(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 20);
+    try {
+      const { answers, durationMs } = await client.burst('/groups/1');
+      // Every answer waited 20 ms; the burst took at least as long as its slowest answer.
+      expect(durationMs).toBeGreaterThanOrEqual(Math.max(...answers.map((a) => a.latencyMs)));
+      expect(durationMs).toBeGreaterThanOrEqual(19);
+      expect(Number.isFinite(perSecond(answers.length, durationMs))).toBe(true);
     } finally {
       client.close();
       server.closeAllConnections();
@@ -119,6 +170,31 @@ describe('bench flags', () => {
   it('refuses a flag without a numeric value', () => {
     expect(() => parseFlags(['--rounds'], ['rounds'])).toThrow('bad flag near --rounds');
     expect(() => parseFlags(['--rounds', 'many'], ['rounds'])).toThrow('bad flag near --rounds');
+    expect(() => parseFlags(['--rounds', ''], ['rounds'])).toThrow('bad flag near --rounds');
+    expect(() => parseFlags(['--rounds', '--warmup', '3'], ['rounds', 'warmup'])).toThrow('bad flag near --rounds');
     expect(() => parseFlags(['rounds', '3'], ['rounds'])).toThrow('bad flag near rounds');
+  });
+
+  it('reports every bad flag as a usage error', () => {
+    expect(() => parseFlags(['--rounds', 'many'], ['rounds'])).toThrow(UsageError);
+    expect(() => parseFlags(['--laps', '3'], ['rounds'])).toThrow(UsageError);
+  });
+
+  it('refuses a flag given twice', () => {
+    expect(() => parseFlags(['--rounds', '1', '--rounds', '2'], ['rounds'])).toThrow('--rounds is given twice');
+  });
+
+  it('reads numbers separated by commas for a list option, and only for one', () => {
+    expect(parseFlags(['--levels', '1,10,100', '--requests', '50'], ['requests', 'levels'], ['levels'])).toEqual({
+      levels: [1, 10, 100],
+      requests: 50,
+    });
+    expect(parseFlags(['--levels', '7'], ['levels'], ['levels'])).toEqual({ levels: [7] });
+    expect(() => parseFlags(['--levels', '1,,10'], ['levels'], ['levels'])).toThrow(
+      'bad flag near --levels: use --levels <number>[,<number>]...',
+    );
+    expect(() => parseFlags(['--requests', '1,10'], ['requests', 'levels'], ['levels'])).toThrow(
+      'bad flag near --requests',
+    );
   });
 });

@@ -69,8 +69,7 @@ describe('client connections', () => {
       reader.setEncoding('latin1');
       reader.on('data', (chunk: string) => {
         received += chunk;
-        let at: number;
-        while ((at = received.indexOf('HTTP/1.1 200 ')) !== -1) {
+        for (let at = received.indexOf('HTTP/1.1 200 '); at !== -1; at = received.indexOf('HTTP/1.1 200 ')) {
           answers++;
           received = received.slice(at + 13);
         }

@@ -128,7 +128,10 @@ describe('refreshes', () => {
       expectedIds: 1000,
       refreshMs: 60_000,
       clock,
-      exportIds: async () => (pages++, { ids: [...existing], next: undefined }),
+      exportIds: async () => {
+        pages++;
+        return { ids: [...existing], next: undefined };
+      },
     });
     await filter.start();
     expect([filter.check('2'), filter.check('4')]).toEqual(['maybe', 'absent']);

@@ -73,7 +73,10 @@ describe.each([
         const slot = kind === 'cluster' ? victim!.tier.feedKeys[(done / perCut) % 3]!.slot : undefined;
         let cut = 0;
         await until(
-          async () => (cut = await killFeedConnections(raw, victim!.tier, slot)) > 0,
+          async () => {
+            cut = await killFeedConnections(raw, victim!.tier, slot);
+            return cut > 0;
+          },
           'a live feed connection to kill',
           10_000,
         );

@@ -31,7 +31,12 @@ function budgeted(
   const clock = new ManualClock();
   const calls: string[] = [];
   const budget = new MissBudget({ burst: options.burst ?? 3, perSecond: options.perSecond ?? 1, clock });
-  const load: Loader<Profile> = options.load ?? (async (key) => (calls.push(key), { id: key }));
+  const load: Loader<Profile> =
+    options.load ??
+    (async (key) => {
+      calls.push(key);
+      return { id: key };
+    });
   const engine = new CoalescingCache<Profile>({
     load,
     clock,
@@ -72,7 +77,11 @@ describe('the miss budget in the engine', () => {
     const calls: string[] = [];
     const { engine } = budgeted({
       burst: 1,
-      load: async (key) => (calls.push(key), hold && (await held.promise), { id: key }),
+      load: async (key) => {
+        calls.push(key);
+        if (hold) await held.promise;
+        return { id: key };
+      },
     });
     await engine.get('1', { client: 'scanner' }); // its one miss
     hold = true;

@@ -47,7 +47,10 @@ describe('stale-while-revalidate', () => {
     const clock = manualClock();
     const calls: string[] = [];
     const cache = new CoalescingCache<Profile>({
-      load: async (key) => (calls.push(key), NOT_FOUND),
+      load: async (key) => {
+        calls.push(key);
+        return NOT_FOUND;
+      },
       negativeTtlMs: 1000,
       negativeStaleTtlMs: 0,
       staleTtlMs: 60_000,

@@ -61,7 +61,10 @@ async function redisPair(
       // Each cut lands on a live connection: wait for the reader to be back from the last one.
       let killed = 0;
       await until(
-        async () => (killed = await killFeedConnections(raw, tier as RedisTier)) > 0,
+        async () => {
+          killed = await killFeedConnections(raw, tier as RedisTier);
+          return killed > 0;
+        },
         'a feed connection to kill',
         10_000,
       );

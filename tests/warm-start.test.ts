@@ -124,7 +124,10 @@ describe('warm start', () => {
   it('preloads a list of ids without a shared tier, in batches under the concurrency bound', async () => {
     const batches: string[][] = [];
     const loader = new BatchLoader<Profile>({
-      loadMany: async (keys) => (batches.push([...keys]), new Map(keys.map((key) => [key, { id: key }]))),
+      loadMany: async (keys) => {
+        batches.push([...keys]);
+        return new Map(keys.map((key) => [key, { id: key }]));
+      },
       windowMs: 1,
       maxKeys: 100,
     });
@@ -186,7 +189,10 @@ describe('warm start against a warm Redis', () => {
 
   it('a second instance serves the top N from Redis with 0 origin calls', async () => {
     const calls: string[] = [];
-    const load: Loader<GroupProfile> = async (key) => (calls.push(key), { id: Number(key), name: `group ${key}` });
+    const load: Loader<GroupProfile> = async (key) => {
+      calls.push(key);
+      return { id: Number(key), name: `group ${key}` };
+    };
     fleet = await startFleet(
       1,
       { url: inject('redisUrl') },

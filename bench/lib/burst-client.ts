@@ -9,6 +9,13 @@ export interface BurstAnswer {
   latencyMs: number;
 }
 
+export interface BurstResult {
+  /** One answer per connection, in connection order. */
+  answers: BurstAnswer[];
+  /** From the first request's write to the last answer's last byte, ms: the burst's wall time. */
+  durationMs: number;
+}
+
 /**
  * A load generator for one burst at a time: N keep-alive connections opened
  * up front, then one identical GET written on every one of them in a tight
@@ -47,14 +54,17 @@ export class BurstClient {
 
   /**
    * Writes `GET path` on every connection at once (`path(i)` for the i-th
-   * connection when it is a function); resolves when every answer is complete.
+   * connection when it is a function); resolves when every answer is complete,
+   * with the answers and the burst's wall time.
    */
-  burst(path: string | ((i: number) => string), timeoutMs = 10_000): Promise<BurstAnswer[]> {
+  burst(path: string | ((i: number) => string), timeoutMs = 10_000): Promise<BurstResult> {
     const requestFor = (p: string): Buffer => Buffer.from(`GET ${p} HTTP/1.1\r\nhost: ${this.#host}\r\n\r\n`, 'latin1');
     const requests = typeof path === 'string' ? undefined : this.#sockets.map((_, i) => requestFor(path(i)));
     const same = typeof path === 'string' ? requestFor(path) : undefined;
     const pending = this.#sockets.map((socket) => answerOn(socket));
     const started = new Float64Array(this.#sockets.length);
+    const first = performance.now();
+    let last = first;
     for (let i = 0; i < this.#sockets.length; i++) {
       started[i] = performance.now();
       this.#sockets[i]!.write(same ?? requests![i]!);
@@ -69,12 +79,14 @@ export class BurstClient {
     const answers = Promise.all(
       pending.map(async (answer, i) => {
         const { status, at, errorBody } = await answer;
+        if (at > last) last = at;
         return errorBody === undefined
           ? { status, latencyMs: at - started[i]! }
           : { status, errorBody, latencyMs: at - started[i]! };
       }),
     );
-    return Promise.race([answers, timeout]).finally(() => clearTimeout(timer));
+    const result = answers.then((all) => ({ answers: all, durationMs: last - first }));
+    return Promise.race([result, timeout]).finally(() => clearTimeout(timer));
   }
 
   close(): void {
@@ -97,7 +109,10 @@ function answerOn(socket: Socket): Promise<{ status: number; at: number; errorBo
         if (end === -1) return;
         status = Number(head.slice(9, 12));
         const length = /\r\ncontent-length: *(\d+)/i.exec(head.slice(0, end));
-        if (length === null) return fail(new Error(`answer without Content-Length: ${head.slice(0, end)}`));
+        if (length === null) {
+          fail(new Error(`answer without Content-Length: ${head.slice(0, end)}`));
+          return;
+        }
         bodyLeft = Number(length[1]);
         rest = Buffer.from(head.slice(end + 4), 'latin1');
         if (status >= 400) errorBody = '';
@@ -105,7 +120,10 @@ function answerOn(socket: Socket): Promise<{ status: number; at: number; errorBo
       bodyLeft -= rest.length;
       if (errorBody !== undefined) errorBody += rest.toString('utf8');
       if (bodyLeft > 0) return;
-      if (bodyLeft < 0) return fail(new Error('more bytes than Content-Length'));
+      if (bodyLeft < 0) {
+        fail(new Error('more bytes than Content-Length'));
+        return;
+      }
       socket.off('data', onData).off('error', fail).off('close', onClose);
       resolve(
         errorBody === undefined ? { status, at: performance.now() } : { status, at: performance.now(), errorBody },

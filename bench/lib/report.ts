@@ -13,6 +13,11 @@ export interface Row {
   rps: number;
 }
 
+/** Requests per second over a wall time in ms. */
+export function perSecond(requests: number, durationMs: number): number {
+  return requests / (durationMs / 1000);
+}
+
 export function row(scenario: string, load: LoadResult, downstreamCalls: number, distinctIds?: number): Row {
   return {
     scenario,
@@ -23,11 +28,12 @@ export function row(scenario: string, load: LoadResult, downstreamCalls: number,
     p50: percentile(load.latencies, 50),
     p95: percentile(load.latencies, 95),
     p99: percentile(load.latencies, 99),
-    rps: load.requests / (load.durationMs / 1000),
+    rps: perSecond(load.requests, load.durationMs),
   };
 }
 
 const ms = (value: number): string => (Number.isFinite(value) ? value.toFixed(1) : '-');
+const rate = (value: number): string => (Number.isFinite(value) ? String(Math.round(value)) : '-');
 
 export function markdownTable(rows: readonly Row[]): string {
   const lines = [
@@ -39,7 +45,7 @@ export function markdownTable(rows: readonly Row[]): string {
     const perId =
       r.distinctIds === undefined || r.distinctIds === 0 ? '-' : (r.downstreamCalls / r.distinctIds).toFixed(3);
     lines.push(
-      `| ${r.scenario} | ${r.requests} | ${r.downstreamCalls} | ${reduction} | ${r.distinctIds ?? '-'} | ${perId} | ${ms(r.p50)} | ${ms(r.p95)} | ${ms(r.p99)} | ${r.errors} | ${Math.round(r.rps)} |`,
+      `| ${r.scenario} | ${r.requests} | ${r.downstreamCalls} | ${reduction} | ${r.distinctIds ?? '-'} | ${perId} | ${ms(r.p50)} | ${ms(r.p95)} | ${ms(r.p99)} | ${r.errors} | ${rate(r.rps)} |`,
     );
   }
   return lines.join('\n');

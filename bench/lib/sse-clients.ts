@@ -73,8 +73,7 @@ function openStream(client: Client, url: string): Promise<void> {
         buffer = buffer.subarray(end + 4);
       }
       let start = 0;
-      let data: number;
-      while ((data = buffer.indexOf(DATA, start)) !== -1) {
+      for (let data = buffer.indexOf(DATA, start); data !== -1; data = buffer.indexOf(DATA, start)) {
         const end = buffer.indexOf(EVENT_END, data);
         if (end === -1) break;
         const at = now();

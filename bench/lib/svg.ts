@@ -28,7 +28,7 @@ export function barChartSvg(
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
-    `<text x="${width / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${escape(title)}</text>`,
+    `<text x="${width / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${escapeXml(title)}</text>`,
   ];
   for (let d = 0; d <= decades; d++) {
     const v = 10 ** d;
@@ -49,25 +49,27 @@ export function barChartSvg(
       );
     });
     parts.push(
-      `<text x="${(margin.left + i * groupW + groupW / 2).toFixed(1)}" y="${margin.top + plotH + 18}" text-anchor="middle">${escape(category)}</text>`,
+      `<text x="${(margin.left + i * groupW + groupW / 2).toFixed(1)}" y="${margin.top + plotH + 18}" text-anchor="middle">${escapeXml(category)}</text>`,
     );
   });
   parts.push(
     `<line x1="${margin.left}" x2="${width - margin.right}" y1="${margin.top + plotH}" y2="${margin.top + plotH}" stroke="#333"/>`,
   );
-  parts.push(`<text x="${margin.left + plotW / 2}" y="${height - 14}" text-anchor="middle">${escape(xLabel)}</text>`);
   parts.push(
-    `<text transform="translate(18 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
+    `<text x="${margin.left + plotW / 2}" y="${height - 14}" text-anchor="middle">${escapeXml(xLabel)}</text>`,
+  );
+  parts.push(
+    `<text transform="translate(18 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(yLabel)}</text>`,
   );
   series.forEach((s, j) => {
     const lx = margin.left + 10 + j * 200;
     parts.push(`<rect x="${lx}" y="${margin.top - 18}" width="12" height="12" fill="${s.color}"/>`);
-    parts.push(`<text x="${lx + 18}" y="${margin.top - 8}">${escape(s.name)}</text>`);
+    parts.push(`<text x="${lx + 18}" y="${margin.top - 8}">${escapeXml(s.name)}</text>`);
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;
 }
 
-function escape(text: string): string {
+function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

@@ -1,7 +1,7 @@
 import { percentile, runLoad } from '../lib/load.js';
 import { BurstClient, type BurstAnswer } from '../lib/burst-client.js';
 import { backendStats, resetBackend, startMock, startProxy, type Running } from '../lib/processes.js';
-import type { Row } from '../lib/report.js';
+import { perSecond, type Row } from '../lib/report.js';
 
 export interface DistinctBurstOptions {
   /** Simultaneous requests, each for a different cold group. */
@@ -21,7 +21,7 @@ export const DISTINCT_BURST_DEFAULTS: DistinctBurstOptions = {
   warmupRequests: 2000,
 };
 
-interface RoundResult {
+export interface RoundResult {
   answers: Map<string, number>;
   backendCalls: number;
   backendMaxInFlight: number;
@@ -31,6 +31,8 @@ interface RoundResult {
   probe: string;
   loopLagMaxMs: number;
   latencies: Float64Array;
+  /** The burst's wall time, from its first request written to its last answer read, ms. */
+  durationMs: number;
 }
 
 /**
@@ -75,6 +77,11 @@ export async function distinctBurst(options: Partial<DistinctBurstOptions> = {})
     await mock.stop();
   }
   printTable(o, results);
+  return roundRows(o, results);
+}
+
+/** One row per round; its rate is the burst's answers over the burst's wall time. */
+export function roundRows(o: DistinctBurstOptions, results: readonly RoundResult[]): Row[] {
   return results.map((r, i) => ({
     scenario: `round ${i + 1}: ${o.requests} distinct cold ids, ${o.originLatencyMs} ms origin`,
     requests: o.requests,
@@ -84,7 +91,7 @@ export async function distinctBurst(options: Partial<DistinctBurstOptions> = {})
     p50: percentile(r.latencies, 50),
     p95: percentile(r.latencies, 95),
     p99: percentile(r.latencies, 99),
-    rps: Number.NaN,
+    rps: perSecond(r.latencies.length, r.durationMs),
   }));
 }
 
@@ -92,7 +99,7 @@ async function oneBurst(proxy: Running, mock: Running, requests: number, base: n
   const client = await BurstClient.open(proxy.url, requests);
   try {
     await scrape(proxy.url); // resets the event-loop lag maximum, so the next scrape covers the burst alone
-    const answers = await client.burst((i) => `/groups/${base + i}`, 120_000);
+    const { answers, durationMs } = await client.burst((i) => `/groups/${base + i}`, 120_000);
     const after = await scrape(proxy.url);
     const probe = await fetch(`${proxy.url}/groups/${base + requests}`);
     const probeBody = await probe.text();
@@ -106,6 +113,7 @@ async function oneBurst(proxy: Running, mock: Running, requests: number, base: n
       probe: probe.status === 200 ? '200' : `${probe.status} ${codeOf(probeBody)}`,
       loopLagMaxMs: metricValue(after, 'gpp_nodejs_eventloop_lag_max_seconds') * 1000,
       latencies: Float64Array.from(answers.map((a) => a.latencyMs)).sort(),
+      durationMs,
     };
   } finally {
     client.close();

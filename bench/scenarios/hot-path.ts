@@ -12,7 +12,7 @@ import {
   type Running,
 } from '../lib/processes.js';
 import { wrk, type WrkResult } from '../lib/wrk.js';
-import type { Row } from '../lib/report.js';
+import { perSecond, type Row } from '../lib/report.js';
 
 export interface HotPathOptions {
   seconds: number;
@@ -154,6 +154,18 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
   }
 }
 
+export interface ColdBurstOptions {
+  /** Identical requests of each burst, one per keep-alive connection. */
+  requests: number;
+  originLatencyMs: number;
+  /** Measured bursts against each server (after 5 warm-up bursts). */
+  rounds: number;
+  /** 1: both servers on stock node flags instead of the sidecar's. */
+  stockNode: number;
+}
+
+export const COLD_BURST_DEFAULTS: ColdBurstOptions = { requests: 1000, originLatencyMs: 50, rounds: 5, stockNode: 0 };
+
 /**
  * A cold burst of 1000 identical requests over already-open keep-alive
  * connections against a 50 ms origin: the latency the proxy adds to waiters.
@@ -162,13 +174,9 @@ export async function hotPath(options: Partial<HotPathOptions> = {}): Promise<Ro
  * coalescing server (bench/bare-burst-server.mjs) gives the floor of this
  * generator on this machine.
  */
-export async function coldBurst(
-  options: { requests?: number; originLatencyMs?: number; rounds?: number; stockNode?: number } = {},
-): Promise<Row[]> {
-  const requests = options.requests ?? 1000;
-  const originLatencyMs = options.originLatencyMs ?? 50;
-  const rounds = options.rounds ?? 5;
-  const nodeArgs = options.stockNode === 1 ? [] : [...SIDECAR_NODE_FLAGS];
+export async function coldBurst(options: Partial<ColdBurstOptions> = {}): Promise<Row[]> {
+  const { requests, originLatencyMs, rounds, stockNode } = { ...COLD_BURST_DEFAULTS, ...options };
+  const nodeArgs = stockNode === 1 ? [] : [...SIDECAR_NODE_FLAGS];
   pinThisProcess('1');
   const rows: Row[] = [];
   const mock = await startMock({ MOCK_LATENCY_MS: String(originLatencyMs) });
@@ -194,7 +202,7 @@ export async function coldBurst(
         for (let warmup = 0; warmup < 5; warmup++) await client.burst(`/groups/${4_000_000 + warmup}`);
         for (let round = 0; round < rounds; round++) {
           const before = await backendStats(mock.url);
-          const answers = await client.burst(`/groups/${5_000_000 + round}`);
+          const { answers, durationMs } = await client.burst(`/groups/${5_000_000 + round}`);
           const after = await backendStats(mock.url);
           const sorted = Float64Array.from(answers, (a) => a.latencyMs).sort();
           rows.push({
@@ -205,7 +213,7 @@ export async function coldBurst(
             p50: percentile(sorted, 50),
             p95: percentile(sorted, 95),
             p99: percentile(sorted, 99),
-            rps: Number.NaN,
+            rps: perSecond(answers.length, durationMs),
           });
         }
       } finally {

@@ -80,8 +80,12 @@ function generators(
   });
   return {
     child: parts[0]!.child,
-    kill: () => parts.forEach((part) => part.kill()),
-    send: (line) => parts.forEach((part) => part.send(line)),
+    kill: () => {
+      for (const part of parts) part.kill();
+    },
+    send: (line) => {
+      for (const part of parts) part.send(line);
+    },
     async next(prefix, timeoutMs) {
       const answers = await Promise.all(parts.map((part) => part.next(prefix, timeoutMs)));
       if (prefix.startsWith('arrived'))

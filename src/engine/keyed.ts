@@ -31,7 +31,7 @@ export interface KeyedCache<K, V> {
 
 export function createKeyedCache<K = string, V = unknown>(options: KeyedCacheOptions<K, V>): KeyedCache<K, V> {
   const { load, keyToString, keyFromString, ...engineOptions } = options;
-  const toString = keyToString === undefined ? String : functionOption<(key: K) => string>('keyToString', keyToString);
+  const keyText = keyToString === undefined ? String : functionOption<(key: K) => string>('keyToString', keyToString);
   const fromString =
     keyFromString === undefined
       ? (key: string) => key as unknown as K
@@ -42,19 +42,19 @@ export function createKeyedCache<K = string, V = unknown>(options: KeyedCacheOpt
   const engine = new CoalescingCache<V>({ ...engineOptions, load: (key, context) => load(fromString(key), context) });
   return {
     engine,
-    get: (key, getOptions) => engine.get(toString(key), getOptions),
+    get: (key, getOptions) => engine.get(keyText(key), getOptions),
     getMany: async (keys, getOptions) => {
       const byCacheKey = new Map<string, K>();
       for (const key of keys) {
-        const cacheKey = toString(key);
+        const cacheKey = keyText(key);
         if (!byCacheKey.has(cacheKey)) byCacheKey.set(cacheKey, key);
       }
       const answers = await engine.getMany(byCacheKey.keys(), getOptions);
       return new Map([...answers].map(([cacheKey, answer]) => [byCacheKey.get(cacheKey)!, answer]));
     },
-    value: async (key, getOptions) => (await engine.get(toString(key), getOptions)).entry.value,
-    peek: (key) => engine.peek(toString(key)),
-    invalidate: (keys) => engine.invalidate(keys.map(toString)),
+    value: async (key, getOptions) => (await engine.get(keyText(key), getOptions)).entry.value,
+    peek: (key) => engine.peek(keyText(key)),
+    invalidate: (keys) => engine.invalidate(keys.map(keyText)),
     close: () => engine.close(),
   };
 }

@@ -85,6 +85,8 @@ export class MemoryTier<V> {
     this.#arena.planCompaction();
     // One pass over L1 (amortized O(1) per replaced body, see BodyArena); no LRU state changes.
     const arena = this.#arena;
-    this.#lru.forEach((entry) => entry.relocateIn(arena));
+    this.#lru.forEach((entry) => {
+      entry.relocateIn(arena);
+    });
   }
 }

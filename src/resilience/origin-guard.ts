@@ -143,7 +143,10 @@ export class OriginGuard {
     const stalledBefore = this.#loop.stalledMs();
     let ran = false;
     try {
-      return (await this.#breaker.fire(() => ((ran = true), call()))) as T;
+      return (await this.#breaker.fire(() => {
+        ran = true;
+        return call();
+      })) as T;
     } catch (error) {
       if ((error as { code?: string }).code === 'EOPENBREAKER') throw this.#circuitOpen();
       throw error;

@@ -54,7 +54,12 @@ export async function startFleet(
   };
   for (let i = 0; i < count; i++) add();
   // The engines subscribed in their constructors; their feed readers start at the streams' ends.
-  await Promise.all(instances.map(async ({ tier }) => (await waitUntilHealthy(tier), await tier.whenFeedReady())));
+  await Promise.all(
+    instances.map(async ({ tier }) => {
+      await waitUntilHealthy(tier);
+      await tier.whenFeedReady();
+    }),
+  );
   return {
     backend,
     instances,

@@ -29,8 +29,7 @@ export function openStream(url: string, headers: Record<string, string> = {}): P
       res.on('data', (chunk: string) => {
         text += chunk;
         buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) !== -1) {
+        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
           const frame = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
           const fields: Record<string, string> = {};
