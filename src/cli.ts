@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { writeAddressFile, type AddressFile } from './server/address-file.js';
 import { helpText, parseArgs, UsageError } from './server/cli-args.js';
 import { ConfigError, configFromEnv, type SidecarConfig } from './server/config.js';
@@ -13,6 +14,11 @@ async function main(): Promise<void> {
       process.stdout.write(helpText());
       return;
     }
+    if (command.run === 'version') {
+      const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+      process.stdout.write(`group-profile-proxy ${pkg.version}\n`);
+      return;
+    }
     config = configFromEnv({ ...process.env, ...command.env });
     if (command.run === 'invalidate' || command.run === 'feed-keys') {
       const { runFeedCommand } = await import('./server/feed-command.js');
@@ -20,7 +26,12 @@ async function main(): Promise<void> {
       return;
     }
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof UsageError) {
+    // One rule for every command: 2 for a usage error (the command line), 1 for a bad setting.
+    if (error instanceof UsageError) {
+      process.stderr.write(`group-profile-proxy: ${error.message}\n`);
+      process.exit(2);
+    }
+    if (error instanceof ConfigError) {
       process.stderr.write(`group-profile-proxy: ${error.message}\n`);
       process.exit(1);
     }

@@ -26,7 +26,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'INTERNAL';
 
-/** The documented status of each code (README "Errors"); the proxy's own errors always use it. */
+/** The documented status of each code (docs/http-api.md, "Errors"); the proxy's own errors always use it. */
 export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze({
   INVALID_GROUP_ID: 400,
   GROUP_NOT_FOUND: 404,

@@ -9,7 +9,10 @@ const TOKEN = 'test-admin-token-0123456789';
 
 function localApp(adminToken: string | null = TOKEN) {
   const calls: string[] = [];
-  const load: Loader<{ id: string }> = async (key) => (calls.push(key), { id: key });
+  const load: Loader<{ id: string }> = async (key) => {
+    calls.push(key);
+    return { id: key };
+  };
   const engine = new CoalescingCache({ load });
   return { app: createProxyApp({ engine, adminToken: adminToken ?? undefined }), engine, calls };
 }
@@ -228,13 +231,14 @@ describe('GET /readyz', () => {
     expect(await response.json()).toEqual({ status: 'ready', l2: 'disabled' });
   });
 
-  it('reports L2 and the feed ok, and degraded and lagging (still 200) while Redis is down', async () => {
+  it('reports L2 and the feed ok, and degraded and unavailable (not lagging: that is for a Redis that answers; still 200) while Redis is down', async () => {
     const redis = await startRedisServer();
     try {
       fleet = await startFleet(
         1,
         { url: redis.url },
-        { backend: { latencyMs: 0 }, tier: { feedBlockMs: 20 }, engine: { feedMaxLagMs: 50 } },
+        // A lag bound no test run reaches: the states asked for here follow from Redis alone.
+        { backend: { latencyMs: 0 }, tier: { feedBlockMs: 20 }, engine: { feedMaxLagMs: 600_000 } },
       );
       const app = createProxyApp({ engine: fleet.instances[0]!.engine });
       expect(await (await app.request('/readyz')).json()).toEqual({
@@ -245,17 +249,15 @@ describe('GET /readyz', () => {
       await redis.stop();
       const deadline = Date.now() + 5000;
       const stats = () => fleet!.instances[0]!.engine.stats();
-      while ((stats().l2 === 'ok' || !stats().feed?.lagging) && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 10));
+      while (stats().l2 === 'ok' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       const degraded = await app.request('/readyz');
       expect(degraded.status).toBe(200);
       const body = (await degraded.json()) as { feed: { lagMs: number } };
       expect(body).toEqual({
         status: 'ready',
         l2: 'degraded',
-        feed: { state: 'lagging', lagMs: expect.any(Number), lagEntries: 0 },
+        feed: { state: 'unavailable', lagMs: expect.any(Number), lagEntries: 0 },
       });
-      expect(body.feed.lagMs).toBeGreaterThan(50);
     } finally {
       await redis.stop();
     }

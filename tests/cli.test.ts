@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
@@ -160,6 +160,17 @@ describe('ADDRESS_FILE (dist/cli.js)', () => {
   });
 });
 
+describe('group-profile-proxy --version (dist/cli.js)', () => {
+  it("prints the package's version and exits 0", async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-v']) {
+      const command = startBuilt({}, [flag]);
+      expect(await command.exited).toBe(0);
+      expect(command.lines).toEqual([`group-profile-proxy ${version}`]);
+    }
+  });
+});
+
 describe('group-profile-proxy invalidate / feed-keys (dist/cli.js)', () => {
   it('appends a change the proxies apply, exits 0 once Redis acknowledged it, and prints where it went', async () => {
     const redisUrl = inject('redisUrl');
@@ -168,13 +179,19 @@ describe('group-profile-proxy invalidate / feed-keys (dist/cli.js)', () => {
       const { engine } = fleet.instances[0]!;
       await engine.get('42');
       await engine.get('43');
-      const command = startBuilt({ REDIS_URL: redisUrl, REDIS_PREFIX: fleet.prefix }, ['invalidate', '42', '43']);
+      const command = startBuilt({ REDIS_URL: redisUrl, REDIS_PREFIX: fleet.prefix }, [
+        'invalidate',
+        '42',
+        '43',
+        '--change-version',
+        'v7',
+      ]);
       expect(await command.exited).toBe(0);
       const printed = JSON.parse(command.lines[0]!) as {
-        appended: { shard: number; position: string; ids: string[]; kind: string }[];
+        appended: { shard: number; position: string; ids: string[]; kind: string; version?: string }[];
       };
       expect(printed.appended).toEqual([
-        { shard: 0, position: expect.stringMatching(/^\d+-\d+$/), ids: ['42', '43'], kind: 'changed' },
+        { shard: 0, position: expect.stringMatching(/^\d+-\d+$/), ids: ['42', '43'], kind: 'changed', version: 'v7' },
       ]);
       await until(
         () => engine.peek('42') === undefined && engine.peek('43') === undefined,
@@ -199,7 +216,16 @@ describe('group-profile-proxy invalidate / feed-keys (dist/cli.js)', () => {
       /the change feed lives in Redis: set REDIS_URL or REDIS_CLUSTER_NODES/,
     ],
     ['a malformed id', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate', '042'], 2, /invalid group id "042"/],
-    ['no ids', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate'], 1, /invalidate needs at least one group id/],
+    // Usage errors exit 2, whichever part of the command line is wrong.
+    ['no ids', { REDIS_URL: 'redis://127.0.0.1:1' }, ['invalidate'], 2, /invalidate needs at least one group id/],
+    ['an unknown flag', {}, ['--prot', '80'], 2, /unknown option --prot; see --help/],
+    [
+      'an empty --change-version',
+      { REDIS_URL: 'redis://127.0.0.1:1' },
+      ['invalidate', '42', '--change-version='],
+      2,
+      /--change-version needs a value/,
+    ],
     [
       'Redis unreachable',
       { REDIS_URL: 'redis://127.0.0.1:1' },

@@ -216,6 +216,12 @@ describe('invalidate', () => {
     expect(calls).toHaveLength(2);
   });
 
+  it('without a shared tier says the change reached this instance only, not a fleet', async () => {
+    const { load } = countingLoader();
+    const cache = new CoalescingCache<Profile>({ load });
+    expect(await cache.invalidate(['1'])).toEqual({ sharedTier: false, fleet: false, positions: [] });
+  });
+
   it('fences a load in flight: its possibly stale result is never cached', async () => {
     const gates = [deferred<Profile>(), deferred<Profile>()];
     let n = 0;

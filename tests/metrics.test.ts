@@ -65,6 +65,24 @@ describe('metrics', () => {
     expect(text).toContain('gpp_l2_up -1');
   });
 
+  it('counts L1 lookups per id for a multi-get, as for single requests', async () => {
+    const { app, metrics } = await setup({ latencyMs: 0 });
+    const l1 = async (result: string): Promise<number> => {
+      const line = (await metrics.registry.metrics())
+        .split('\n')
+        .find((l) => l.startsWith(`gpp_cache_lookups_total{tier="l1",result="${result}"}`));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    expect((await app.request('/groups?ids=1,2,3')).status).toBe(200);
+    expect(await l1('miss')).toBe(3);
+    expect(await l1('hit')).toBe(0);
+    expect((await app.request('/groups?ids=1,2,3,4')).status).toBe(200);
+    expect(await l1('hit')).toBe(3);
+    expect(await l1('miss')).toBe(4);
+    await app.request('/groups/1');
+    expect(await l1('hit')).toBe(4);
+  });
+
   it('counts hits, invalid ids, upstream errors and breaker transitions', async () => {
     const { app, metrics } = await setup({ latencyMs: 0 });
     await app.request('/groups/1');
@@ -160,14 +178,15 @@ describe('metrics', () => {
     expect(out.lib).toBeGreaterThan(10);
   });
 
-  it('lists exactly the exported metrics in the README metrics table', async () => {
+  it('lists exactly the exported metrics in the metrics table of docs/operations.md', async () => {
     const metrics = new ProxyMetrics({ processMetrics: false });
     const exported = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).sort();
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-    const table = readme.slice(
-      readme.indexOf('<!-- metrics-table:start -->'),
-      readme.indexOf('<!-- metrics-table:end -->'),
-    );
+    const doc = readFileSync(new URL('../docs/operations.md', import.meta.url), 'utf8');
+    const start = doc.indexOf('<!-- metrics-table:start -->');
+    const end = doc.indexOf('<!-- metrics-table:end -->');
+    expect(start, 'docs/operations.md has the metrics-table markers').toBeGreaterThan(-1);
+    expect(end).toBeGreaterThan(start);
+    const table = doc.slice(start, end);
     const documented = [...table.matchAll(/^\| `(gpp_[a-z0-9_]+)`/gm)].map((m) => m[1]!).sort();
     expect(documented).toEqual(exported);
   });

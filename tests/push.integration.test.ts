@@ -202,6 +202,9 @@ describe('stream requests that are refused', () => {
     ['a malformed id', '/groups/042/events', {}, 400, 'INVALID_GROUP_ID'],
     ['no groups', '/events', {}, 400, 'BAD_REQUEST'],
     ['a duplicate group', '/events?groups=1,2,1', {}, 400, 'BAD_REQUEST'],
+    // One rule with the multi-get's ids: a list parameter given twice is refused, not half-read.
+    ['groups given twice', '/events?groups=1&groups=2', {}, 400, 'BAD_REQUEST'],
+    ['a percent-encoded id', '/events?groups=%31', {}, 400, 'INVALID_GROUP_ID'],
     [
       'too many groups',
       `/events?groups=${Array.from({ length: 101 }, (_, i) => i + 1).join(',')}`,

@@ -289,6 +289,7 @@ describe('the event routes in any Hono app (createProxyApp({ push }))', () => {
       ['/groups/021/events', {}, 'INVALID_GROUP_ID'],
       ['/events?groups=', {}, 'BAD_REQUEST'],
       ['/events?groups=1,1', {}, 'BAD_REQUEST'],
+      ['/events?groups=1&groups=2', {}, 'BAD_REQUEST'],
       ['/groups/1/events', { 'last-event-id': 'x' }, 'BAD_LAST_EVENT_ID'],
     ] as const) {
       const bad = await app.request(path, { headers });

@@ -64,7 +64,13 @@ export interface GetOptions {
 
 /** What an invalidation reached. */
 export interface InvalidationResult {
-  /** False when L2 is configured but the change could not be appended to the feed: other instances keep their copies until they expire. */
+  /** Whether a shared tier is configured, so there is a fleet to tell. */
+  sharedTier: boolean;
+  /**
+   * True once the change is in the fleet's feed. False without a shared tier (this instance only,
+   * and that is all there is), or when the append failed: other instances keep their copies until
+   * they expire.
+   */
   fleet: boolean;
   /** Where the change sits in the feed, per shard (none without a shared tier). */
   positions: { shard: number; position: string }[];
@@ -424,7 +430,7 @@ export class CoalescingCache<V = unknown> {
       const change = this.#localChange(list, options);
       this.#learnFrom(change);
       this.#notify({ type: 'change', change, local: true });
-      return { fleet: true, positions: [] };
+      return { sharedTier: false, fleet: false, positions: [] };
     }
     // The shared copies first, so readers only evict theirs: one delete per change for the fleet.
     const deleted = await this.#l2.deleteKeys(list);
@@ -441,11 +447,11 @@ export class CoalescingCache<V = unknown> {
       : UNAVAILABLE;
     if (parts === UNAVAILABLE) {
       this.#notify({ type: 'unfed', ids: list });
-      return { fleet: false, positions: [] };
+      return { sharedTier: true, fleet: false, positions: [] };
     }
     // Applied here (read-your-writes); change listeners hear of it from the feed, in order.
     for (const part of parts) this.#applied(part, true);
-    return { fleet: true, positions: parts.map(({ shard, position }) => ({ shard, position })) };
+    return { sharedTier: true, fleet: true, positions: parts.map(({ shard, position }) => ({ shard, position })) };
   }
 
   /** Aborts loads in flight (their callers get CLOSED) and drops L1. Idempotent. */

@@ -10,6 +10,7 @@ import {
   functionOption,
   integerOption,
   integerSpec,
+  knownOptions,
   OptionError,
   specOption,
 } from '../util/options.js';
@@ -174,6 +175,24 @@ export function defaultNotFoundBody(key: string): Buffer {
   );
 }
 
+/** Every option the engine takes: the numeric ones of the specs and the parts it is given. */
+const ENGINE_OPTION_NAMES: readonly string[] = [
+  ...Object.keys(ENGINE_OPTION_SPECS),
+  ...([
+    'load',
+    'serialize',
+    'deserialize',
+    'l2',
+    'existence',
+    'originBudget',
+    'notFoundBody',
+    'observer',
+    'clock',
+    'now',
+    'random',
+  ] satisfies (keyof EngineOptions<unknown>)[]),
+];
+
 export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngineOptions<V> {
   // Renamed, and now on by default: an old configuration must not be taken silently.
   if (typeof options === 'object' && options !== null && 'earlyRefreshMs' in options) {
@@ -183,6 +202,7 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
       (options as Record<string, unknown>).earlyRefreshMs,
     );
   }
+  knownOptions('the engine', options, ENGINE_OPTION_NAMES);
   const o = { ...ENGINE_DEFAULTS, ...definedOnly(options) };
   const S = ENGINE_OPTION_SPECS;
   const clock = resolveClock(o.clock, o.now);

@@ -3,7 +3,9 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
-import { ADMIN_TOKEN_MIN_LENGTH, secretOption } from '../util/options.js';
+import { parseGroupId } from '../ids.js';
+import { ADMIN_TOKEN_MIN_LENGTH, functionOption, knownOptions, OptionError, secretOption } from '../util/options.js';
+import { cacheNameOption } from './pipeline.js';
 import { encodeError } from './respond.js';
 import { send } from './routes.js';
 
@@ -11,9 +13,10 @@ export interface AdminRoutesOptions {
   engine: Pick<CoalescingCache<unknown>, 'invalidate'>;
   /** Bearer token every admin request must carry: at least 16 printable ASCII characters (0x21-0x7e). Required. */
   token: string;
-  /** Canonical cache key for an id, or `undefined` when invalid. */
-  parseId: (raw: string) => string | undefined;
-  cacheName: string;
+  /** Canonical cache key for an id, or `undefined` when invalid. Default: `parseGroupId`. */
+  parseId?: (raw: string) => string | undefined;
+  /** The `Cache-Status` name on error answers. Default: `group-profile-proxy`. */
+  cacheName?: string;
 }
 
 /** Most ids one invalidation request may carry. */
@@ -35,8 +38,16 @@ const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
  * ASCII characters, so an empty or guessable token never opens the routes.
  */
 export function adminRoutes(options: AdminRoutesOptions): Hono {
+  knownOptions('adminRoutes', options, ['engine', 'token', 'parseId', 'cacheName']);
   const expected = digest(secretOption('token', options.token, ADMIN_TOKEN_MIN_LENGTH));
-  const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, options.cacheName));
+  const engine = options.engine;
+  if (typeof engine?.invalidate !== 'function') throw new OptionError('engine', 'an engine with invalidate()', engine);
+  const parseId =
+    options.parseId === undefined
+      ? (raw: string) => parseGroupId(raw)
+      : functionOption<(raw: string) => string | undefined>('parseId', options.parseId);
+  const cacheName = cacheNameOption(options.cacheName);
+  const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, cacheName));
   const app = new Hono();
   app.use('*', async (c, next) => {
     // No header or a malformed one compares as '', which never equals a valid (non-empty) token.
@@ -70,7 +81,7 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
       }
       const ids: string[] = [];
       for (const id of raw) {
-        const key = typeof id === 'string' || typeof id === 'number' ? options.parseId(String(id)) : undefined;
+        const key = typeof id === 'string' || typeof id === 'number' ? parseId(String(id)) : undefined;
         if (key === undefined)
           return fail(c, new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(id)}`, 400));
         ids.push(key);
@@ -83,8 +94,8 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
         return fail(c, new ProxyError('BAD_REQUEST', 'version must be a string of up to 128 characters', 400));
       }
       const unique = [...new Set(ids)];
-      const result = await options.engine.invalidate(unique, { kind: fields.kind, version: fields.version });
-      if (!result.fleet) {
+      const result = await engine.invalidate(unique, { kind: fields.kind, version: fields.version });
+      if (result.sharedTier && !result.fleet) {
         return fail(
           c,
           new ProxyError(

@@ -2,9 +2,9 @@ import { performance } from 'node:perf_hooks';
 import { Hono } from 'hono';
 import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
-import { ADMIN_TOKEN_MIN_LENGTH, secretOption } from '../util/options.js';
+import { ADMIN_TOKEN_MIN_LENGTH, knownOptions, secretOption } from '../util/options.js';
 import { adminRoutes } from './admin.js';
-import { LookupPipeline, type AccessLogLine, type GroupProfileRoutesOptions } from './pipeline.js';
+import { LookupPipeline, ROUTE_OPTION_NAMES, type AccessLogLine, type GroupProfileRoutesOptions } from './pipeline.js';
 import { encodeError } from './respond.js';
 import { groupProfileRoutes, send } from './routes.js';
 import { groupEventRoutes } from './events.js';
@@ -36,6 +36,14 @@ export interface ProxyAppOptions extends GroupProfileRoutesOptions {
  * routes, and JSON errors for everything else. Only group-profile lookups are
  * forwarded, and only to the configured upstream: never an open proxy.
  */
+const APP_OPTION_NAMES = [
+  'adminToken',
+  'isReady',
+  'accessLog',
+  'metricsRoute',
+  'push',
+] as const satisfies readonly (keyof ProxyAppOptions)[];
+
 export function createProxyApp(options: ProxyAppOptions): Hono {
   return buildProxyApp(options).app;
 }
@@ -45,6 +53,7 @@ export function createProxyApp(options: ProxyAppOptions): Hono {
  * server that puts the fast path (over the same pipeline) in front of it.
  */
 export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: LookupPipeline } {
+  knownOptions('createProxyApp', options, [...ROUTE_OPTION_NAMES, ...APP_OPTION_NAMES]);
   const pipeline = new LookupPipeline(options);
   const cacheName = pipeline.cacheName;
   const adminToken =
@@ -69,7 +78,14 @@ export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: 
       l2,
       ...(feed === undefined
         ? {}
-        : { feed: { state: feed.lagging ? 'lagging' : 'ok', lagMs: feed.lagMs, lagEntries: feed.lagEntries } }),
+        : {
+            feed: {
+              // `lagging` means Redis answers but the feed is not read; with Redis gone it is `unavailable`.
+              state: l2 === 'degraded' ? 'unavailable' : feed.lagging ? 'lagging' : 'ok',
+              lagMs: feed.lagMs,
+              lagEntries: feed.lagEntries,
+            },
+          }),
     };
     return isReady() ? c.json({ status: 'ready', ...body }) : c.json({ status: 'stopping', ...body }, 503);
   });

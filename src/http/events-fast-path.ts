@@ -1,3 +1,4 @@
+import { rawListParameter } from './multi-get.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PushHub, PushSink } from '../push/hub.js';
 import { ProxyError } from '../errors.js';
@@ -10,7 +11,7 @@ const SINGLE = /^\/groups\/([^/?]+)\/events(?:\?|$)/;
  * The event-stream routes straight on Node's response, for the sidecar: the
  * same checks and hub as the Hono routes (events.ts), without a
  * ReadableStream, a Request or a Hono context per stream, which hold memory
- * for as long as the stream lives (see the README's push numbers). Returns
+ * for as long as the stream lives (see the push numbers in docs/performance.md). Returns
  * false for anything else (other methods included: Hono answers those).
  */
 export function createEventsFastPath(
@@ -21,16 +22,20 @@ export function createEventsFastPath(
   return (req, res) => {
     const url = req.url;
     if (req.method !== 'GET' || url === undefined) return false;
-    let rawIds: string[];
+    let rawIds: string[] | ProxyError;
     const single = SINGLE.exec(url);
     if (single !== null) rawIds = [single[1]!];
-    else if (url === '/events' || url.startsWith('/events?'))
-      rawIds = (new URLSearchParams(url.slice(8)).get('groups') ?? '').split(',');
-    else return false;
+    else if (url === '/events' || url.startsWith('/events?')) {
+      const raw = rawListParameter(url, 'groups');
+      rawIds = raw instanceof ProxyError ? raw : (raw ?? '').split(',');
+    } else return false;
     const lastEventId = req.headers['last-event-id'];
     let checked: StreamRequest;
     try {
-      checked = checkStreamRequest(rawIds, typeof lastEventId === 'string' ? lastEventId : undefined, hub, parseId);
+      checked =
+        rawIds instanceof ProxyError
+          ? { error: rawIds }
+          : checkStreamRequest(rawIds, typeof lastEventId === 'string' ? lastEventId : undefined, hub, parseId);
     } catch (error) {
       // Only a parseId of the embedder's can throw: answered as the Hono route's onError would.
       checked = { error: new ProxyError('INTERNAL', 'internal error', 500, { cause: error }) };

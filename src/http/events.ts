@@ -3,14 +3,22 @@ import { Hono, type Context } from 'hono';
 import { ProxyError } from '../errors.js';
 import { decodeEventId, type FeedVector } from '../push/event-id.js';
 import type { PushHub, PushSink } from '../push/hub.js';
+import { parseGroupId } from '../ids.js';
+import { functionOption, knownOptions, OptionError } from '../util/options.js';
+import { cacheNameOption } from './pipeline.js';
+
+type ParseId = (raw: string) => string | undefined;
+import { rawListParameter } from './multi-get.js';
 import { encodeError } from './respond.js';
 import { send } from './routes.js';
 
 export interface EventRoutesOptions {
+  /** The hub streams subscribe to. Required. */
   hub: PushHub;
-  /** Canonical cache key for a raw id, or `undefined` when invalid (the lookups' rule). */
-  parseId: (raw: string) => string | undefined;
-  cacheName: string;
+  /** Canonical cache key for a raw id, or `undefined` when invalid (the lookups' rule). Default: `parseGroupId`. */
+  parseId?: (raw: string) => string | undefined;
+  /** The `Cache-Status` name on error answers. Default: `group-profile-proxy`. */
+  cacheName?: string;
 }
 
 export function tooManySubscribers(): ProxyError {
@@ -87,7 +95,15 @@ export function checkStreamRequest(
  * bytes, is what the hub bounds per subscriber.
  */
 export function groupEventRoutes(options: EventRoutesOptions): Hono {
-  const { hub, parseId, cacheName } = options;
+  knownOptions('groupEventRoutes', options, ['hub', 'parseId', 'cacheName']);
+  const hub = options.hub;
+  if (typeof (hub as Partial<PushHub> | undefined)?.subscribe !== 'function')
+    throw new OptionError('hub', 'a PushHub', hub);
+  const parseId =
+    options.parseId === undefined
+      ? (raw: string) => parseGroupId(raw)
+      : functionOption<ParseId>('parseId', options.parseId);
+  const cacheName = cacheNameOption(options.cacheName);
   const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, cacheName));
   const methodNotAllowed = (c: Context): Response => {
     const response = fail(c, new ProxyError('METHOD_NOT_ALLOWED', 'use GET', 405));
@@ -148,7 +164,10 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
   return new Hono()
     .get('/groups/:id/events', (c) => open(c, [rawSegmentBeforeEvents(c.req.url)]))
     .all('/groups/:id/events', methodNotAllowed)
-    .get('/events', (c) => open(c, (c.req.query('groups') ?? '').split(',')))
+    .get('/events', (c) => {
+      const raw = rawListParameter(c.req.url, 'groups');
+      return raw instanceof ProxyError ? fail(c, raw) : open(c, (raw ?? '').split(','));
+    })
     .all('/events', methodNotAllowed);
 }
 

@@ -30,22 +30,32 @@ const QUOTED_ID_MAX = 24;
  * ProxyError (400) says what is wrong: no or several `ids` parameters, an empty list, too many
  * ids, or which id is invalid. Duplicates are kept here (the engine looks each key up once).
  */
+/**
+ * The raw (still percent-encoded) value of the list parameter `name` (`ids`, `groups`), or
+ * `undefined` when absent. One rule for every route taking a list: it is given once, as
+ * `name=1,2,3`; a second one is a 400 rather than silently ignored.
+ */
+export function rawListParameter(url: string, name: string): string | undefined | ProxyError {
+  const query = url.indexOf('?');
+  if (query === -1) return undefined;
+  let raw: string | undefined;
+  const end = url.indexOf('#', query);
+  for (const part of url.slice(query + 1, end === -1 ? undefined : end).split('&')) {
+    if (part !== name && !part.startsWith(`${name}=`)) continue;
+    if (raw !== undefined) return new ProxyError('BAD_REQUEST', `give ${name} once, as ${name}=1,2,3`, 400);
+    raw = part.slice(name.length + 1);
+  }
+  return raw;
+}
+
 export function parseIdList(
   url: string,
   parseId: (raw: string) => string | undefined,
   maxIds: number,
   maxGroupId: number,
 ): string[] | ProxyError {
-  const query = url.indexOf('?');
-  let raw: string | undefined;
-  if (query !== -1) {
-    const end = url.indexOf('#', query);
-    for (const part of url.slice(query + 1, end === -1 ? undefined : end).split('&')) {
-      if (part !== 'ids' && !part.startsWith('ids=')) continue;
-      if (raw !== undefined) return new ProxyError('BAD_REQUEST', 'give the ids once, as ids=1,2,3', 400);
-      raw = part.slice(4);
-    }
-  }
+  const raw = rawListParameter(url, 'ids');
+  if (raw instanceof ProxyError) return raw;
   if (raw === undefined) return new ProxyError('BAD_REQUEST', 'missing ids: ask for GET /groups?ids=1,2,3', 400);
   if (raw === '')
     return new ProxyError('INVALID_GROUP_ID', `ids is empty: give 1 to ${maxIds} comma-separated group ids`, 400);

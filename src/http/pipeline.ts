@@ -55,6 +55,19 @@ export interface AccessLogLine {
   ms: number;
 }
 
+/** Every option name of GroupProfileRoutesOptions, to reject unknown ones. */
+export const ROUTE_OPTION_NAMES = [
+  'engine',
+  'maxGroupId',
+  'parseId',
+  'cacheName',
+  'multiGetMaxIds',
+  'clientHeader',
+  'metrics',
+  'sMaxAgeSeconds',
+  'onError',
+] as const satisfies readonly (keyof GroupProfileRoutesOptions)[];
+
 export interface GroupProfileRoutesOptions {
   /** The engine answering lookups. Required. */
   engine: EngineReader;
@@ -285,7 +298,8 @@ export class LookupPipeline {
     }
     const metrics = this.#metrics;
     if (metrics !== undefined) {
-      metrics.recordAnswer(MULTI_ROUTE_LABEL, answer.status, answer.cache, (performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      metrics.recordAnswer(MULTI_ROUTE_LABEL, answer.status, answer.cache, seconds, 'per-id');
       if (outcomes !== undefined) metrics.recordMultiGetIds(outcomes);
     }
     return answer;

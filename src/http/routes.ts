@@ -3,7 +3,8 @@ import { Hono, type Context } from 'hono';
 import { ProxyError } from '../errors.js';
 import { rawLastPathSegment } from '../ids.js';
 import type { IncomingMessage } from 'node:http';
-import { LookupPipeline, type ClientSource, type GroupProfileRoutesOptions } from './pipeline.js';
+import { knownOptions } from '../util/options.js';
+import { LookupPipeline, ROUTE_OPTION_NAMES, type ClientSource, type GroupProfileRoutesOptions } from './pipeline.js';
 import { encodeError, type EncodedResponse, type LookupAnswer } from './respond.js';
 
 export type { EngineReader, GroupProfileRoutesOptions } from './pipeline.js';
@@ -17,6 +18,7 @@ export const ALLOWED_METHODS = 'GET, HEAD';
  * answers exactly as the other shells over it do.
  */
 export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPipeline): Hono {
+  if (!(source instanceof LookupPipeline)) knownOptions('groupProfileRoutes', source, ROUTE_OPTION_NAMES);
   const pipeline = source instanceof LookupPipeline ? source : new LookupPipeline(source);
 
   const getGroupProfile = async (c: Context): Promise<Response> => {

@@ -9,7 +9,7 @@ import {
 
 /**
  * The fields of feed entries on Redis, the contract a producer outside the
- * proxy follows (README, "The change feed"):
+ * proxy follows (docs/fleet.md, "The change feed"):
  *   XADD <changes key> MAXLEN ~ <retention> * kind changed ids 42,43 [version <v>] [producer <name>]
  */
 export function changeFields(change: Change, producer: string): string[] {

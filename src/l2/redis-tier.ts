@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
-import { clockOption, definedOnly, functionOption, integerOption, OptionError, specOption } from '../util/options.js';
+import {
+  clockOption,
+  definedOnly,
+  functionOption,
+  integerOption,
+  isRedisUrl,
+  OptionError,
+  redactUrl,
+  specOption,
+} from '../util/options.js';
 import { defaultFeedShards, REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from './redis-tier-options.js';
 import {
   CANONICAL_GROUP_ID,
@@ -156,6 +165,8 @@ export class RedisTier implements SharedTier {
   /** Undefined until the first connection, failed attempt or command tells: that first state is reported too. */
   #healthy: boolean | undefined;
   #closed = false;
+  /** The first error Redis answered that reconnecting cannot fix (credentials, database). */
+  #refused: RedisRefusedError | undefined;
   readonly #detachClient: () => void;
 
   constructor(options: RedisTierOptions) {
@@ -209,7 +220,10 @@ export class RedisTier implements SharedTier {
     this.#feed = feedShardKeys(o.prefix, integerOption('feedShards', shards, 1, 64));
     this.#client = client as ScriptClient;
     const onReady = (): void => this.#setHealthy(true);
-    const onError = (error: Error): void => this.#setHealthy(false, error);
+    const onError = (error: Error): void => {
+      this.#refused ??= refusal(error);
+      this.#setHealthy(false, error);
+    };
     const onEnd = (): void => this.#setHealthy(false);
     client.on('ready', onReady);
     client.on('error', onError);
@@ -225,6 +239,40 @@ export class RedisTier implements SharedTier {
       queueMicrotask(() => {
         if (this.#healthy === undefined && this.#client.status === 'ready') this.#setHealthy(true);
       });
+    }
+  }
+
+  /**
+   * Waits (at most `timeoutMs`) for the first connection to answer, then checks what reconnecting
+   * cannot fix: credentials or a database Redis refused, or a server older than 7.0 (the feed reads
+   * XINFO STREAM's entries-added). Throws a RedisRefusedError for those; resolves when Redis is only
+   * unreachable, since the tier serves degraded until it is back.
+   */
+  async verifyServer(timeoutMs = 2000): Promise<void> {
+    const client = this.#client;
+    if (client.status !== 'ready' && this.#refused === undefined) {
+      await new Promise<void>((resolve) => {
+        const settle = (): void => {
+          clearTimeout(timer);
+          client.off('ready', settle);
+          client.off('error', settle);
+          resolve();
+        };
+        const timer = setTimeout(settle, timeoutMs);
+        client.on('ready', settle);
+        client.on('error', settle);
+      });
+    }
+    if (this.#refused !== undefined) throw this.#refused;
+    if (client.status !== 'ready') return;
+    const info = await this.#run(() => client.info('server'));
+    if (info === UNAVAILABLE) return;
+    const version = /^redis_version:(\d+)\.(\d+)/m.exec(info);
+    if (version !== null && Number(version[1]) < MIN_REDIS_MAJOR) {
+      throw new RedisRefusedError(
+        'version',
+        `Redis ${version[1]}.${version[2]} is too old: the change feed needs Redis >= ${MIN_REDIS_MAJOR}.0`,
+      );
     }
   }
 
@@ -597,7 +645,17 @@ export class RedisTier implements SharedTier {
   }
 
   #standalone(url: string): Redis {
-    if (!/^rediss?:\/\//.test(url)) throw new OptionError('url', 'a redis:// or rediss:// URL', url);
+    let valid = false;
+    try {
+      valid = isRedisUrl(new URL(url));
+    } catch {}
+    if (!valid) {
+      throw new OptionError(
+        'url',
+        'a redis:// or rediss:// URL: host, optional port and database number, no query',
+        redactUrl(url),
+      );
+    }
     return new Redis(url, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -626,6 +684,33 @@ export class RedisTier implements SharedTier {
       },
     });
   }
+}
+
+/** The oldest Redis the tier runs on: the feed reads XINFO STREAM's entries-added (7.0). */
+const MIN_REDIS_MAJOR = 7;
+
+/** Redis refused this configuration (credentials, database, version): retrying will not help. */
+export class RedisRefusedError extends Error {
+  readonly code = 'ERR_REDIS_REFUSED';
+  constructor(
+    readonly reason: 'credentials' | 'database' | 'version',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RedisRefusedError';
+  }
+}
+
+/** What an error means if Redis refused the configuration; a Cluster reports it as its last node's error. */
+function refusal(error: Error & { lastNodeError?: Error }): RedisRefusedError | undefined {
+  const message = error.lastNodeError?.message ?? error.message;
+  if (/^(WRONGPASS|NOAUTH|NOPERM)\b|^ERR (AUTH|invalid password|Client sent AUTH)/.test(message)) {
+    return new RedisRefusedError('credentials', `Redis refused the credentials: ${message.slice(0, 200)}`);
+  }
+  if (/^ERR (DB index is out of range|invalid DB index)/.test(message)) {
+    return new RedisRefusedError('database', `Redis refused the database: ${message.slice(0, 200)}`);
+  }
+  return undefined;
 }
 
 /** `[member, score, member, score, …]` as ZREVRANGE … WITHSCORES answers, as pairs. */

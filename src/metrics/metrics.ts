@@ -19,7 +19,7 @@ export interface ProxyMetricsOptions {
    * it observes every garbage collection through a perf_hooks observer, one
    * JS callback per scavenge, and with the sidecar's small young generation
    * (hundreds of scavenges a second under load) that costs about 5% of L1-hit
-   * throughput (measured side by side, see the README's hot-path section).
+   * throughput (measured side by side, see docs/performance.md, "The hot path").
    */
   gcMetrics?: boolean;
 }
@@ -46,7 +46,7 @@ export type OriginOutcome = 'ok' | 'not_found' | 'error' | 'timeout' | 'circuit_
 
 /**
  * The proxy's Prometheus metrics, named by Prometheus conventions (`_total`
- * counters, `_seconds` durations, base units). See the README's metrics table.
+ * counters, `_seconds` durations, base units). See the metrics table in docs/operations.md.
  */
 export class ProxyMetrics {
   readonly registry: Registry;
@@ -347,18 +347,27 @@ export class ProxyMetrics {
   /** One answered request of any outcome (the general path; hits use hitRecorder). */
   /** Counts the ids of one multi-get by how each was answered. */
   recordMultiGetIds(outcomes: ReadonlyMap<string, number>): void {
-    for (const [outcome, count] of outcomes) this.multiGetIds.inc({ outcome }, count);
+    for (const [outcome, count] of outcomes) {
+      this.multiGetIds.inc({ outcome }, count);
+      // One L1 lookup per id, as the single route counts one per request.
+      this.recordL1(outcome, count);
+    }
   }
 
-  recordAnswer(route: string, status: number, cache: string, seconds: number): void {
+  /**
+   * One answered request. A single lookup's L1 outcome is its cache outcome; a multi-get's are
+   * counted per id by recordMultiGetIds, so its request adds no lookup here.
+   */
+  recordAnswer(route: string, status: number, cache: string, seconds: number, lookups: 'one' | 'per-id' = 'one'): void {
     this.requests.inc({ route, status, cache });
-    if (cache !== 'none') this.recordL1(cache);
+    if (lookups === 'one' && cache !== 'none') this.recordL1(cache);
     this.requestDuration.series(route)(seconds);
   }
 
-  /** One L1 lookup of an HTTP request, from its cache outcome. */
-  recordL1(outcome: string): void {
-    this.lookups.inc({ tier: 'l1', result: outcome === 'hit' ? 'hit' : outcome === 'stale' ? 'stale' : 'miss' });
+  /** `count` L1 lookups of HTTP requests, from their cache outcome. */
+  recordL1(outcome: string, count = 1): void {
+    const result = outcome === 'hit' ? 'hit' : outcome === 'stale' ? 'stale' : 'miss';
+    this.lookups.inc({ tier: 'l1', result }, count);
   }
 
   recordBreaker(state: BreakerState): void {

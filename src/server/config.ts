@@ -9,11 +9,18 @@ import { MULTI_GET_OPTION_SPECS as MULTI } from '../http/multi-get.js';
 import { WARM_START_OPTION_SPECS as WARM } from '../engine/warm-start.js';
 import { EXISTENCE_FILTER_OPTION_SPECS as FILTER } from '../penetration/existence-filter.js';
 import { MISS_BUDGET_OPTION_SPECS as BUDGET } from '../penetration/miss-budget.js';
-import { ADMIN_TOKEN_MIN_LENGTH, isPrintableSecret, type NumberSpec } from '../util/options.js';
+import {
+  ADMIN_TOKEN_MIN_LENGTH,
+  isPrintableSecret,
+  isRedisUrl,
+  OptionError,
+  redactUrl,
+  type NumberSpec,
+} from '../util/options.js';
 
 /**
  * The one configuration schema of the sidecar: environment parsing, the CLI
- * flags and the README's configuration table all come from it.
+ * flags and the configuration table of docs/configuration.md all come from it.
  */
 export interface Setting<T> {
   /** Environment variable name, e.g. `PORT`. */
@@ -24,6 +31,8 @@ export interface Setting<T> {
   /** What is allowed, for error messages and docs. */
   readonly allowed: string;
   parse(raw: string | undefined): T;
+  /** A raw value as an error may show it: secrets are never echoed, credentials in URLs are redacted, long values cut. */
+  show(raw: string): string;
 }
 
 class ConfigError extends Error {
@@ -67,6 +76,7 @@ function setting<T>(
       if (value === INVALID) throw new ConfigError(env, allowed, shown(raw));
       return value;
     },
+    show: shown,
   };
 }
 
@@ -112,14 +122,28 @@ function oneOf<const T extends string>(
   );
 }
 
-function optionalUrl(env: string, protocols: readonly string[], description: string): Setting<string | undefined> {
-  return setting<string | undefined>(env, undefined, `a ${protocols.join(' or ')} URL`, description, (raw) => {
-    try {
-      return protocols.includes(new URL(raw).protocol) ? raw : INVALID;
-    } catch {
-      return INVALID;
-    }
-  });
+function optionalUrl(
+  env: string,
+  protocols: readonly string[],
+  description: string,
+  allowed = `a ${protocols.join(' or ')} URL`,
+  valid: (url: URL) => boolean = () => true,
+): Setting<string | undefined> {
+  return setting<string | undefined>(
+    env,
+    undefined,
+    allowed,
+    description,
+    (raw) => {
+      try {
+        const url = new URL(raw);
+        return protocols.includes(url.protocol) && valid(url) ? raw : INVALID;
+      } catch {
+        return INVALID;
+      }
+    },
+    redactUrl,
+  );
 }
 
 function text(env: string, fallback: string, pattern: RegExp, allowed: string, description: string): Setting<string> {
@@ -236,6 +260,8 @@ export const SETTINGS = {
     'REDIS_URL',
     ['redis:', 'rediss:'],
     'Standalone Redis for the shared L2 tier (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS). Unset with REDIS_CLUSTER_NODES unset: L2 is off.',
+    'a redis:// or rediss:// URL: host, optional port and database number, no query',
+    isRedisUrl,
   ),
   redisClusterNodes: optionalText(
     'REDIS_CLUSTER_NODES',
@@ -527,12 +553,12 @@ export const SETTINGS = {
 
 export type SidecarConfig = { -readonly [K in keyof typeof SETTINGS]: ReturnType<(typeof SETTINGS)[K]['parse']> };
 
-/** Parses the whole configuration from `env`; throws a ConfigError naming the first bad variable. */
 /** Settings that were replaced: set, they stop the start rather than be ignored. */
 const REPLACED: Readonly<Record<string, string>> = {
   EARLY_REFRESH_MS: 'unset: it was replaced by REFRESH_AHEAD_MS (on by default; 0 turns it off)',
 };
 
+/** Parses the whole configuration from `env`; throws a ConfigError naming the first bad variable. */
 export function configFromEnv(env: Record<string, string | undefined>): SidecarConfig {
   for (const [variable, allowed] of Object.entries(REPLACED))
     if (env[variable] !== undefined && env[variable] !== '') throw new ConfigError(variable, allowed, env[variable]);
@@ -541,6 +567,37 @@ export function configFromEnv(env: Record<string, string | undefined>): SidecarC
   const parsed = config as SidecarConfig;
   checkConfig(parsed);
   return parsed;
+}
+
+/**
+ * The whole configuration from code (`startSidecar(config)`): every given option is held to its
+ * setting's rule (as if it came from the environment) and the rules between settings, before
+ * anything starts. Throws an OptionError naming the option (and its variable) for an unknown
+ * option or a bad value, a ConfigError for a rule between settings. Undefined means the default.
+ */
+export function configFromCode(config: Partial<SidecarConfig>): SidecarConfig {
+  if (config === null || typeof config !== 'object') throw new OptionError('config', 'an options object', config);
+  const settings = configFromEnv({});
+  const given = settings as Record<string, unknown>;
+  for (const [key, value] of Object.entries(config)) {
+    const setting = (SETTINGS as Record<string, Setting<unknown>>)[key];
+    if (setting === undefined) throw new OptionError(key, 'an option of startSidecar (a key of SETTINGS)', 'unknown');
+    if (value === undefined) continue;
+    const expected = `${setting.allowed}, as ${setting.env}`;
+    const shown = typeof value === 'string' ? setting.show(value) : value;
+    if (typeof value !== 'string' && typeof value !== 'number') throw new OptionError(key, expected, shown);
+    let parsed: unknown;
+    try {
+      parsed = setting.parse(String(value));
+    } catch {
+      throw new OptionError(key, expected, shown);
+    }
+    // A number given as a string (or the reverse) is a type error, not a value to convert.
+    if (parsed !== value) throw new OptionError(key, expected, shown);
+    given[key] = value;
+  }
+  checkConfig(settings);
+  return settings;
 }
 
 /**
@@ -561,6 +618,13 @@ export function checkConfig(config: SidecarConfig): void {
       'UPSTREAM_ID_EXPORT',
       'off unless EXISTENCE_FILTER=on (the export only fills the filter)',
       config.upstreamIdExport,
+    );
+  }
+  if (config.metricsPort !== undefined && config.metricsPort !== 0 && config.metricsPort === config.port) {
+    throw new ConfigError(
+      'METRICS_PORT',
+      'a port other than PORT (or unset: /metrics on the main port)',
+      String(config.metricsPort),
     );
   }
   if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
@@ -591,6 +655,7 @@ export function redactedConfig(config: SidecarConfig): Record<string, unknown> {
   const shown: Record<string, unknown> = { ...config };
   if (config.adminToken !== undefined) shown.adminToken = '<redacted>';
   if (config.redisPassword !== undefined) shown.redisPassword = '<redacted>';
-  if (config.redisUrl !== undefined) shown.redisUrl = config.redisUrl.replace(/\/\/[^@/]*@/, '//<redacted>@');
+  if (config.redisUrl !== undefined) shown.redisUrl = redactUrl(config.redisUrl);
+  if (config.upstreamUrl !== undefined) shown.upstreamUrl = redactUrl(config.upstreamUrl);
   return shown;
 }

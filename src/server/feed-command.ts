@@ -9,7 +9,9 @@ interface Output {
   write(text: string): unknown;
 }
 
-export type FeedCommand = { run: 'feed-keys' } | { run: 'invalidate'; ids: string[]; kind: 'changed' | 'deleted' };
+export type FeedCommand =
+  | { run: 'feed-keys' }
+  | { run: 'invalidate'; ids: string[]; kind: 'changed' | 'deleted'; version?: string };
 
 /** How long the command waits for Redis to answer before giving up, ms. */
 const CONNECT_WAIT_MS = 5000;
@@ -50,19 +52,21 @@ export async function runFeedCommand(
     commandTimeoutMs: Math.max(config.redisCommandTimeoutMs, 1000),
   });
   try {
+    // Refused credentials or database: a configuration error (exit 1) at once, not a retry.
+    await tier.verifyServer(CONNECT_WAIT_MS);
     const deadline = Date.now() + CONNECT_WAIT_MS;
     while (!tier.healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    const parts = tier.healthy ? await tier.appendChange({ ids: command.ids, kind: command.kind }) : UNAVAILABLE;
+    const parts = tier.healthy
+      ? await tier.appendChange({ ids: command.ids, kind: command.kind, version: command.version })
+      : UNAVAILABLE;
     if (parts === UNAVAILABLE) {
       io.err.write(
         'group-profile-proxy: Redis did not acknowledge the change (unreachable?): nothing was appended, retry\n',
       );
       return 1;
     }
-    io.out.write(
-      JSON.stringify({ appended: parts.map(({ shard, position, ids, kind }) => ({ shard, position, ids, kind })) }) +
-        '\n',
-    );
+    const appended = parts.map(({ shard, position, ids, kind, version }) => ({ shard, position, ids, kind, version }));
+    io.out.write(`${JSON.stringify({ appended })}\n`);
     return 0;
   } finally {
     await tier.close();

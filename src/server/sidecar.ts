@@ -8,14 +8,15 @@ import { buildProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
 import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
-import type { FeedNotice, RedisTier } from '../l2/redis-tier.js';
+import type { FeedNotice, RedisRefusedError, RedisTier } from '../l2/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
 import { PushHub } from '../push/hub.js';
 import { ENGINE_OPTION_SPECS } from '../engine/options.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { Clock } from '../util/clock.js';
 import type { FeedResetReason } from '../util/shared-tier.js';
-import { checkConfig, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
+import { ConfigError, configFromCode, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
+import { redactUrl } from '../util/options.js';
 import { redisConfigured, redisTierOptions } from './redis-options.js';
 import { readWarmIds } from './warm-ids.js';
 import { warmStart, type WarmStartResult } from '../engine/warm-start.js';
@@ -60,213 +61,269 @@ export async function startSidecar(
   config: Partial<SidecarConfig> = {},
   dependencies: SidecarDependencies = {},
 ): Promise<RunningSidecar> {
-  const settings: SidecarConfig = { ...configFromEnv({}), ...config };
-  checkConfig(settings);
+  // Everything is validated before anything starts: a bad option leaves nothing running.
+  const settings = configFromCode(config);
   const logger = dependencies.logger ?? pino({ level: settings.logLevel, base: { service: 'group-profile-proxy' } });
   // Read before anything starts: a bad file stops the start with its ConfigError.
   const warmIds =
     settings.warmStartIdsFile === undefined
       ? []
       : await readWarmIds(settings.warmStartIdsFile, (raw) => parseGroupId(raw, settings.maxGroupId));
-
-  let mockBackend: RunningMockBackend | undefined;
-  let upstreamUrl = settings.upstreamUrl;
-  if (upstreamUrl === undefined) {
-    // Loaded on demand, like ioredis below: a production sidecar does not carry modules it never runs.
-    const { startMockBackend } = await import('../mock-backend/server.js');
-    mockBackend = await startMockBackend({ port: 0, host: '127.0.0.1' });
-    upstreamUrl = mockBackend.url;
-    const why = settings.mockBackend === 'on' ? 'MOCK_BACKEND=on' : 'UPSTREAM_URL is not set';
-    logger.info(
-      { upstream: upstreamUrl },
-      `${why}: serving from the built-in mock backend at ${upstreamUrl} (made-up profiles; the embedded default outside NODE_ENV=production)`,
-    );
-  }
-
-  const l2 = await createL2(settings, logger, dependencies.clock);
-  let cache: GroupProfileCache | undefined;
-  const existence =
-    settings.existenceFilter === 'on'
-      ? new ExistenceFilter({
-          expectedIds: settings.existenceFilterExpectedIds,
-          falsePositiveRate: settings.existenceFilterFalsePositiveRate,
-          refreshMs: settings.existenceFilterRefreshMs,
-          l2,
-          clock: dependencies.clock,
-          exportIds:
-            settings.upstreamIdExport === 'on' ? (after, signal) => cache!.origin.exportIds(after, signal) : undefined,
-          onFill: ({ ids, ms, error }) =>
-            error === undefined
-              ? logger.info(
-                  { ids, ms },
-                  `existence filter filled from the upstream's id export: ${ids} groups in ${ms} ms`,
-                )
-              : logger.warn(
-                  { err: error.message },
-                  'existence filter: the fill from the id export failed; it keeps what it had',
-                ),
-        })
-      : undefined;
-  const budget =
-    settings.missBudget === 'on'
-      ? new MissBudget({
-          burst: settings.missBudgetBurst,
-          perSecond: settings.missBudgetPerSecond,
-          l2,
-          clock: dependencies.clock,
-        })
-      : undefined;
-  let push: PushHub | undefined;
-  const metrics = new ProxyMetrics(
-    { gcMetrics: settings.gcMetrics === 'on' },
-    {
-      engine: () => cache!.engine.stats(),
-      breaker: () => cache!.guard.breakerState,
-      upstream: () => cache!.guard.stats(),
-      feed: () => l2?.feedStatus(),
-      pushSubscribers: () => push?.subscribers ?? 0,
-      existence: () => existence?.stats(),
-      budgetRejections: () => budget?.rejections,
-    },
-  );
-  cache = createGroupProfileCache({
-    existence,
-    originBudget: budget,
-    clock: dependencies.clock,
-    observer: withFlushLog(metrics.engineObserver, logger),
-    l2,
-    metrics,
-    upstream: {
-      url: upstreamUrl,
-      timeoutMs: settings.upstreamTimeoutMs,
-      maxBodyBytes: settings.upstreamMaxBodyBytes,
-      connections: settings.upstreamConnections,
-    },
-    batch:
-      settings.upstreamBatch === 'on' ? { windowMs: settings.batchWindowMs, maxIds: settings.batchMaxIds } : undefined,
-    guard: {
-      maxConcurrency: settings.upstreamMaxConcurrency,
-      maxQueue: settings.upstreamMaxQueue,
-      queueTimeoutMs: settings.upstreamQueueTimeoutMs,
-      breakerErrorPercent: settings.breakerErrorPercent,
-      breakerVolumeThreshold: settings.breakerVolumeThreshold,
-      breakerWindowMs: settings.breakerWindowMs,
-      breakerResetMs: settings.breakerResetMs,
-      onBreakerChange: (state) => logger.warn({ breaker: state }, `upstream circuit breaker ${state}`),
-    },
-    ...engineSettings(settings),
-  });
-  // Serve once the feed readers have their positions, so no change appended after the first
-  // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
-  await l2
-    ?.whenFeedReady(FEED_READY_WAIT_MS)
-    .catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
-  // In the background: a fill of millions of ids must not hold the start; until it is done the filter rejects nothing.
-  void existence?.start();
-  await warm(cache, l2 !== undefined ? settings.warmStartCount : 0, warmIds, settings, logger);
-  push = new PushHub({
-    engine: cache.engine,
-    clock: dependencies.clock,
-    maxSubscribers: settings.pushMaxSubscribers,
-    maxGroups: settings.pushMaxGroups,
-    maxBufferedBytes: settings.pushMaxBufferedBytes,
-    heartbeatMs: settings.pushHeartbeatMs,
-    retryMs: settings.pushRetryMs,
-    observer: metrics.pushObserver,
-  });
-  let accepting = true;
-  const { app, pipeline } = buildProxyApp({
-    engine: cache.engine,
-    maxGroupId: settings.maxGroupId,
-    sMaxAgeSeconds: settings.sMaxAgeSeconds,
-    multiGetMaxIds: settings.multiGetMaxIds,
-    clientHeader: settings.missBudgetClientHeader,
-    adminToken: settings.adminToken,
-    push,
-    isReady: () => accepting,
-    metrics,
-    metricsRoute: settings.metricsPort === undefined,
-    accessLog: settings.accessLog === 'on' ? (line) => logger.info(line, 'request') : undefined,
-    onError: (error, request) => logger.error({ ...request, err: error }, 'unexpected error answering a request'),
-  });
-
-  // HTTP/1.0 may leave out Host (Node rejects an HTTP/1.1 request without one): Hono needs some
-  // host to build the request URL from, and the fast path never looks, so give every route the same.
-  const honoListener = getRequestListener(app.fetch, { hostname: 'localhost' });
-  // Profile lookups skip Hono (see fast-path.ts) through the same pipeline as its route: one id rule,
-  // encoder, route label, error path and access log, so ACCESS_LOG=on keeps the fast path.
-  const fastPath = createFastPath(pipeline);
-  // Event streams likewise, straight on Node's response: a stream lives long, and holds less this way.
-  const eventsFastPath = createEventsFastPath(push, pipeline.parseId, pipeline.cacheName);
-  const server = createServer(
-    {
-      maxHeaderSize: settings.maxHeaderBytes,
-      requestTimeout: settings.requestTimeoutMs,
-      headersTimeout: Math.min(settings.requestTimeoutMs, 60_000),
-      connectionsCheckingInterval: connectionsCheckingInterval(settings.requestTimeoutMs),
-      keepAliveTimeout: settings.keepAliveTimeoutMs,
-    },
-    (req, res) => {
-      if (!fastPath(req, res) && !eventsFastPath(req, res)) void honoListener(req, res);
-    },
-  );
-  server.maxConnections = settings.maxConnections;
-  const stalledWrites = closeStalledWrites(server, settings.stalledWriteTimeoutMs);
-  // A burst opens a thousand connections at once: Node's default accept backlog (511) overflows and
-  // the kernel answers the overflow with resets. The kernel caps this at net.core.somaxconn.
-  server.listen({ port: settings.port, host: settings.host, backlog: LISTEN_BACKLOG });
+  // What has started, each with how it stops: a start that fails stops them again, in reverse, and
+  // so does close(), so the teardown is written once.
+  const started: (() => unknown)[] = [];
+  const stopStarted = async (): Promise<void> => {
+    for (const stop of started.splice(0).reverse()) {
+      try {
+        await stop();
+      } catch (error) {
+        logger.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'stopping a part of the proxy failed',
+        );
+      }
+    }
+  };
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve);
-      server.once('error', reject);
+    let mockBackend: RunningMockBackend | undefined;
+    let upstreamUrl = settings.upstreamUrl;
+    if (upstreamUrl === undefined) {
+      // Loaded on demand, like ioredis below: a production sidecar does not carry modules it never runs.
+      const { startMockBackend } = await import('../mock-backend/server.js');
+      const backend = await startMockBackend({ port: 0, host: '127.0.0.1' });
+      mockBackend = backend;
+      started.push(() => backend.close());
+      upstreamUrl = mockBackend.url;
+      const why = settings.mockBackend === 'on' ? 'MOCK_BACKEND=on' : 'UPSTREAM_URL is not set';
+      logger.info(
+        { upstream: upstreamUrl },
+        `${why}: serving from the built-in mock backend at ${upstreamUrl} (made-up profiles; the embedded default outside NODE_ENV=production)`,
+      );
+    }
+
+    const l2 = await createL2(settings, logger, dependencies.clock);
+    if (l2 !== undefined) {
+      started.push(() => l2.close());
+      await verifyL2(l2, settings);
+    }
+    let cache: GroupProfileCache | undefined;
+    const existence =
+      settings.existenceFilter === 'on'
+        ? new ExistenceFilter({
+            expectedIds: settings.existenceFilterExpectedIds,
+            falsePositiveRate: settings.existenceFilterFalsePositiveRate,
+            refreshMs: settings.existenceFilterRefreshMs,
+            l2,
+            clock: dependencies.clock,
+            exportIds:
+              settings.upstreamIdExport === 'on'
+                ? (after, signal) => cache!.origin.exportIds(after, signal)
+                : undefined,
+            onFill: ({ ids, ms, error }) =>
+              error === undefined
+                ? logger.info(
+                    { ids, ms },
+                    `existence filter filled from the upstream's id export: ${ids} groups in ${ms} ms`,
+                  )
+                : logger.warn(
+                    { err: error.message },
+                    'existence filter: the fill from the id export failed; it keeps what it had',
+                  ),
+          })
+        : undefined;
+    const budget =
+      settings.missBudget === 'on'
+        ? new MissBudget({
+            burst: settings.missBudgetBurst,
+            perSecond: settings.missBudgetPerSecond,
+            l2,
+            clock: dependencies.clock,
+          })
+        : undefined;
+    let push: PushHub | undefined;
+    const metrics = new ProxyMetrics(
+      { gcMetrics: settings.gcMetrics === 'on' },
+      {
+        engine: () => cache!.engine.stats(),
+        breaker: () => cache!.guard.breakerState,
+        upstream: () => cache!.guard.stats(),
+        feed: () => l2?.feedStatus(),
+        pushSubscribers: () => push?.subscribers ?? 0,
+        existence: () => existence?.stats(),
+        budgetRejections: () => budget?.rejections,
+      },
+    );
+    cache = createGroupProfileCache({
+      existence,
+      originBudget: budget,
+      clock: dependencies.clock,
+      observer: withFlushLog(metrics.engineObserver, logger),
+      l2,
+      metrics,
+      upstream: {
+        url: upstreamUrl,
+        timeoutMs: settings.upstreamTimeoutMs,
+        maxBodyBytes: settings.upstreamMaxBodyBytes,
+        connections: settings.upstreamConnections,
+      },
+      batch:
+        settings.upstreamBatch === 'on'
+          ? { windowMs: settings.batchWindowMs, maxIds: settings.batchMaxIds }
+          : undefined,
+      guard: {
+        maxConcurrency: settings.upstreamMaxConcurrency,
+        maxQueue: settings.upstreamMaxQueue,
+        queueTimeoutMs: settings.upstreamQueueTimeoutMs,
+        breakerErrorPercent: settings.breakerErrorPercent,
+        breakerVolumeThreshold: settings.breakerVolumeThreshold,
+        breakerWindowMs: settings.breakerWindowMs,
+        breakerResetMs: settings.breakerResetMs,
+        onBreakerChange: (state) => logger.warn({ breaker: state }, `upstream circuit breaker ${state}`),
+      },
+      ...engineSettings(settings),
     });
+    const engineCache = cache;
+    started.push(() => engineCache.close());
+    // Serve once the feed readers have their positions, so no change appended after the first
+    // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
+    await l2
+      ?.whenFeedReady(FEED_READY_WAIT_MS)
+      .catch(() => logger.warn('change feed not readable yet: serving without it until Redis answers'));
+    // In the background: a fill of millions of ids must not hold the start; until it is done the filter rejects nothing.
+    if (existence !== undefined) {
+      started.push(() => existence.close());
+      void existence.start();
+    }
+    await warm(cache, l2 !== undefined ? settings.warmStartCount : 0, warmIds, settings, logger);
+    push = new PushHub({
+      engine: cache.engine,
+      clock: dependencies.clock,
+      maxSubscribers: settings.pushMaxSubscribers,
+      maxGroups: settings.pushMaxGroups,
+      maxBufferedBytes: settings.pushMaxBufferedBytes,
+      heartbeatMs: settings.pushHeartbeatMs,
+      retryMs: settings.pushRetryMs,
+      observer: metrics.pushObserver,
+    });
+    const hub = push;
+    started.push(() => hub.close());
+    let accepting = true;
+    const { app, pipeline } = buildProxyApp({
+      engine: cache.engine,
+      maxGroupId: settings.maxGroupId,
+      sMaxAgeSeconds: settings.sMaxAgeSeconds,
+      multiGetMaxIds: settings.multiGetMaxIds,
+      clientHeader: settings.missBudgetClientHeader,
+      adminToken: settings.adminToken,
+      push,
+      isReady: () => accepting,
+      metrics,
+      metricsRoute: settings.metricsPort === undefined,
+      accessLog: settings.accessLog === 'on' ? (line) => logger.info(line, 'request') : undefined,
+      onError: (error, request) => logger.error({ ...request, err: error }, 'unexpected error answering a request'),
+    });
+
+    // HTTP/1.0 may leave out Host (Node rejects an HTTP/1.1 request without one): Hono needs some
+    // host to build the request URL from, and the fast path never looks, so give every route the same.
+    const honoListener = getRequestListener(app.fetch, { hostname: 'localhost' });
+    // Profile lookups skip Hono (see fast-path.ts) through the same pipeline as its route: one id rule,
+    // encoder, route label, error path and access log, so ACCESS_LOG=on keeps the fast path.
+    const fastPath = createFastPath(pipeline);
+    // Event streams likewise, straight on Node's response: a stream lives long, and holds less this way.
+    const eventsFastPath = createEventsFastPath(push, pipeline.parseId, pipeline.cacheName);
+    const server = createServer(
+      {
+        maxHeaderSize: settings.maxHeaderBytes,
+        requestTimeout: settings.requestTimeoutMs,
+        headersTimeout: Math.min(settings.requestTimeoutMs, 60_000),
+        connectionsCheckingInterval: connectionsCheckingInterval(settings.requestTimeoutMs),
+        keepAliveTimeout: settings.keepAliveTimeoutMs,
+      },
+      (req, res) => {
+        if (!fastPath(req, res) && !eventsFastPath(req, res)) void honoListener(req, res);
+      },
+    );
+    server.maxConnections = settings.maxConnections;
+    const stalledWrites = closeStalledWrites(server, settings.stalledWriteTimeoutMs);
+    started.push(() => stalledWrites.stop());
+    // A burst opens a thousand connections at once: Node's default accept backlog (511) overflows and
+    // the kernel answers the overflow with resets. The kernel caps this at net.core.somaxconn.
+    server.listen({ port: settings.port, host: settings.host, backlog: LISTEN_BACKLOG });
+    await listening(server);
+    started.push(async () => {
+      // Streams never finish by themselves: end them (with a retry hint) so draining does not wait them out.
+      hub.close();
+      await drain(server, settings.shutdownTimeoutMs);
+    });
+    const port = (server.address() as AddressInfo).port;
+    const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
+    const urlOf = (p: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
+    const url = urlOf(port);
+    let metricsServer: Server | undefined;
+    if (settings.metricsPort !== undefined) {
+      const metricsApp = new Hono().get('/metrics', async (c) =>
+        c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
+      );
+      const served = serve({ fetch: metricsApp.fetch, port: settings.metricsPort, hostname: settings.host }) as Server;
+      await listening(served);
+      started.push(() => drain(served, 1000));
+      metricsServer = served;
+    }
+    const metricsUrl = metricsServer === undefined ? undefined : urlOf((metricsServer.address() as AddressInfo).port);
+    logger.info({ url, upstream: upstreamUrl, config: redactedConfig(settings) }, 'group-profile-proxy listening');
+
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => {
+      closing ??= (async () => {
+        // Readiness fails first, so load balancers stop sending before the listener closes.
+        accepting = false;
+        if (settings.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelayMs));
+        await stopStarted();
+        logger.info('group-profile-proxy stopped');
+      })();
+      return closing;
+    };
+    return { url, port, cache, l2, metrics, push, existence, budget, metricsUrl, mockBackend, close };
   } catch (error) {
-    stalledWrites.stop();
-    push.close();
-    existence?.close();
-    await cache.close();
-    await l2?.close();
-    await mockBackend?.close();
+    await stopStarted();
     throw error;
   }
-  const port = (server.address() as AddressInfo).port;
-  const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
-  const urlOf = (p: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
-  const url = urlOf(port);
-  let metricsServer: Server | undefined;
-  if (settings.metricsPort !== undefined) {
-    const metricsApp = new Hono().get('/metrics', async (c) =>
-      c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
-    );
-    metricsServer = serve({ fetch: metricsApp.fetch, port: settings.metricsPort, hostname: settings.host }) as Server;
-    await new Promise<void>((resolve, reject) => {
-      metricsServer!.once('listening', resolve);
-      metricsServer!.once('error', reject);
-    });
-  }
-  const metricsUrl = metricsServer === undefined ? undefined : urlOf((metricsServer.address() as AddressInfo).port);
-  logger.info({ url, upstream: upstreamUrl, config: redactedConfig(settings) }, 'group-profile-proxy listening');
+}
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      // Readiness fails first, so load balancers stop sending before the listener closes.
-      accepting = false;
-      if (settings.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelayMs));
-      // Streams never finish by themselves: end them (with a retry hint) so draining does not wait them out.
-      push?.close();
-      await drain(server, settings.shutdownTimeoutMs);
-      stalledWrites.stop();
-      if (metricsServer !== undefined) await drain(metricsServer, 1000);
-      existence?.close();
-      await cache!.close();
-      await l2?.close();
-      await mockBackend?.close();
-      logger.info('group-profile-proxy stopped');
-    })();
-    return closing;
-  };
-  return { url, port, cache, l2, metrics, push, existence, budget, metricsUrl, mockBackend, close };
+/** Resolves once `server` listens; rejects with its listen error (a port in use, say). */
+function listening(server: Server): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+}
+
+/**
+ * Checks what Redis refuses for good (credentials, database, an old server) and reports it as a
+ * configuration error naming the setting to change, with no secret in it; an unreachable Redis
+ * is not an error: the proxy serves degraded until it is back.
+ */
+async function verifyL2(l2: RedisTier, settings: SidecarConfig): Promise<void> {
+  try {
+    await l2.verifyServer(FEED_READY_WAIT_MS);
+  } catch (caught) {
+    // By its code: the class lives with ioredis, which is loaded only when Redis is configured.
+    if ((caught as { code?: unknown }).code !== 'ERR_REDIS_REFUSED') throw caught;
+    const error = caught as RedisRefusedError;
+    const url = settings.redisUrl;
+    const [variable, shown] =
+      url !== undefined
+        ? ['REDIS_URL', redactUrl(url)]
+        : error.reason === 'credentials'
+          ? [settings.redisPassword !== undefined ? 'REDIS_PASSWORD' : 'REDIS_USERNAME', '<redacted>']
+          : ['REDIS_CLUSTER_NODES', settings.redisClusterNodes ?? ''];
+    const expected = {
+      credentials: 'credentials Redis accepts',
+      database: 'a database the server has',
+      version: 'a Redis server >= 7.0',
+    }[error.reason];
+    throw new ConfigError(variable, `${expected} (${error.message})`, shown);
+  }
 }
 
 /**

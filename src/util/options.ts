@@ -37,6 +37,18 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+/**
+ * Rejects option names a component does not know, as the CLI rejects unknown flags: a misspelt
+ * option from plain JavaScript would otherwise be silently ignored and its default used.
+ */
+export function knownOptions(component: string, options: unknown, known: readonly string[]): void {
+  if (options === null || typeof options !== 'object') throw new OptionError(component, 'an options object', options);
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name))
+      throw new OptionError(name, `an option of ${component} (${known.join(', ')})`, 'unknown');
+  }
+}
+
 export function integerOption(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new OptionError(name, `an integer in [${min}, ${max}]`, value);
@@ -66,6 +78,28 @@ export function urlOption(name: string, value: unknown, protocols: readonly stri
   }
   if (!protocols.includes(url.protocol)) throw new OptionError(name, `a ${protocols.join(' or ')} URL`, value);
   return url;
+}
+
+/**
+ * A URL as it may be shown: everything between `//` and the last `@` (user and password, even
+ * with `@` or `/` in them, parseable or not) is redacted.
+ */
+export function redactUrl(raw: string): string {
+  return raw.replace(/\/\/.*@/s, '//<redacted>@');
+}
+
+/** `redis://host:port[/db]`: ioredis reads the path as the database and would send `SELECT NaN` for `/abc`. */
+const REDIS_DATABASE_PATH = /^\/?(\d{1,5})?$/;
+
+/** A redis:// or rediss:// URL ioredis reads as meant: a host, a numeric database if any, no query. */
+export function isRedisUrl(url: URL): boolean {
+  return (
+    (url.protocol === 'redis:' || url.protocol === 'rediss:') &&
+    url.hostname !== '' &&
+    REDIS_DATABASE_PATH.test(url.pathname) &&
+    url.search === '' &&
+    url.hash === ''
+  );
 }
 
 /** Minimum length of the admin Bearer token, for the library (`adminToken`, `token`) and the sidecar (`ADMIN_TOKEN`) alike. */
@@ -131,7 +165,7 @@ export function clockOption(name: string, value: unknown): Clock {
 /**
  * A numeric option's one declaration: its default and its range. The
  * component validates with it (specOption), and the sidecar's settings, the
- * CLI, `--help` and the README table read the same object, so a default or a
+ * CLI, `--help` and the docs/configuration.md table read the same object, so a default or a
  * bound is written once.
  */
 export interface NumberSpec {
