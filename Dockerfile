@@ -1,5 +1,5 @@
 # group-profile-proxy: compiled JavaScript on Node 24, configured only by
-# environment variables (see README "Configuration"). The same image runs the
+# environment variables (see docs/configuration.md). The same image runs the
 # mock backend: `node dist/mock-backend/cli.js`.
 #
 # Both stages use the same exact base image, so a rebuild gets the Node it was
@@ -9,8 +9,10 @@
 FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /app
 # Manifests first, so the dependency layer stays cached until they change.
+# --ignore-scripts: the package's prepare script (building dist/ on install)
+# cannot run before src/ is here; the build is the explicit step below.
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
@@ -53,5 +55,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/group-profile-proxy-healthcheck"]
 # V8 flags from src/server/node-flags.ts (the deploy tests keep them equal): a
 # small young generation and a 20% old-generation growth step keep the resident
-# set near the cached bytes (README "Memory"). Neither caps the heap.
+# set near the cached bytes (docs/performance.md, "Memory"). Neither caps the heap.
 CMD ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "dist/cli.js"]

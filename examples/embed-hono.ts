@@ -1,6 +1,11 @@
 /**
  * Embedding: the group-profile routes mounted in your own Hono app, next to
  * your own routes. Run: `npx tsx examples/embed-hono.ts` (starts the mock backend too).
+ *
+ * In your app: `npm install group-profile-proxy hono @hono/node-server` (hono and
+ * @hono/node-server are peer dependencies: the package uses your app's copies),
+ * and "type": "module" in its package.json (this file uses top-level await and
+ * import.meta). tests/package.test.ts type-checks and runs it that way.
  */
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';

@@ -575,11 +575,12 @@ describe('Dockerfile', () => {
     expect(finalOf('EXPOSE').map((i) => i.getArgumentsContent())).toEqual(['8080']);
     expect(finalOf('STOPSIGNAL').map((i) => i.getArgumentsContent())).toEqual(['SIGTERM']);
     expect(finalOf('CMD').map(execForm)).toEqual([['node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js']]);
-    // `npm start` runs the sidecar exactly as the image does.
+    // `npm start` runs the sidecar exactly as the image does; `exec` so npm's SIGTERM reaches node
+    // (dash, Debian's sh, does not exec the last command of `sh -c` itself).
     const scripts = (
       JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
     ).scripts;
-    expect(scripts.start).toBe(['node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js'].join(' '));
+    expect(scripts.start).toBe(['exec', 'node', ...SIDECAR_NODE_FLAGS, 'dist/cli.js'].join(' '));
     expect(finalOf('ENTRYPOINT')).toEqual([]);
     expect(finalEnv().ADDRESS_FILE).toMatch(/^\/tmp\/[^/]+$/);
   });

@@ -40,7 +40,10 @@ describe('examples', () => {
 
   it('custom-id-rule: the deployment rule decides what reaches the loader', async () => {
     const seen: string[] = [];
-    const app = createTenantApp(async (key) => (seen.push(key), { key }));
+    const app = createTenantApp(async (key) => {
+      seen.push(key);
+      return { key };
+    });
     expect((await app.request('/groups/12345')).status).toBe(200);
     expect((await app.request('/groups/1234')).status).toBe(400);
     expect((await app.request('/groups/1234567890123')).status).toBe(400);
@@ -49,6 +52,11 @@ describe('examples', () => {
 
   it('plain-esm.mjs: works from plain JavaScript through the package exports', () => {
     const output = execFileSync(process.execPath, ['examples/plain-esm.mjs'], { cwd: ROOT, encoding: 'utf8' });
+    expect(JSON.parse(output)).toEqual({ first: 'miss', second: 'collapsed', value: { key: '7' } });
+  });
+
+  it('plain-cjs.cjs: works from CommonJS, through require() of the package', () => {
+    const output = execFileSync(process.execPath, ['examples/plain-cjs.cjs'], { cwd: ROOT, encoding: 'utf8' });
     expect(JSON.parse(output)).toEqual({ first: 'miss', second: 'collapsed', value: { key: '7' } });
   });
 });
