@@ -144,7 +144,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     const { a, b } = await makePair({});
     const bytes = Buffer.from([0, 1, 2, 0xff, 0x0a, 0x7b, 0x22, 0xe6, 0x9d, 0xad]);
     await a.lookupOrLease('2', 'token-a', 'read');
-    expect(await a.fillIfLeased('2', 'token-a', bytes, 60_000)).toBe(true);
+    expect(await a.fillIfLeased('2', 'token-a', bytes, 60_000)).toBe('stored');
     for (const tier of [a, b]) {
       const found = await tier.lookupOrLease('2', 'other', 'read');
       expect(found).toMatchObject({ type: 'hit' });
@@ -155,8 +155,8 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   it('refuses a fill under a token that does not hold the lease (fenced), and stores nothing', async () => {
     const { a, b } = await makePair({});
     await a.lookupOrLease('3', 'token-a', 'read');
-    expect(await b.fillIfLeased('3', 'token-b', Buffer.from('intruder'), 60_000)).toBe(false);
-    expect(await b.fillIfLeased('4', 'token-b', Buffer.from('no lease at all'), 60_000)).toBe(false);
+    expect(await b.fillIfLeased('3', 'token-b', Buffer.from('intruder'), 60_000)).toBe('fenced');
+    expect(await b.fillIfLeased('4', 'token-b', Buffer.from('no lease at all'), 60_000)).toBe('fenced');
     expect(await b.lookupOrLease('3', 'token-b', 'read')).toMatchObject({ type: 'held' });
     expect(await b.lookupOrLease('4', 'token-b', 'read')).toEqual({ type: 'leased' });
   });
@@ -167,7 +167,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await a.fillIfLeased('5', 'old', Buffer.from('v1'), 60_000);
     await a.lookupOrLease('6', 'slow-loader', 'read');
     expect(await b.deleteKeys(['5', '6'])).toBe(true);
-    expect(await a.fillIfLeased('6', 'slow-loader', Buffer.from('from before the change'), 60_000)).toBe(false);
+    expect(await a.fillIfLeased('6', 'slow-loader', Buffer.from('from before the change'), 60_000)).toBe('fenced');
     expect(await b.lookupOrLease('5', 'new', 'read')).toEqual({ type: 'leased' });
     expect(await b.lookupOrLease('6', 'new', 'read')).toEqual({ type: 'leased' });
   });
@@ -178,16 +178,29 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await a.fillIfLeased('7', 'first', Buffer.from('unusable here'), 60_000);
     expect(await b.lookupOrLease('7', 'rewriter', 'force')).toEqual({ type: 'leased' });
     expect(await a.lookupOrLease('7', 'third', 'force')).toMatchObject({ type: 'held' });
-    expect(await b.fillIfLeased('7', 'rewriter', Buffer.from('rewritten'), 60_000)).toBe(true);
+    expect(await b.fillIfLeased('7', 'rewriter', Buffer.from('rewritten'), 60_000)).toBe('awaited');
     expect(((await a.lookupOrLease('7', 'x', 'read')) as { bytes: Buffer }).bytes.toString()).toBe('rewritten');
+  });
+
+  it('tells the filler whether another lookup waited on its lease, so only then is a fill announced', async () => {
+    const { a, b } = await makePair({});
+    await a.lookupOrLease('40', 'alone', 'read');
+    expect(await a.fillIfLeased('40', 'alone', Buffer.from('nobody waited'), 60_000)).toBe('stored');
+    await a.lookupOrLease('41', 'holder', 'read');
+    expect(await b.lookupOrLease('41', 'waiter', 'read')).toMatchObject({ type: 'held' });
+    expect(await a.fillIfLeased('41', 'holder', Buffer.from('someone waited'), 60_000)).toBe('awaited');
+    // The mark went with the lease: the next lease of the key starts unwaited.
+    await b.deleteKeys(['41']);
+    await a.lookupOrLease('41', 'next', 'read');
+    expect(await a.fillIfLeased('41', 'next', Buffer.from('again'), 60_000)).toBe('stored');
   });
 
   it('releases a lease only for its own token', async () => {
     const { a, b } = await makePair({});
     await a.lookupOrLease('8', 'mine', 'read');
-    await b.releaseLease('8', 'not-mine');
+    expect(await b.releaseLease('8', 'not-mine')).toBe(false);
     expect(await b.lookupOrLease('8', 'b', 'read')).toMatchObject({ type: 'held' });
-    await a.releaseLease('8', 'mine');
+    expect(await a.releaseLease('8', 'mine')).toBe(true); // b waited on it
     expect(await b.lookupOrLease('8', 'b', 'read')).toEqual({ type: 'leased' });
   });
 
@@ -199,8 +212,8 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
       'the lease to expire and pass to b',
       10_000,
     );
-    expect(await a.fillIfLeased('9', 'died', Buffer.from('late'), 60_000)).toBe(false);
-    expect(await b.fillIfLeased('9', 'successor', Buffer.from('fresh'), 60_000)).toBe(true);
+    expect(await a.fillIfLeased('9', 'died', Buffer.from('late'), 60_000)).toBe('fenced');
+    expect(await b.fillIfLeased('9', 'successor', Buffer.from('fresh'), 60_000)).toBe('stored');
   });
 
   it('keeps a lease alive while its holder extends it', async () => {
@@ -214,7 +227,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await a.extendLease('10', 'holder');
     expect(pttlOf(await b.lookupOrLease('10', 'b', 'read'))).toBeGreaterThan(200);
     await b.extendLease('10', 'not-the-holder'); // no effect either way
-    expect(await a.fillIfLeased('10', 'holder', Buffer.from('done'), 60_000)).toBe(true);
+    expect(await a.fillIfLeased('10', 'holder', Buffer.from('done'), 60_000)).toBe('awaited');
   });
 
   it('expires an entry after its expiry', async () => {
@@ -305,7 +318,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await a.fillIfLeased('30', 'old', Buffer.from('before'), 60_000);
     expect(await a.deleteKeys(['30'], change!.position)).toBe(true);
     await b.lookupOrLease('30', 'new', 'read');
-    expect(await b.fillIfLeased('30', 'new', Buffer.from('after'), 60_000)).toBe(true);
+    expect(await b.fillIfLeased('30', 'new', Buffer.from('after'), 60_000)).toBe('stored');
     await b.deleteKeys(['30'], change!.position); // b applies the same change later
     expect(typeOf(await b.lookupOrLease('30', 'x', 'read'))).toBe('hit');
     const [later] = (await b.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];
@@ -481,7 +494,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await a.readMark('m')).toBe(UNAVAILABLE);
     expect(await a.writeMark('m', 'v', 1000)).toBe(false);
     expect(await a.takeToken('t', 1, 1)).toBe(UNAVAILABLE);
-    await a.releaseLease('18', 't');
+    expect(await a.releaseLease('18', 't')).toBe(false);
     await a.extendLease('18', 't');
   });
 });

@@ -17,13 +17,7 @@ import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type Stored
 import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
 import { MemoryTier } from './memory-tier.js';
-import {
-  NOT_FOUND,
-  resolveEngineOptions,
-  type EngineOptions,
-  type ExistenceCheck,
-  type ResolvedEngineOptions,
-} from './options.js';
+import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
 
 /**
@@ -95,7 +89,8 @@ export interface InvalidateOptions {
 
 interface Filled<V> {
   entry: CacheEntry<V>;
-  source: FleetSource;
+  /** Where the entry came from; `filtered`: the existence filter answered, nothing was loaded. */
+  source: FleetSource | 'filtered';
 }
 
 /** One load in progress for one key: the single coalescing point of the engine. */
@@ -114,11 +109,12 @@ interface Flight<V> {
 /** Clients a load remembers to charge its origin call to. */
 const MAX_CHARGEABLE_CLIENTS = 16;
 
-const OUTCOME_OF_SOURCE: Record<FleetSource, LookupOutcome> = {
+const OUTCOME_OF_SOURCE: Record<Filled<unknown>['source'], LookupOutcome> = {
   origin: 'miss',
   l2: 'l2-hit',
   fleet: 'collapsed',
   l1: 'hit',
+  filtered: 'filtered',
 };
 
 const noop = (): void => {};
@@ -368,11 +364,6 @@ export class CoalescingCache<V = unknown> {
    * fails or is slow and a stale entry is still kept, that entry is served.
    */
   get(key: string, options?: GetOptions): Promise<Lookup<V>> {
-    return this.#get(key, options, this.#options.existence);
-  }
-
-  /** `get`, asking `existence` first on a miss (undefined: already asked, or no filter). */
-  #get(key: string, options: GetOptions | undefined, existence: ExistenceCheck | undefined): Promise<Lookup<V>> {
     const fresh = this.peek(key);
     if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
@@ -390,29 +381,19 @@ export class CoalescingCache<V = unknown> {
         stale = undefined;
       }
     }
-    // A key with a stale copy existed; a key being loaded is someone else's question already.
-    if (stale === undefined && existence !== undefined && !this.#flights.has(key)) {
-      const verdict = existence.check(key);
-      if (verdict === 'absent') return Promise.resolve(this.#filtered(key, now));
-      // Answered later: look again then (another lookup may have filled L1 or started the load meanwhile).
-      if (verdict !== 'maybe')
-        return verdict.then((settled) =>
-          settled === 'absent' ? this.#filtered(key, this.#options.now()) : this.#get(key, options, undefined),
-        );
-    }
     const signal = options?.signal;
-    const { flight, started } = this.#join(key, now, undefined, options?.client);
+    // The one coalescing point: everything a miss costs (the existence check, the budget, the
+    // shared tier, the origin) happens inside the flight, once per load. A key with a stale copy
+    // existed, so its flight does not ask the filter.
+    const { flight, started } = this.#join(key, now, undefined, options?.client, stale === undefined);
     if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
     return this.#waitOrServeStale(flight, started, stale, signal);
   }
 
-  /** The answer for a key the existence filter rejected: not found, fresh for the negative TTL, never stored. */
-  #filtered(key: string, now: number): Lookup<V> {
+  /** The entry for a key the existence filter rejected: not found, fresh for the negative TTL, never stored. */
+  #filtered(key: string, now: number): CacheEntry<V> {
     const o = this.#options;
-    return {
-      entry: createEntry<V>('missing', o.notFoundBody(key), now, o.negativeTtlMs, 0, o.deserialize),
-      outcome: 'filtered',
-    };
+    return createEntry<V>('missing', o.notFoundBody(key), now, o.negativeTtlMs, 0, o.deserialize);
   }
 
   /**
@@ -517,11 +498,12 @@ export class CoalescingCache<V = unknown> {
     notBefore: number,
     checking?: StoredEntry<V>,
     client?: string,
+    askExistence = false,
   ): { flight: Flight<V>; started: boolean } {
     let flight = this.#flights.get(key);
     let started = false;
     if (flight === undefined) {
-      flight = this.#startFlight(key, notBefore, false, checking, client);
+      flight = this.#startFlight(key, notBefore, false, checking, client, askExistence);
       started = true;
     } else if (
       client !== undefined &&
@@ -685,6 +667,7 @@ export class CoalescingCache<V = unknown> {
     background = false,
     checking?: StoredEntry<V>,
     client?: string,
+    askExistence = false,
   ): Flight<V> {
     const flight: Flight<V> = {
       promise: undefined as unknown as Promise<Filled<V>>,
@@ -693,13 +676,17 @@ export class CoalescingCache<V = unknown> {
       waitList: undefined,
       clients: client === undefined ? [] : [client],
     };
-    flight.promise = this.#fill(key, flight, notBefore, checking).finally(() => {
+    flight.promise = this.#fill(key, flight, notBefore, checking, askExistence).finally(() => {
       if (this.#flights.get(key) === flight) this.#flights.delete(key);
     });
     const observe = this.#options.observer.loadSettled;
     // Also keeps a failure nobody waits for from becoming an unhandled rejection.
     flight.promise.then(
-      (filled) => observe?.({ waiters: flight.waiters, source: filled.source, background }),
+      // A filtered key was not loaded: it is the existence filter's to count.
+      (filled) =>
+        filled.source === 'filtered'
+          ? undefined
+          : observe?.({ waiters: flight.waiters, source: filled.source, background }),
       () => observe?.({ waiters: flight.waiters, source: undefined, background }),
     );
     this.#flights.set(key, flight);
@@ -711,11 +698,19 @@ export class CoalescingCache<V = unknown> {
     flight: Flight<V>,
     notBefore: number,
     checking: StoredEntry<V> | undefined,
+    askExistence: boolean,
   ): Promise<Filled<V>> {
     const signal = this.#closing.signal;
     let filled: Filled<V>;
     let cacheable = true;
     try {
+      const existence = askExistence ? this.#options.existence : undefined;
+      if (existence !== undefined) {
+        const verdict = existence.check(key);
+        if ((verdict === 'absent' || verdict === 'maybe' ? verdict : await verdict) === 'absent') {
+          return { entry: this.#filtered(key, this.#options.now()), source: 'filtered' };
+        }
+      }
       // Not a tick later than before when nothing is charged: loads start when they always did.
       const loadOrigin = (): Promise<CacheEntry<V>> =>
         this.#chargeable(flight)
@@ -798,7 +793,8 @@ export class CoalescingCache<V = unknown> {
       (filled) =>
         list.resolveAll(
           { entry: filled.entry, outcome: OUTCOME_OF_SOURCE[filled.source] },
-          { entry: filled.entry, outcome: 'collapsed' },
+          // Every waiter of a filtered key hears the filter's answer (404, nothing cached).
+          { entry: filled.entry, outcome: filled.source === 'filtered' ? 'filtered' : 'collapsed' },
         ),
       (error: unknown) => list.rejectAll(error),
     );

@@ -125,11 +125,12 @@ export class FleetLoader {
       entry = await hooks.loadOrigin();
     } catch (error) {
       heartbeat.stop();
-      await tier.releaseLease(key, token);
+      const awaited = await tier.releaseLease(key, token);
       const failure = toProxyError(error);
       // Local conditions (our breaker, our shedding, our clients' budget, shutdown) are not the origin's answer: the
-      // waiters elsewhere retry under their own lease instead of sharing our error.
+      // waiters elsewhere retry under their own lease instead of sharing our error. Nobody waiting: no hint.
       if (
+        awaited &&
         failure.code !== 'CLOSED' &&
         failure.code !== 'CIRCUIT_OPEN' &&
         failure.code !== 'OVERLOADED' &&
@@ -152,9 +153,11 @@ export class FleetLoader {
     }
     const expiryMs = entry.usableUntil - this.#clock.now();
     const stored = await tier.fillIfLeased(key, token, encodeEnvelope(entry), expiryMs);
-    if (stored === true) void tier.hint({ type: 'filled', id: key });
-    // false: an invalidation voided the lease while we loaded, so our value may predate the change.
-    return { entry, source: 'origin', cacheable: stored !== false };
+    // Announced only to instances that wait: a fill nobody waits on costs no hint and wakes no feed
+    // reader (the waiters also look again every MAX_POLL_MS, so a lost hint costs latency only).
+    if (stored === 'awaited') void tier.hint({ type: 'filled', id: key });
+    // fenced: an invalidation voided the lease while we loaded, so our value may predate the change.
+    return { entry, source: 'origin', cacheable: stored !== 'fenced' };
   }
 
   /** Runs `task` every `ms` on the clock until stopped. */

@@ -82,6 +82,8 @@ export class ShardReader {
   #movedTo: string | undefined;
   #wake: (() => void) | undefined;
   readonly skipped = new Map<SkipReason, number>();
+  /** Commands this reader sent (reads and blocking waits): each is a round trip to Redis. */
+  reads = 0;
   resumes = 0;
   readonly done: Promise<void>;
 
@@ -154,6 +156,7 @@ export class ShardReader {
     const o = this.#o;
     const k = o.keys;
     const startedAt = o.clock.now();
+    this.reads++;
     const reply = await this.#deadline(
       connection.gppFeedRead(
         k.changes,
@@ -242,6 +245,7 @@ export class ShardReader {
 
   async #wait(connection: FeedConnection): Promise<void> {
     const k = this.#o.keys;
+    this.reads++;
     await this.#deadline(
       connection.xread('BLOCK', this.#o.blockMs, 'STREAMS', k.changes, k.hints, this.#position, this.#hintPosition),
       this.#o.blockMs,

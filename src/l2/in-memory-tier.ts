@@ -18,6 +18,7 @@ import {
   type FeedStatus,
   type BitsWriteOptions,
   type LeaseHint,
+  type FillResult,
   type SharedLookup,
   type SharedTier,
   type TierEvent,
@@ -56,6 +57,11 @@ interface Timed<T> {
   expiresAt: number;
 }
 
+/** A lease: its holder's token, and whether another lookup found it held (the fill then announces itself). */
+interface Lease extends Timed<string> {
+  waited?: boolean;
+}
+
 interface LoggedChange {
   readonly change: FeedChange;
   /** How many changes the feed had taken in once this one was appended (1 for the first). */
@@ -65,7 +71,7 @@ interface LoggedChange {
 /** What several InMemoryTier instances share: entries, leases, the change feed and who hears hints. */
 export class InMemoryTierStore {
   readonly #entries = new Map<string, Timed<Buffer>>();
-  readonly #leases = new Map<string, Timed<string>>();
+  readonly #leases = new Map<string, Lease>();
   readonly #markers = new Map<string, string>();
   /** The hot-key record: read counts per window. */
   readonly #reads = new Map<number, Map<string, number>>();
@@ -248,7 +254,7 @@ export class InMemoryTierStore {
     return this.#live(this.#entries, key)?.value;
   }
 
-  /** @internal */ lease(key: string): Timed<string> | undefined {
+  /** @internal */ lease(key: string): Lease | undefined {
     return this.#live(this.#leases, key);
   }
 
@@ -348,19 +354,24 @@ export class InMemoryTier implements SharedTier {
       store.setLease(key, token, this.leaseTtlMs);
       return { type: 'leased' };
     }
+    held.waited = true; // the holder's fill announces itself
     return { type: 'held', pttlMs: Math.max(0, held.expiresAt - store.now()) };
   }
 
-  async fillIfLeased(key: string, token: string, bytes: Buffer, expiryMs: number): Promise<boolean | Unavailable> {
+  async fillIfLeased(key: string, token: string, bytes: Buffer, expiryMs: number): Promise<FillResult | Unavailable> {
     if (this.#closed) return UNAVAILABLE;
-    if (this.#store.lease(key)?.value !== token) return false;
+    const held = this.#store.lease(key);
+    if (held?.value !== token) return 'fenced';
     this.#store.setEntry(key, bytes, Math.max(1, expiryMs));
     this.#store.deleteLease(key);
-    return true;
+    return held.waited === true ? 'awaited' : 'stored';
   }
 
-  async releaseLease(key: string, token: string): Promise<void> {
-    if (!this.#closed && this.#store.lease(key)?.value === token) this.#store.deleteLease(key);
+  async releaseLease(key: string, token: string): Promise<boolean> {
+    const held = this.#closed ? undefined : this.#store.lease(key);
+    if (held?.value !== token) return false;
+    this.#store.deleteLease(key);
+    return held.waited === true;
   }
 
   async extendLease(key: string, token: string): Promise<void> {

@@ -5,6 +5,8 @@
 export interface KeyNames {
   entry(key: string): string;
   lease(key: string): string;
+  /** Set while a lookup found the key's lease held: the holder's fill then announces itself. */
+  waited(key: string): string;
   /** The last feed position applied to the key (see DELETE_FOR_CHANGE). */
   changeMarker(key: string): string;
   /** The fleet's read counts of one window (see RECORD_READS): one slot for every window, `{hot}`. */
@@ -23,6 +25,7 @@ export function keyNames(prefix: string): KeyNames {
   return {
     entry: (key) => `${prefix}{${key}}:entry`,
     lease: (key) => `${prefix}{${key}}:lease`,
+    waited: (key) => `${prefix}{${key}}:waited`,
     changeMarker: (key) => `${prefix}{${key}}:changed`,
     hotReads: (window) => `${prefix}{hot}:reads:${window}`,
     bits: (name) => `${prefix}{bits:${name}}`,

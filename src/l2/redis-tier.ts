@@ -24,6 +24,7 @@ import {
   type FeedStatus,
   type BitsWriteOptions,
   type LeaseHint,
+  type FillResult,
   type SharedLookup,
   type SharedTier,
   type TierEvent,
@@ -114,12 +115,20 @@ type ScriptClient = RedisClient & {
   gppLookupOrLeaseBuffer(
     entry: string,
     lease: string,
+    waited: string,
     token: string,
     leaseMs: number,
     mode: string,
   ): Promise<[number, Buffer | number]>;
-  gppFillIfLeased(entry: string, lease: string, token: string, envelope: Buffer, expiryMs: number): Promise<number>;
-  gppReleaseLease(entry: string, lease: string, token: string): Promise<number>;
+  gppFillIfLeased(
+    entry: string,
+    lease: string,
+    waited: string,
+    token: string,
+    envelope: Buffer,
+    expiryMs: number,
+  ): Promise<number>;
+  gppReleaseLease(entry: string, lease: string, waited: string, token: string): Promise<number>;
   gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
   gppDeleteForChange(entry: string, lease: string, marker: string, position: string, markerMs: number): Promise<number>;
   gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
@@ -165,6 +174,8 @@ export class RedisTier implements SharedTier {
   /** Undefined until the first connection, failed attempt or command tells: that first state is reported too. */
   #healthy: boolean | undefined;
   #closed = false;
+  /** Commands sent through the tier's own client, by operation (see roundTrips()). */
+  readonly #roundTrips = new Map<string, number>();
   /** The first error Redis answered that reconnecting cannot fix (credentials, database). */
   #refused: RedisRefusedError | undefined;
   readonly #detachClient: () => void;
@@ -207,9 +218,9 @@ export class RedisTier implements SharedTier {
       this.#ownsClient = true;
       client = o.url !== undefined ? this.#standalone(o.url) : this.#cluster(o.clusterNodes!, o.username, o.password);
     }
-    client.defineCommand('gppLookupOrLease', { numberOfKeys: 2, lua: LOOKUP_OR_LEASE });
-    client.defineCommand('gppFillIfLeased', { numberOfKeys: 2, lua: FILL_IF_LEASED });
-    client.defineCommand('gppReleaseLease', { numberOfKeys: 2, lua: RELEASE_LEASE });
+    client.defineCommand('gppLookupOrLease', { numberOfKeys: 3, lua: LOOKUP_OR_LEASE });
+    client.defineCommand('gppFillIfLeased', { numberOfKeys: 3, lua: FILL_IF_LEASED });
+    client.defineCommand('gppReleaseLease', { numberOfKeys: 3, lua: RELEASE_LEASE });
     client.defineCommand('gppExtendLease', { numberOfKeys: 2, lua: EXTEND_LEASE });
     client.defineCommand('gppDeleteForChange', { numberOfKeys: 3, lua: DELETE_FOR_CHANGE });
     client.defineCommand('gppRecordReads', { numberOfKeys: 1, lua: RECORD_READS });
@@ -265,7 +276,7 @@ export class RedisTier implements SharedTier {
     }
     if (this.#refused !== undefined) throw this.#refused;
     if (client.status !== 'ready') return;
-    const info = await this.#run(() => client.info('server'));
+    const info = await this.#run('verifyServer', () => client.info('server'));
     if (info === UNAVAILABLE) return;
     const version = /^redis_version:(\d+)\.(\d+)/m.exec(info);
     if (version !== null && Number(version[1]) < MIN_REDIS_MAJOR) {
@@ -323,6 +334,18 @@ export class RedisTier implements SharedTier {
     return this.#feed;
   }
 
+  /**
+   * Round trips to Redis since start, by operation: every command of the tier's own client (a
+   * script is one), and `feedRead` for the feed readers' reads on their connections. The miss
+   * path's budgets (docs/fleet.md) are stated, and tested, in these.
+   */
+  roundTrips(): Record<string, number> {
+    const counts = Object.fromEntries(this.#roundTrips);
+    const feedReads = this.#readers.reduce((sum, reader) => sum + reader.reads, 0);
+    if (feedReads > 0) counts.feedRead = feedReads;
+    return counts;
+  }
+
   /** The shard readers' connections, for tests that kill them. */
   feedConnections(): (FeedConnection | undefined)[] {
     return this.#readers.map((reader) => reader.connection);
@@ -340,15 +363,16 @@ export class RedisTier implements SharedTier {
   async oldestPosition(shard: number): Promise<string | undefined | Unavailable> {
     const keys = this.#feed[shard];
     if (keys === undefined) return undefined;
-    const first = await this.#run(() => this.#client.xrange(keys.changes, '-', '+', 'COUNT', 1));
+    const first = await this.#run('oldestPosition', () => this.#client.xrange(keys.changes, '-', '+', 'COUNT', 1));
     return first === UNAVAILABLE ? UNAVAILABLE : first[0]?.[0];
   }
 
   lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable> {
-    return this.#run(async () => {
+    return this.#run('lookupOrLease', async () => {
       const [status, payload] = await this.#client.gppLookupOrLeaseBuffer(
         this.keys.entry(key),
         this.keys.lease(key),
+        this.keys.waited(key),
         token,
         this.leaseTtlMs,
         mode,
@@ -359,27 +383,37 @@ export class RedisTier implements SharedTier {
     });
   }
 
-  /** True when stored; false when the lease was voided (an invalidation) or lost. */
-  async fillIfLeased(key: string, token: string, envelope: Buffer, expiryMs: number): Promise<boolean | Unavailable> {
-    return this.#run(
-      async () =>
-        (await this.#client.gppFillIfLeased(
-          this.keys.entry(key),
-          this.keys.lease(key),
-          token,
-          envelope,
-          Math.max(1, expiryMs),
-        )) === 1,
-    );
+  async fillIfLeased(
+    key: string,
+    token: string,
+    envelope: Buffer,
+    expiryMs: number,
+  ): Promise<FillResult | Unavailable> {
+    return this.#run('fillIfLeased', async () => {
+      const k = this.keys;
+      const stored = await this.#client.gppFillIfLeased(
+        k.entry(key),
+        k.lease(key),
+        k.waited(key),
+        token,
+        envelope,
+        Math.max(1, expiryMs),
+      );
+      return stored === 2 ? 'awaited' : stored === 1 ? 'stored' : 'fenced';
+    });
   }
 
-  async releaseLease(key: string, token: string): Promise<void> {
-    await this.#run(() => this.#client.gppReleaseLease(this.keys.entry(key), this.keys.lease(key), token));
+  async releaseLease(key: string, token: string): Promise<boolean> {
+    const k = this.keys;
+    const waited = await this.#run('releaseLease', () =>
+      this.#client.gppReleaseLease(k.entry(key), k.lease(key), k.waited(key), token),
+    );
+    return waited === 1;
   }
 
   /** Keeps a lease alive while its holder loads; a holder that dies stops extending it. */
   async extendLease(key: string, token: string): Promise<void> {
-    await this.#run(() =>
+    await this.#run('extendLease', () =>
       this.#client.gppExtendLease(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs),
     );
   }
@@ -390,7 +424,7 @@ export class RedisTier implements SharedTier {
     // One command per key: on a Cluster the keys of different groups live in different slots.
     const results = await Promise.all(
       keys.map((key) =>
-        this.#run(() =>
+        this.#run('deleteKeys', () =>
           position === undefined
             ? this.#client.del(k.entry(key), k.lease(key))
             : this.#client.gppDeleteForChange(
@@ -418,7 +452,7 @@ export class RedisTier implements SharedTier {
     const parts = await Promise.all(
       [...byShard].map(async ([shard, ids]) => {
         const fields = changeFields({ ...change, ids }, this.instanceId);
-        const position = await this.#run(() =>
+        const position = await this.#run('appendChange', () =>
           this.#client.xadd(this.#feed[shard]!.changes, 'MAXLEN', '~', this.#feedMaxLen, '*', ...fields),
         );
         if (position === UNAVAILABLE || position === null) return UNAVAILABLE;
@@ -439,7 +473,7 @@ export class RedisTier implements SharedTier {
 
   async hint(hint: LeaseHint): Promise<boolean> {
     const stream = this.#feed[this.shardOf(hint.id)]!.hints;
-    const result = await this.#run(() =>
+    const result = await this.#run('hint', () =>
       this.#client.xadd(stream, 'MAXLEN', '~', HINT_MAX_LEN, '*', ...hintFields(hint, this.instanceId)),
     );
     return result !== UNAVAILABLE;
@@ -451,7 +485,7 @@ export class RedisTier implements SharedTier {
     for (const [key, reads] of countedReads(counts, this.#isValidKey)) args.push(reads, key);
     if (args.length === 0) return true;
     const window = this.#window();
-    const result = await this.#run(() =>
+    const result = await this.#run('recordReads', () =>
       this.#client.gppRecordReads(this.keys.hotReads(window), this.#hotKeysMax, 2 * this.#hotWindowMs, ...args),
     );
     return result !== UNAVAILABLE;
@@ -463,7 +497,7 @@ export class RedisTier implements SharedTier {
     const take = Math.min(count, this.#hotKeysMax) - 1;
     const windows = await Promise.all(
       [window, window - 1].map((w) =>
-        this.#run(() => this.#client.zrevrange(this.keys.hotReads(w), 0, take, 'WITHSCORES')),
+        this.#run('hottestKeys', () => this.#client.zrevrange(this.keys.hotReads(w), 0, take, 'WITHSCORES')),
       ),
     );
     if (windows.some((w) => w === UNAVAILABLE)) return UNAVAILABLE;
@@ -481,7 +515,7 @@ export class RedisTier implements SharedTier {
       const names = keys.slice(i, i + READ_BATCH).map((key) => this.keys.entry(key));
       // On a Cluster the keys of different groups live in different slots: one GET each, sent together.
       chunks.push(
-        this.#run(() =>
+        this.#run('readEntries', () =>
           this.#client instanceof Cluster
             ? Promise.all(names.map((name) => this.#client.getBuffer(name)))
             : this.#client.mgetBuffer(...names),
@@ -497,34 +531,34 @@ export class RedisTier implements SharedTier {
     if (positions.length === 0) return true;
     const ttlMs = Math.max(0, Math.round(options.ttlMs ?? 0));
     return (
-      (await this.#run(() =>
+      (await this.#run('setBits', () =>
         this.#client.gppSetBits(this.keys.bits(name), ttlMs, options.onlyIfExists === true ? '1' : '0', ...positions),
       )) !== UNAVAILABLE
     );
   }
 
   async testBits(name: string, positions: readonly number[]): Promise<boolean | 'missing' | Unavailable> {
-    const found = await this.#run(() => this.#client.gppTestBits(this.keys.bits(name), ...positions));
+    const found = await this.#run('testBits', () => this.#client.gppTestBits(this.keys.bits(name), ...positions));
     return found === UNAVAILABLE ? UNAVAILABLE : found === -1 ? 'missing' : found === 1;
   }
 
   async countBits(name: string): Promise<number | Unavailable> {
-    return this.#run(() => this.#client.bitcount(this.keys.bits(name)));
+    return this.#run('countBits', () => this.#client.bitcount(this.keys.bits(name)));
   }
 
   async deleteBits(name: string): Promise<boolean> {
-    return (await this.#run(() => this.#client.del(this.keys.bits(name)))) !== UNAVAILABLE;
+    return (await this.#run('deleteBits', () => this.#client.del(this.keys.bits(name)))) !== UNAVAILABLE;
   }
 
   async readMark(name: string): Promise<string | undefined | Unavailable> {
-    const value = await this.#run(() => this.#client.get(this.keys.mark(name)));
+    const value = await this.#run('readMark', () => this.#client.get(this.keys.mark(name)));
     return value === null ? undefined : value;
   }
 
   async writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent = false): Promise<boolean> {
     const key = this.keys.mark(name);
     const ms = Math.max(1, Math.round(ttlMs));
-    const stored = await this.#run(() =>
+    const stored = await this.#run('writeMark', () =>
       onlyIfAbsent ? this.#client.set(key, value, 'PX', ms, 'NX') : this.#client.set(key, value, 'PX', ms),
     );
     return stored === 'OK';
@@ -537,7 +571,7 @@ export class RedisTier implements SharedTier {
   ): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
     // A bucket left alone refills completely in burst / perSecond: it need not outlive that.
     const expiryMs = Math.max(1000, Math.ceil((burst / perSecond) * 1000));
-    const answer = await this.#run(() =>
+    const answer = await this.#run('takeToken', () =>
       this.#client.gppTakeToken(this.keys.bucket(bucket), 0, burst, perSecond, expiryMs),
     );
     return answer === UNAVAILABLE ? UNAVAILABLE : { allowed: answer[0] === 1, tokens: Number(answer[1]) };
@@ -545,7 +579,7 @@ export class RedisTier implements SharedTier {
 
   /** Raw access for tests and tools: reads the stored bytes of a key's entry. */
   async readEntryBytes(key: string): Promise<Buffer | null | Unavailable> {
-    return this.#run(() => this.#client.getBuffer(this.keys.entry(key)));
+    return this.#run('readEntryBytes', () => this.#client.getBuffer(this.keys.entry(key)));
   }
 
   async close(): Promise<void> {
@@ -563,8 +597,10 @@ export class RedisTier implements SharedTier {
   }
 
   /** The one path every command takes: a deadline, and UNAVAILABLE instead of an exception. */
-  async #run<T>(operation: () => Promise<T>): Promise<T | Unavailable> {
+  async #run<T>(op: string, operation: () => Promise<T>): Promise<T | Unavailable> {
     if (this.#closed || this.#client.status !== 'ready') return UNAVAILABLE;
+    // One command (a script is one) is one round trip: counted per operation for the budgets.
+    this.#roundTrips.set(op, (this.#roundTrips.get(op) ?? 0) + 1);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<Unavailable>((resolve) => {
       timer = setTimeout(() => resolve(UNAVAILABLE), this.#commandTimeoutMs);

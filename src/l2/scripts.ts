@@ -10,7 +10,9 @@
  * ARGV: token, lease ms, mode (`read`: return an existing entry; `force`: the
  * caller found the entry unusable and wants the lease regardless).
  * Returns {1, entry} on a hit, {2} when the lease was taken, {3, pttl} when
- * another instance holds it.
+ * another instance holds it; then KEYS[3] marks the lease as waited on, so the
+ * holder's fill knows to announce itself (no hint, no feed reader woken, when
+ * nobody waits).
  */
 export const LOOKUP_OR_LEASE = `
 if ARGV[3] == 'read' then
@@ -18,27 +20,33 @@ if ARGV[3] == 'read' then
   if entry then return {1, entry} end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-return {3, redis.call('PTTL', KEYS[2])}
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl > 0 then redis.call('SET', KEYS[3], '1', 'PX', pttl) end
+return {3, pttl}
 `;
 
 /**
  * Store the loaded entry only while still holding the lease (compare-and-set
  * on the token): an invalidation deletes the lease, so a load that began
  * before a change can never write its value back.
- * ARGV: token, envelope, expiry ms. Returns 1 when stored, 0 when fenced.
+ * ARGV: token, envelope, expiry ms. Returns 1 when stored, 2 when stored and
+ * another lookup waited on the lease (KEYS[3]), 0 when fenced.
  */
 export const FILL_IF_LEASED = `
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   redis.call('DEL', KEYS[2])
-  return 1
+  return 1 + redis.call('DEL', KEYS[3])
 end
 return 0
 `;
 
-/** Give the lease up after a failed load, if it is still ours. ARGV: token. */
+/** Give the lease up after a failed load, if it is still ours. ARGV: token. Returns 1 when someone waited on it. */
 export const RELEASE_LEASE = `
-if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  return redis.call('DEL', KEYS[3])
+end
 return 0
 `;
 

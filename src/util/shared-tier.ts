@@ -121,6 +121,9 @@ export interface FeedStatus {
   resumes: number;
 }
 
+/** What a fill under a lease did: stored (with or without a waiter), or fenced. */
+export type FillResult = 'stored' | 'awaited' | 'fenced';
+
 /**
  * The tier shared by a fleet of instances, between the engine and its storage
  * (Redis standalone or Cluster, or memory): entries as opaque bytes, one lease
@@ -145,10 +148,14 @@ export interface SharedTier {
    * another holder's lease.
    */
   lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable>;
-  /** Stores `bytes` for `expiryMs` and ends the lease, only while `token` still holds it. False when fenced (voided or lost). */
-  fillIfLeased(key: string, token: string, bytes: Buffer, expiryMs: number): Promise<boolean | Unavailable>;
-  /** Gives up the lease after a failed load, if `token` still holds it. */
-  releaseLease(key: string, token: string): Promise<void>;
+  /**
+   * Stores `bytes` for `expiryMs` and ends the lease, only while `token` still holds it: `fenced`
+   * when it does not (voided or lost); `awaited` when another lookup found the lease held (someone
+   * waits for the fill, so it is worth a hint), in the same round trip.
+   */
+  fillIfLeased(key: string, token: string, bytes: Buffer, expiryMs: number): Promise<FillResult | Unavailable>;
+  /** Gives up the lease after a failed load, if `token` still holds it; true when someone waited on it. */
+  releaseLease(key: string, token: string): Promise<boolean>;
   /** Keeps the lease of `token` alive for another `leaseTtlMs` while its holder loads. */
   extendLease(key: string, token: string): Promise<void>;
   /**
