@@ -124,16 +124,8 @@ export interface FeedStatus {
 /** What a fill under a lease did: stored (with or without a waiter), or fenced. */
 export type FillResult = 'stored' | 'awaited' | 'fenced';
 
-/**
- * The tier shared by a fleet of instances, between the engine and its storage
- * (Redis standalone or Cluster, or memory): entries as opaque bytes, one lease
- * per key so one instance in the fleet loads it, lease hints, and the durable
- * ordered change feed. Every operation is best-effort: one that cannot reach
- * the storage answers UNAVAILABLE (or false) and never throws, so the engine
- * falls back to per-process caching. tests/shared-tier.contract.test.ts holds
- * every implementation to the same behaviour.
- */
-export interface SharedTier {
+/** Entries and their leases: one load per key for the whole fleet (the engine's miss path). */
+export interface EntryStore {
   /** Distinguishes this instance's hints and changes from others'. */
   readonly instanceId: string;
   /** How long a lease protects one load, ms. */
@@ -164,11 +156,35 @@ export interface SharedTier {
    * done so already: the instances applying one change delete once, not once each. False when unreachable.
    */
   deleteKeys(keys: readonly string[], position?: string): Promise<boolean>;
+  /** The stored bytes of each key (`undefined` where there is none), without taking leases: for warming L1. */
+  readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable>;
+  close(): Promise<void>;
+}
+
+/** The durable, ordered change feed, and lease hints beside it. */
+export interface ChangeFeed {
   /**
    * Appends `change` to the feed, split by shard; resolves once the storage acknowledged every
    * part, with the parts as they will be delivered. UNAVAILABLE when any part could not be appended.
    */
   appendChange(change: Change): Promise<FeedChange[] | Unavailable>;
+  /** Sends `hint` to every other instance, best-effort. False when unreachable. */
+  hint(hint: LeaseHint): Promise<boolean>;
+  /** Hints, changes and resets; the feed is read while anyone listens. Returns the unsubscribe function. */
+  onEvent(listener: (event: TierEvent) => void): () => void;
+  feedStatus(): FeedStatus;
+  /** `feedStatus().lagMs` alone, cheap enough for every L1 hit. */
+  feedLagMs(): number;
+  /** Where this instance's reader stands on each shard (position `''` before its first read). */
+  feedPositions(): FeedPosition[];
+  /** The oldest position a shard still keeps (`undefined`: the shard is empty), to tell whether a position can be replayed. */
+  oldestPosition(shard: number): Promise<string | undefined | Unavailable>;
+  /** The feed shard of a key. */
+  shardOf(key: string): number;
+}
+
+/** The fleet's record of its hottest keys (warm start). */
+export interface HotKeyRecord {
   /**
    * Adds sampled read counts to the fleet's record of its hottest keys: one bounded write per call
    * (the coldest keys past `hotKeysMax` are dropped). False when unreachable.
@@ -176,8 +192,10 @@ export interface SharedTier {
   recordReads(counts: ReadonlyMap<string, number>): Promise<boolean>;
   /** The fleet's hottest keys, hottest first, at most `count` (reads of this and the previous window summed). */
   hottestKeys(count: number): Promise<string[] | Unavailable>;
-  /** The stored bytes of each key (`undefined` where there is none), without taking leases: for warming L1. */
-  readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable>;
+}
+
+/** Plain bitmaps and small shared marks: the fleet's Bloom filter of existing groups. */
+export interface FleetBitmaps {
   /**
    * Sets bits of the plain bitmap `name` (positions in bits, bit 0 the most significant of byte
    * 0, as SETBIT), in one round trip: the fleet's Bloom filter of existing groups. False when unreachable.
@@ -196,6 +214,10 @@ export interface SharedTier {
   readMark(name: string): Promise<string | undefined | Unavailable>;
   /** Stores a small shared value for `ttlMs`; with `onlyIfAbsent`, only when none is stored (a lock). True when stored. */
   writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent?: boolean): Promise<boolean>;
+}
+
+/** Token buckets: the per-client budget of origin-bound misses. */
+export interface FleetBuckets {
   /**
    * Takes one token from the fleet's token bucket `bucket` (`burst` tokens at most, refilled at
    * `perSecond`), in one round trip: the per-client budget of origin-bound misses. `allowed` false
@@ -206,21 +228,20 @@ export interface SharedTier {
     burst: number,
     perSecond: number,
   ): Promise<{ allowed: boolean; tokens: number } | Unavailable>;
-  /** Sends `hint` to every other instance, best-effort. False when unreachable. */
-  hint(hint: LeaseHint): Promise<boolean>;
-  /** Hints, changes and resets; the feed is read while anyone listens. Returns the unsubscribe function. */
-  onEvent(listener: (event: TierEvent) => void): () => void;
-  feedStatus(): FeedStatus;
-  /** `feedStatus().lagMs` alone, cheap enough for every L1 hit. */
-  feedLagMs(): number;
-  /** Where this instance's reader stands on each shard (position `''` before its first read). */
-  feedPositions(): FeedPosition[];
-  /** The oldest position a shard still keeps (`undefined`: the shard is empty), to tell whether a position can be replayed. */
-  oldestPosition(shard: number): Promise<string | undefined | Unavailable>;
-  /** The feed shard of a key. */
-  shardOf(key: string): number;
-  close(): Promise<void>;
 }
+
+/**
+ * The tier shared by a fleet of instances, between the engine and its storage
+ * (Redis standalone or Cluster, or memory): entries as opaque bytes, one lease
+ * per key so one instance in the fleet loads it, lease hints, and the durable
+ * ordered change feed. Every operation is best-effort: one that cannot reach
+ * the storage answers UNAVAILABLE (or false) and never throws, so the engine
+ * falls back to per-process caching. tests/shared-tier.contract.test.ts holds
+ * every implementation to the same behaviour.
+ *
+ * It is the union of small interfaces, one per concern: each component takes only the one it uses.
+ */
+export interface SharedTier extends EntryStore, ChangeFeed, HotKeyRecord, FleetBitmaps, FleetBuckets {}
 
 /**
  * A lease hint read from the shared storage, or `undefined`. Anyone who can
