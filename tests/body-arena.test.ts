@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BodyArena } from '../src/engine/body-arena.js';
 import { createEntry, type CacheEntry } from '../src/engine/entry.js';
-import { MemoryTier } from '../src/engine/memory-tier.js';
+import { L1Cache } from '../src/engine/l1.js';
 
 const SLAB = 64 * 1024;
 const decode = (body: Buffer): unknown => JSON.parse(body.toString('utf8'));
@@ -50,9 +50,9 @@ describe('BodyArena', () => {
   });
 });
 
-describe('MemoryTier body arena', () => {
+describe('L1Cache body arena', () => {
   it('copies held bodies into the arena; bodies read back byte for byte', () => {
-    const tier = new MemoryTier<unknown>({ maxEntries: 1000, maxBytes: 64 * 1024 * 1024, entryOverheadBytes: 0 });
+    const tier = new L1Cache<unknown>({ maxEntries: 1000, maxBytes: 64 * 1024 * 1024, entryOverheadBytes: 0 });
     const expected = new Map<string, Buffer>();
     for (let i = 0; i < 500; i++) {
       const body = bodyFor(String(i), 0, 500 + (i % 7) * 300);
@@ -66,7 +66,7 @@ describe('MemoryTier body arena', () => {
   });
 
   it('does not place an entry the LRU refused (larger than maxBytes), and clear() frees every slab', () => {
-    const tier = new MemoryTier<unknown>({ maxEntries: 10, maxBytes: 4096, entryOverheadBytes: 0 });
+    const tier = new L1Cache<unknown>({ maxEntries: 10, maxBytes: 4096, entryOverheadBytes: 0 });
     tier.set('big', entryOf(bodyFor('big', 0, 5000)));
     expect(tier.get('big')).toBeUndefined();
     expect(tier.liveBodyBytes).toBe(0);
@@ -81,7 +81,7 @@ describe('MemoryTier body arena', () => {
 
   it('under churn (overwrites, deletes, evictions) keeps arena memory within 1.25× the live bytes plus three slabs, every body intact', () => {
     // 1 MiB maxBytes → 64 KiB slabs; ~600 live bodies of 300–2300 bytes, 30k random replacements.
-    const tier = new MemoryTier<unknown>({ maxEntries: 600, maxBytes: 1024 * 1024, entryOverheadBytes: 0 });
+    const tier = new L1Cache<unknown>({ maxEntries: 600, maxBytes: 1024 * 1024, entryOverheadBytes: 0 });
     const random = prng(42);
     const expected = new Map<string, Buffer>();
     let worstRatio = 0;
@@ -120,7 +120,7 @@ describe('MemoryTier body arena', () => {
   });
 
   it('a body read before a compaction moved it still holds the same bytes afterwards', () => {
-    const tier = new MemoryTier<unknown>({ maxEntries: 10_000, maxBytes: 1024 * 1024, entryOverheadBytes: 0 });
+    const tier = new L1Cache<unknown>({ maxEntries: 10_000, maxBytes: 1024 * 1024, entryOverheadBytes: 0 });
     for (let i = 0; i < 400; i++) tier.set(String(i), entryOf(bodyFor(String(i), 0, 1000)));
     const survivor = tier.get('5')!;
     const before = survivor.body; // e.g. a response still writing it

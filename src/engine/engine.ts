@@ -16,7 +16,7 @@ import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
 import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
-import { MemoryTier } from './memory-tier.js';
+import { L1Cache } from './l1.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
 
@@ -147,7 +147,7 @@ export interface EngineStats {
  */
 export class CoalescingCache<V = unknown> {
   readonly #options: ResolvedEngineOptions<V>;
-  readonly #l1: MemoryTier<V>;
+  readonly #l1: L1Cache<V>;
   readonly #flights = new Map<string, Flight<V>>();
   readonly #closing = new AbortController();
   readonly #l2: SharedTier | undefined;
@@ -177,7 +177,7 @@ export class CoalescingCache<V = unknown> {
     this.#options = resolveEngineOptions(options);
     // Every in-flight load listens on this signal; hundreds at once under load is normal, not a leak.
     setMaxListeners(0, this.#closing.signal);
-    this.#l1 = new MemoryTier<V>({
+    this.#l1 = new L1Cache<V>({
       maxEntries: this.#options.l1MaxEntries,
       maxBytes: this.#options.l1MaxBytes,
       entryOverheadBytes: this.#options.l1EntryOverheadBytes,

@@ -20,7 +20,7 @@ const MIN_SLAB_BYTES = 64 * 1024;
  * decided by the engine's clock (entries carry their own deadlines), so
  * lru-cache's own TTL timers are not used.
  */
-export class MemoryTier<V> {
+export class L1Cache<V> {
   readonly #lru: LRUCache<string, StoredEntry<V>>;
   readonly #arena: BodyArena;
 
