@@ -16,6 +16,7 @@ import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
 import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
+import { HotKeySampler } from './hot-keys.js';
 import { L1Cache } from './l1.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
@@ -119,8 +120,6 @@ const OUTCOME_OF_SOURCE: Record<Filled<unknown>['source'], LookupOutcome> = {
 
 const noop = (): void => {};
 
-/** Distinct keys one flush of counted lookups carries at most (the cost of one write to the hot-key record). */
-const MAX_COUNTED_KEYS = 10_000;
 /** Refresh-ahead draws only within this many scales of expiry: past it e^(-left/s) < 5e-5. */
 const REFRESH_AHEAD_REACH = 10;
 
@@ -162,13 +161,8 @@ export class CoalescingCache<V = unknown> {
   #refreshScale: number;
   /** Moving average of origin load times, ms. */
   #loadMs = 0;
-  /** Counted lookups not yet added to the fleet's hot-key record, and when they next are. */
-  #reads = new Map<string, number>();
-  #readsFlushAt: number;
-  /** Whether lookups are counted for the hot-key record (a shared tier, and sampling on). */
-  readonly #counting: boolean;
-  /** Hits until the next counted one; Infinity when none are counted. */
-  #untilCounted: number;
+  /** Counts reads into the fleet's hot-key record: with a shared tier, and sampling on. */
+  readonly #hotKeys: HotKeySampler | undefined;
   /** Keys being filled from the shared tier (warm start): an invalidation meanwhile takes its key out. */
   readonly #sharedFills = new Set<Set<string>>();
   #closed: Promise<void> | undefined;
@@ -184,9 +178,14 @@ export class CoalescingCache<V = unknown> {
     });
     this.#l2 = this.#options.l2;
     this.#refreshScale = this.#options.refreshAheadMs;
-    this.#readsFlushAt = this.#options.now() + this.#options.hotKeysFlushMs;
-    this.#counting = this.#l2 !== undefined && this.#options.hotKeysSampleEvery > 0;
-    this.#untilCounted = this.#counting ? this.#options.hotKeysSampleEvery : Infinity;
+    this.#hotKeys =
+      this.#l2 !== undefined && this.#options.hotKeysSampleEvery > 0
+        ? new HotKeySampler(this.#l2, {
+            sampleEvery: this.#options.hotKeysSampleEvery,
+            flushMs: this.#options.hotKeysFlushMs,
+            now: this.#options.now,
+          })
+        : undefined;
     if (this.#l2 !== undefined) {
       const fleet = new FleetLoader(this.#l2, this.#options.clock, this.#options.observer);
       this.#fleet = fleet;
@@ -230,11 +229,7 @@ export class CoalescingCache<V = unknown> {
     const scale = this.#refreshScale;
     if (scale !== 0 && entry.freshUntil - now < scale * REFRESH_AHEAD_REACH)
       this.#maybeRefreshAhead(key, entry, now, scale);
-    if (--this.#untilCounted === 0) {
-      this.#untilCounted = this.#options.hotKeysSampleEvery;
-      // One hit in N stands for N; negative entries are no group to warm.
-      if (entry.kind === 'found') this.#countRead(key, now, this.#options.hotKeysSampleEvery);
-    }
+    this.#hotKeys?.hit(key, now, entry.kind === 'found');
     return entry;
   }
 
@@ -247,31 +242,6 @@ export class CoalescingCache<V = unknown> {
     const left = entry.freshUntil - now;
     if (this.#flights.has(key) || left * 2 > entry.freshUntil - entry.storedAt) return;
     if (left < -scale * Math.log(this.#options.random())) this.#refresh(key, entry.freshUntil);
-  }
-
-  /**
-   * Counts reads of `key` for the fleet's hot-key record (every load that found the group, and one
-   * hit in `hotKeysSampleEvery` weighted by it: the record then knows every group this instance
-   * loaded, the rarely read ones whose misses dominate a cold start included, and never ids that
-   * do not exist); adds the counts to it every `hotKeysFlushMs`.
-   */
-  #countRead(key: string, now: number, weight: number): void {
-    const reads = this.#reads;
-    const count = reads.get(key);
-    if (count !== undefined) reads.set(key, count + weight);
-    else if (reads.size < MAX_COUNTED_KEYS) reads.set(key, weight);
-    if (now >= this.#readsFlushAt) {
-      this.#readsFlushAt = now + this.#options.hotKeysFlushMs;
-      // Not on this lookup's path: building the write costs a few ms for thousands of keys.
-      queueMicrotask(() => void this.#flushReads());
-    }
-  }
-
-  #flushReads(): Promise<boolean> {
-    const counts = this.#reads;
-    this.#reads = new Map();
-    // Best-effort, like every tier operation: it never rejects.
-    return counts.size === 0 ? Promise.resolve(true) : this.#l2!.recordReads(counts);
   }
 
   /**
@@ -319,6 +289,7 @@ export class CoalescingCache<V = unknown> {
    * into (`hotKeysSampleEvery`); `[]` without a shared tier or while it is unreachable.
    */
   async hottestKeys(count: number): Promise<string[]> {
+    // Read whether or not this instance samples: the record is the fleet's.
     if (this.#l2 === undefined || count <= 0) return [];
     const keys = await this.#l2.hottestKeys(count);
     return keys === UNAVAILABLE ? [] : keys;
@@ -444,7 +415,7 @@ export class CoalescingCache<V = unknown> {
 
   async #close(): Promise<void> {
     // The lookups counted since the last flush still count for the instances starting next.
-    if (this.#l2 !== undefined) await this.#flushReads();
+    await this.#hotKeys?.flush();
     this.#unsubscribe();
     this.#changeListeners.clear();
     this.#fleet?.close();
@@ -734,7 +705,7 @@ export class CoalescingCache<V = unknown> {
     }
     if (signal.aborted) throw signal.reason;
     const now = this.#options.now();
-    if (this.#counting && filled.entry.kind === 'found') this.#countRead(key, now, 1);
+    if (filled.entry.kind === 'found') this.#hotKeys?.loaded(key, now);
     if (cacheable && !flight.fenced && filled.entry.usableUntil > now) {
       (filled.entry as StoredEntry<V>).checkedAt = now;
       this.#l1.set(key, filled.entry);
