@@ -1,10 +1,8 @@
-import { randomUUID } from 'node:crypto';
+
 import { setMaxListeners } from 'node:events';
 import { ProxyError, toProxyError } from '../errors.js';
 import {
-  nextPosition,
   UNAVAILABLE,
-  type ChangeKind,
   type FeedChange,
   type FeedPosition,
   type FeedResetReason,
@@ -16,77 +14,30 @@ import { FleetLoader, type FleetSource } from './fleet-load.js';
 import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
 import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
+import { EngineChanges } from './changes.js';
 import { HotKeySampler } from './hot-keys.js';
 import { L1Cache } from './l1.js';
 import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
+import type {
+  EngineChange,
+  EngineStats,
+  GetOptions,
+  InvalidateOptions,
+  InvalidationResult,
+  Lookup,
+  LookupOutcome,
+} from './types.js';
 import { isCallerFailure, WaitList } from './wait-list.js';
 
-/**
- * How a lookup was answered, for Cache-Status and metrics:
- * - `hit`: a fresh entry from L1;
- * - `l2-hit`: a fresh entry from the shared L2 tier;
- * - `miss`: this call started the load that went to the origin;
- * - `collapsed`: this call waited on a load another call (or another instance) had started;
- * - `stale`: a stale entry served at once while one background refresh runs (stale-while-revalidate);
- * - `stale-if-error`: a stale entry served because the load failed, was shed or the breaker is open;
- * - `stale-timeout`: a stale entry served because the origin was slower than the soft timeout;
- * - `filtered`: the existence filter knows the key does not exist: a not-found entry made for this
- *   answer, with no load and nothing cached.
- */
-export type LookupOutcome =
-  | 'hit'
-  | 'l2-hit'
-  | 'miss'
-  | 'collapsed'
-  | 'stale'
-  | 'stale-if-error'
-  | 'stale-timeout'
-  | 'filtered';
-
-export interface Lookup<V> {
-  readonly entry: CacheEntry<V>;
-  readonly outcome: LookupOutcome;
-  /** For `stale-if-error`: the failure the stale entry stands in for. */
-  readonly error?: ProxyError;
-}
-
-export interface GetOptions {
-  /** Abandons this caller's wait only; the shared load goes on for the others. */
-  signal?: AbortSignal;
-  /** Who asks, for the origin budget (`originBudget`): the client address or key. Default: nobody (never charged). */
-  client?: string;
-}
-
-/** What an invalidation reached. */
-export interface InvalidationResult {
-  /** Whether a shared tier is configured, so there is a fleet to tell. */
-  sharedTier: boolean;
-  /**
-   * True once the change is in the fleet's feed. False without a shared tier (this instance only,
-   * and that is all there is), or when the append failed: other instances keep their copies until
-   * they expire.
-   */
-  fleet: boolean;
-  /** Where the change sits in the feed, per shard (none without a shared tier). */
-  positions: { shard: number; position: string }[];
-}
-
-/**
- * What the engine tells change listeners: a change applied here (from the feed, or appended by
- * this instance: `local`), or an L1 flush after which any key may have changed unseen.
- */
-export type EngineChange =
-  | { type: 'change'; change: FeedChange; local: boolean }
-  | { type: 'reset'; reason: FeedResetReason }
-  /** Invalidated here only: the feed could not take the change (Redis unreachable). No position. */
-  | { type: 'unfed'; ids: string[] };
-
-/** What changed, for the feed; `changed` by default. */
-export interface InvalidateOptions {
-  kind?: ChangeKind;
-  /** The source's version or `updatedAt` of the change, carried to every instance. */
-  version?: string;
-}
+export type {
+  EngineChange,
+  EngineStats,
+  GetOptions,
+  InvalidateOptions,
+  InvalidationResult,
+  Lookup,
+  LookupOutcome,
+} from './types.js';
 
 interface Filled<V> {
   entry: CacheEntry<V>;
@@ -123,21 +74,6 @@ const noop = (): void => {};
 /** Refresh-ahead draws only within this many scales of expiry: past it e^(-left/s) < 5e-5. */
 const REFRESH_AHEAD_REACH = 10;
 
-/** Point-in-time counts, for gauges and health checks. */
-export interface EngineStats {
-  l1Entries: number;
-  /** Bytes accounted against `l1MaxBytes`: body bytes plus the per-entry overhead. */
-  l1Bytes: number;
-  /** Memory L1's body arena holds, holes between replaced bodies included. */
-  l1ArenaBytes: number;
-  inFlight: number;
-  /** Callers that joined the loads in flight (their starters included), waiting or gone since. */
-  waiting: number;
-  l2: 'disabled' | 'ok' | 'degraded';
-  /** The change feed as read here; `undefined` without a shared tier. */
-  feed: { lagMs: number; lagEntries: number; lagging: boolean } | undefined;
-}
-
 /**
  * The HTTP-free heart of the proxy: L1 lookup, then exactly one in-flight
  * load per key shared by every concurrent caller (and, with L2, by the whole
@@ -152,11 +88,8 @@ export class CoalescingCache<V = unknown> {
   readonly #l2: SharedTier | undefined;
   readonly #fleet: FleetLoader | undefined;
   readonly #unsubscribe: () => void = noop;
-  readonly #changeListeners = new Set<(event: EngineChange) => void>();
-  /** Per shard: the change being applied, so the next waits its turn (see #inFeedOrder). */
-  readonly #applying = new Map<number, Promise<void>>();
-  /** Without a shared tier, local invalidations get positions of a feed of this process's own. */
-  readonly #localFeed = { epoch: randomUUID(), last: '0-0' };
+  /** Invalidations made here and changes read from the feed, applied in feed order. */
+  readonly #changes: EngineChanges;
   /** The XFetch scale: `refreshAheadMs`, or the recent origin load time when longer; 0 = off. */
   #refreshScale: number;
   /** Moving average of origin load times, ms. */
@@ -186,13 +119,24 @@ export class CoalescingCache<V = unknown> {
             now: this.#options.now,
           })
         : undefined;
+    this.#changes = new EngineChanges({
+      l2: this.#l2,
+      existence: this.#options.existence,
+      now: this.#options.now,
+      host: {
+        evict: (keys) => this.#invalidateLocal(keys),
+        applied: (change, local) => this.#applied(change, local),
+        flush: (reason) => this.#flush(reason),
+      },
+    });
     if (this.#l2 !== undefined) {
       const fleet = new FleetLoader(this.#l2, this.#options.clock, this.#options.observer);
       this.#fleet = fleet;
+      const changes = this.#changes;
       // The one subscription: lease hints, changes and resets all arrive here.
       this.#unsubscribe = this.#l2.onEvent((event) => {
-        if (event.type === 'change') this.#inFeedOrder(event.change);
-        else if (event.type === 'reset') this.#flush(event.reason);
+        if (event.type === 'change') changes.fromFeed(event.change);
+        else if (event.type === 'reset') changes.reset(event.reason);
         else fleet.deliver(event);
       });
     }
@@ -375,35 +319,8 @@ export class CoalescingCache<V = unknown> {
    * flight here, as every other instance does when it reads the change.
    * Later calls load afresh. Without a shared tier, this instance only.
    */
-  async invalidate(keys: string | readonly string[], options: InvalidateOptions = {}): Promise<InvalidationResult> {
-    const list = [...new Set(typeof keys === 'string' ? [keys] : keys)];
-    if (this.#l2 === undefined) {
-      this.#invalidateLocal(list);
-      const change = this.#localChange(list, options);
-      this.#learnFrom(change);
-      this.#notify({ type: 'change', change, local: true });
-      return { sharedTier: false, fleet: false, positions: [] };
-    }
-    // The shared copies first, so readers only evict theirs: one delete per change for the fleet.
-    const deleted = await this.#l2.deleteKeys(list);
-    // Then ours, before the append: this instance's reader may deliver the change before the
-    // append is acknowledged, and it skips own changes (they are applied here already).
-    this.#invalidateLocal(list);
-    const parts = deleted
-      ? await this.#l2.appendChange({
-          ids: list,
-          kind: options.kind ?? 'changed',
-          version: options.version,
-          sharedCopiesDeleted: true,
-        })
-      : UNAVAILABLE;
-    if (parts === UNAVAILABLE) {
-      this.#notify({ type: 'unfed', ids: list });
-      return { sharedTier: true, fleet: false, positions: [] };
-    }
-    // Applied here (read-your-writes); change listeners hear of it from the feed, in order.
-    for (const part of parts) this.#applied(part, true);
-    return { sharedTier: true, fleet: true, positions: parts.map(({ shard, position }) => ({ shard, position })) };
+  invalidate(keys: string | readonly string[], options: InvalidateOptions = {}): Promise<InvalidationResult> {
+    return this.#changes.invalidate(typeof keys === 'string' ? [keys] : keys, options);
   }
 
   /** Aborts loads in flight (their callers get CLOSED) and drops L1. Idempotent. */
@@ -417,7 +334,7 @@ export class CoalescingCache<V = unknown> {
     // The lookups counted since the last flush still count for the instances starting next.
     await this.#hotKeys?.flush();
     this.#unsubscribe();
-    this.#changeListeners.clear();
+    this.#changes.close();
     this.#fleet?.close();
     this.#closing.abort(closedError());
     const pending = [...this.#flights.values()].map((flight) => flight.promise.catch(noop));
@@ -508,43 +425,11 @@ export class CoalescingCache<V = unknown> {
     if (refusal !== undefined) throw refusal;
   }
 
-  /**
-   * Changes of one shard are applied and told to change listeners one after another, in feed
-   * order, though applying one may wait on Redis: a listener (the push hub) never sees a later
-   * change of a shard before an earlier one.
-   */
-  #inFeedOrder(change: FeedChange): void {
-    const before = this.#applying.get(change.shard) ?? Promise.resolve();
-    const next = before.then(() => this.#applyFromFeed(change));
-    this.#applying.set(change.shard, next);
-    void next.finally(() => {
-      if (this.#applying.get(change.shard) === next) this.#applying.delete(change.shard);
-    });
-  }
-
-  /** A change read from the feed: the shared copies first, then L1 and the loads in flight (own changes are applied already). */
-  async #applyFromFeed(change: FeedChange): Promise<void> {
-    const own = change.producer === this.#l2!.instanceId;
-    if (!own) {
-      // L2 first: evicting L1 before the delete would let a request refill L1 from the old L2 value.
-      if (change.sharedCopiesDeleted !== true) await this.#l2!.deleteKeys(change.ids, change.position);
-      this.#invalidateLocal(change.ids);
-      this.#applied(change, false);
-    }
-    this.#notify({ type: 'change', change, local: own });
-  }
-
   /** A change is applied here (its copies gone): waits on other instances' loads of its keys look again, and it is counted. */
   #applied(change: FeedChange, local: boolean): void {
-    this.#learnFrom(change);
+    this.#changes.learnFrom(change);
     this.#fleet!.deliver({ type: 'change', change });
     this.#options.observer.changeApplied?.({ change, appliedAt: this.#options.now(), local });
-  }
-
-  /** A changed group exists: one created since the existence filter's fill is known from here on. */
-  #learnFrom(change: FeedChange): void {
-    const existence = this.#options.existence;
-    if (existence !== undefined && change.kind === 'changed') for (const id of change.ids) existence.learn(id);
   }
 
   /**
@@ -552,57 +437,35 @@ export class CoalescingCache<V = unknown> {
    * and every L1 flush, in the order applied per shard. Returns the unsubscribe function.
    */
   onChange(listener: (event: EngineChange) => void): () => void {
-    this.#changeListeners.add(listener);
-    return () => this.#changeListeners.delete(listener);
+    return this.#changes.onChange(listener);
   }
 
   /** Where this instance stands in the feed, per shard (without a shared tier: its own local feed). */
   feedPositions(): FeedPosition[] {
-    return this.#l2?.feedPositions() ?? [{ shard: 0, epoch: this.#localFeed.epoch, position: this.#localFeed.last }];
+    return this.#changes.feedPositions();
   }
 
   /** The oldest position a shard keeps; without a shared tier every position of this process is kept ('0-0'). */
   oldestPosition(shard: number): Promise<string | undefined | Unavailable> {
-    return this.#l2?.oldestPosition(shard) ?? Promise.resolve('0-0');
+    return this.#changes.oldestPosition(shard);
   }
 
   /** The feed shard of a key (0 without a shared tier). */
   shardOf(key: string): number {
-    return this.#l2?.shardOf(key) ?? 0;
-  }
-
-  #notify(event: EngineChange): void {
-    for (const listener of this.#changeListeners) listener(event);
-  }
-
-  #localChange(ids: string[], options: InvalidateOptions): FeedChange {
-    const now = this.#options.now();
-    const position = nextPosition(this.#localFeed.last, now);
-    this.#localFeed.last = position;
-    const change: FeedChange = {
-      ids,
-      kind: options.kind ?? 'changed',
-      shard: 0,
-      position,
-      appendedAt: now,
-      producer: 'local',
-      replayed: false,
-    };
-    if (options.version !== undefined) change.version = options.version;
-    return change;
+    return this.#changes.shardOf(key);
   }
 
   /** Changes may have been missed: nothing in L1 can be vouched for. Refills come from L2 first. */
-  #flush(reason: FeedResetReason): void {
+  #flush(reason: FeedResetReason): boolean {
     // Joining late matters only if something was cached (or is being loaded) before.
-    if (reason === 'joined' && this.#l1.size === 0 && this.#flights.size === 0) return;
+    if (reason === 'joined' && this.#l1.size === 0 && this.#flights.size === 0) return false;
     this.#l1.clear();
     for (const fill of this.#sharedFills) fill.clear();
     for (const flight of this.#flights.values()) flight.fenced = true;
     this.#flights.clear();
     this.#fleet!.deliver({ type: 'reset', reason, shard: -1 });
     this.#options.observer.feedReset?.(reason);
-    this.#notify({ type: 'reset', reason });
+    return true;
   }
 
   #staleWindow(entry: CacheEntry<V>): number {
