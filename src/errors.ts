@@ -1,3 +1,5 @@
+import { integerOption, OptionError } from './util/options.js';
+
 /**
  * Errors with stable codes. The code is part of the public contract: it is the
  * `error.code` of every JSON error body and what callers branch on.
@@ -56,41 +58,110 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(STATUS_OF_CODE, value);
 }
 
+/**
+ * Codes whose status may differ from the table's: they describe the upstream's answer, and a
+ * loader may forward the upstream's own status with them (`{ status: 503 }`). Every other code is
+ * the proxy's own and always answers its documented status.
+ */
+const STATUS_OVERRIDABLE: ReadonlySet<ErrorCode> = new Set([
+  'UPSTREAM_STATUS',
+  'UPSTREAM_TIMEOUT',
+  'UPSTREAM_UNREACHABLE',
+  'UPSTREAM_BAD_RESPONSE',
+]);
+
+export interface ProxyErrorOptions {
+  /** The error this one stands for (kept as `cause`, for logs). */
+  cause?: unknown;
+  /** Seconds for the answer's `Retry-After`. */
+  retryAfterSeconds?: number;
+  /** Headers the answer carries besides the usual ones (a 429's RateLimit fields). */
+  headers?: Readonly<Record<string, string>>;
+  /**
+   * The status to answer with instead of the code's documented one (STATUS_OF_CODE): only for
+   * the upstream codes (`UPSTREAM_*`), e.g. a loader passing on the upstream's own 4xx or 5xx;
+   * an integer in [400, 599]. Anything else throws an OptionError naming `status`.
+   */
+  status?: number;
+}
+
 export class ProxyError extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    /** HTTP status a shell should answer with. */
-    readonly status: number,
-    options?: { cause?: unknown; retryAfterSeconds?: number; headers?: Readonly<Record<string, string>> },
-  ) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'ProxyError';
-    this.retryAfterSeconds = options?.retryAfterSeconds;
-    this.headers = options?.headers;
-  }
+  readonly code: ErrorCode;
+  /** HTTP status a shell answers with: the code's documented one (STATUS_OF_CODE) unless overridden. */
+  readonly status: number;
   readonly retryAfterSeconds: number | undefined;
   /** Headers the answer carries besides the usual ones (a 429's RateLimit fields). */
   readonly headers: Readonly<Record<string, string>> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: ProxyErrorOptions);
+  /**
+   * @deprecated The status comes from the code: `new ProxyError(code, message, options?)`. A
+   * status given here must be the code's documented one (or an allowed override, as `options.status`).
+   */
+  constructor(code: ErrorCode, message: string, status: number, options?: Omit<ProxyErrorOptions, 'status'>);
+  constructor(
+    code: ErrorCode,
+    message: string,
+    statusOrOptions?: number | ProxyErrorOptions,
+    legacyOptions?: Omit<ProxyErrorOptions, 'status'>,
+  ) {
+    const options: ProxyErrorOptions | undefined =
+      typeof statusOrOptions === 'number' ? { ...legacyOptions, status: statusOrOptions } : statusOrOptions;
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ProxyError';
+    this.code = code;
+    this.status = statusOf(code, options?.status);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+    this.headers = options?.headers;
+  }
 
   toJSON(): { error: { code: ErrorCode; message: string } } {
     return { error: { code: this.code, message: this.message } };
   }
 }
 
+/** The status of an error of `code`: the table's, or an allowed override of it. */
+function statusOf(code: ErrorCode, status: number | undefined): number {
+  const documented = STATUS_OF_CODE[code];
+  if (status === undefined || status === documented) return documented;
+  if (!STATUS_OVERRIDABLE.has(code)) throw new OptionError('status', `${documented}, the status of ${code}`, status);
+  return integerOption('status', status, 400, 599);
+}
+
 export function isProxyError(value: unknown): value is ProxyError {
   return value instanceof ProxyError;
 }
 
-/** Anything thrown by a loader that is not a ProxyError becomes a 502 with a stable code. */
+/**
+ * Any error as the ProxyError to answer it with: a ProxyError is itself; anything else is a bug
+ * inside the proxy, 500 `INTERNAL` ("internal error", the original kept as `cause`), which the
+ * HTTP shells report to their `onError`. Never an upstream code: a loader's own failures become
+ * those where it is called (`toLoaderError`).
+ */
 export function toProxyError(error: unknown): ProxyError {
+  if (error instanceof ProxyError) return error;
+  return new ProxyError('INTERNAL', 'internal error', { cause: error });
+}
+
+/**
+ * What a loader (the user's `load`, an origin client) threw, as a ProxyError: a ProxyError is
+ * itself; anything else is the upstream failing from the engine's point of view, 502
+ * `UPSTREAM_BAD_RESPONSE` ("the loader failed: …", the original kept as `cause`). Use it only
+ * where the loader is called; everywhere else an unexpected error is `toProxyError`'s INTERNAL.
+ */
+export function toLoaderError(error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
   return new ProxyError(
     'UPSTREAM_BAD_RESPONSE',
     `the loader failed: ${error instanceof Error ? error.message : String(error)}`,
-    502,
-    {
-      cause: error,
-    },
+    { cause: error },
   );
+}
+
+/**
+ * The error an INTERNAL ProxyError stands for (its `cause`), to report the original throw and
+ * its stack; any other value is itself.
+ */
+export function internalCause(error: unknown): unknown {
+  return error instanceof ProxyError && error.code === 'INTERNAL' && error.cause !== undefined ? error.cause : error;
 }

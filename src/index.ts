@@ -61,7 +61,7 @@ export {
   type ExistenceCheck,
   type OriginBudget,
 } from './engine/options.js';
-export { ProxyError, isProxyError, type ErrorCode } from './errors.js';
+export { ProxyError, isProxyError, toLoaderError, type ErrorCode, type ProxyErrorOptions } from './errors.js';
 export { OptionError } from './util/options.js';
 export { parseGroupId, DEFAULT_MAX_GROUP_ID } from './ids.js';
 export { HttpOrigin, HTTP_ORIGIN_DEFAULTS, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';

@@ -43,7 +43,7 @@ describe('singleflight', () => {
   it('gives every waiter the same error, caches nothing, and lets the next call retry', async () => {
     let fail = true;
     const { load, calls } = countingLoader(async (key) => {
-      if (fail) throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500', 502);
+      if (fail) throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500');
       return { id: key, name: 'ok' };
     });
     const cache = new CoalescingCache<Profile>({ load });

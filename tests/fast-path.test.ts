@@ -13,7 +13,7 @@ let clock = NOW;
 const makeEngine = () =>
   new CoalescingCache<{ id: string; name: string }>({
     load: async (key) => {
-      if (key === '500') throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500', 502);
+      if (key === '500') throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500');
       return key === '404' ? NOT_FOUND : { id: key, name: `group ${key}` };
     },
     ttlJitter: 0,

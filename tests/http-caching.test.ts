@@ -39,7 +39,7 @@ function engineAt(
 ) {
   return new CoalescingCache<{ id: string }>({
     load: async (key) => {
-      if (key === '500') throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500', 502);
+      if (key === '500') throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500');
       return key === '404' ? NOT_FOUND : { id: key };
     },
     ttlMs: 60_000,

@@ -25,7 +25,7 @@ function gatedSource(failing: ReadonlySet<string> = new Set()) {
   const load: Loader<Profile> = async (key) => {
     calls.set(key, (calls.get(key) ?? 0) + 1);
     await gate.promise;
-    if (failing.has(key)) throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500', 502);
+    if (failing.has(key)) throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500');
     return key === '404' ? NOT_FOUND : { id: key, name: `group ${key}` };
   };
   return { load, calls, release: () => gate.resolve() };

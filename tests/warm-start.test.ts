@@ -148,7 +148,7 @@ describe('warm start', () => {
       peak = Math.max(peak, active);
       await new Promise((resolve) => setImmediate(resolve));
       active--;
-      if (key.endsWith('7')) throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500', 502);
+      if (key.endsWith('7')) throw new ProxyError('UPSTREAM_STATUS', 'upstream answered 500');
       return { id: key };
     };
     const engine = engineOn(undefined, load);

@@ -1,6 +1,5 @@
-
 import { setMaxListeners } from 'node:events';
-import { ProxyError, toProxyError } from '../errors.js';
+import { ProxyError, toLoaderError, toProxyError } from '../errors.js';
 import {
   UNAVAILABLE,
   type FeedChange,
@@ -16,8 +15,15 @@ import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
 import { EngineChanges } from './changes.js';
 import { HotKeySampler } from './hot-keys.js';
+import { getMany } from './many.js';
 import { L1Cache } from './l1.js';
-import { NOT_FOUND, resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
+import {
+  NOT_FOUND,
+  type NotFound,
+  resolveEngineOptions,
+  type EngineOptions,
+  type ResolvedEngineOptions,
+} from './options.js';
 import type {
   EngineChange,
   EngineStats,
@@ -195,37 +201,8 @@ export class CoalescingCache<V = unknown> {
    * holds the keys in the order first asked, each with its lookup or the error of that key alone
    * (a ProxyError: not found is a lookup of a `missing` entry, not an error). Never rejects.
    */
-  async getMany(keys: Iterable<string>, options?: GetOptions): Promise<Map<string, Lookup<V> | ProxyError>> {
-    const answers = new Map<string, Lookup<V> | ProxyError>();
-    const pending: Promise<unknown>[] = [];
-    // Every key's wait listens for the caller's abort: on a signal of our own, so a hundred of them
-    // are not taken for a listener leak on the caller's.
-    const caller = options?.signal;
-    const own = caller === undefined ? undefined : new AbortController();
-    const forward = (): void => own!.abort(caller!.reason);
-    if (own !== undefined) {
-      setMaxListeners(0, own.signal);
-      if (caller!.aborted) forward();
-      else caller!.addEventListener('abort', forward, { once: true });
-    }
-    const getOptions = own === undefined ? options : { ...options, signal: own.signal };
-    for (const key of keys) {
-      if (answers.has(key)) continue;
-      // A placeholder keeps the asked order; set() on a present key keeps its place.
-      answers.set(key, undefined as unknown as Lookup<V>);
-      pending.push(
-        this.get(key, getOptions).then(
-          (lookup) => answers.set(key, lookup),
-          (error: unknown) => answers.set(key, toProxyError(error)),
-        ),
-      );
-    }
-    try {
-      await Promise.all(pending);
-    } finally {
-      caller?.removeEventListener('abort', forward);
-    }
-    return answers;
+  getMany(keys: Iterable<string>, options?: GetOptions): Promise<Map<string, Lookup<V> | ProxyError>> {
+    return getMany((key, getOptions) => this.get(key, getOptions), keys, options);
   }
 
   /**
@@ -579,7 +556,13 @@ export class CoalescingCache<V = unknown> {
   async #loadFromOrigin(key: string): Promise<CacheEntry<V>> {
     const o = this.#options;
     const started = o.now();
-    const loaded = await o.load(key, { signal: this.#closing.signal });
+    let loaded: V | NotFound;
+    try {
+      loaded = await o.load(key, { signal: this.#closing.signal });
+    } catch (error) {
+      // The loader is the upstream here; a throw of the proxy's own code after it is INTERNAL (#fill's toProxyError).
+      throw toLoaderError(error);
+    }
     const now = o.now();
     if (loaded !== NOT_FOUND) o.existence?.learn(key);
     const took = now - started;
@@ -673,7 +656,7 @@ export class CoalescingCache<V = unknown> {
 }
 
 function closedError(): ProxyError {
-  return new ProxyError('CLOSED', 'the cache is closed', 503);
+  return new ProxyError('CLOSED', 'the cache is closed');
 }
 
 export function createCoalescingCache<V>(options: EngineOptions<V>): CoalescingCache<V> {

@@ -107,7 +107,7 @@ export class FleetLoader {
       if (!waited) this.#observer.lease?.('wait');
       waited = true;
       const message = await news.wait(Math.min(remaining, found.pttlMs + 1, MAX_POLL_MS));
-      if (message?.type === 'failed') throw new ProxyError(message.code, message.message, message.status);
+      if (message?.type === 'failed') throw new ProxyError(message.code, message.message);
       mode = 'read';
     }
   }
@@ -132,6 +132,7 @@ export class FleetLoader {
       if (
         awaited &&
         failure.code !== 'CLOSED' &&
+        failure.code !== 'INTERNAL' &&
         failure.code !== 'CIRCUIT_OPEN' &&
         failure.code !== 'OVERLOADED' &&
         failure.code !== 'RATE_LIMITED'

@@ -2,7 +2,7 @@ import { CoalescingCache, type GetOptions, type InvalidationResult, type Lookup 
 import type { ProxyError } from '../errors.js';
 import type { CacheEntry } from './entry.js';
 import type { EngineOptions, LoadContext, NotFound } from './options.js';
-import { functionOption } from '../util/options.js';
+import { functionOption, OptionError } from '../util/options.js';
 
 export interface KeyedCacheOptions<K, V> extends Omit<EngineOptions<V>, 'load'> {
   /** Loads one key from the source of truth. Required. */
@@ -37,7 +37,7 @@ export function createKeyedCache<K = string, V = unknown>(options: KeyedCacheOpt
       ? (key: string) => key as unknown as K
       : functionOption<(key: string) => K>('keyFromString', keyFromString);
   if (keyToString !== undefined && keyFromString === undefined) {
-    throw new TypeError('invalid option keyFromString: required when keyToString is given');
+    throw new OptionError('keyFromString', 'a function (required when keyToString is given)', keyFromString);
   }
   const engine = new CoalescingCache<V>({ ...engineOptions, load: (key, context) => load(fromString(key), context) });
   return {

@@ -119,9 +119,9 @@ function callerFailure(error: ProxyError): ProxyError {
 
 /** 499: nginx's "client closed request"; nobody reads it, the client is gone. */
 function abortedError(): ProxyError {
-  return callerFailure(new ProxyError('ABORTED', 'the caller stopped waiting', 499));
+  return callerFailure(new ProxyError('ABORTED', 'the caller stopped waiting'));
 }
 
 function waitTimeoutError(timeoutMs: number): ProxyError {
-  return callerFailure(new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`, 504));
+  return callerFailure(new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`));
 }

@@ -6,7 +6,7 @@ import { ProxyError } from '../errors.js';
 import { parseGroupId } from '../ids.js';
 import { ADMIN_TOKEN_MIN_LENGTH, functionOption, knownOptions, OptionError, secretOption } from '../util/options.js';
 import { cacheNameOption } from './pipeline.js';
-import { encodeError } from './respond.js';
+import { encodeError, methodNotAllowed } from './respond.js';
 import { send } from './routes.js';
 
 export interface AdminRoutesOptions {
@@ -53,7 +53,7 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
     // No header or a malformed one compares as '', which never equals a valid (non-empty) token.
     const presented = BEARER.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
     if (!timingSafeEqual(digest(presented), expected)) {
-      const response = fail(c, new ProxyError('UNAUTHORIZED', 'a valid Bearer token is required', 401));
+      const response = fail(c, new ProxyError('UNAUTHORIZED', 'a valid Bearer token is required'));
       response.headers.set('www-authenticate', 'Bearer');
       return response;
     }
@@ -63,35 +63,32 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
     '/invalidate',
     bodyLimit({
       maxSize: 64 * 1024,
-      onError: (c) => fail(c, new ProxyError('PAYLOAD_TOO_LARGE', 'body over 64 KiB', 413)),
+      onError: (c) => fail(c, new ProxyError('PAYLOAD_TOO_LARGE', 'body over 64 KiB')),
     }),
     async (c) => {
       let body: unknown;
       try {
         body = await c.req.json();
       } catch {
-        return fail(c, new ProxyError('BAD_REQUEST', 'body must be JSON: {"ids":[42, 43]}', 400));
+        return fail(c, new ProxyError('BAD_REQUEST', 'body must be JSON: {"ids":[42, 43]}'));
       }
       const raw = Array.isArray(body) ? body : (body as { ids?: unknown } | null)?.ids;
       if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_INVALIDATION_IDS) {
-        return fail(
-          c,
-          new ProxyError('BAD_REQUEST', `ids must be a list of 1 to ${MAX_INVALIDATION_IDS} group ids`, 400),
-        );
+        return fail(c, new ProxyError('BAD_REQUEST', `ids must be a list of 1 to ${MAX_INVALIDATION_IDS} group ids`));
       }
       const ids: string[] = [];
       for (const id of raw) {
         const key = typeof id === 'string' || typeof id === 'number' ? parseId(String(id)) : undefined;
         if (key === undefined)
-          return fail(c, new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(id)}`, 400));
+          return fail(c, new ProxyError('INVALID_GROUP_ID', `invalid group id ${JSON.stringify(id)}`));
         ids.push(key);
       }
       const fields = Array.isArray(body) ? {} : (body as { kind?: unknown; version?: unknown });
       if (fields.kind !== undefined && fields.kind !== 'changed' && fields.kind !== 'deleted') {
-        return fail(c, new ProxyError('BAD_REQUEST', 'kind must be "changed" or "deleted"', 400));
+        return fail(c, new ProxyError('BAD_REQUEST', 'kind must be "changed" or "deleted"'));
       }
       if (fields.version !== undefined && (typeof fields.version !== 'string' || fields.version.length > 128)) {
-        return fail(c, new ProxyError('BAD_REQUEST', 'version must be a string of up to 128 characters', 400));
+        return fail(c, new ProxyError('BAD_REQUEST', 'version must be a string of up to 128 characters'));
       }
       const unique = [...new Set(ids)];
       const result = await engine.invalidate(unique, { kind: fields.kind, version: fields.version });
@@ -101,7 +98,6 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
           new ProxyError(
             'L2_UNAVAILABLE',
             'invalidated on this instance only: the change could not be appended to the feed (Redis unreachable), retry',
-            503,
             { retryAfterSeconds: 1 },
           ),
         );
@@ -110,11 +106,8 @@ export function adminRoutes(options: AdminRoutesOptions): Hono {
       return c.json({ invalidated: unique, positions: result.positions });
     },
   );
-  app.all('/invalidate', (c) => {
-    const response = fail(c, new ProxyError('METHOD_NOT_ALLOWED', 'use POST', 405));
-    response.headers.set('allow', 'POST');
-    return response;
-  });
+  const notAllowed = methodNotAllowed('POST', cacheName);
+  app.all('/invalidate', (c) => send(c, notAllowed));
   return app;
 }
 

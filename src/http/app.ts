@@ -104,7 +104,7 @@ export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: 
       adminRoutes({ engine: options.engine, token: adminToken, parseId: pipeline.parseId, cacheName }),
     );
   }
-  app.notFound((c) => send(c, encodeError(new ProxyError('ROUTE_NOT_FOUND', 'no such route', 404), cacheName)));
+  app.notFound((c) => send(c, encodeError(new ProxyError('ROUTE_NOT_FOUND', 'no such route'), cacheName)));
   app.onError((error, c) => send(c, pipeline.fail(error, c.req.method, c.req.url)));
   return { app, pipeline };
 }

@@ -1,7 +1,7 @@
 import { rawListParameter } from './multi-get.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PushHub, PushSink } from '../push/hub.js';
-import { ProxyError } from '../errors.js';
+import { ProxyError, toProxyError } from '../errors.js';
 import { checkStreamRequest, EVENT_STREAM_HEADERS, tooManySubscribers, type StreamRequest } from './events.js';
 import { encodeError } from './respond.js';
 
@@ -12,12 +12,14 @@ const SINGLE = /^\/groups\/([^/?]+)\/events(?:\?|$)/;
  * same checks and hub as the Hono routes (events.ts), without a
  * ReadableStream, a Request or a Hono context per stream, which hold memory
  * for as long as the stream lives (see the push numbers in docs/performance.md). Returns
- * false for anything else (other methods included: Hono answers those).
+ * false for anything else (other methods included: Hono answers those). `onError` is told of
+ * an unexpected error (a throw of `parseId`) answered 500 `INTERNAL`, as the Hono app's is.
  */
 export function createEventsFastPath(
   hub: PushHub,
   parseId: (raw: string) => string | undefined,
   cacheName: string,
+  onError?: (error: unknown, method: string, target: string) => void,
 ): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     const url = req.url;
@@ -37,8 +39,9 @@ export function createEventsFastPath(
           ? { error: rawIds }
           : checkStreamRequest(rawIds, typeof lastEventId === 'string' ? lastEventId : undefined, hub, parseId);
     } catch (error) {
-      // Only a parseId of the embedder's can throw: answered as the Hono route's onError would.
-      checked = { error: new ProxyError('INTERNAL', 'internal error', 500, { cause: error }) };
+      // Only a parseId of the embedder's can throw: reported and answered as the Hono app's onError would.
+      onError?.(error, req.method, url);
+      checked = { error: toProxyError(error) };
     }
     if ('error' in checked || hub.full) {
       const answer = encodeError('error' in checked ? checked.error : tooManySubscribers(), cacheName);

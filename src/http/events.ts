@@ -9,7 +9,7 @@ import { cacheNameOption } from './pipeline.js';
 
 type ParseId = (raw: string) => string | undefined;
 import { rawListParameter } from './multi-get.js';
-import { encodeError } from './respond.js';
+import { encodeError, methodNotAllowed } from './respond.js';
 import { send } from './routes.js';
 
 export interface EventRoutesOptions {
@@ -25,7 +25,6 @@ export function tooManySubscribers(): ProxyError {
   return new ProxyError(
     'TOO_MANY_SUBSCRIBERS',
     'this instance holds as many streams as it may: retry, or another instance',
-    503,
     { retryAfterSeconds: 5 },
   );
 }
@@ -52,10 +51,10 @@ export function checkStreamRequest(
   parseId: (raw: string) => string | undefined,
 ): StreamRequest {
   if (rawIds.length === 0 || (rawIds.length === 1 && rawIds[0] === ''))
-    return { error: new ProxyError('BAD_REQUEST', 'name the groups: /events?groups=1,2,3', 400) };
+    return { error: new ProxyError('BAD_REQUEST', 'name the groups: /events?groups=1,2,3') };
   if (rawIds.length > hub.maxGroups)
     return {
-      error: new ProxyError('TOO_MANY_GROUPS', `at most ${hub.maxGroups} groups per stream, got ${rawIds.length}`, 400),
+      error: new ProxyError('TOO_MANY_GROUPS', `at most ${hub.maxGroups} groups per stream, got ${rawIds.length}`),
     };
   const ids: string[] = [];
   const seen = new Set<string>();
@@ -66,10 +65,9 @@ export function checkStreamRequest(
         error: new ProxyError(
           'INVALID_GROUP_ID',
           `invalid group id ${JSON.stringify(raw.slice(0, 40))}: expected a canonical decimal id`,
-          400,
         ),
       };
-    if (seen.has(id)) return { error: new ProxyError('BAD_REQUEST', `group ${id} is listed twice`, 400) };
+    if (seen.has(id)) return { error: new ProxyError('BAD_REQUEST', `group ${id} is listed twice`) };
     seen.add(id);
     ids.push(id);
   }
@@ -81,7 +79,6 @@ export function checkStreamRequest(
         error: new ProxyError(
           'BAD_LAST_EVENT_ID',
           'Last-Event-ID is not an event id of this proxy: reconnect without it',
-          400,
         ),
       };
   }
@@ -105,15 +102,12 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
       : functionOption<ParseId>('parseId', options.parseId);
   const cacheName = cacheNameOption(options.cacheName);
   const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, cacheName));
-  const methodNotAllowed = (c: Context): Response => {
-    const response = fail(c, new ProxyError('METHOD_NOT_ALLOWED', 'use GET', 405));
-    response.headers.set('allow', 'GET');
-    return response;
-  };
+  const notAllowed = methodNotAllowed('GET', cacheName);
+  const refuseMethod = (c: Context): Response => send(c, notAllowed);
   const open = (c: Context, rawIds: readonly string[]): Response => {
     // Hono answers HEAD with the GET handler and drops the body: a stream opened for it would be
     // a subscriber nobody reads or cancels.
-    if (c.req.method !== 'GET') return methodNotAllowed(c);
+    if (c.req.method !== 'GET') return refuseMethod(c);
     const checked = checkStreamRequest(rawIds, c.req.header('last-event-id'), hub, parseId);
     if ('error' in checked) return fail(c, checked.error);
     let controller!: ReadableStreamDefaultController<Uint8Array>;
@@ -163,12 +157,12 @@ export function groupEventRoutes(options: EventRoutesOptions): Hono {
   };
   return new Hono()
     .get('/groups/:id/events', (c) => open(c, [rawSegmentBeforeEvents(c.req.url)]))
-    .all('/groups/:id/events', methodNotAllowed)
+    .all('/groups/:id/events', refuseMethod)
     .get('/events', (c) => {
       const raw = rawListParameter(c.req.url, 'groups');
       return raw instanceof ProxyError ? fail(c, raw) : open(c, (raw ?? '').split(','));
     })
-    .all('/events', methodNotAllowed);
+    .all('/events', refuseMethod);
 }
 
 /** The Node response under a request served by @hono/node-server (`c.env.outgoing`), if any. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Lookup, LookupOutcome } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
 import { defaultsOf, integerSpec } from '../util/options.js';
-import { matchesIfNoneMatch, type CacheControlPolicy, type EncodedResponse } from './respond.js';
+import { JSON_TYPE, matchesIfNoneMatch, type CacheControlPolicy, type EncodedResponse } from './respond.js';
 
 /** Default and range of the multi-get's options, declared once (the sidecar's settings read them too). */
 export const MULTI_GET_OPTION_SPECS = {
@@ -20,7 +20,6 @@ export interface MultiGetAnswer extends EncodedResponse {
   readonly outcomes: ReadonlyMap<MultiGetOutcome, number>;
 }
 
-const JSON_TYPE = 'application/json; charset=utf-8';
 /** An id quoted in an error message is cut to this length: the message must not carry a client's whole payload. */
 const QUOTED_ID_MAX = 24;
 
@@ -42,7 +41,7 @@ export function rawListParameter(url: string, name: string): string | undefined 
   const end = url.indexOf('#', query);
   for (const part of url.slice(query + 1, end === -1 ? undefined : end).split('&')) {
     if (part !== name && !part.startsWith(`${name}=`)) continue;
-    if (raw !== undefined) return new ProxyError('BAD_REQUEST', `give ${name} once, as ${name}=1,2,3`, 400);
+    if (raw !== undefined) return new ProxyError('BAD_REQUEST', `give ${name} once, as ${name}=1,2,3`);
     raw = part.slice(name.length + 1);
   }
   return raw;
@@ -56,12 +55,12 @@ export function parseIdList(
 ): string[] | ProxyError {
   const raw = rawListParameter(url, 'ids');
   if (raw instanceof ProxyError) return raw;
-  if (raw === undefined) return new ProxyError('BAD_REQUEST', 'missing ids: ask for GET /groups?ids=1,2,3', 400);
+  if (raw === undefined) return new ProxyError('BAD_REQUEST', 'missing ids: ask for GET /groups?ids=1,2,3');
   if (raw === '')
-    return new ProxyError('INVALID_GROUP_ID', `ids is empty: give 1 to ${maxIds} comma-separated group ids`, 400);
+    return new ProxyError('INVALID_GROUP_ID', `ids is empty: give 1 to ${maxIds} comma-separated group ids`);
   // At most one element past the limit is split off: a huge list costs no more than a short one.
   const parts = raw.split(',', maxIds + 1);
-  if (parts.length > maxIds) return new ProxyError('TOO_MANY_GROUPS', `at most ${maxIds} ids per request`, 400);
+  if (parts.length > maxIds) return new ProxyError('TOO_MANY_GROUPS', `at most ${maxIds} ids per request`);
   const keys: string[] = [];
   for (let i = 0; i < parts.length; i++) {
     const key = parseId(parts[i]!);
@@ -70,7 +69,6 @@ export function parseIdList(
       return new ProxyError(
         'INVALID_GROUP_ID',
         `id ${i + 1} of the list, ${JSON.stringify(shown)}, is not a group id: a decimal integer in [1, ${maxGroupId}]`,
-        400,
       );
     }
     keys.push(key);

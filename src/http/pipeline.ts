@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { CoalescingCache } from '../engine/engine.js';
-import { ProxyError } from '../errors.js';
+import { internalCause, ProxyError } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { functionOption, integerOption, OptionError, specOption } from '../util/options.js';
@@ -8,7 +8,7 @@ import {
   AnswerEncoder,
   cacheControlPolicy,
   DEFAULT_CACHE_NAME,
-  encodeErrorAnswer,
+  encodeError,
   type CacheControlPolicy,
   type LookupAnswer,
 } from './respond.js';
@@ -191,12 +191,12 @@ export class LookupPipeline {
     }
     this.#clientHeader = options.clientHeader?.toLowerCase();
     this.timed = this.#metrics !== undefined || this.logsAccess;
-    this.invalidId = encodeErrorAnswer(
-      new ProxyError('INVALID_GROUP_ID', `group id must be a decimal integer in [1, ${maxGroupId}]`, 400),
+    this.invalidId = encodeError(
+      new ProxyError('INVALID_GROUP_ID', `group id must be a decimal integer in [1, ${maxGroupId}]`),
       cacheName,
     );
-    this.internalError = encodeErrorAnswer(new ProxyError('INTERNAL', 'internal error', 500), cacheName);
-    this.clientClosed = encodeErrorAnswer(new ProxyError('ABORTED', 'the caller stopped waiting', 499), cacheName);
+    this.internalError = encodeError(new ProxyError('INTERNAL', 'internal error'), cacheName);
+    this.clientClosed = encodeError(new ProxyError('ABORTED', 'the caller stopped waiting'), cacheName);
   }
 
   /**
@@ -259,10 +259,15 @@ export class LookupPipeline {
   ): Promise<LookupAnswer> {
     try {
       const { entry, outcome, error } = await this.#engine.get(key, this.#getOptions(abort, from));
+      // Served stale because a load failed: a failure that was a bug is still reported.
+      if (error !== undefined && error.code === 'INTERNAL') this.#report(error, method, target);
       return this.#encoder.encode(entry, outcome, this.#engine.now(), ifNoneMatch, error?.status);
     } catch (error) {
-      // The engine fails with ProxyErrors (upstream, overload, timeouts, aborts, shutdown), each with its status; anything else is a bug.
-      return error instanceof ProxyError ? encodeErrorAnswer(error, this.cacheName) : this.fail(error, method, target);
+      // The engine fails with ProxyErrors (upstream, overload, timeouts, aborts, shutdown), each with its status;
+      // anything else, or its INTERNAL (a throw it caught inside, such as an encoder's), is a bug.
+      return error instanceof ProxyError && error.code !== 'INTERNAL'
+        ? encodeError(error, this.cacheName)
+        : this.fail(error, method, target);
     }
   }
 
@@ -285,9 +290,20 @@ export class LookupPipeline {
     try {
       const keys = parseIdList(url, this.parseId, this.multiGetMaxIds, this.maxGroupId);
       if (keys instanceof ProxyError) {
-        answer = encodeErrorAnswer(keys, this.cacheName);
+        answer = encodeError(keys, this.cacheName);
       } else {
         const answers = await this.#engine.getMany(keys, this.#getOptions(abort, from));
+        // An id that failed with a bug (answered INTERNAL in the list, or stale) has the bug reported, once per request.
+        let reported: Set<unknown> | undefined;
+        for (const one of answers.values()) {
+          const failure = one instanceof ProxyError ? one : one.error;
+          if (failure === undefined || failure.code !== 'INTERNAL') continue;
+          const cause = internalCause(failure);
+          if (reported === undefined) reported = new Set();
+          else if (reported.has(cause)) continue;
+          reported.add(cause);
+          this.#report(failure, method, url);
+        }
         const aborted = abort?.signal.aborted === true;
         const many = encodeManyAnswer(answers, this.#engine.now(), ifNoneMatch, this.cacheName, this.#encoder.policy);
         outcomes = many.outcomes;
@@ -305,14 +321,21 @@ export class LookupPipeline {
     return answer;
   }
 
-  /** Reports an unexpected error with the request's method and path, and returns the 500 to answer it with. */
+  /**
+   * Reports an unexpected error with the request's method and path, and returns the 500 to answer it with.
+   * An `INTERNAL` ProxyError (an engine's `toProxyError` of a bug) is reported as the error it stands for.
+   */
   fail(error: unknown, method: string, target: string): LookupAnswer {
+    this.#report(error, method, target);
+    return this.internalError;
+  }
+
+  #report(error: unknown, method: string, target: string): void {
     try {
-      this.#onError(error, { method, path: pathOf(target) });
+      this.#onError(internalCause(error), { method, path: pathOf(target) });
     } catch {
       // A failing logger must not cost the client its answer.
     }
-    return this.internalError;
   }
 
   /** Records one answer of the route into the metrics, under ROUTE_LABEL (hits through the pre-bound recorder). */

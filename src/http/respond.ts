@@ -1,6 +1,6 @@
 import type { CacheEntry } from '../engine/entry.js';
 import type { LookupOutcome } from '../engine/engine.js';
-import type { ProxyError } from '../errors.js';
+import { ProxyError } from '../errors.js';
 
 /** Status, headers and body of one answer; every shell writes answers through these builders. */
 export interface EncodedResponse {
@@ -18,7 +18,8 @@ export interface LookupAnswer extends EncodedResponse {
   readonly cache: LookupOutcome | 'none';
 }
 
-const JSON_TYPE = 'application/json; charset=utf-8';
+/** The Content-Type of every JSON answer. */
+export const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** Cache name in RFC 9211 Cache-Status unless a shell is given another. */
 export const DEFAULT_CACHE_NAME = 'group-profile-proxy';
@@ -77,9 +78,9 @@ function cacheControl(entry: CacheEntry, policy: CacheControlPolicy): string {
 
 /**
  * The answer for a cache entry: 200 with the profile, 304 when the client's
- * validator matches, or 404 for a negative entry. Age is rounded up, so with
- * max-age rounded down a downstream copy never stays fresh longer than the
- * proxy's own (it may expire up to 2 s earlier).
+ * validator matches, or 404 for a negative entry, with the outcome it reports.
+ * Age is rounded up, so with max-age rounded down a downstream copy never
+ * stays fresh longer than the proxy's own (it may expire up to 2 s earlier).
  */
 export function encodeEntry(
   entry: CacheEntry,
@@ -89,19 +90,6 @@ export function encodeEntry(
   cacheName: string,
   failedStatus?: number,
   policy: CacheControlPolicy = PLAIN_CACHE_CONTROL,
-): EncodedResponse {
-  return encodeAnswer(entry, outcome, now, ifNoneMatch, cacheName, failedStatus, policy);
-}
-
-/** `encodeEntry` with the outcome the answer reports. */
-function encodeAnswer(
-  entry: CacheEntry,
-  outcome: LookupOutcome,
-  now: number,
-  ifNoneMatch: string | undefined,
-  cacheName: string,
-  failedStatus: number | undefined,
-  policy: CacheControlPolicy,
 ): LookupAnswer {
   // Negative for stale entries, as RFC 9211 allows.
   const ttlSeconds = Math.floor((entry.freshUntil - now) / 1000);
@@ -156,7 +144,7 @@ export class AnswerEncoder {
     failedStatus?: number,
   ): LookupAnswer {
     if (ifNoneMatch !== undefined || (outcome !== 'hit' && outcome !== 'collapsed')) {
-      return encodeAnswer(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus, this.policy);
+      return encodeEntry(entry, outcome, now, ifNoneMatch, this.cacheName, failedStatus, this.policy);
     }
     if (now !== this.#memoAt) {
       // New maps, not clear(): V8's clear() links the old table to its successor, so once
@@ -170,7 +158,7 @@ export class AnswerEncoder {
     const memo = outcome === 'hit' ? this.#hits : this.#collapsed;
     let answer = memo.get(entry);
     if (answer === undefined) {
-      answer = encodeAnswer(entry, outcome, now, undefined, this.cacheName, undefined, this.policy);
+      answer = encodeEntry(entry, outcome, now, undefined, this.cacheName, undefined, this.policy);
       memo.set(entry, answer);
     }
     return answer;
@@ -219,13 +207,8 @@ export function matchesIfNoneMatch(header: string, etag: string): boolean {
   return false;
 }
 
-/** A JSON error answer with a stable code; never cacheable by clients. */
-export function encodeError(error: ProxyError, cacheName: string): EncodedResponse {
-  return encodeErrorAnswer(error, cacheName);
-}
-
-/** `encodeError` as an answer of the lookup route (outcome `none`). */
-export function encodeErrorAnswer(error: ProxyError, cacheName: string): LookupAnswer {
+/** A JSON error answer with a stable code, never cacheable by clients (as a lookup's answer: outcome `none`). */
+export function encodeError(error: ProxyError, cacheName: string): LookupAnswer {
   const headers: Record<string, string> = {
     'content-type': JSON_TYPE,
     'cache-control': 'no-store',
@@ -236,4 +219,11 @@ export function encodeErrorAnswer(error: ProxyError, cacheName: string): LookupA
   const body = Buffer.from(JSON.stringify(error.toJSON()), 'utf8');
   headers['content-length'] = String(body.length);
   return { status: error.status, headers, body, cache: 'none' };
+}
+
+/** 405 `METHOD_NOT_ALLOWED` with the `Allow` header: `allow` lists the methods a route takes (`GET, HEAD`). */
+export function methodNotAllowed(allow: string, cacheName: string): EncodedResponse {
+  const answer = encodeError(new ProxyError('METHOD_NOT_ALLOWED', `use ${allow}`), cacheName);
+  answer.headers.allow = allow;
+  return answer;
 }

@@ -1,11 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { Hono, type Context } from 'hono';
-import { ProxyError } from '../errors.js';
 import { rawLastPathSegment } from '../ids.js';
 import type { IncomingMessage } from 'node:http';
 import { knownOptions } from '../util/options.js';
 import { LookupPipeline, ROUTE_OPTION_NAMES, type ClientSource, type GroupProfileRoutesOptions } from './pipeline.js';
-import { encodeError, type EncodedResponse, type LookupAnswer } from './respond.js';
+import { methodNotAllowed, type EncodedResponse, type LookupAnswer } from './respond.js';
 
 export type { EngineReader, GroupProfileRoutesOptions } from './pipeline.js';
 
@@ -62,20 +61,14 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
     );
   };
 
-  const methodNotAllowed = (c: Context): Response => {
-    const response = send(
-      c,
-      encodeError(new ProxyError('METHOD_NOT_ALLOWED', `use ${ALLOWED_METHODS}`, 405), pipeline.cacheName),
-    );
-    response.headers.set('allow', ALLOWED_METHODS);
-    return response;
-  };
+  const notAllowed = methodNotAllowed(ALLOWED_METHODS, pipeline.cacheName);
+  const refuseMethod = (c: Context): Response => send(c, notAllowed);
 
   return new Hono()
     .get('/', getGroupProfiles)
-    .all('/', methodNotAllowed)
+    .all('/', refuseMethod)
     .get('/:id', getGroupProfile)
-    .all('/:id', methodNotAllowed);
+    .all('/:id', refuseMethod);
 }
 
 /** Node's request under @hono/node-server (headers and socket address), else the Fetch Request (headers only). */

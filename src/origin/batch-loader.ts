@@ -1,7 +1,7 @@
-import { ProxyError } from '../errors.js';
+import { ProxyError, toLoaderError } from '../errors.js';
 import { definedOnly, type LoadContext, type Loader, type NotFound } from '../engine/options.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
-import { clockOption, defaultsOf, integerSpec, specOption } from '../util/options.js';
+import { clockOption, defaultsOf, functionOption, integerSpec, specOption } from '../util/options.js';
 
 /** One answer per requested key: the value, NOT_FOUND, or an error for that key alone. */
 export type BatchResult<V> = Map<string, V | NotFound | ProxyError>;
@@ -49,8 +49,7 @@ export class BatchLoader<V> {
 
   constructor(options: BatchLoaderOptions<V>) {
     const o = { ...BATCH_DEFAULTS, ...definedOnly(options) };
-    if (typeof o.loadMany !== 'function') throw new TypeError('loadMany must be a function');
-    this.#loadMany = o.loadMany;
+    this.#loadMany = functionOption<LoadMany<V>>('loadMany', o.loadMany);
     this.#windowMs = specOption('windowMs', o.windowMs, BATCH_OPTION_SPECS.windowMs);
     this.#maxKeys = specOption('maxKeys', o.maxKeys, BATCH_OPTION_SPECS.maxKeys);
     this.#clock = clockOption('clock', o.clock);
@@ -76,23 +75,29 @@ export class BatchLoader<V> {
     this.#pending = undefined;
     this.#clock.clearTimeout(batch.timer);
     const keys = [...batch.keys.keys()];
-    this.#loadMany(keys, { signal: batch.signal }).then(
-      (results) => {
-        for (const [key, waiters] of batch.keys) {
-          const result = results.get(key);
-          for (const waiter of waiters) {
-            if (result === undefined)
-              waiter.reject(
-                new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer has no entry for ${key}`, 502),
-              );
-            else if (result instanceof ProxyError) waiter.reject(result);
-            else waiter.resolve(result);
-          }
+    // The batch call is the loader: whatever it throws or answers instead of a Map fails every key of
+    // the batch as the upstream's failure (a ProxyError stays as it is).
+    const fail = (error: unknown): void => {
+      const failure = toLoaderError(error);
+      for (const waiters of batch.keys.values()) for (const waiter of waiters) waiter.reject(failure);
+    };
+    let answered: Promise<BatchResult<V>>;
+    try {
+      answered = Promise.resolve(this.#loadMany(keys, { signal: batch.signal }));
+    } catch (error) {
+      answered = Promise.reject(error);
+    }
+    answered.then((results) => {
+      if (!(results instanceof Map)) return fail(new TypeError('loadMany must answer a Map from key to result'));
+      for (const [key, waiters] of batch.keys) {
+        const result = results.get(key);
+        for (const waiter of waiters) {
+          if (result === undefined)
+            waiter.reject(new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer has no entry for ${key}`));
+          else if (result instanceof ProxyError) waiter.reject(result);
+          else waiter.resolve(result);
         }
-      },
-      (error: unknown) => {
-        for (const waiters of batch.keys.values()) for (const waiter of waiters) waiter.reject(error);
-      },
-    );
+      }
+    }, fail);
   }
 }

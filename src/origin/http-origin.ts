@@ -105,7 +105,7 @@ export class HttpOrigin {
   readonly loadMany = async (ids: readonly string[], context: LoadContext): Promise<BatchResult<GroupProfile>> => {
     const body = await this.#request(`${this.#basePath}/groups?ids=${ids.join(',')}`, context.signal, ids.length);
     if (body === NOT_FOUND)
-      throw new ProxyError('UPSTREAM_STATUS', 'upstream has no batch endpoint (404 on /groups?ids=)', 502);
+      throw new ProxyError('UPSTREAM_STATUS', 'upstream has no batch endpoint (404 on /groups?ids=)');
     const answer = parseObject(body);
     const results: BatchResult<GroupProfile> = new Map();
     for (const id of ids) {
@@ -117,7 +117,7 @@ export class HttpOrigin {
       else
         results.set(
           id,
-          new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer for ${id} is not a JSON object or null`, 502),
+          new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream batch answer for ${id} is not a JSON object or null`),
         );
     }
     return results;
@@ -137,10 +137,9 @@ export class HttpOrigin {
     const query = after === undefined ? `limit=${limit}` : `limit=${limit}&after=${after}`;
     // An id is ~10 bytes: a page is far smaller than the batch answers the body bound is scaled for.
     const body = await this.#request(`${this.#basePath}/group-ids?${query}`, signal, Math.ceil(limit / 100));
-    if (body === NOT_FOUND)
-      throw new ProxyError('UPSTREAM_STATUS', 'upstream has no id export (404 on /group-ids)', 502);
+    if (body === NOT_FOUND) throw new ProxyError('UPSTREAM_STATUS', 'upstream has no id export (404 on /group-ids)');
     const answer = parseObject(body);
-    const bad = (why: string): ProxyError => new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream id export: ${why}`, 502);
+    const bad = (why: string): ProxyError => new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream id export: ${why}`);
     if (!Array.isArray(answer.ids) || answer.ids.length > limit)
       throw bad(`ids must be an array of at most ${limit} group ids`);
     const ids = answer.ids.map((id: unknown) => (typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id));
@@ -243,7 +242,7 @@ export class HttpOrigin {
     }
     if (statusCode !== 200) {
       await discard(response);
-      throw new ProxyError('UPSTREAM_STATUS', `upstream answered ${statusCode}`, 502);
+      throw new ProxyError('UPSTREAM_STATUS', `upstream answered ${statusCode}`);
     }
     const declared = Number(response.headers['content-length']);
     if (declared > maxBodyBytes) {
@@ -272,12 +271,12 @@ export class HttpOrigin {
   #failure(error: unknown, deadline: Deadline, callerSignal: AbortSignal): ProxyError {
     if (callerSignal.aborted && callerSignal.reason instanceof ProxyError) return callerSignal.reason;
     if (deadline.timedOut) {
-      return new ProxyError('UPSTREAM_TIMEOUT', `upstream did not answer within ${this.#timeoutMs} ms`, 504, {
+      return new ProxyError('UPSTREAM_TIMEOUT', `upstream did not answer within ${this.#timeoutMs} ms`, {
         cause: error,
       });
     }
     const reason = error instanceof Error ? error.message : String(error);
-    return new ProxyError('UPSTREAM_UNREACHABLE', `upstream request failed: ${reason}`, 502, { cause: error });
+    return new ProxyError('UPSTREAM_UNREACHABLE', `upstream request failed: ${reason}`, { cause: error });
   }
 }
 
@@ -310,7 +309,7 @@ async function discard(response: IncomingMessage): Promise<void> {
 }
 
 function oversized(limit: number): ProxyError {
-  return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream body exceeds ${limit} bytes`, 502);
+  return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream body exceeds ${limit} bytes`);
 }
 
 /**
@@ -323,11 +322,7 @@ function idMismatch(requested: string, profile: GroupProfile): ProxyError | unde
   const id = profile.id;
   if ((typeof id === 'number' || typeof id === 'string') && String(id) === requested) return undefined;
   const shown = JSON.stringify(id)?.slice(0, 40) ?? String(id);
-  return new ProxyError(
-    'UPSTREAM_BAD_RESPONSE',
-    `upstream answered the profile of id ${shown} for group ${requested}`,
-    502,
-  );
+  return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream answered the profile of id ${shown} for group ${requested}`);
 }
 
 function parseObject(body: Buffer): GroupProfile {
@@ -335,10 +330,10 @@ function parseObject(body: Buffer): GroupProfile {
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch {
-    throw new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream body is not JSON', 502);
+    throw new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream body is not JSON');
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream body is not a JSON object', 502);
+    throw new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream body is not a JSON object');
   }
   return parsed as GroupProfile;
 }

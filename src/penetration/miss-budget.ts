@@ -95,7 +95,6 @@ export class MissBudget {
     return new ProxyError(
       'RATE_LIMITED',
       `this client has spent its budget of ${this.burst} misses that go to the upstream (refilled at ${this.perSecond} a second); cached groups are not counted`,
-      429,
       {
         retryAfterSeconds: retryAfter,
         headers: { 'ratelimit-policy': this.policy, ratelimit: `"misses";r=0;t=${retryAfter}` },

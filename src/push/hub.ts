@@ -2,7 +2,7 @@ import type { CoalescingCache, EngineChange } from '../engine/engine.js';
 import type { CacheEntry } from '../engine/entry.js';
 import { toProxyError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock, type TimerHandle } from '../util/clock.js';
-import { clockOption, definedOnly, specOption } from '../util/options.js';
+import { clockOption, definedOnly, OptionError, specOption } from '../util/options.js';
 import { PUSH_DEFAULTS, PUSH_OPTION_SPECS } from './options.js';
 import { comparePositions, type UNAVAILABLE, type FeedChange } from '../util/shared-tier.js';
 import { decodeEventId, encodeEventId, epochTag, vectorOf, type FeedVector } from './event-id.js';
@@ -192,8 +192,9 @@ export class PushHub {
   /**
    * The same stream for code: the events of `ids` as they come, until `signal` aborts, the hub
    * closes or this consumer falls more than `maxBufferedBytes` behind (then it throws; resume with
-   * the last event's `id`). Throws a TypeError for ids over `maxGroups`, and an Error when the hub
-   * holds as many subscribers as it may.
+   * the last event's `id`). Throws a TypeError unless `ids` are 1 to `maxGroups` distinct ids, an
+   * OptionError naming `lastEventId` for one that is not an event id of this hub, and an Error when
+   * the hub holds as many subscribers as it may.
    */
   async *events(
     ids: readonly string[],
@@ -204,7 +205,7 @@ export class PushHub {
     }
     const resumeFrom = options.lastEventId === undefined ? undefined : decodeEventId(options.lastEventId);
     if (options.lastEventId !== undefined && resumeFrom === undefined)
-      throw new TypeError('lastEventId is not an event id of this hub');
+      throw new OptionError('lastEventId', 'an event id of this hub', options.lastEventId);
     const queue: Buffer[] = [];
     let queued = 0;
     let state = 'open' as 'open' | 'ended' | 'dropped';

@@ -160,7 +160,7 @@ export class OriginGuard {
   }
 
   #circuitOpen(): ProxyError {
-    return new ProxyError('CIRCUIT_OPEN', 'the upstream is failing; calls are paused', 503, {
+    return new ProxyError('CIRCUIT_OPEN', 'the upstream is failing; calls are paused', {
       retryAfterSeconds: this.#retryAfterSeconds,
     });
   }
@@ -242,7 +242,7 @@ export class OriginGuard {
 
   #overloaded(): ProxyError {
     this.#shed++;
-    return new ProxyError('OVERLOADED', 'too many upstream calls in progress; retry shortly', 503, {
+    return new ProxyError('OVERLOADED', 'too many upstream calls in progress; retry shortly', {
       retryAfterSeconds: 1,
     });
   }

@@ -230,7 +230,9 @@ export async function startSidecar(
     // encoder, route label, error path and access log, so ACCESS_LOG=on keeps the fast path.
     const fastPath = createFastPath(pipeline);
     // Event streams likewise, straight on Node's response: a stream lives long, and holds less this way.
-    const eventsFastPath = createEventsFastPath(push, pipeline.parseId, pipeline.cacheName);
+    const eventsFastPath = createEventsFastPath(push, pipeline.parseId, pipeline.cacheName, (error, method, target) =>
+      pipeline.fail(error, method, target),
+    );
     const server = createServer(
       {
         maxHeaderSize: settings.maxHeaderBytes,
