@@ -11,6 +11,7 @@ import {
   checkBurstOptions,
 } from '../bench/scenarios/burst.js';
 import { SCENARIOS } from '../bench/scenarios/index.js';
+import { checkMissPathOptions, MISS_PATH_DEFAULTS, missPath } from '../bench/scenarios/miss-path.js';
 
 /** Collects what the CLI prints and saves instead of writing to the terminal and bench/results/. */
 function capture(): CliIo & { stdout: string[]; stderr: string[]; saved: Map<string, readonly Row[]> } {
@@ -156,6 +157,48 @@ describe('npm run bench -- burst: its sizes as flags', () => {
     expect(chartPathFor({ ...BURST_DEFAULTS, requests: 10 })).toBe(CHART_PATH);
     expect(chartPathFor({ ...BURST_DEFAULTS, levels: [1, 10] })).toBe(CUSTOM_CHART_PATH);
     expect(chartPathFor({ ...BURST_DEFAULTS, originLatencyMs: 5 })).toBe(CUSTOM_CHART_PATH);
+  });
+});
+
+describe('npm run bench -- miss-path: flags', () => {
+  it('lists its flags at their defaults', async () => {
+    const io = capture();
+    expect(await runCli(['miss-path', '--help'], SCENARIOS, io)).toBe(EXIT_OK);
+    const text = io.stdout.join('\n');
+    for (const flag of ['--seconds 8', '--rounds 3', '--connections 64', '--ids 100000', '--exponent 1.1'])
+      expect(text).toContain(`  ${flag}\n`);
+    expect(text).toContain('  --origin-latency-ms 50\n');
+    expect(text).toContain('  --members 4');
+  });
+
+  it('takes the run flags', () => {
+    expect(parseCommand(['miss-path', '--rounds', '5', '--seconds', '10'], SCENARIOS)).toEqual({
+      kind: 'run',
+      name: 'miss-path',
+      options: { rounds: 5, seconds: 10 },
+    });
+  });
+
+  it.each([
+    [['--seconds', '0'], '--seconds must be an integer from 1 to 600, got 0'],
+    [['--seconds', '2.5'], '--seconds must be an integer from 1 to 600, got 2.5'],
+    [['--rounds', '0'], '--rounds must be an integer from 1 to 50, got 0'],
+    [['--connections', '0'], '--connections must be an integer from 1 to 1024, got 0'],
+    [['--members', '1'], '--members must be an integer from 2 to 16, got 1'],
+    [['--exponent', '-1'], '--exponent must be > 0 and <= 10, got -1'],
+    [['--origin-latency-ms', '-5'], '--origin-latency-ms must be an integer from 0 to 30000, got -5'],
+    [['--duration-ms', '8000'], 'unknown flag --duration-ms'],
+  ])('refuses %j with exit 2: %s', async (flags, message) => {
+    expect(() => parseCommand(['miss-path', ...flags], SCENARIOS)).toThrow(message);
+    const io = capture();
+    expect(await runCli(['miss-path', ...flags], SCENARIOS, io)).toBe(EXIT_USAGE);
+    expect(io.stderr.join('\n')).toContain(message);
+    expect(io.stdout).toEqual([]);
+  });
+
+  it('refuses bad options when called directly too, before starting anything', async () => {
+    await expect(missPath({ rounds: -1 })).rejects.toThrow(UsageError);
+    expect(() => checkMissPathOptions(MISS_PATH_DEFAULTS)).not.toThrow();
   });
 });
 

@@ -2,11 +2,21 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { BurstClient } from '../bench/lib/burst-client.js';
+import { commandstatsDelta, parseCommandstats, perOriginCall, roundTripsOf } from '../bench/lib/commandstats.js';
 import { flagOf, parseFlags, UsageError } from '../bench/lib/flags.js';
 import { parseWrk } from '../bench/lib/wrk.js';
 import { percentile } from '../bench/lib/load.js';
 import { markdownTable, perSecond, row } from '../bench/lib/report.js';
 import { type RoundResult, roundRows } from '../bench/scenarios/distinct-burst.js';
+import {
+  MISS_PATH_TARGETS,
+  type Measured,
+  median,
+  pairedRatios,
+  type Setup,
+  summarize,
+  tripsPerCall,
+} from '../bench/scenarios/miss-path.js';
 import { barChartSvg } from '../bench/lib/svg.js';
 import { seededRandom, zipfSampler } from '../bench/lib/zipf.js';
 
@@ -196,5 +206,102 @@ describe('bench flags', () => {
     expect(() => parseFlags(['--requests', '1,10'], ['requests', 'levels'], ['levels'])).toThrow(
       'bad flag near --requests',
     );
+  });
+});
+
+describe('miss-path: Redis round trips from INFO commandstats', () => {
+  // As redis-cli prints it from Redis 7 (CRLF lines, a subcommand, commands run inside scripts among them).
+  const BEFORE = [
+    '# Commandstats',
+    'cmdstat_evalsha:calls=10,usec=500,usec_per_call=50.00,rejected_calls=0,failed_calls=1',
+    'cmdstat_get:calls=40,usec=40,usec_per_call=1.00,rejected_calls=0,failed_calls=0',
+    'cmdstat_client|setname:calls=2,usec=3,usec_per_call=1.50,rejected_calls=0,failed_calls=0',
+    'cmdstat_xread:calls=3,usec=30,usec_per_call=10.00,rejected_calls=0,failed_calls=0',
+    '',
+  ].join('\r\n');
+  const AFTER = [
+    '# Commandstats',
+    'cmdstat_evalsha:calls=2010,usec=90000,usec_per_call=44.78,rejected_calls=2,failed_calls=1',
+    'cmdstat_eval:calls=2,usec=200,usec_per_call=100.00,rejected_calls=0,failed_calls=0',
+    'cmdstat_get:calls=2040,usec=2040,usec_per_call=1.00,rejected_calls=0,failed_calls=0',
+    'cmdstat_set:calls=1000,usec=1500,usec_per_call=1.50,rejected_calls=0,failed_calls=0',
+    'cmdstat_pttl:calls=700,usec=700,usec_per_call=1.00,rejected_calls=0,failed_calls=0',
+    'cmdstat_client|setname:calls=2,usec=3,usec_per_call=1.50,rejected_calls=0,failed_calls=0',
+    'cmdstat_xadd:calls=5,usec=50,usec_per_call=10.00,rejected_calls=0,failed_calls=0',
+    'cmdstat_xread:calls=11,usec=110,usec_per_call=10.00,rejected_calls=0,failed_calls=0',
+    'cmdstat_info:calls=2,usec=100,usec_per_call=50.00,rejected_calls=0,failed_calls=0',
+    '',
+  ].join('\r\n');
+
+  it('parses every cmdstat line into calls, rejected and failed calls', () => {
+    const stats = parseCommandstats(BEFORE);
+    expect(stats).toEqual({
+      evalsha: { calls: 10, rejectedCalls: 0, failedCalls: 1 },
+      get: { calls: 40, rejectedCalls: 0, failedCalls: 0 },
+      'client|setname': { calls: 2, rejectedCalls: 0, failedCalls: 0 },
+      xread: { calls: 3, rejectedCalls: 0, failedCalls: 0 },
+    });
+    // Redis before 6.2 has calls only; names are lower case either way.
+    expect(parseCommandstats('cmdstat_EVALSHA:calls=7,usec=70,usec_per_call=10.00\n')).toEqual({
+      evalsha: { calls: 7, rejectedCalls: 0, failedCalls: 0 },
+    });
+    expect(parseCommandstats('# Commandstats\r\n')).toEqual({});
+    expect(() => parseCommandstats('cmdstat_get:usec=1')).toThrow('no calls count');
+  });
+
+  it('counts only client-issued commands over the window: EVALSHA + EVAL + XADD + XREAD, not what scripts ran', () => {
+    const delta = commandstatsDelta(parseCommandstats(BEFORE), parseCommandstats(AFTER));
+    expect(delta.get).toEqual({ calls: 2000, rejectedCalls: 0, failedCalls: 0 });
+    expect(delta.eval).toEqual({ calls: 2, rejectedCalls: 0, failedCalls: 0 });
+    expect(delta['client|setname']!.calls).toBe(0);
+    // A rejected EVALSHA never ran but was sent: a round trip all the same. GET, SET, PTTL ran inside scripts.
+    expect(roundTripsOf(delta)).toEqual({ evalsha: 2002, eval: 2, xadd: 5, xread: 8, total: 2017 });
+    expect(roundTripsOf({})).toEqual({ evalsha: 0, eval: 0, xadd: 0, xread: 0, total: 0 });
+  });
+
+  it('divides round trips by origin calls, and has nothing to say without origin calls', () => {
+    expect(perOriginCall(2017, 1000)).toBeCloseTo(2.017, 6);
+    expect(perOriginCall(2200, 1000)).toBeLessThanOrEqual(MISS_PATH_TARGETS.roundTripsPerOriginCall);
+    expect(perOriginCall(12, 0)).toBeNaN();
+  });
+
+  const measured = (setup: Setup, round: number, rps: number, trips?: number, originCalls = 1000): Measured => ({
+    setup,
+    round,
+    requests: rps * 8,
+    errors: 0,
+    statuses: {},
+    rps,
+    p50: 10,
+    p95: 50,
+    p99: 100,
+    originCalls,
+    distinctIds: originCalls,
+    roundTrips: trips === undefined ? undefined : { evalsha: trips, eval: 0, xadd: 0, xread: 0, total: trips },
+    commandstats: undefined,
+  });
+
+  it('takes medians over rounds and pairs the ratios to (a) round by round', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 2, 3])).toBe(2.5);
+    expect(median([Number.NaN, 5])).toBe(5);
+    expect(median([])).toBeNaN();
+    const rounds = [
+      measured('a', 1, 1000),
+      measured('b', 1, 950, 2000),
+      measured('a', 2, 800),
+      measured('b', 2, 720, 2300),
+      measured('a', 3, 900),
+      measured('b', 3, 810, 2100, 1000),
+    ];
+    const ratios = pairedRatios(rounds, 'b', 'a', (m) => m.rps);
+    expect(ratios.perRound.map((r) => r.toFixed(2))).toEqual(['0.95', '0.90', '0.90']);
+    expect(ratios.median).toBeCloseTo(0.9, 6);
+    expect(tripsPerCall(rounds[0]!)).toBeNaN();
+    expect(tripsPerCall(rounds[3]!)).toBeCloseTo(2.3, 6);
+    const b = summarize(rounds.filter((m) => m.setup === 'b'));
+    expect(b.rps).toBe(810);
+    expect(b.perOriginCall).toBeCloseTo(2.1, 6);
+    expect(summarize(rounds.filter((m) => m.setup === 'a')).perOriginCall).toBeNaN();
   });
 });

@@ -7,6 +7,7 @@ import { FLEET_DEFAULTS, fleet } from './fleet.js';
 import { COLD_BURST_DEFAULTS, HOT_PATH_DEFAULTS, coldBurst, hotPath } from './hot-path.js';
 import { INSTRUCTIONS_DEFAULTS, instructions } from './instructions.js';
 import { MEMORY_DEFAULTS, memory } from './memory.js';
+import { checkMissPathOptions, MISS_PATH_DEFAULTS, missPath } from './miss-path.js';
 import { MULTI_GET_DEFAULTS, multiGet } from './multi-get.js';
 import { OUTAGE_DEFAULTS, outage } from './outage.js';
 import { PENETRATION_DEFAULTS, penetration } from './penetration.js';
@@ -72,6 +73,13 @@ export const SCENARIOS: Registry = {
     about: '1000 simultaneous requests spread over 4 proxies sharing one redis-server',
     defaults: FLEET_DEFAULTS,
     run: fleet,
+  }),
+  'miss-path': scenario({
+    about:
+      'the miss path from cold: Zipf(1.1) over 100k ids, 64 connections, 50 ms origin; one proxy, one with Redis, one of a 4-proxy fleet; req/s, p99, Redis round trips per origin call',
+    defaults: MISS_PATH_DEFAULTS,
+    check: checkMissPathOptions,
+    run: missPath,
   }),
   'hot-path': scenario({
     about: 'L1-hit req/s on one core vs a bare node:http server with the same bytes (wrk, taskset)',

@@ -8,12 +8,12 @@ import {
   type SharedTier,
   type Unavailable,
 } from '../util/shared-tier.js';
-import type { EnvelopeFields } from './envelope.js';
 import { FleetLoader, type FleetSource } from './fleet-load.js';
-import { createEntry, entryFromFields, jitteredTtl, type CacheEntry, type StoredEntry } from './entry.js';
+import type { CacheEntry, StoredEntry } from './entry.js';
 import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
 import { EngineChanges } from './changes.js';
+import { envelopeEntry, filteredEntry, loadedEntry } from './entries.js';
 import { HotKeySampler } from './hot-keys.js';
 import { getMany } from './many.js';
 import { L1Cache } from './l1.js';
@@ -33,7 +33,7 @@ import type {
   Lookup,
   LookupOutcome,
 } from './types.js';
-import { isCallerFailure, WaitList } from './wait-list.js';
+import { waitOrServeStale, WaitList } from './wait-list.js';
 
 export type {
   EngineChange,
@@ -239,7 +239,7 @@ export class CoalescingCache<V = unknown> {
       const bytes = read[i];
       if (bytes === undefined || !unchanged.has(key) || this.#l1.get(key) !== undefined) continue;
       const fields = decodeEnvelope(bytes);
-      const entry = fields === undefined ? undefined : this.#fromEnvelope(fields, now);
+      const entry = fields === undefined ? undefined : envelopeEntry(fields, now, this.#options);
       if (entry === undefined) continue;
       (entry as StoredEntry<V>).checkedAt = now;
       this.#l1.set(key, entry);
@@ -279,13 +279,14 @@ export class CoalescingCache<V = unknown> {
     // existed, so its flight does not ask the filter.
     const { flight, started } = this.#join(key, now, undefined, options?.client, stale === undefined);
     if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
-    return this.#waitOrServeStale(flight, started, stale, signal);
-  }
-
-  /** The entry for a key the existence filter rejected: not found, fresh for the negative TTL, never stored. */
-  #filtered(key: string, now: number): CacheEntry<V> {
-    const o = this.#options;
-    return createEntry<V>('missing', o.notFoundBody(key), now, o.negativeTtlMs, 0, o.deserialize);
+    return waitOrServeStale(
+      this.#waitListOf(flight),
+      started,
+      signal,
+      stale,
+      this.#options.clock,
+      this.#options.softTimeoutMs,
+    );
   }
 
   /**
@@ -519,7 +520,7 @@ export class CoalescingCache<V = unknown> {
       if (existence !== undefined) {
         const verdict = existence.check(key);
         if ((verdict === 'absent' || verdict === 'maybe' ? verdict : await verdict) === 'absent') {
-          return { entry: this.#filtered(key, this.#options.now()), source: 'filtered' };
+          return { entry: filteredEntry(key, this.#options.now(), this.#options), source: 'filtered' };
         }
       }
       // Not a tick later than before when nothing is charged: loads start when they always did.
@@ -532,7 +533,7 @@ export class CoalescingCache<V = unknown> {
       } else {
         const result = await this.#fleet.load(key, {
           loadOrigin,
-          fromEnvelope: (fields) => this.#fromEnvelope(fields, notBefore),
+          fromEnvelope: (fields) => envelopeEntry(fields, notBefore, this.#options),
           isFenced: () => flight.fenced,
           signal,
           keepWhenUnavailable: checking,
@@ -568,36 +569,7 @@ export class CoalescingCache<V = unknown> {
     const took = now - started;
     this.#loadMs = this.#loadMs === 0 ? took : this.#loadMs + (took - this.#loadMs) * 0.2;
     if (o.refreshAheadMs !== 0) this.#refreshScale = Math.max(o.refreshAheadMs, this.#loadMs);
-    return loaded === NOT_FOUND
-      ? createEntry<V>(
-          'missing',
-          o.notFoundBody(key),
-          now,
-          jitteredTtl(o.negativeTtlMs, o.ttlJitter, o.random),
-          o.maxStaleMs,
-          o.deserialize,
-        )
-      : createEntry<V>(
-          'found',
-          o.serialize(loaded),
-          now,
-          jitteredTtl(o.ttlMs, o.ttlJitter, o.random),
-          o.maxStaleMs,
-          o.deserialize,
-        );
-  }
-
-  /** An L2 value as an entry here, or `undefined` when it is not fresh past `notBefore` or its value does not decode. */
-  #fromEnvelope(fields: EnvelopeFields, notBefore: number): CacheEntry<V> | undefined {
-    if (fields.freshUntil <= Math.max(notBefore, this.#options.now())) return undefined;
-    if (fields.kind === 'found') {
-      try {
-        this.#options.deserialize(fields.body); // must decode; the value itself is decoded again only on access
-      } catch {
-        return undefined;
-      }
-    }
-    return entryFromFields(fields, this.#options.deserialize);
+    return loadedEntry(key, loaded, now, o);
   }
 
   /** The flight's waiters, each with its own deadline and abort signal; all answered when the load settles. */
@@ -616,42 +588,6 @@ export class CoalescingCache<V = unknown> {
       (error: unknown) => list.rejectAll(error),
     );
     return list;
-  }
-
-  /**
-   * With a stale entry kept for emergencies: the load's result if it comes
-   * within the soft timeout, the stale entry if the load fails (the breaker
-   * and shedding included) or is slower; the load goes on in the background.
-   */
-  #waitOrServeStale(
-    flight: Flight<V>,
-    started: boolean,
-    stale: CacheEntry<V>,
-    signal: AbortSignal | undefined,
-  ): Promise<Lookup<V>> {
-    return new Promise<Lookup<V>>((resolve, reject) => {
-      // Whichever settles first wins; later calls to resolve or reject are no-ops.
-      const clock = this.#options.clock;
-      const soft = clock.setTimeout(
-        () => resolve({ entry: stale, outcome: 'stale-timeout' }),
-        this.#options.softTimeoutMs,
-      );
-      this.#waitListOf(flight)
-        .wait(started, signal)
-        .then(
-          (lookup) => {
-            clock.clearTimeout(soft);
-            resolve(lookup);
-          },
-          (error: unknown) => {
-            clock.clearTimeout(soft);
-            // This caller's own deadline or signal, or a closing cache: no stale answer stands in.
-            const failure = toProxyError(error);
-            if (isCallerFailure(error) || failure.code === 'CLOSED') reject(failure);
-            else resolve({ entry: stale, outcome: 'stale-if-error', error: failure });
-          },
-        );
-    });
   }
 }
 

@@ -1,5 +1,7 @@
-import { ProxyError } from '../errors.js';
+import { ProxyError, toProxyError } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import type { CacheEntry } from './entry.js';
+import type { Lookup } from './types.js';
 
 interface Waiter<T> {
   readonly resolve: (value: T) => void;
@@ -124,4 +126,36 @@ function abortedError(): ProxyError {
 
 function waitTimeoutError(timeoutMs: number): ProxyError {
   return callerFailure(new ProxyError('WAIT_TIMEOUT', `no answer within ${timeoutMs} ms`));
+}
+
+/**
+ * A wait with a stale entry kept for emergencies: the load's answer if it comes within the soft
+ * timeout, the stale entry if the load fails (the breaker and shedding included) or is slower;
+ * the load goes on in the background. The caller's own deadline or signal, or a closing cache,
+ * is never answered with the stale entry.
+ */
+export function waitOrServeStale<V>(
+  list: WaitList<Lookup<V>>,
+  started: boolean,
+  signal: AbortSignal | undefined,
+  stale: CacheEntry<V>,
+  clock: Clock,
+  softTimeoutMs: number,
+): Promise<Lookup<V>> {
+  return new Promise((resolve, reject) => {
+    // Whichever settles first wins; later calls to resolve or reject are no-ops.
+    const soft = clock.setTimeout(() => resolve({ entry: stale, outcome: 'stale-timeout' }), softTimeoutMs);
+    list.wait(started, signal).then(
+      (lookup) => {
+        clock.clearTimeout(soft);
+        resolve(lookup);
+      },
+      (error: unknown) => {
+        clock.clearTimeout(soft);
+        const failure = toProxyError(error);
+        if (isCallerFailure(error) || failure.code === 'CLOSED') reject(failure);
+        else resolve({ entry: stale, outcome: 'stale-if-error', error: failure });
+      },
+    );
+  });
 }
