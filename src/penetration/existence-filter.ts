@@ -10,7 +10,7 @@ import {
   OptionError,
   specOption,
 } from '../util/options.js';
-import { UNAVAILABLE, type SharedTier } from '../util/shared-tier.js';
+import { UNAVAILABLE, type FleetBitmaps } from '../util/shared-tier.js';
 import { BloomBits, bloomPositions, bloomShape, falsePositiveRateOf, type BloomShape } from './bloom.js';
 
 /** One page of the upstream's id export: ids in ascending order, and where the next page starts (`undefined` after the last). */
@@ -52,7 +52,7 @@ export interface ExistenceFilterOptions {
   /** With a shared tier: how often the fleet's filter state is read, ms. Default 5000. */
   syncMs?: number;
   /** The fleet's filter lives in this tier's bitmaps (one fill for the fleet); without it, in memory. Default: none. */
-  l2?: SharedTier;
+  l2?: FleetBitmaps;
   /** Time of refreshes and syncs. Default: the system clock. */
   clock?: Clock;
   /** Told of every fill (ids, ms) and of a failed one, for logs. */
@@ -109,7 +109,7 @@ export class ExistenceFilter {
   readonly #exportIds: ExportIds | undefined;
   readonly #refreshMs: number;
   readonly #syncMs: number;
-  readonly #l2: SharedTier | undefined;
+  readonly #l2: FleetBitmaps | undefined;
   readonly #clock: Clock;
   readonly #onFill: ((event: { ids: number; ms: number; error?: Error }) => void) | undefined;
   readonly #positions: number[] = [];
@@ -139,7 +139,7 @@ export class ExistenceFilter {
     this.#refreshMs = specOption('refreshMs', o.refreshMs, S.refreshMs);
     this.#syncMs = specOption('syncMs', o.syncMs, S.syncMs);
     if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('testBits' in o.l2)))
-      throw new OptionError('l2', 'a SharedTier', o.l2);
+      throw new OptionError('l2', 'a shared tier with bitmaps (FleetBitmaps: RedisTier, InMemoryTier)', o.l2);
     this.#l2 = o.l2;
     this.#clock = clockOption('clock', o.clock ?? SYSTEM_CLOCK);
     this.#onFill =
@@ -269,7 +269,7 @@ export class ExistenceFilter {
    * it is older than `refreshMs`, the instance that takes the fill lock fills a new generation
    * from the export and publishes it. The others keep checking the previous one (or none) meanwhile.
    */
-  async #syncShared(l2: SharedTier): Promise<void> {
+  async #syncShared(l2: FleetBitmaps): Promise<void> {
     const raw = await l2.readMark(STATE_MARK);
     if (raw === UNAVAILABLE) return; // keep what we had; checks fail open on their own
     const state = parseState(raw, this.shape);
@@ -334,7 +334,7 @@ export class ExistenceFilter {
   }
 
   /** Counts the shared bitmap's set bits for the gauges: a BITCOUNT over the whole bitmap, so once a minute at most. */
-  async #countShared(l2: SharedTier, generation: string): Promise<void> {
+  async #countShared(l2: FleetBitmaps, generation: string): Promise<void> {
     this.#countedAt = this.#clock.now();
     const count = await l2.countBits(bitsName(generation));
     if (count !== UNAVAILABLE) this.#sharedSetBits = count;

@@ -11,7 +11,7 @@ import {
   OptionError,
   specOption,
 } from '../util/options.js';
-import { UNAVAILABLE, type SharedTier } from '../util/shared-tier.js';
+import { UNAVAILABLE, type FleetBuckets } from '../util/shared-tier.js';
 import { takeToken, type TokenBucket } from '../util/token-bucket.js';
 
 /** Default and range of every numeric option, declared once (the sidecar's settings read them too). */
@@ -31,7 +31,7 @@ export interface MissBudgetOptions {
   /** Clients whose buckets this instance keeps (least recently seen dropped first: a bounded memory). Default 100000. */
   maxClients?: number;
   /** The fleet's buckets live in this tier (one budget per client for the fleet); while it is unreachable, or without it, this instance's. */
-  l2?: SharedTier;
+  l2?: FleetBuckets;
   /** Time of the local buckets' refill. Default: the system clock. */
   clock?: Clock;
 }
@@ -47,7 +47,7 @@ export class MissBudget {
   readonly perSecond: number;
   /** The IETF RateLimit-Policy of the budget: `burst` misses per the time it takes to refill. */
   readonly policy: string;
-  readonly #l2: SharedTier | undefined;
+  readonly #l2: FleetBuckets | undefined;
   readonly #clock: Clock;
   readonly #local: LRUCache<string, TokenBucket>;
   readonly #rejections = { fleet: 0, local: 0 };
@@ -59,7 +59,7 @@ export class MissBudget {
     this.perSecond = specOption('perSecond', o.perSecond, S.perSecond);
     this.#local = new LRUCache({ max: specOption('maxClients', o.maxClients, S.maxClients) });
     if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('takeToken' in o.l2)))
-      throw new OptionError('l2', 'a SharedTier', o.l2);
+      throw new OptionError('l2', 'a shared tier with token buckets (FleetBuckets: RedisTier, InMemoryTier)', o.l2);
     this.#l2 = o.l2;
     this.#clock = clockOption('clock', o.clock ?? SYSTEM_CLOCK);
     this.policy = `"misses";q=${this.burst};w=${Math.max(1, Math.ceil(this.burst / this.perSecond))}`;
