@@ -102,3 +102,29 @@ describe('the existence check is inside the flight', () => {
     expect(checksOf(filter) - before).toBe(0);
   });
 });
+
+describe('peek() is pure; hit() is the counted read', () => {
+  it('peek never starts a refresh-ahead; hit may (the engine draws the same way for every hit)', async () => {
+    let now = 0;
+    const loaded: string[] = [];
+    const engine = new CoalescingCache<{ id: string }>({
+      load: async (key) => {
+        loaded.push(key);
+        return { id: key };
+      },
+      now: () => now,
+      ttlMs: 10_000,
+      ttlJitter: 0,
+      refreshAheadMs: 5_000,
+      random: () => 1e-9, // the draw always falls within reach: any hit in the second half refreshes
+    });
+    closers.push(() => engine.close());
+    await engine.get('1');
+    now = 8_000; // the second half of the entry's life
+    for (let i = 0; i < 100; i++) expect(engine.peek('1')).toBeDefined();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(loaded).toEqual(['1']);
+    expect(engine.hit('1')).toBeDefined();
+    await vi.waitFor(() => expect(loaded).toEqual(['1', '1']));
+  });
+});

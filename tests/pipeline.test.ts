@@ -40,7 +40,7 @@ const INTERNAL_BODY = { error: { code: 'INTERNAL', message: 'internal error' } }
 
 /**
  * An engine with bugs: get() of 66 rejects and of 67 throws with plain errors,
- * peek() of 13 throws. Everything else is a real engine on a fixed clock.
+ * hit() of 13 throws. Everything else is a real engine on a fixed clock.
  */
 function faultyEngine() {
   const engine = new CoalescingCache<{ id: string }>({
@@ -51,9 +51,9 @@ function faultyEngine() {
   return {
     engine,
     reader: {
-      peek: (key: string) => {
-        if (key === '13') throw new TypeError('peek broke');
-        return engine.peek(key);
+      hit: (key: string) => {
+        if (key === '13') throw new TypeError('hit broke');
+        return engine.hit(key);
       },
       get: (key: string, options?: Parameters<typeof engine.get>[1]) => {
         if (key === '66') return Promise.reject(new TypeError('get broke'));
@@ -204,8 +204,8 @@ describe('an unexpected error in the engine', () => {
   it.each([
     ['get() rejects', '/groups/66', 'GET', 'get broke'],
     ['get() throws', '/groups/67', 'GET', 'get threw'],
-    ['peek() throws', '/groups/13', 'GET', 'peek broke'],
-    ['peek() throws on HEAD', '/groups/13?x=1', 'HEAD', 'peek broke'],
+    ['hit() throws', '/groups/13', 'GET', 'hit broke'],
+    ['hit() throws on HEAD', '/groups/13?x=1', 'HEAD', 'hit broke'],
   ])(
     '%s: the same 500 INTERNAL on both paths, logged once with method and path',
     async (_name, path, method, message) => {

@@ -167,19 +167,33 @@ export class CoalescingCache<V = unknown> {
   }
 
   /**
-   * A fresh L1 entry, synchronously, or `undefined`. The hot path of the HTTP
-   * shells: no promise, no allocation.
+   * A fresh L1 entry, synchronously, or `undefined`. Like lru-cache's `peek`, it has no side
+   * effects: no refresh-ahead, no count for the hot-key record (see `hit`).
    */
   peek(key: string): CacheEntry<V> | undefined {
-    const entry = this.#l1.get(key);
-    if (entry === undefined) return undefined;
+    return this.#fresh(key, this.#options.now());
+  }
+
+  /**
+   * The hot path of the HTTP shells (and the first step of `get`): a fresh L1 entry as `peek`
+   * finds it, synchronously, with no promise and no allocation, counted as a read for the
+   * fleet's hot-key record and perhaps refreshed ahead of expiry (XFetch); `undefined` on a miss.
+   */
+  hit(key: string): CacheEntry<V> | undefined {
     const now = this.#options.now();
-    if (now >= entry.freshUntil) return undefined;
-    if (this.#l2 !== undefined && !this.#trusted(entry, now)) return undefined;
+    const entry = this.#fresh(key, now);
+    if (entry === undefined) return undefined;
     const scale = this.#refreshScale;
     if (scale !== 0 && entry.freshUntil - now < scale * REFRESH_AHEAD_REACH)
       this.#maybeRefreshAhead(key, entry, now, scale);
     this.#hotKeys?.hit(key, now, entry.kind === 'found');
+    return entry;
+  }
+
+  #fresh(key: string, now: number): StoredEntry<V> | undefined {
+    const entry = this.#l1.get(key);
+    if (entry === undefined || now >= entry.freshUntil) return undefined;
+    if (this.#l2 !== undefined && !this.#trusted(entry, now)) return undefined;
     return entry;
   }
 
@@ -256,7 +270,7 @@ export class CoalescingCache<V = unknown> {
    * fails or is slow and a stale entry is still kept, that entry is served.
    */
   get(key: string, options?: GetOptions): Promise<Lookup<V>> {
-    const fresh = this.peek(key);
+    const fresh = this.hit(key);
     if (fresh !== undefined) return Promise.resolve({ entry: fresh, outcome: 'hit' });
     if (this.#closing.signal.aborted) return Promise.reject(closedError());
     const now = this.#options.now();

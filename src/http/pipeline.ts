@@ -22,7 +22,7 @@ export const ROUTE_LABEL = '/groups/:id';
 export const MULTI_ROUTE_LABEL = '/groups';
 
 /** What the HTTP shells need of an engine, whatever its value type (without `staleWindows`, no stale directives are stated). */
-export type EngineReader = Pick<CoalescingCache<unknown>, 'peek' | 'get' | 'getMany' | 'now'> &
+export type EngineReader = Pick<CoalescingCache<unknown>, 'hit' | 'get' | 'getMany' | 'now'> &
   Partial<Pick<CoalescingCache<unknown>, 'staleWindows'>>;
 
 /** A multi-get's request as metrics count it: its slowest way of answering an id (a failed id counts as a miss). */
@@ -216,7 +216,7 @@ export class LookupPipeline {
     from?: ClientSource,
   ): LookupAnswer | Promise<LookupAnswer> {
     try {
-      const entry = this.#engine.peek(key);
+      const entry = this.#engine.hit(key);
       if (entry !== undefined) return this.#encoder.encode(entry, 'hit', this.#engine.now(), ifNoneMatch);
     } catch (error) {
       return this.fail(error, method, target);
