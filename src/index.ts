@@ -83,14 +83,19 @@ export {
 export { startMockBackend, type RunningMockBackend, type StartMockBackendOptions } from './mock-backend/server.js';
 export { createMockBackend, type MockBackend, type MockBackendOptions } from './mock-backend/app.js';
 export { encodeEntry, encodeError, type EncodedResponse } from './http/respond.js';
-export { RedisTier, REDIS_TIER_DEFAULTS, type RedisTierOptions, type FeedNotice } from './l2/redis-tier.js';
-export { feedShardKeys, shardOfKey, type FeedShardKeys } from './l2/feed-keys.js';
+export {
+  RedisTier,
+  REDIS_TIER_DEFAULTS,
+  type RedisTierOptions,
+  type FeedNotice,
+} from './shared-tier/redis/redis-tier.js';
+export { feedShardKeys, shardOfKey, type FeedShardKeys } from './shared-tier/redis/feed-keys.js';
 export {
   InMemoryTier,
   InMemoryTierStore,
   type InMemoryTierOptions,
   type InMemoryTierStoreOptions,
-} from './l2/in-memory-tier.js';
+} from './shared-tier/memory/in-memory-tier.js';
 export { ManualClock, SYSTEM_CLOCK, type Clock, type TimerHandle } from './util/clock.js';
 export {
   SHARED_TIER_DEFAULTS,
@@ -112,7 +117,7 @@ export {
   type SharedLookup,
   type TierEvent,
   type Unavailable,
-} from './util/shared-tier.js';
+} from './shared-tier/contract.js';
 export type { InvalidationResult, InvalidateOptions } from './engine/engine.js';
 export { startSidecar, type RunningSidecar } from './server/sidecar.js';
 export { SETTINGS, configFromEnv, ConfigError, type SidecarConfig } from './server/config.js';

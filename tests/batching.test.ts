@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { RedisTier } from '../src/l2/redis-tier.js';
+import { RedisTier } from '../src/shared-tier/redis/redis-tier.js';
 import { uniquePrefix, waitUntilHealthy } from './helpers/fleet.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../src/index.js';
 import { BatchLoader } from '../src/origin/batch-loader.js';

@@ -218,7 +218,7 @@ describe('the fleet filter in Redis', () => {
 
 describe('a shared filter whose bitmap is gone (failed before: Redis restarted empty, and every uncached group was answered 404)', () => {
   it('fails open until it is filled again, never saying absent for a group that exists', async () => {
-    const { InMemoryTier, InMemoryTierStore } = await import('../src/l2/in-memory-tier.js');
+    const { InMemoryTier, InMemoryTierStore } = await import('../src/shared-tier/memory/in-memory-tier.js');
     const { ManualClock } = await import('../src/util/clock.js');
     const clock = new ManualClock();
     const store = new InMemoryTierStore({ now: () => clock.now() });

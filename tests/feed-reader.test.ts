@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { feedShardKeys, shardOfKey } from '../src/l2/feed-keys.js';
-import { ShardReader, type FeedConnection, type FeedReadReply } from '../src/l2/feed-reader.js';
+import { feedShardKeys, shardOfKey } from '../src/shared-tier/redis/feed-keys.js';
+import { ShardReader, type FeedConnection, type FeedReadReply } from '../src/shared-tier/redis/feed-reader.js';
 import { ManualClock } from '../src/util/clock.js';
-import type { TierEvent } from '../src/util/shared-tier.js';
+import type { TierEvent } from '../src/shared-tier/contract.js';
 import { deferred, type Deferred } from './helpers/deferred.js';
 import { until } from './helpers/until.js';
 import calculateSlot from 'cluster-key-slot';

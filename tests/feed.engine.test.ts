@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CoalescingCache } from '../src/engine/engine.js';
 import type { ChangeAppliedEvent } from '../src/engine/observer.js';
-import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
+import { InMemoryTier, InMemoryTierStore } from '../src/shared-tier/memory/in-memory-tier.js';
 import { ManualClock } from '../src/util/clock.js';
-import type { FeedResetReason } from '../src/util/shared-tier.js';
+import type { FeedResetReason } from '../src/shared-tier/contract.js';
 import { deferred, type Deferred } from './helpers/deferred.js';
 import { until } from './helpers/until.js';
 

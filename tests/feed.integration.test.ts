@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { ChangeAppliedEvent } from '../src/engine/observer.js';
-import type { FeedResetReason } from '../src/util/shared-tier.js';
+import type { FeedResetReason } from '../src/shared-tier/contract.js';
 import { killFeedConnections, rawRedis } from './helpers/feed.js';
 import { startFleet, type Fleet, type Instance } from './helpers/fleet.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';

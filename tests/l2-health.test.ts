@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RedisTier, UNAVAILABLE } from '../src/l2/redis-tier.js';
+import { RedisTier, UNAVAILABLE } from '../src/shared-tier/redis/redis-tier.js';
 import { uniquePrefix } from './helpers/fleet.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';
 

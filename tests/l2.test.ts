@@ -1,8 +1,8 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { decodeEnvelope } from '../src/engine/envelope.js';
-import { UNAVAILABLE } from '../src/l2/redis-tier.js';
-import { decodeHint } from '../src/l2/feed-entries.js';
+import { UNAVAILABLE } from '../src/shared-tier/redis/redis-tier.js';
+import { decodeHint } from '../src/shared-tier/redis/feed-entries.js';
 import { ManualClock } from '../src/util/clock.js';
 import { startFleet, waitUntilHealthy, type Fleet } from './helpers/fleet.js';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { RedisTier } from '../src/l2/redis-tier.js';
+import { RedisTier } from '../src/shared-tier/redis/redis-tier.js';
 import { CoalescingCache, ProxyError, type Loader } from '../src/index.js';
 import { MissBudget } from '../src/penetration/miss-budget.js';
 import { startMockBackend, type RunningMockBackend } from '../src/mock-backend/server.js';

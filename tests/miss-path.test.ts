@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CoalescingCache } from '../src/engine/engine.js';
-import { InMemoryTier } from '../src/l2/in-memory-tier.js';
+import { InMemoryTier } from '../src/shared-tier/memory/in-memory-tier.js';
 import { ExistenceFilter } from '../src/penetration/existence-filter.js';
 
 /**

@@ -7,7 +7,7 @@ import { rawRedis } from './helpers/feed.js';
 import { uniquePrefix } from './helpers/fleet.js';
 import { openStream, type SseStream } from './helpers/sse.js';
 import { until } from './helpers/until.js';
-import { comparePositions } from '../src/util/shared-tier.js';
+import { comparePositions } from '../src/shared-tier/contract.js';
 
 /**
  * Event streams over real sockets: sidecars sharing a real redis-server and

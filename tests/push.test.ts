@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CoalescingCache } from '../src/engine/engine.js';
 import { createProxyApp } from '../src/http/app.js';
 import { NOT_FOUND } from '../src/engine/options.js';
-import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
+import { InMemoryTier, InMemoryTierStore } from '../src/shared-tier/memory/in-memory-tier.js';
 import { decodeEventId } from '../src/push/event-id.js';
 import { PushHub, type PushSink } from '../src/push/hub.js';
 import { ManualClock } from '../src/util/clock.js';

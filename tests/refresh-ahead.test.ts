@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CoalescingCache, type LookupOutcome } from '../src/engine/engine.js';
-import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
+import { InMemoryTier, InMemoryTierStore } from '../src/shared-tier/memory/in-memory-tier.js';
 import { mulberry32 } from '../src/mock-backend/prng.js';
 import { ManualClock } from '../src/util/clock.js';
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { CoalescingCache } from '../src/engine/engine.js';
-import { RedisTier } from '../src/l2/redis-tier.js';
+import { RedisTier } from '../src/shared-tier/redis/redis-tier.js';
 import { startMockBackend, type RunningMockBackend } from '../src/mock-backend/server.js';
 import { HttpOrigin, type GroupProfile } from '../src/origin/http-origin.js';
 import { ExistenceFilter } from '../src/penetration/existence-filter.js';

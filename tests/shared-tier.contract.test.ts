@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { CoalescingCache } from '../src/engine/engine.js';
-import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
+import { InMemoryTier, InMemoryTierStore } from '../src/shared-tier/memory/in-memory-tier.js';
 import { deferred } from './helpers/deferred.js';
 import { until } from './helpers/until.js';
-import { RedisTier } from '../src/l2/redis-tier.js';
+import { RedisTier } from '../src/shared-tier/redis/redis-tier.js';
 import {
   comparePositions,
   UNAVAILABLE,
@@ -12,7 +12,7 @@ import {
   type LeaseHint,
   type SharedTier,
   type TierEvent,
-} from '../src/util/shared-tier.js';
+} from '../src/shared-tier/contract.js';
 import type { Cluster, Redis } from 'ioredis';
 import { killFeedConnections, rawRedis } from './helpers/feed.js';
 

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { BatchLoader, CoalescingCache, NOT_FOUND, ProxyError, type Loader } from '../src/index.js';
 import { warmStart } from '../src/engine/warm-start.js';
-import { InMemoryTier, InMemoryTierStore } from '../src/l2/in-memory-tier.js';
+import { InMemoryTier, InMemoryTierStore } from '../src/shared-tier/memory/in-memory-tier.js';
 import type { GroupProfile } from '../src/origin/http-origin.js';
 import { startSidecar, type RunningSidecar } from '../src/server/sidecar.js';
 import { ManualClock } from '../src/util/clock.js';
-import type { SharedTier } from '../src/util/shared-tier.js';
+import type { SharedTier } from '../src/shared-tier/contract.js';
 import { deferred } from './helpers/deferred.js';
 import { startFleet, type Fleet } from './helpers/fleet.js';
 

@@ -8,7 +8,7 @@ import {
   type FeedPosition,
   type FeedResetReason,
   type Unavailable,
-} from '../util/shared-tier.js';
+} from '../shared-tier/contract.js';
 import type { ExistenceCheck } from './options.js';
 import type { EngineChange, InvalidateOptions, InvalidationResult } from './types.js';
 

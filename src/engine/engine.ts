@@ -7,7 +7,7 @@ import {
   type FeedResetReason,
   type SharedTier,
   type Unavailable,
-} from '../util/shared-tier.js';
+} from '../shared-tier/contract.js';
 import { FleetLoader, type FleetSource } from './fleet-load.js';
 import type { CacheEntry, StoredEntry } from './entry.js';
 import { decodeEnvelope } from './envelope.js';

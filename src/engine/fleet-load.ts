@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ProxyError, toProxyError } from '../errors.js';
-import { UNAVAILABLE, type SharedTier, type TierEvent } from '../util/shared-tier.js';
+import { UNAVAILABLE, type SharedTier, type TierEvent } from '../shared-tier/contract.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { CacheEntry } from './entry.js';
 import { decodeEnvelope, encodeEnvelope, type EnvelopeFields } from './envelope.js';

@@ -1,4 +1,4 @@
-import type { HotKeyRecord } from '../util/shared-tier.js';
+import type { HotKeyRecord } from '../shared-tier/contract.js';
 
 /** Distinct keys one flush of counted reads carries at most (the cost of one write to the hot-key record). */
 const MAX_COUNTED_KEYS = 10_000;

@@ -1,4 +1,4 @@
-import type { FeedChange, FeedResetReason } from '../util/shared-tier.js';
+import type { FeedChange, FeedResetReason } from '../shared-tier/contract.js';
 
 /**
  * Where a load got its entry: the shared tier directly, another instance's load, this instance's

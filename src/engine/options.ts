@@ -1,4 +1,4 @@
-import type { SharedTier } from '../util/shared-tier.js';
+import type { SharedTier } from '../shared-tier/contract.js';
 import type { ProxyError } from '../errors.js';
 import type { EngineObserver } from './observer.js';
 import { SYSTEM_CLOCK, type Clock } from '../util/clock.js';

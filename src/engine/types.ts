@@ -1,5 +1,5 @@
 import type { ProxyError } from '../errors.js';
-import type { ChangeKind, FeedChange, FeedResetReason } from '../util/shared-tier.js';
+import type { ChangeKind, FeedChange, FeedResetReason } from '../shared-tier/contract.js';
 import type { CacheEntry } from './entry.js';
 
 /** The engine's public types: what a lookup answers, an invalidation reaches, and the stats report. */

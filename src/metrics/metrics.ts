@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './prom.js';
 import type { EngineStats } from '../engine/engine.js';
 import type { EngineObserver } from '../engine/observer.js';
-import type { FeedStatus } from '../util/shared-tier.js';
+import type { FeedStatus } from '../shared-tier/contract.js';
 import type { PushObserver } from '../push/hub.js';
 import type { BreakerState } from '../resilience/origin-guard.js';
 import { FastHistogram } from './fast-histogram.js';

@@ -6,7 +6,7 @@ import {
   type RequestOptions,
 } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { CANONICAL_GROUP_ID } from '../util/shared-tier.js';
+import { CANONICAL_GROUP_ID } from '../shared-tier/contract.js';
 import { ProxyError } from '../errors.js';
 import { NOT_FOUND, definedOnly, type LoadContext, type NotFound } from '../engine/options.js';
 import type { BatchResult } from './batch-loader.js';

@@ -10,7 +10,7 @@ import {
   OptionError,
   specOption,
 } from '../util/options.js';
-import { UNAVAILABLE, type FleetBitmaps } from '../util/shared-tier.js';
+import { UNAVAILABLE, type FleetBitmaps } from '../shared-tier/contract.js';
 import { BloomBits, bloomPositions, bloomShape, falsePositiveRateOf, type BloomShape } from './bloom.js';
 
 /** One page of the upstream's id export: ids in ascending order, and where the next page starts (`undefined` after the last). */

@@ -11,7 +11,7 @@ import {
   OptionError,
   specOption,
 } from '../util/options.js';
-import { UNAVAILABLE, type FleetBuckets } from '../util/shared-tier.js';
+import { UNAVAILABLE, type FleetBuckets } from '../shared-tier/contract.js';
 import { takeToken, type TokenBucket } from '../util/token-bucket.js';
 
 /** Default and range of every numeric option, declared once (the sidecar's settings read them too). */

@@ -1,4 +1,4 @@
-import type { FeedPosition } from '../util/shared-tier.js';
+import type { FeedPosition } from '../shared-tier/contract.js';
 
 /**
  * SSE event ids are feed positions: for every shard, the epoch's first 8

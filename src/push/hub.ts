@@ -4,7 +4,7 @@ import { toProxyError } from '../errors.js';
 import { SYSTEM_CLOCK, type Clock, type TimerHandle } from '../util/clock.js';
 import { clockOption, definedOnly, OptionError, specOption } from '../util/options.js';
 import { PUSH_DEFAULTS, PUSH_OPTION_SPECS } from './options.js';
-import { comparePositions, type UNAVAILABLE, type FeedChange } from '../util/shared-tier.js';
+import { comparePositions, type UNAVAILABLE, type FeedChange } from '../shared-tier/contract.js';
 import { decodeEventId, encodeEventId, epochTag, vectorOf, type FeedVector } from './event-id.js';
 import { eventFrame, HEARTBEAT, retryFrame } from './sse.js';
 

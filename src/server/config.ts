@@ -1,6 +1,6 @@
 import { DEFAULT_MAX_GROUP_ID } from '../ids.js';
 import { ENGINE_OPTION_SPECS as ENGINE } from '../engine/options.js';
-import { REDIS_TIER_OPTION_SPECS as REDIS } from '../l2/redis-tier-options.js';
+import { REDIS_TIER_OPTION_SPECS as REDIS } from '../shared-tier/redis/redis-tier-options.js';
 import { BATCH_OPTION_SPECS as BATCH } from '../origin/batch-loader.js';
 import { HTTP_ORIGIN_OPTION_SPECS as ORIGIN } from '../origin/http-origin.js';
 import { ORIGIN_GUARD_OPTION_SPECS as GUARD } from '../resilience/origin-guard.js';

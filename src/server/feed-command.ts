@@ -1,7 +1,7 @@
 import { parseGroupId } from '../ids.js';
-import { feedShardKeys } from '../l2/feed-keys.js';
-import { defaultFeedShards } from '../l2/redis-tier-options.js';
-import { UNAVAILABLE } from '../util/shared-tier.js';
+import { feedShardKeys } from '../shared-tier/redis/feed-keys.js';
+import { defaultFeedShards } from '../shared-tier/redis/redis-tier-options.js';
+import { UNAVAILABLE } from '../shared-tier/contract.js';
 import { redisTierOptions, redisConfigured } from './redis-options.js';
 import type { SidecarConfig } from './config.js';
 
@@ -46,7 +46,7 @@ export async function runFeedCommand(
       return 2;
     }
   }
-  const { RedisTier } = await import('../l2/redis-tier.js');
+  const { RedisTier } = await import('../shared-tier/redis/redis-tier.js');
   const tier = new RedisTier({
     ...redisTierOptions(config),
     commandTimeoutMs: Math.max(config.redisCommandTimeoutMs, 1000),

@@ -1,4 +1,4 @@
-import type { RedisTierOptions } from '../l2/redis-tier.js';
+import type { RedisTierOptions } from '../shared-tier/redis/redis-tier.js';
 import type { SidecarConfig } from './config.js';
 
 export function redisConfigured(settings: SidecarConfig): boolean {

@@ -8,13 +8,13 @@ import { buildProxyApp } from '../http/app.js';
 import { createGroupProfileCache, type GroupProfileCache } from '../group-profile.js';
 import type { RunningMockBackend } from '../mock-backend/server.js';
 import { Hono } from 'hono';
-import type { FeedNotice, RedisRefusedError, RedisTier } from '../l2/redis-tier.js';
+import type { FeedNotice, RedisRefusedError, RedisTier } from '../shared-tier/redis/redis-tier.js';
 import { ProxyMetrics } from '../metrics/metrics.js';
 import { PushHub } from '../push/hub.js';
 import { ENGINE_OPTION_SPECS } from '../engine/options.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { Clock } from '../util/clock.js';
-import type { FeedResetReason } from '../util/shared-tier.js';
+import type { FeedResetReason } from '../shared-tier/contract.js';
 import { ConfigError, configFromCode, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
 import { redactUrl } from '../util/options.js';
 import { redisConfigured, redisTierOptions } from './redis-options.js';
@@ -357,7 +357,7 @@ async function createL2(
   clock: Clock | undefined,
 ): Promise<RedisTier | undefined> {
   if (!redisConfigured(settings)) return undefined;
-  const { RedisTier } = await import('../l2/redis-tier.js');
+  const { RedisTier } = await import('../shared-tier/redis/redis-tier.js');
   const target = settings.redisUrl !== undefined ? 'redis' : 'redis-cluster';
   return new RedisTier({
     ...redisTierOptions(settings),

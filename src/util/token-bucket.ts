@@ -7,7 +7,7 @@ export interface TokenBucket {
 /**
  * Refills `bucket` for the time since it was counted (never moving that time back), then takes
  * one token if there is a whole one: true when taken. The in-process twin of Redis' TAKE_TOKEN
- * (src/l2/scripts.ts), for the miss budget's local buckets and the in-memory tier.
+ * (src/shared-tier/redis/scripts.ts), for the miss budget's local buckets and the in-memory tier.
  */
 export function takeToken(bucket: TokenBucket, now: number, burst: number, perSecond: number): boolean {
   bucket.tokens = Math.min(burst, bucket.tokens + (Math.max(0, now - bucket.at) * perSecond) / 1000);

@@ -1,5 +1,5 @@
 import { Cluster, Redis } from 'ioredis';
-import type { RedisTier } from '../../src/l2/redis-tier.js';
+import type { RedisTier } from '../../src/shared-tier/redis/redis-tier.js';
 
 /** A raw ioredis client on the test Redis (standalone URL or Cluster seeds), for what the proxy never does. */
 export function rawRedis(target: { url: string } | { clusterNodes: readonly string[] }): Redis | Cluster {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CoalescingCache } from '../../src/engine/engine.js';
-import { RedisTier, type RedisTierOptions } from '../../src/l2/redis-tier.js';
+import { RedisTier, type RedisTierOptions } from '../../src/shared-tier/redis/redis-tier.js';
 import { HttpOrigin, type GroupProfile } from '../../src/origin/http-origin.js';
 import {
   startMockBackend,

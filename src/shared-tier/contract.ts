@@ -1,5 +1,5 @@
 import { isErrorCode, STATUS_OF_CODE, type ErrorCode } from '../errors.js';
-import { defaultsOf, integerSpec } from './options.js';
+import { defaultsOf, integerSpec } from '../util/options.js';
 import type { Unavailable } from './unavailable.js';
 
 export { UNAVAILABLE, type Unavailable } from './unavailable.js';

@@ -5,7 +5,7 @@ import {
   type Change,
   type FeedChange,
   type LeaseHint,
-} from '../util/shared-tier.js';
+} from '../contract.js';
 
 /**
  * The fields of feed entries on Redis, the contract a producer outside the

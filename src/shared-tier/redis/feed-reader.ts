@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Clock } from '../util/clock.js';
-import type { FeedResetReason, TierEvent } from '../util/shared-tier.js';
+import type { Clock } from '../../util/clock.js';
+import type { FeedResetReason, TierEvent } from '../contract.js';
 import { decodeChange, decodeHint, type SkipReason } from './feed-entries.js';
 import type { FeedShardKeys } from './feed-keys.js';
 

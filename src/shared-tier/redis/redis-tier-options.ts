@@ -1,5 +1,5 @@
-import { defaultsOf, integerSpec } from '../util/options.js';
-import { SHARED_TIER_OPTION_SPECS } from '../util/shared-tier.js';
+import { defaultsOf, integerSpec } from '../../util/options.js';
+import { SHARED_TIER_OPTION_SPECS } from '../contract.js';
 
 /**
  * RedisTier's option defaults and ranges, declared once, in a module of their

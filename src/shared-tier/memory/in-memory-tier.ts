@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { definedOnly, functionOption, integerOption, OptionError, specOption } from '../util/options.js';
-import { takeToken, type TokenBucket } from '../util/token-bucket.js';
+import { definedOnly, functionOption, integerOption, OptionError, specOption } from '../../util/options.js';
+import { takeToken, type TokenBucket } from '../../util/token-bucket.js';
 import {
   CANONICAL_GROUP_ID,
   checkChange,
@@ -23,7 +23,7 @@ import {
   type SharedTier,
   type TierEvent,
   type Unavailable,
-} from '../util/shared-tier.js';
+} from '../contract.js';
 
 export interface InMemoryTierOptions {
   /**

@@ -9,7 +9,7 @@ import {
   OptionError,
   redactUrl,
   specOption,
-} from '../util/options.js';
+} from '../../util/options.js';
 import { defaultFeedShards, REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS } from './redis-tier-options.js';
 import {
   CANONICAL_GROUP_ID,
@@ -29,8 +29,8 @@ import {
   type SharedTier,
   type TierEvent,
   type Unavailable,
-} from '../util/shared-tier.js';
-import type { Clock } from '../util/clock.js';
+} from '../contract.js';
+import type { Clock } from '../../util/clock.js';
 import { keyNames, PREFIX_PATTERN, type KeyNames } from './keys.js';
 import { feedShardKeys, shardOfKey, type FeedShardKeys } from './feed-keys.js';
 import { changeFields, hintFields } from './feed-entries.js';
