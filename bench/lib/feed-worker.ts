@@ -5,7 +5,7 @@
  * line with each change's propagation latency (append → applied), ms.
  */
 import { CoalescingCache } from '../../src/engine/engine.js';
-import { RedisTier } from '../../src/l2/redis-tier.js';
+import { RedisTier } from '../../src/shared-tier/redis/redis-tier.js';
 
 const expected = Number(process.env.EXPECT);
 const latencies: number[] = [];

@@ -3,10 +3,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { CoalescingCache } from '../../src/engine/engine.js';
-import { RedisTier } from '../../src/l2/redis-tier.js';
+import { RedisTier } from '../../src/shared-tier/redis/redis-tier.js';
 import { HttpOrigin, type GroupProfile } from '../../src/origin/http-origin.js';
 import { startMockBackend } from '../../src/mock-backend/server.js';
-import { UNAVAILABLE } from '../../src/util/shared-tier.js';
+import { UNAVAILABLE } from '../../src/shared-tier/contract.js';
 import { startRedis } from '../lib/redis.js';
 import type { Row } from '../lib/report.js';
 
