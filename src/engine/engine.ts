@@ -35,15 +35,8 @@ import type {
 } from './types.js';
 import { waitOrServeStale, WaitList } from './wait-list.js';
 
-export type {
-  EngineChange,
-  EngineStats,
-  GetOptions,
-  InvalidateOptions,
-  InvalidationResult,
-  Lookup,
-  LookupOutcome,
-} from './types.js';
+// The public types live in types.ts; importers of the engine find them here too.
+export type * from './types.js';
 
 interface Filled<V> {
   entry: CacheEntry<V>;
