@@ -8,15 +8,17 @@ import {
   type SharedTier,
   type Unavailable,
 } from '../shared-tier/contract.js';
-import { FleetLoader, type FleetSource } from './fleet-load.js';
+import { FleetLoader } from './fleet-load.js';
 import type { CacheEntry, StoredEntry } from './entry.js';
-import { decodeEnvelope } from './envelope.js';
 import type { Clock } from '../util/clock.js';
 import { EngineChanges } from './changes.js';
 import { envelopeEntry, filteredEntry, loadedEntry } from './entries.js';
+import { chargeOriginCall, type Filled, type Flight, Flights } from './flights.js';
 import { HotKeySampler } from './hot-keys.js';
 import { getMany } from './many.js';
 import { L1Cache } from './l1.js';
+import { RefreshAhead } from './refresh-ahead.js';
+import { SharedFill } from './shared-fill.js';
 import {
   NOT_FOUND,
   type NotFound,
@@ -24,54 +26,13 @@ import {
   type EngineOptions,
   type ResolvedEngineOptions,
 } from './options.js';
-import type {
-  EngineChange,
-  EngineStats,
-  GetOptions,
-  InvalidateOptions,
-  InvalidationResult,
-  Lookup,
-  LookupOutcome,
-} from './types.js';
-import { waitOrServeStale, WaitList } from './wait-list.js';
+import type { EngineChange, EngineStats, GetOptions, InvalidateOptions, InvalidationResult, Lookup } from './types.js';
+import { waitOrServeStale } from './wait-list.js';
 
 // The public types live in types.ts; importers of the engine find them here too.
 export type * from './types.js';
 
-interface Filled<V> {
-  entry: CacheEntry<V>;
-  /** Where the entry came from; `filtered`: the existence filter answered, nothing was loaded. */
-  source: FleetSource | 'filtered';
-}
-
-/** One load in progress for one key: the single coalescing point of the engine. */
-interface Flight<V> {
-  promise: Promise<Filled<V>>;
-  /** Callers that waited on this load, the starter included (0 for a background refresh). */
-  waiters: number;
-  /** Set by invalidate(): the result must not be cached, it may predate the change. */
-  fenced: boolean;
-  /** Callers waiting without a stale fallback; made by the first of them. */
-  waitList: WaitList<Lookup<V>> | undefined;
-  /** Clients waiting on the load (the starter's first, a few at most): the origin call is charged to one with budget. */
-  clients: string[];
-}
-
-/** Clients a load remembers to charge its origin call to. */
-const MAX_CHARGEABLE_CLIENTS = 16;
-
-const OUTCOME_OF_SOURCE: Record<Filled<unknown>['source'], LookupOutcome> = {
-  origin: 'miss',
-  l2: 'l2-hit',
-  fleet: 'collapsed',
-  l1: 'hit',
-  filtered: 'filtered',
-};
-
 const noop = (): void => {};
-
-/** Refresh-ahead draws only within this many scales of expiry: past it e^(-left/s) < 5e-5. */
-const REFRESH_AHEAD_REACH = 10;
 
 /**
  * The HTTP-free heart of the proxy: L1 lookup, then exactly one in-flight
@@ -82,21 +43,17 @@ const REFRESH_AHEAD_REACH = 10;
 export class CoalescingCache<V = unknown> {
   readonly #options: ResolvedEngineOptions<V>;
   readonly #l1: L1Cache<V>;
-  readonly #flights = new Map<string, Flight<V>>();
+  readonly #flights: Flights<V>;
   readonly #closing = new AbortController();
   readonly #l2: SharedTier | undefined;
   readonly #fleet: FleetLoader | undefined;
   readonly #unsubscribe: () => void = noop;
   /** Invalidations made here and changes read from the feed, applied in feed order. */
   readonly #changes: EngineChanges;
-  /** The XFetch scale: `refreshAheadMs`, or the recent origin load time when longer; 0 = off. */
-  #refreshScale: number;
-  /** Moving average of origin load times, ms. */
-  #loadMs = 0;
+  readonly #refreshAhead: RefreshAhead;
   /** Counts reads into the fleet's hot-key record: with a shared tier, and sampling on. */
   readonly #hotKeys: HotKeySampler | undefined;
-  /** Keys being filled from the shared tier (warm start): an invalidation meanwhile takes its key out. */
-  readonly #sharedFills = new Set<Set<string>>();
+  readonly #sharedFill: SharedFill<V> | undefined;
   #closed: Promise<void> | undefined;
 
   constructor(options: EngineOptions<V>) {
@@ -109,7 +66,9 @@ export class CoalescingCache<V = unknown> {
       entryOverheadBytes: this.#options.l1EntryOverheadBytes,
     });
     this.#l2 = this.#options.l2;
-    this.#refreshScale = this.#options.refreshAheadMs;
+    this.#flights = new Flights<V>(this.#options.waitTimeoutMs, this.#options.clock, this.#options.observer);
+    this.#refreshAhead = new RefreshAhead(this.#options.refreshAheadMs, this.#options.random);
+    this.#sharedFill = this.#l2 && new SharedFill(this.#l2, this.#l1, this.#options);
     this.#hotKeys =
       this.#l2 !== undefined && this.#options.hotKeysSampleEvery > 0
         ? new HotKeySampler(this.#l2, {
@@ -176,9 +135,8 @@ export class CoalescingCache<V = unknown> {
     const now = this.#options.now();
     const entry = this.#fresh(key, now);
     if (entry === undefined) return undefined;
-    const scale = this.#refreshScale;
-    if (scale !== 0 && entry.freshUntil - now < scale * REFRESH_AHEAD_REACH)
-      this.#maybeRefreshAhead(key, entry, now, scale);
+    // The refresh is an ordinary background load, so with a shared tier it takes the key's lease.
+    if (!this.#flights.has(key) && this.#refreshAhead.due(entry, now)) this.#refresh(key, entry.freshUntil);
     this.#hotKeys?.hit(key, now, entry.kind === 'found');
     return entry;
   }
@@ -188,17 +146,6 @@ export class CoalescingCache<V = unknown> {
     if (entry === undefined || now >= entry.freshUntil) return undefined;
     if (this.#l2 !== undefined && !this.#trusted(entry, now)) return undefined;
     return entry;
-  }
-
-  /**
-   * XFetch (Vattani et al., "Optimal Probabilistic Cache Stampede Prevention"): refresh with
-   * probability e^(-left/scale), never in the first half of the entry's life. The refresh is an
-   * ordinary background load, so with a shared tier it takes the key's lease.
-   */
-  #maybeRefreshAhead(key: string, entry: CacheEntry<V>, now: number, scale: number): void {
-    const left = entry.freshUntil - now;
-    if (this.#flights.has(key) || left * 2 > entry.freshUntil - entry.storedAt) return;
-    if (left < -scale * Math.log(this.#options.random())) this.#refresh(key, entry.freshUntil);
   }
 
   /**
@@ -228,31 +175,10 @@ export class CoalescingCache<V = unknown> {
    * lease. Keys without a fresh, decodable entry, already in L1 or invalidated while being read
    * are skipped. Resolves with how many were filled (0 without a shared tier or while unreachable).
    */
-  async fillFromShared(keys: readonly string[]): Promise<number> {
-    if (this.#l2 === undefined || keys.length === 0 || this.#closing.signal.aborted) return 0;
-    const unchanged = new Set(keys);
-    this.#sharedFills.add(unchanged);
-    let read: (Buffer | undefined)[] | Unavailable;
-    try {
-      read = await this.#l2.readEntries(keys);
-    } finally {
-      this.#sharedFills.delete(unchanged);
-    }
-    if (read === UNAVAILABLE || this.#closing.signal.aborted) return 0;
-    const now = this.#options.now();
-    let filled = 0;
-    for (let i = 0; i < keys.length; i++) {
-      const key = keys[i]!;
-      const bytes = read[i];
-      if (bytes === undefined || !unchanged.has(key) || this.#l1.get(key) !== undefined) continue;
-      const fields = decodeEnvelope(bytes);
-      const entry = fields === undefined ? undefined : envelopeEntry(fields, now, this.#options);
-      if (entry === undefined) continue;
-      (entry as StoredEntry<V>).checkedAt = now;
-      this.#l1.set(key, entry);
-      filled++;
-    }
-    return filled;
+  fillFromShared(keys: readonly string[]): Promise<number> {
+    const signal = this.#closing.signal;
+    if (this.#sharedFill === undefined || keys.length === 0 || signal.aborted) return Promise.resolve(0);
+    return this.#sharedFill.fill(keys, signal);
   }
 
   /**
@@ -284,10 +210,13 @@ export class CoalescingCache<V = unknown> {
     // The one coalescing point: everything a miss costs (the existence check, the budget, the
     // shared tier, the origin) happens inside the flight, once per load. A key with a stale copy
     // existed, so its flight does not ask the filter.
-    const { flight, started } = this.#join(key, now, undefined, options?.client, stale === undefined);
-    if (stale === undefined) return this.#waitListOf(flight).wait(started, signal);
+    const askExistence = stale === undefined;
+    const { flight, started } = this.#flights.join(key, options?.client, (flight) =>
+      this.#fill(key, flight, now, undefined, askExistence),
+    );
+    if (stale === undefined) return this.#flights.wait(flight, started, signal);
     return waitOrServeStale(
-      this.#waitListOf(flight),
+      this.#flights.waitList(flight),
       started,
       signal,
       stale,
@@ -322,17 +251,13 @@ export class CoalescingCache<V = unknown> {
     this.#changes.close();
     this.#fleet?.close();
     this.#closing.abort(closedError());
-    const pending = [...this.#flights.values()].map((flight) => flight.promise.catch(noop));
-    this.#flights.clear();
-    await Promise.all(pending);
+    await this.#flights.fenceAll();
     this.#l1.clear();
   }
 
   /** Point-in-time counters for health and metrics. */
   stats(): EngineStats {
     const l2 = this.#l2 === undefined ? 'disabled' : this.#l2.healthy ? 'ok' : 'degraded';
-    let waiting = 0;
-    for (const flight of this.#flights.values()) waiting += flight.waiters;
     let feed: EngineStats['feed'];
     if (this.#l2 !== undefined) {
       const { lagMs, lagEntries } = this.#l2.feedStatus();
@@ -343,7 +268,7 @@ export class CoalescingCache<V = unknown> {
       l1Bytes: this.#l1.bytes,
       l1ArenaBytes: this.#l1.arenaBytes,
       inFlight: this.#flights.size,
-      waiting,
+      waiting: this.#flights.waiting(),
       l2,
       feed,
     };
@@ -361,53 +286,10 @@ export class CoalescingCache<V = unknown> {
 
   /** Checks an L1 entry the feed can no longer vouch for against the shared tier, through one flight per key. */
   #check(key: string, entry: StoredEntry<V>, signal: AbortSignal | undefined): Promise<Lookup<V>> {
-    const { flight, started } = this.#join(key, this.#options.now(), entry);
-    return this.#waitListOf(flight).wait(started, signal);
-  }
-
-  /** The caller joins the key's load in flight, started here (checking `checking`, if given) when there is none. */
-  #join(
-    key: string,
-    notBefore: number,
-    checking?: StoredEntry<V>,
-    client?: string,
-    askExistence = false,
-  ): { flight: Flight<V>; started: boolean } {
-    let flight = this.#flights.get(key);
-    let started = false;
-    if (flight === undefined) {
-      flight = this.#startFlight(key, notBefore, false, checking, client, askExistence);
-      started = true;
-    } else if (
-      client !== undefined &&
-      flight.clients.length < MAX_CHARGEABLE_CLIENTS &&
-      !flight.clients.includes(client)
-    ) {
-      flight.clients.push(client);
-    }
-    flight.waiters++;
-    return { flight, started };
-  }
-
-  /** Whether the origin call of `flight` is charged to a client: a load no client waits on is free. */
-  #chargeable(flight: Flight<V>): boolean {
-    return this.#options.originBudget !== undefined && flight.clients.length > 0;
-  }
-
-  /**
-   * Charges the origin call of `flight` to the first of its clients with budget left; fails with
-   * the budget's error only when none has one (so one client over budget cannot fail a load the
-   * others wait on).
-   */
-  async #charge(flight: Flight<V>): Promise<void> {
-    const budget = this.#options.originBudget!;
-    let refusal: ProxyError | undefined;
-    for (const client of flight.clients) {
-      const verdict = await budget.take(client);
-      if (verdict === true) return;
-      refusal ??= verdict;
-    }
-    if (refusal !== undefined) throw refusal;
+    const { flight, started } = this.#flights.join(key, undefined, (flight) =>
+      this.#fill(key, flight, this.#options.now(), entry, false),
+    );
+    return this.#flights.wait(flight, started, signal);
   }
 
   /** A change is applied here (its copies gone): waits on other instances' loads of its keys look again, and it is counted. */
@@ -445,9 +327,8 @@ export class CoalescingCache<V = unknown> {
     // Joining late matters only if something was cached (or is being loaded) before.
     if (reason === 'joined' && this.#l1.size === 0 && this.#flights.size === 0) return false;
     this.#l1.clear();
-    for (const fill of this.#sharedFills) fill.clear();
-    for (const flight of this.#flights.values()) flight.fenced = true;
-    this.#flights.clear();
+    this.#sharedFill?.changed();
+    void this.#flights.fenceAll();
     this.#fleet!.deliver({ type: 'reset', reason, shard: -1 });
     this.#options.observer.feedReset?.(reason);
     return true;
@@ -460,58 +341,22 @@ export class CoalescingCache<V = unknown> {
   /** Starts a background load unless one is already running; nobody waits on it. */
   #refresh(key: string, notBefore: number): void {
     if (this.#flights.has(key) || this.#closing.signal.aborted) return;
-    this.#startFlight(key, notBefore, true);
+    this.#flights.start(key, true, undefined, (flight) => this.#fill(key, flight, notBefore, undefined, false));
   }
 
   /** Drops `keys` from L1 and fences their loads in flight, in this process only. */
   #invalidateLocal(keys: readonly string[]): void {
     for (const key of keys) {
       this.#l1.delete(key);
-      for (const fill of this.#sharedFills) fill.delete(key);
-      const flight = this.#flights.get(key);
-      if (flight !== undefined) {
-        flight.fenced = true;
-        this.#flights.delete(key);
-      }
+      this.#sharedFill?.changed(key);
+      this.#flights.fence(key);
     }
   }
 
   /**
-   * `notBefore`: an L2 entry is only taken if it stays fresh past this instant
-   * (now for a miss; the current entry's expiry for an early refresh).
+   * The load behind a flight. `notBefore`: an L2 entry is only taken if it stays fresh past this
+   * instant (now for a miss; the current entry's expiry for an early refresh).
    */
-  #startFlight(
-    key: string,
-    notBefore: number,
-    background = false,
-    checking?: StoredEntry<V>,
-    client?: string,
-    askExistence = false,
-  ): Flight<V> {
-    const flight: Flight<V> = {
-      promise: undefined as unknown as Promise<Filled<V>>,
-      waiters: 0,
-      fenced: false,
-      waitList: undefined,
-      clients: client === undefined ? [] : [client],
-    };
-    flight.promise = this.#fill(key, flight, notBefore, checking, askExistence).finally(() => {
-      if (this.#flights.get(key) === flight) this.#flights.delete(key);
-    });
-    const observe = this.#options.observer.loadSettled;
-    // Also keeps a failure nobody waits for from becoming an unhandled rejection.
-    flight.promise.then(
-      // A filtered key was not loaded: it is the existence filter's to count.
-      (filled) =>
-        filled.source === 'filtered'
-          ? undefined
-          : observe?.({ waiters: flight.waiters, source: filled.source, background }),
-      () => observe?.({ waiters: flight.waiters, source: undefined, background }),
-    );
-    this.#flights.set(key, flight);
-    return flight;
-  }
-
   async #fill(
     key: string,
     flight: Flight<V>,
@@ -532,8 +377,8 @@ export class CoalescingCache<V = unknown> {
       }
       // Not a tick later than before when nothing is charged: loads start when they always did.
       const loadOrigin = (): Promise<CacheEntry<V>> =>
-        this.#chargeable(flight)
-          ? this.#charge(flight).then(() => this.#loadFromOrigin(key))
+        this.#options.originBudget !== undefined && flight.clients.length > 0
+          ? chargeOriginCall(this.#options.originBudget, flight.clients).then(() => this.#loadFromOrigin(key))
           : this.#loadFromOrigin(key);
       if (this.#fleet === undefined) {
         filled = { entry: await loadOrigin(), source: 'origin' };
@@ -573,28 +418,8 @@ export class CoalescingCache<V = unknown> {
     }
     const now = o.now();
     if (loaded !== NOT_FOUND) o.existence?.learn(key);
-    const took = now - started;
-    this.#loadMs = this.#loadMs === 0 ? took : this.#loadMs + (took - this.#loadMs) * 0.2;
-    if (o.refreshAheadMs !== 0) this.#refreshScale = Math.max(o.refreshAheadMs, this.#loadMs);
+    this.#refreshAhead.loaded(now - started);
     return loadedEntry(key, loaded, now, o);
-  }
-
-  /** The flight's waiters, each with its own deadline and abort signal; all answered when the load settles. */
-  #waitListOf(flight: Flight<V>): WaitList<Lookup<V>> {
-    if (flight.waitList !== undefined) return flight.waitList;
-    const list = new WaitList<Lookup<V>>(this.#options.waitTimeoutMs, this.#options.clock);
-    flight.waitList = list;
-    flight.promise.then(
-      // One answer object for the starter and one shared by every collapsed caller.
-      (filled) =>
-        list.resolveAll(
-          { entry: filled.entry, outcome: OUTCOME_OF_SOURCE[filled.source] },
-          // Every waiter of a filtered key hears the filter's answer (404, nothing cached).
-          { entry: filled.entry, outcome: filled.source === 'filtered' ? 'filtered' : 'collapsed' },
-        ),
-      (error: unknown) => list.rejectAll(error),
-    );
-    return list;
   }
 }
 

@@ -3,7 +3,7 @@ import { createEntry, entryFromFields, jitteredTtl, type CacheEntry } from './en
 import { NOT_FOUND, type NotFound, type ResolvedEngineOptions } from './options.js';
 
 /** The engine's options an entry is made with. */
-type EntryOptions<V> = Pick<
+export type EntryOptions<V> = Pick<
   ResolvedEngineOptions<V>,
   | 'serialize'
   | 'deserialize'
