@@ -7,8 +7,14 @@ import { until } from './helpers/until.js';
 import { RedisTier } from '../src/shared-tier/redis/redis-tier.js';
 import {
   comparePositions,
+  SHARED_TIER_DEFAULTS,
   UNAVAILABLE,
+  type ChangeFeed,
+  type EntryStore,
   type FeedChange,
+  type FleetBitmaps,
+  type FleetBuckets,
+  type HotKeyRecord,
   type LeaseHint,
   type SharedTier,
   type TierEvent,
@@ -21,19 +27,31 @@ import { killFeedConnections, rawRedis } from './helpers/feed.js';
  * bentocache's driver test suite): the same behaviours, run against Redis
  * standalone, a real 3-master Redis Cluster and the in-memory tier. Each test
  * gets two instances sharing one storage, as two proxies of a fleet.
+ *
+ * The tests are grouped by the small interface they hold an implementation to
+ * (EntryStore, ChangeFeed, HotKeyRecord, FleetBitmaps, FleetBuckets: SharedTier
+ * is their union), one `describe` each, and each group's pair is typed as that
+ * interface (plus `close`, and what a test spanning two interfaces names), so an
+ * implementation of one interface alone can be run against its group alone.
  */
-interface Pair {
-  a: SharedTier;
-  b: SharedTier;
+interface Pair<T = SharedTier> {
+  a: T;
+  b: T;
   /** Cuts `tier`'s feed reader off once (its connections killed, or reading suspended for a moment); how many cuts were made. */
-  disrupt(tier: SharedTier): Promise<number>;
+  disrupt(tier: T): Promise<number>;
   /** The feed's storage recreated empty, as a Redis restarted without persistence. */
   recreate(): Promise<void>;
   /** Appends `count` changes to shard 0 and trims them away before `reader` can read them. */
-  appendAndTrimPast(reader: SharedTier, count: number): Promise<void>;
+  appendAndTrimPast(reader: T, count: number): Promise<void>;
 }
 
-type Maker = (options: { leaseTtlMs?: number; hotKeysMax?: number }) => Promise<Pair>;
+interface PairOptions {
+  leaseTtlMs?: number;
+  leaseWaitMs?: number;
+  hotKeysMax?: number;
+}
+
+type Maker<T = SharedTier> = (options: PairOptions) => Promise<Pair<T>>;
 
 const opened: SharedTier[] = [];
 const rawClients: (Redis | Cluster)[] = [];
@@ -44,7 +62,7 @@ afterEach(async () => {
 
 async function redisPair(
   target: () => { url: string } | { clusterNodes: string[] },
-  options: { leaseTtlMs?: number; hotKeysMax?: number },
+  options: PairOptions,
 ): Promise<Pair> {
   const prefix = `contract-${randomUUID().slice(0, 8)}:`; // every test on keys of its own
   const make = () => new RedisTier({ ...target(), prefix, commandTimeoutMs: 2000, ...options });
@@ -116,7 +134,7 @@ const implementations: [string, Maker][] = [
 ];
 
 /** Subscribes and waits until the feed readers have their positions. */
-async function listen(tier: SharedTier): Promise<TierEvent[]> {
+async function listen(tier: ChangeFeed): Promise<TierEvent[]> {
   const events: TierEvent[] = [];
   tier.onEvent((event) => events.push(event));
   await (tier as RedisTier | InMemoryTier).whenFeedReady();
@@ -127,7 +145,23 @@ function changesIn(events: TierEvent[]): FeedChange[] {
   return events.flatMap((event) => (event.type === 'change' ? [event.change] : []));
 }
 
+/** The first key (of 1 to 100) on `shard`. */
+function keyOnShard(tier: ChangeFeed, shard: number): string {
+  const key = Array.from({ length: 100 }, (_, i) => String(i + 1)).find((k) => tier.shardOf(k) === shard);
+  if (key === undefined) throw new Error(`no key of 1 to 100 on shard ${shard}`);
+  return key;
+}
+
 describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
+  describe('EntryStore', () => entryStoreContract(makePair));
+  describe('ChangeFeed', () => changeFeedContract(makePair));
+  describe('HotKeyRecord', () => hotKeyRecordContract(makePair));
+  describe('FleetBitmaps', () => fleetBitmapsContract(makePair));
+  describe('FleetBuckets', () => fleetBucketsContract(makePair));
+});
+
+/** EntryStore: entries and their leases. */
+function entryStoreContract(makePair: Maker<EntryStore & Pick<ChangeFeed, 'appendChange'>>): void {
   it('gives the lease of a key with no entry to the first caller; another sees it held, with the time it has left', async () => {
     const { a, b } = await makePair({ leaseTtlMs: 5000 });
     expect(await a.lookupOrLease('1', 'token-a', 'read')).toEqual({ type: 'leased' });
@@ -242,7 +276,72 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     );
   });
 
+  it('deletes a key once per change: appliers of the same (or an older) change after the first leave a refilled entry alone', async () => {
+    // Spans ChangeFeed (`appendChange` gives the change's position); it is about `deleteKeys`.
+    const { a, b } = await makePair({});
+    const [change] = (await a.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];
+    await a.lookupOrLease('30', 'old', 'read');
+    await a.fillIfLeased('30', 'old', Buffer.from('before'), 60_000);
+    expect(await a.deleteKeys(['30'], change!.position)).toBe(true);
+    await b.lookupOrLease('30', 'new', 'read');
+    expect(await b.fillIfLeased('30', 'new', Buffer.from('after'), 60_000)).toBe('stored');
+    await b.deleteKeys(['30'], change!.position); // b applies the same change later
+    expect(typeOf(await b.lookupOrLease('30', 'x', 'read'))).toBe('hit');
+    const [later] = (await b.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];
+    await a.deleteKeys(['30'], later!.position);
+    expect(await a.lookupOrLease('30', 'y', 'read')).toEqual({ type: 'leased' });
+  });
+
+  it('reads stored entries of many keys at once, in the order asked, without taking a lease', async () => {
+    const { a, b } = await makePair({});
+    const keys = Array.from({ length: 150 }, (_, i) => String(200 + i));
+    for (const key of keys.filter((_, i) => i % 3 === 0)) {
+      await a.lookupOrLease(key, 't', 'read');
+      await a.fillIfLeased(key, 't', Buffer.from(`entry ${key}`), 60_000);
+    }
+    const read = await b.readEntries(keys);
+    expect(read).not.toBe(UNAVAILABLE);
+    expect((read as (Buffer | undefined)[]).map((bytes) => bytes?.toString())).toEqual(
+      keys.map((key, i) => (i % 3 === 0 ? `entry ${key}` : undefined)),
+    );
+    // No lease was taken on a key without an entry.
+    expect(await a.lookupOrLease('201', 'u', 'read')).toEqual({ type: 'leased' });
+  });
+
+  it('names each instance apart and takes its lease timings from its options, the contract’s defaults otherwise', async () => {
+    const { a, b } = await makePair({ leaseTtlMs: 1234, leaseWaitMs: 567 });
+    expect(a.instanceId).toEqual(expect.any(String));
+    expect(a.instanceId).not.toBe('');
+    expect(a.instanceId).not.toBe(b.instanceId);
+    expect([a.leaseTtlMs, a.leaseWaitMs]).toEqual([1234, 567]);
+    expect(a.healthy && b.healthy).toBe(true);
+    // The lease lasts what the option says.
+    await a.lookupOrLease('19', 'holder', 'read');
+    expect(pttlOf(await b.lookupOrLease('19', 'b', 'read'))).toBeLessThanOrEqual(1234);
+    const defaults = await makePair({});
+    expect([defaults.a.leaseTtlMs, defaults.a.leaseWaitMs]).toEqual([
+      SHARED_TIER_DEFAULTS.leaseTtlMs,
+      SHARED_TIER_DEFAULTS.leaseWaitMs,
+    ]);
+  });
+
+  it('answers UNAVAILABLE (never throws) once closed', async () => {
+    const { a } = await makePair({});
+    await a.close();
+    expect(a.healthy).toBe(false);
+    expect(await a.lookupOrLease('18', 't', 'read')).toBe(UNAVAILABLE);
+    expect(await a.fillIfLeased('18', 't', Buffer.from('x'), 1000)).toBe(UNAVAILABLE);
+    expect(await a.deleteKeys(['18'])).toBe(false);
+    expect(await a.readEntries(['18'])).toBe(UNAVAILABLE);
+    expect(await a.releaseLease('18', 't')).toBe(false);
+    await a.extendLease('18', 't');
+  });
+}
+
+/** ChangeFeed: the change feed and the lease hints beside it. */
+function changeFeedContract(makePair: Maker<ChangeFeed & Pick<EntryStore, 'instanceId' | 'close'>>): void {
   it('delivers lease hints to every other instance, with the sender, never back to the sender', async () => {
+    // Spans EntryStore: the sender is named by its `instanceId`.
     const { a, b } = await makePair({});
     const atA = await listen(a);
     const atB = await listen(b);
@@ -261,6 +360,7 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
   });
 
   it('delivers every appended change to every instance exactly once, in feed order per shard, the producer marked', async () => {
+    // Spans EntryStore: the producer is named by its `instanceId`.
     const { a, b } = await makePair({});
     const atA = await listen(a);
     const atB = await listen(b);
@@ -309,21 +409,6 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
       ['changed', true],
       ['deleted', false],
     ]);
-  });
-
-  it('deletes a key once per change: appliers of the same (or an older) change after the first leave a refilled entry alone', async () => {
-    const { a, b } = await makePair({});
-    const [change] = (await a.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];
-    await a.lookupOrLease('30', 'old', 'read');
-    await a.fillIfLeased('30', 'old', Buffer.from('before'), 60_000);
-    expect(await a.deleteKeys(['30'], change!.position)).toBe(true);
-    await b.lookupOrLease('30', 'new', 'read');
-    expect(await b.fillIfLeased('30', 'new', Buffer.from('after'), 60_000)).toBe('stored');
-    await b.deleteKeys(['30'], change!.position); // b applies the same change later
-    expect(typeOf(await b.lookupOrLease('30', 'x', 'read'))).toBe('hit');
-    const [later] = (await b.appendChange({ ids: ['30'], kind: 'changed' })) as FeedChange[];
-    await a.deleteKeys(['30'], later!.position);
-    expect(await a.lookupOrLease('30', 'y', 'read')).toEqual({ type: 'leased' });
   });
 
   it('resumes from its position after its reader was cut off, and misses nothing (20 cuts over 200 changes)', async () => {
@@ -379,6 +464,104 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await until(() => changesIn(atB).some((change) => change.ids.includes('42')), 'a later change at b', 10_000);
   });
 
+  it('refuses a malformed change before appending it, naming what is wrong', async () => {
+    const { a } = await makePair({});
+    await expect(a.appendChange({ ids: [], kind: 'changed' })).rejects.toThrow(/1 to 1000 ids/);
+    await expect(a.appendChange({ ids: ['042'], kind: 'changed' })).rejects.toThrow(/invalid id/);
+    await expect(a.appendChange({ ids: ['1'], kind: 'renamed' as 'changed' })).rejects.toThrow(/kind/);
+  });
+
+  it('stops delivering to a listener once it unsubscribed, and goes on delivering to the others', async () => {
+    const { a, b } = await makePair({});
+    const kept = await listen(b);
+    const dropped: TierEvent[] = [];
+    const unsubscribe = b.onEvent((event) => dropped.push(event));
+    await a.appendChange({ ids: ['801'], kind: 'changed' });
+    await until(
+      () => changesIn(kept).length === 1 && changesIn(dropped).length === 1,
+      'the first change at both listeners',
+      10_000,
+    );
+    unsubscribe();
+    await a.appendChange({ ids: ['802'], kind: 'changed' });
+    await a.hint({ type: 'filled', id: '803' });
+    await until(
+      () => changesIn(kept).length === 2 && kept.some((event) => event.type === 'filled'),
+      'the later change and hint at the listener kept',
+      10_000,
+    );
+    expect(changesIn(dropped).map((change) => change.ids)).toEqual([['801']]);
+    expect(dropped).toHaveLength(1);
+  });
+
+  it('puts every id of a change on the feed shard of that key, the same shard on every instance', async () => {
+    const { a, b } = await makePair({});
+    const keys = Array.from({ length: 30 }, (_, i) => String(700 + i));
+    for (const key of keys) expect(b.shardOf(key)).toBe(a.shardOf(key));
+    const parts = (await a.appendChange({ ids: keys, kind: 'changed' })) as FeedChange[];
+    for (const part of parts) for (const id of part.ids) expect(a.shardOf(id)).toBe(part.shard);
+    expect(new Set(parts.map((part) => part.shard)).size).toBe(parts.length); // one part per shard
+    expect(parts.flatMap((part) => part.ids).sort()).toEqual([...keys].sort());
+  });
+
+  it('tells where its reader stands on each shard: the position of the last change it read there', async () => {
+    const { a, b } = await makePair({});
+    await listen(b);
+    const before = b.feedPositions();
+    expect(before.map((p) => p.shard)).toEqual(before.map((_, shard) => shard)); // one per shard, in order
+    expect(before.every((p) => p.epoch !== '' && p.position !== '')).toBe(true); // the reader has read
+    const parts = (await a.appendChange({
+      ids: Array.from({ length: 9 }, (_, i) => String(600 + i)),
+      kind: 'changed',
+    })) as FeedChange[];
+    for (const part of parts) expect(part.shard).toBeLessThan(before.length);
+    await until(
+      () => parts.every((part) => b.feedPositions()[part.shard]?.position === part.position),
+      'b’s positions at the appended changes',
+      10_000,
+    );
+    expect(b.feedPositions().map((p) => p.epoch)).toEqual(before.map((p) => p.epoch)); // the same feed
+  });
+
+  it('tells the oldest position a shard still keeps, so a reader knows whether its own can be replayed', async () => {
+    const pair = await makePair({});
+    const { a, b } = pair;
+    expect(await b.oldestPosition(0)).toBeUndefined(); // nothing appended yet
+    const key = keyOnShard(a, 0);
+    const [first] = (await a.appendChange({ ids: [key], kind: 'changed' })) as FeedChange[];
+    await a.appendChange({ ids: [key], kind: 'deleted' });
+    expect(first!.shard).toBe(0);
+    expect(await b.oldestPosition(0)).toBe(first!.position);
+    await pair.appendAndTrimPast(b, 3);
+    const oldest = await b.oldestPosition(0);
+    expect(oldest).toEqual(expect.any(String));
+    expect(comparePositions(oldest as string, first!.position)).toBeGreaterThan(0); // the first is trimmed away
+  });
+
+  it('reports no lag while nobody listens, and a short one while its reader keeps up', async () => {
+    const { a, b } = await makePair({});
+    expect(b.feedLagMs()).toBe(0);
+    expect(b.feedStatus().lagMs).toBe(0);
+    const atB = await listen(b);
+    await a.appendChange({ ids: ['901'], kind: 'changed' });
+    await until(() => changesIn(atB).length === 1, 'the change at b', 10_000);
+    const lagMs = b.feedLagMs();
+    expect(lagMs).toBeGreaterThanOrEqual(0);
+    expect(lagMs).toBeLessThan(5000);
+    expect(Math.abs(b.feedStatus().lagMs - b.feedLagMs())).toBeLessThan(50); // feedLagMs is feedStatus().lagMs alone
+  });
+
+  it('answers UNAVAILABLE (never throws) once closed', async () => {
+    const { a } = await makePair({});
+    await a.close(); // EntryStore's close, as setup
+    expect(await a.hint({ type: 'filled', id: '18' })).toBe(false);
+    expect(await a.appendChange({ ids: ['18'], kind: 'changed' })).toBe(UNAVAILABLE);
+    expect(await a.oldestPosition(0)).toBe(UNAVAILABLE);
+  });
+}
+
+/** HotKeyRecord: the fleet's record of its hottest keys. */
+function hotKeyRecordContract(makePair: Maker<HotKeyRecord & Pick<EntryStore, 'close'>>): void {
   it('keeps one record of the hottest keys for the fleet: reads from every instance summed, hottest first, bounded', async () => {
     const { a, b } = await makePair({ hotKeysMax: 3 });
     expect(await a.hottestKeys(10)).toEqual([]);
@@ -415,22 +598,16 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await a.hottestKeys(10)).toEqual(['102', '101', '103']);
   });
 
-  it('reads stored entries of many keys at once, in the order asked, without taking a lease', async () => {
-    const { a, b } = await makePair({});
-    const keys = Array.from({ length: 150 }, (_, i) => String(200 + i));
-    for (const key of keys.filter((_, i) => i % 3 === 0)) {
-      await a.lookupOrLease(key, 't', 'read');
-      await a.fillIfLeased(key, 't', Buffer.from(`entry ${key}`), 60_000);
-    }
-    const read = await b.readEntries(keys);
-    expect(read).not.toBe(UNAVAILABLE);
-    expect((read as (Buffer | undefined)[]).map((bytes) => bytes?.toString())).toEqual(
-      keys.map((key, i) => (i % 3 === 0 ? `entry ${key}` : undefined)),
-    );
-    // No lease was taken on a key without an entry.
-    expect(await a.lookupOrLease('201', 'u', 'read')).toEqual({ type: 'leased' });
+  it('answers UNAVAILABLE (never throws) once closed', async () => {
+    const { a } = await makePair({});
+    await a.close(); // EntryStore's close, as setup
+    expect(await a.recordReads(new Map([['18', 1]]))).toBe(false);
+    expect(await a.hottestKeys(1)).toBe(UNAVAILABLE);
   });
+}
 
+/** FleetBitmaps: plain bitmaps and small shared marks. */
+function fleetBitmapsContract(makePair: Maker<FleetBitmaps & Pick<EntryStore, 'close'>>): void {
   it('keeps plain bitmaps for the fleet: bits set by one instance are seen by every instance, counted, deleted', async () => {
     const { a, b } = await makePair({});
     const name = `bloom-${randomUUID().slice(0, 6)}`;
@@ -459,6 +636,20 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     await until(async () => (await b.readMark(`${name}-short`)) === undefined, 'the mark to expire', 10_000);
   });
 
+  it('answers UNAVAILABLE (never throws) once closed', async () => {
+    const { a } = await makePair({});
+    await a.close(); // EntryStore's close, as setup
+    expect(await a.setBits('b', [1])).toBe(false);
+    expect(await a.testBits('b', [1])).toBe(UNAVAILABLE);
+    expect(await a.countBits('b')).toBe(UNAVAILABLE);
+    expect(await a.deleteBits('b')).toBe(false);
+    expect(await a.readMark('m')).toBe(UNAVAILABLE);
+    expect(await a.writeMark('m', 'v', 1000)).toBe(false);
+  });
+}
+
+/** FleetBuckets: token buckets. */
+function fleetBucketsContract(makePair: Maker<FleetBuckets & Pick<EntryStore, 'close'>>): void {
   it('keeps token buckets for the fleet: a burst, then none until refilled, shared by every instance', async () => {
     const { a, b } = await makePair({});
     const bucket = `client-${randomUUID().slice(0, 6)}`;
@@ -470,34 +661,12 @@ describe.each(implementations)('SharedTier contract: %s', (_name, makePair) => {
     expect(await b.takeToken(`${bucket}-other`, 3, 0.001)).toMatchObject({ allowed: true, tokens: 2 });
   });
 
-  it('refuses a malformed change before appending it, naming what is wrong', async () => {
-    const { a } = await makePair({});
-    await expect(a.appendChange({ ids: [], kind: 'changed' })).rejects.toThrow(/1 to 1000 ids/);
-    await expect(a.appendChange({ ids: ['042'], kind: 'changed' })).rejects.toThrow(/invalid id/);
-    await expect(a.appendChange({ ids: ['1'], kind: 'renamed' as 'changed' })).rejects.toThrow(/kind/);
-  });
-
   it('answers UNAVAILABLE (never throws) once closed', async () => {
     const { a } = await makePair({});
-    await a.close();
-    expect(a.healthy).toBe(false);
-    expect(await a.lookupOrLease('18', 't', 'read')).toBe(UNAVAILABLE);
-    expect(await a.fillIfLeased('18', 't', Buffer.from('x'), 1000)).toBe(UNAVAILABLE);
-    expect(await a.deleteKeys(['18'])).toBe(false);
-    expect(await a.hint({ type: 'filled', id: '18' })).toBe(false);
-    expect(await a.appendChange({ ids: ['18'], kind: 'changed' })).toBe(UNAVAILABLE);
-    expect(await a.recordReads(new Map([['18', 1]]))).toBe(false);
-    expect(await a.hottestKeys(1)).toBe(UNAVAILABLE);
-    expect(await a.readEntries(['18'])).toBe(UNAVAILABLE);
-    expect(await a.setBits('b', [1])).toBe(false);
-    expect(await a.testBits('b', [1])).toBe(UNAVAILABLE);
-    expect(await a.readMark('m')).toBe(UNAVAILABLE);
-    expect(await a.writeMark('m', 'v', 1000)).toBe(false);
+    await a.close(); // EntryStore's close, as setup
     expect(await a.takeToken('t', 1, 1)).toBe(UNAVAILABLE);
-    expect(await a.releaseLease('18', 't')).toBe(false);
-    await a.extendLease('18', 't');
   });
-});
+}
 
 describe('the engine over the in-memory tier', () => {
   it('turns 1000 lookups spread over 4 engines sharing one store into 1 origin call, and fences an invalidation fleet-wide', async () => {

@@ -206,65 +206,48 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
   const o = { ...ENGINE_DEFAULTS, ...definedOnly(options) };
   const S = ENGINE_OPTION_SPECS;
   const clock = resolveClock(o.clock, o.now);
-  const staleTtlMs = specOption('staleTtlMs', o.staleTtlMs, S.staleTtlMs);
-  const negativeStaleTtlMs = specOption('negativeStaleTtlMs', o.negativeStaleTtlMs, S.negativeStaleTtlMs);
+  const numbers = {} as { -readonly [K in keyof typeof S]: number };
+  for (const name of Object.keys(S) as (keyof typeof S)[]) numbers[name] = specOption(name, o[name], S[name]);
+  // Stale-if-error keeps an entry at least as long as stale-while-revalidate serves it.
+  const { staleTtlMs, negativeStaleTtlMs } = numbers;
+  const maxStaleMin = Math.max(S.maxStaleMs.min, staleTtlMs, negativeStaleTtlMs);
+  numbers.maxStaleMs = integerOption('maxStaleMs', o.maxStaleMs, maxStaleMin, S.maxStaleMs.max);
   return {
+    ...numbers,
     load: functionOption('load', o.load),
     serialize: o.serialize === undefined ? defaultSerialize : functionOption('serialize', o.serialize),
     deserialize:
       o.deserialize === undefined
         ? (body: Buffer) => JSON.parse(body.toString('utf8')) as V
         : functionOption('deserialize', o.deserialize),
-    l2:
-      o.l2 === undefined || (typeof o.l2 === 'object' && o.l2 !== null && 'lookupOrLease' in o.l2 && 'onEvent' in o.l2)
-        ? o.l2
-        : badOption('l2', 'a SharedTier (RedisTier or InMemoryTier)', o.l2),
-    existence:
-      o.existence === undefined ||
-      (typeof o.existence === 'object' &&
-        o.existence !== null &&
-        typeof o.existence.check === 'function' &&
-        typeof o.existence.learn === 'function')
-        ? o.existence
-        : badOption('existence', 'an ExistenceFilter (an object with check and learn)', o.existence),
-    originBudget:
-      o.originBudget === undefined ||
-      (typeof o.originBudget === 'object' && o.originBudget !== null && typeof o.originBudget.take === 'function')
-        ? o.originBudget
-        : badOption('originBudget', 'a MissBudget (an object with take)', o.originBudget),
-    notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
-    ttlMs: specOption('ttlMs', o.ttlMs, S.ttlMs),
-    ttlJitter: specOption('ttlJitter', o.ttlJitter, S.ttlJitter),
-    negativeTtlMs: specOption('negativeTtlMs', o.negativeTtlMs, S.negativeTtlMs),
-    staleTtlMs,
-    negativeStaleTtlMs,
-    maxStaleMs: integerOption(
-      'maxStaleMs',
-      o.maxStaleMs,
-      Math.max(S.maxStaleMs.min, staleTtlMs, negativeStaleTtlMs),
-      S.maxStaleMs.max,
+    l2: partOption('l2', o.l2, ['lookupOrLease', 'onEvent'], 'a SharedTier (RedisTier or InMemoryTier)'),
+    existence: partOption(
+      'existence',
+      o.existence,
+      ['check', 'learn'],
+      'an ExistenceFilter (an object with check and learn)',
     ),
-    softTimeoutMs: specOption('softTimeoutMs', o.softTimeoutMs, S.softTimeoutMs),
-    refreshAheadMs: specOption('refreshAheadMs', o.refreshAheadMs, S.refreshAheadMs),
-    hotKeysSampleEvery: specOption('hotKeysSampleEvery', o.hotKeysSampleEvery, S.hotKeysSampleEvery),
-    hotKeysFlushMs: specOption('hotKeysFlushMs', o.hotKeysFlushMs, S.hotKeysFlushMs),
-    waitTimeoutMs: specOption('waitTimeoutMs', o.waitTimeoutMs, S.waitTimeoutMs),
-    feedMaxLagMs: specOption('feedMaxLagMs', o.feedMaxLagMs, S.feedMaxLagMs),
-    l1MaxEntries: specOption('l1MaxEntries', o.l1MaxEntries, S.l1MaxEntries),
-    l1MaxBytes: specOption('l1MaxBytes', o.l1MaxBytes, S.l1MaxBytes),
-    l1EntryOverheadBytes: specOption('l1EntryOverheadBytes', o.l1EntryOverheadBytes, S.l1EntryOverheadBytes),
-    observer:
-      o.observer === undefined
-        ? {}
-        : typeof o.observer === 'object' && o.observer !== null
-          ? o.observer
-          : badOption('observer', 'an object of hooks', o.observer),
+    originBudget: partOption('originBudget', o.originBudget, ['take'], 'a MissBudget (an object with take)'),
+    notFoundBody: o.notFoundBody === undefined ? defaultNotFoundBody : functionOption('notFoundBody', o.notFoundBody),
+    observer: partOption('observer', o.observer, [], 'an object of hooks') ?? {},
     clock,
     now: () => clock.now(),
     random: o.random === undefined ? Math.random : functionOption('random', o.random),
   };
 }
 
-function badOption(name: string, expected: string, value: unknown): never {
-  throw new OptionError(name, expected, value);
+/** `value` when unset or an object with each of `methods`; otherwise an OptionError naming the option. */
+function partOption<T>(
+  name: string,
+  value: T | undefined,
+  methods: readonly string[],
+  expected: string,
+): T | undefined {
+  const valid =
+    value === undefined ||
+    (typeof value === 'object' &&
+      value !== null &&
+      methods.every((method) => typeof (value as Record<string, unknown>)[method] === 'function'));
+  if (!valid) throw new OptionError(name, expected, value);
+  return value;
 }
