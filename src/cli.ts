@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { writeAddressFile, type AddressFile } from './server/address-file.js';
+import { writeAddressFile } from './server/address-file.js';
 import { helpText, parseArgs, UsageError } from './server/cli-args.js';
 import { ConfigError, configFromEnv, type SidecarConfig } from './server/config.js';
 import { startSidecar } from './server/sidecar.js';
@@ -27,30 +27,18 @@ async function main(): Promise<void> {
     }
   } catch (error) {
     // One rule for every command: 2 for a usage error (the command line), 1 for a bad setting.
-    if (error instanceof UsageError) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
       process.stderr.write(`group-profile-proxy: ${error.message}\n`);
-      process.exit(2);
-    }
-    if (error instanceof ConfigError) {
-      process.stderr.write(`group-profile-proxy: ${error.message}\n`);
-      process.exit(1);
+      process.exit(error instanceof UsageError ? 2 : 1);
     }
     throw error;
   }
   const sidecar = await startSidecar(config);
-  // Written once listening, for the image's HEALTHCHECK; a file that cannot be
-  // written is a start-up error, not a health check that fails forever.
-  let addressFile: AddressFile | undefined;
-  if (config.addressFile !== undefined) {
-    try {
-      addressFile = writeAddressFile(config.addressFile, sidecar.url);
-    } catch (error) {
-      process.stderr.write(`group-profile-proxy: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    }
-    // Also on other exits (a fatal error), so only a killed process leaves the file behind.
-    process.once('exit', () => addressFile?.remove());
-  }
+  // Written once listening, for the image's HEALTHCHECK; a file that cannot be written is a start-up error (exit 1
+  // below), not a health check that fails forever.
+  const addressFile = config.addressFile === undefined ? undefined : writeAddressFile(config.addressFile, sidecar.url);
+  // Also on other exits (a fatal error), so only a killed process leaves the file behind.
+  process.once('exit', () => addressFile?.remove());
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;

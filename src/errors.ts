@@ -1,35 +1,10 @@
 import { integerOption, OptionError } from './util/options.js';
 
 /**
- * Errors with stable codes. The code is part of the public contract: it is the
- * `error.code` of every JSON error body and what callers branch on.
+ * The documented status of each code (docs/http-api.md, "Errors"); the proxy's own errors always use it.
+ * The codes are part of the public contract: the `error.code` of every JSON error body, what callers branch on.
  */
-export type ErrorCode =
-  | 'INVALID_GROUP_ID'
-  | 'GROUP_NOT_FOUND'
-  | 'UPSTREAM_STATUS'
-  | 'UPSTREAM_TIMEOUT'
-  | 'UPSTREAM_UNREACHABLE'
-  | 'UPSTREAM_BAD_RESPONSE'
-  | 'CIRCUIT_OPEN'
-  | 'OVERLOADED'
-  | 'WAIT_TIMEOUT'
-  | 'ABORTED'
-  | 'CLOSED'
-  | 'METHOD_NOT_ALLOWED'
-  | 'ROUTE_NOT_FOUND'
-  | 'UNAUTHORIZED'
-  | 'L2_UNAVAILABLE'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'BAD_REQUEST'
-  | 'TOO_MANY_GROUPS'
-  | 'BAD_LAST_EVENT_ID'
-  | 'TOO_MANY_SUBSCRIBERS'
-  | 'RATE_LIMITED'
-  | 'INTERNAL';
-
-/** The documented status of each code (docs/http-api.md, "Errors"); the proxy's own errors always use it. */
-export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze({
+export const STATUS_OF_CODE = Object.freeze({
   INVALID_GROUP_ID: 400,
   GROUP_NOT_FOUND: 404,
   UPSTREAM_STATUS: 502,
@@ -54,14 +29,15 @@ export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = Object.freeze
   INTERNAL: 500,
 });
 
+export type ErrorCode = keyof typeof STATUS_OF_CODE;
+
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(STATUS_OF_CODE, value);
 }
 
 /**
- * Codes whose status may differ from the table's: they describe the upstream's answer, and a
- * loader may forward the upstream's own status with them (`{ status: 503 }`). Every other code is
- * the proxy's own and always answers its documented status.
+ * Codes that describe the upstream's answer, so a loader may forward its status (`{ status: 503 }`);
+ * every other code is the proxy's own and always answers its documented status.
  */
 const STATUS_OVERRIDABLE: ReadonlySet<ErrorCode> = new Set([
   'UPSTREAM_STATUS',
@@ -77,11 +53,7 @@ export interface ProxyErrorOptions {
   retryAfterSeconds?: number;
   /** Headers the answer carries besides the usual ones (a 429's RateLimit fields). */
   headers?: Readonly<Record<string, string>>;
-  /**
-   * The status to answer with instead of the code's documented one (STATUS_OF_CODE): only for
-   * the upstream codes (`UPSTREAM_*`), e.g. a loader passing on the upstream's own 4xx or 5xx;
-   * an integer in [400, 599]. Anything else throws an OptionError naming `status`.
-   */
+  /** Instead of the documented status: only for `UPSTREAM_*` codes, an integer in [400, 599] (else an OptionError). */
   status?: number;
 }
 
@@ -90,7 +62,6 @@ export class ProxyError extends Error {
   /** HTTP status a shell answers with: the code's documented one (STATUS_OF_CODE) unless overridden. */
   readonly status: number;
   readonly retryAfterSeconds: number | undefined;
-  /** Headers the answer carries besides the usual ones (a 429's RateLimit fields). */
   readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(code: ErrorCode, message: string, options?: ProxyErrorOptions);
@@ -133,10 +104,8 @@ export function isProxyError(value: unknown): value is ProxyError {
 }
 
 /**
- * Any error as the ProxyError to answer it with: a ProxyError is itself; anything else is a bug
- * inside the proxy, 500 `INTERNAL` ("internal error", the original kept as `cause`), which the
- * HTTP shells report to their `onError`. Never an upstream code: a loader's own failures become
- * those where it is called (`toLoaderError`).
+ * Any error as the ProxyError to answer it with: anything but a ProxyError is a bug inside the proxy, 500 `INTERNAL`
+ * (the original as `cause`, reported to `onError`). Never an upstream code: see `toLoaderError`.
  */
 export function toProxyError(error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
@@ -144,10 +113,8 @@ export function toProxyError(error: unknown): ProxyError {
 }
 
 /**
- * What a loader (the user's `load`, an origin client) threw, as a ProxyError: a ProxyError is
- * itself; anything else is the upstream failing from the engine's point of view, 502
- * `UPSTREAM_BAD_RESPONSE` ("the loader failed: …", the original kept as `cause`). Use it only
- * where the loader is called; everywhere else an unexpected error is `toProxyError`'s INTERNAL.
+ * What a loader threw, as a ProxyError: anything but a ProxyError is the upstream failing, 502 `UPSTREAM_BAD_RESPONSE`
+ * (the original as `cause`). Only where the loader is called; elsewhere an unexpected error is `toProxyError`'s INTERNAL.
  */
 export function toLoaderError(error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
@@ -158,10 +125,7 @@ export function toLoaderError(error: unknown): ProxyError {
   );
 }
 
-/**
- * The error an INTERNAL ProxyError stands for (its `cause`), to report the original throw and
- * its stack; any other value is itself.
- */
+/** The error an INTERNAL ProxyError stands for (its `cause`), to report the original throw and its stack. */
 export function internalCause(error: unknown): unknown {
   return error instanceof ProxyError && error.code === 'INTERNAL' && error.cause !== undefined ? error.cause : error;
 }

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { CoalescingCache } from './engine/engine.js';
 import { NOT_FOUND, type EngineOptions, type Loader } from './engine/options.js';
-import { ProxyError } from './errors.js';
+import { ProxyError, type ErrorCode } from './errors.js';
 import type { ProxyMetrics, OriginOutcome } from './metrics/metrics.js';
 import { BatchLoader } from './origin/batch-loader.js';
 import { HttpOrigin, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';
@@ -13,10 +13,7 @@ export interface GroupProfileCacheOptions extends Omit<EngineOptions<GroupProfil
   upstream: HttpOriginOptions;
   /** Circuit breaker and concurrency bound around every upstream call. Defaults: see OriginGuardOptions. */
   guard?: OriginGuardOptions;
-  /**
-   * Batch misses of distinct ids into `GET {url}/groups?ids=...` calls. Default: off (one call per id).
-   * A batch counts once against the concurrency bound and the breaker.
-   */
+  /** Batch misses into `GET {url}/groups?ids=...` calls (default: off); a batch counts once against the guard. */
   batch?: { windowMs?: number; maxIds?: number };
   /** Prometheus metrics to record into. Default: none. */
   metrics?: ProxyMetrics;
@@ -98,16 +95,12 @@ async function timed<T>(metrics: ProxyMetrics, kind: 'single' | 'batch', run: ()
   }
 }
 
+const OUTCOME_OF_CODE: Partial<Record<ErrorCode, OriginOutcome>> = {
+  UPSTREAM_TIMEOUT: 'timeout',
+  CIRCUIT_OPEN: 'circuit_open',
+  OVERLOADED: 'shed',
+};
+
 function outcomeOf(error: unknown): OriginOutcome {
-  if (!(error instanceof ProxyError)) return 'error';
-  switch (error.code) {
-    case 'UPSTREAM_TIMEOUT':
-      return 'timeout';
-    case 'CIRCUIT_OPEN':
-      return 'circuit_open';
-    case 'OVERLOADED':
-      return 'shed';
-    default:
-      return 'error';
-  }
+  return (error instanceof ProxyError && OUTCOME_OF_CODE[error.code]) || 'error';
 }

@@ -1,17 +1,14 @@
 /**
- * Group ids are canonical positive decimal integers: no sign, no leading zero,
- * no exponent or decimal point, no whitespace, ASCII digits only. Exactly one
- * spelling per group, so one cache key per group and nothing odd ever reaches
- * the upstream URL.
+ * Group ids are canonical positive decimal integers (ASCII digits, no sign, no leading zero): one spelling per
+ * group, so one cache key per group and nothing odd ever reaches the upstream URL.
  */
 export const DEFAULT_MAX_GROUP_ID = Number.MAX_SAFE_INTEGER;
 
 const MAX_DIGITS = 16;
 
 /**
- * The cache key for `raw`, or `undefined` when `raw` is not a canonical id in [1, maxId].
- * One pass over the characters instead of a RegExp: this runs on every request,
- * and a regexp test on a freshly sliced string costs more than the rest of an L1 hit.
+ * The cache key for `raw`, or `undefined` when `raw` is not a canonical id in [1, maxId]. No RegExp: this runs on
+ * every request, and a regexp test on a freshly sliced string costs more than the rest of an L1 hit.
  */
 export function parseGroupId(raw: string, maxId: number = DEFAULT_MAX_GROUP_ID): string | undefined {
   const length = raw.length;
@@ -27,11 +24,7 @@ export function parseGroupId(raw: string, maxId: number = DEFAULT_MAX_GROUP_ID):
   return value <= maxId ? raw : undefined;
 }
 
-/**
- * The last path segment of a request URL exactly as the client sent it, still
- * percent-encoded. Routers decode `%34%32` to `42`; ids are validated on the raw
- * form so an encoded spelling is rejected rather than aliased.
- */
+/** The last path segment, still percent-encoded: routers decode `%34%32` to `42`, which must be rejected, not aliased. */
 export function rawLastPathSegment(url: string): string {
   let end = url.indexOf('?');
   if (end === -1) end = url.length;

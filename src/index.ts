@@ -1,7 +1,4 @@
-/**
- * group-profile-proxy: a query-coalescing cache for group-profile lookups.
- * Importing this module has no side effects.
- */
+/** group-profile-proxy, a query-coalescing cache for group-profile lookups; importing it has no side effects. */
 export {
   CoalescingCache,
   createCoalescingCache,

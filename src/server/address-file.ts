@@ -2,11 +2,8 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /**
- * ADDRESS_FILE: the URL the proxy answers on (RunningSidecar.url, e.g.
- * `http://127.0.0.1:8080` or `http://[::1]:8080`), one line, written once the
- * proxy listens and removed when it stops. The image's HEALTHCHECK
- * (scripts/healthcheck.sh) reads it, so the check follows `--port`, `PORT` and
- * `HOST` instead of guessing them.
+ * ADDRESS_FILE: the URL the proxy answers on, one line, while it listens. The image's HEALTHCHECK
+ * (scripts/healthcheck.sh) reads it, so the check follows `--port`, `PORT` and `HOST` instead of guessing them.
  */
 export interface AddressFile {
   readonly path: string;
@@ -25,11 +22,7 @@ export class AddressFileError extends Error {
   }
 }
 
-/**
- * Writes `url` to `path` through a temporary file in the same directory and a
- * rename, so a reader sees either no file, the previous one or the whole new
- * one, never half a line. Throws an AddressFileError naming the path.
- */
+/** Through a temporary file and a rename, so a reader never sees half a line. Throws an AddressFileError. */
 export function writeAddressFile(path: string, url: string): AddressFile {
   const content = `${url}\n`;
   const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
@@ -47,8 +40,7 @@ export function writeAddressFile(path: string, url: string): AddressFile {
       if (removed) return;
       removed = true;
       try {
-        // Another process may have written its own address since (a second
-        // instance given the same file): leave that one alone.
+        // A second instance given the same file may have written its own address since: leave that one alone.
         if (readFileSync(path, 'utf8') === content) rmSync(path, { force: true });
       } catch {
         // Already gone, or unreadable: nothing to clean up.

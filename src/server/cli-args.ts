@@ -11,11 +11,7 @@ export class UsageError extends Error {
   readonly code = 'ERR_USAGE';
 }
 
-/**
- * `serve` (the default): run the proxy. `invalidate <id>...`: append a change of those groups to
- * the fleet's feed and exit (`--deleted` for dissolved groups). `feed-keys`: print the feed's
- * Redis keys, for producers outside the proxy.
- */
+/** The commands: see helpText(). */
 export type CliCommand =
   | { help: true }
   | { help: false; run: 'version' }
@@ -34,10 +30,7 @@ export type CliCommand =
 /** The longest `--change-version`, as the admin route's `version`. */
 const MAX_CHANGE_VERSION_LENGTH = 128;
 
-/**
- * An optional command word, then flags (`--port 8080` or `--port=8080`) as environment overrides
- * (and, for `invalidate`, the ids); `--help` / `-h` asks for help.
- */
+/** An optional command word, then flags (`--port 8080` or `--port=8080`) as environment overrides (and ids). */
 export function parseArgs(args: readonly string[]): CliCommand {
   const env: Record<string, string> = {};
   const word = args[0];
@@ -53,20 +46,19 @@ export function parseArgs(args: readonly string[]): CliCommand {
       kind = 'deleted';
       continue;
     }
-    if (run === 'invalidate' && (arg === '--change-version' || arg.startsWith('--change-version='))) {
-      version = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : args[++i];
+    if (run === 'invalidate' && !arg.startsWith('-')) {
+      ids.push(arg);
+      continue;
+    }
+    const equals = arg.indexOf('=');
+    const [flag, inline] = equals === -1 ? [arg, undefined] : [arg.slice(0, equals), arg.slice(equals + 1)];
+    if (run === 'invalidate' && flag === '--change-version') {
+      version = inline ?? args[++i];
       if (version === undefined || version === '' || version.length > MAX_CHANGE_VERSION_LENGTH) {
         throw new UsageError(`--change-version needs a value of 1 to ${MAX_CHANGE_VERSION_LENGTH} characters`);
       }
       continue;
     }
-    if (run === 'invalidate' && !arg.startsWith('-')) {
-      ids.push(arg);
-      continue;
-    }
-    const [flag, inline] = arg.includes('=')
-      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
-      : [arg, undefined];
     const variable = ENV_OF_FLAG.get(flag);
     if (variable === undefined) throw new UsageError(`unknown option ${flag}; see --help`);
     const value = inline ?? args[++i];
@@ -78,7 +70,7 @@ export function parseArgs(args: readonly string[]): CliCommand {
       throw new UsageError('invalidate needs at least one group id: group-profile-proxy invalidate 42 43');
     return { help: false, run, env, ids, kind, ...(version === undefined ? {} : { version }) };
   }
-  return run === 'feed-keys' ? { help: false, run, env } : { help: false, run: 'serve', env };
+  return { help: false, run: run ?? 'serve', env };
 }
 
 export function helpText(): string {

@@ -18,14 +18,10 @@ import {
   type NumberSpec,
 } from '../util/options.js';
 
-/**
- * The one configuration schema of the sidecar: environment parsing, the CLI
- * flags and the configuration table of docs/configuration.md all come from it.
- */
+/** The one configuration schema: environment parsing, the CLI flags and docs/configuration.md's table all come from it. */
 export interface Setting<T> {
-  /** Environment variable name, e.g. `PORT`. */
   readonly env: string;
-  /** Default as shown to users; `undefined` means unset. */
+  /** Default as shown to users; '' means unset. */
   readonly defaultText: string;
   readonly description: string;
   /** What is allowed, for error messages and docs. */
@@ -35,7 +31,7 @@ export interface Setting<T> {
   show(raw: string): string;
 }
 
-class ConfigError extends Error {
+export class ConfigError extends Error {
   readonly code = 'ERR_INVALID_CONFIG';
   constructor(
     readonly variable: string,
@@ -46,17 +42,11 @@ class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
-export { ConfigError };
 
 /** What a converter returns for a value it rejects (`undefined` can be a valid value). */
 const INVALID: unique symbol = Symbol('invalid');
 
-/**
- * The shell every setting shares: unset or empty gives `fallback`; anything
- * else goes through `convert`, and a rejected value is reported under the
- * variable's name, shown as `shown(raw)` (secrets are never echoed, long
- * values are cut).
- */
+/** Unset or empty gives `fallback`; a value `convert` rejects is reported under the variable's name, as `shown(raw)`. */
 function setting<T>(
   env: string,
   fallback: T,
@@ -92,6 +82,11 @@ function integer(env: string, fallback: number, min: number, max: number, descri
   return setting(env, fallback, `an integer in [${min}, ${max}]`, description, integerIn(min, max));
 }
 
+function optionalInteger(env: string, min: number, max: number, description: string): Setting<number | undefined> {
+  const allowed = `an integer in [${min}, ${max}]`;
+  return setting<number | undefined>(env, undefined, allowed, description, integerIn(min, max));
+}
+
 /** A setting for a component's option: default and range from the component's one declaration. */
 function option(env: string, spec: NumberSpec, description: string): Setting<number> {
   if (spec.integer) return integer(env, spec.default, spec.min, spec.max, description);
@@ -99,16 +94,6 @@ function option(env: string, spec: NumberSpec, description: string): Setting<num
     const value = Number(raw);
     return raw.trim() !== '' && Number.isFinite(value) && value >= spec.min && value <= spec.max ? value : INVALID;
   });
-}
-
-function optionalInteger(env: string, min: number, max: number, description: string): Setting<number | undefined> {
-  return setting<number | undefined>(
-    env,
-    undefined,
-    `an integer in [${min}, ${max}]`,
-    description,
-    integerIn(min, max),
-  );
 }
 
 function oneOf<const T extends string>(
@@ -129,49 +114,29 @@ function optionalUrl(
   allowed = `a ${protocols.join(' or ')} URL`,
   valid: (url: URL) => boolean = () => true,
 ): Setting<string | undefined> {
-  return setting<string | undefined>(
-    env,
-    undefined,
-    allowed,
-    description,
-    (raw) => {
-      try {
-        const url = new URL(raw);
-        return protocols.includes(url.protocol) && valid(url) ? raw : INVALID;
-      } catch {
-        return INVALID;
-      }
-    },
-    redactUrl,
-  );
+  const convert = (raw: string) => {
+    const url = URL.canParse(raw) ? new URL(raw) : undefined;
+    return url !== undefined && protocols.includes(url.protocol) && valid(url) ? raw : INVALID;
+  };
+  return setting<string | undefined>(env, undefined, allowed, description, convert, redactUrl);
 }
 
+const matching = (pattern: RegExp) => (raw: string) => (pattern.test(raw) ? raw : INVALID);
+
 function text(env: string, fallback: string, pattern: RegExp, allowed: string, description: string): Setting<string> {
-  return setting(env, fallback, allowed, description, (raw) => (pattern.test(raw) ? raw : INVALID));
+  return setting(env, fallback, allowed, description, matching(pattern));
 }
 
 function optionalText(env: string, pattern: RegExp, allowed: string, description: string): Setting<string | undefined> {
   const cut = (raw: string) => (raw.length > 200 ? `${raw.slice(0, 200)}…` : raw);
-  return setting<string | undefined>(
-    env,
-    undefined,
-    allowed,
-    description,
-    (raw) => (pattern.test(raw) ? raw : INVALID),
-    cut,
-  );
+  return setting<string | undefined>(env, undefined, allowed, description, matching(pattern), cut);
 }
 
-/** Never echoes the value: it is a secret. */
 function secret(env: string, minLength: number, description: string): Setting<string | undefined> {
-  return setting<string | undefined>(
-    env,
-    undefined,
-    `at least ${minLength} printable ASCII characters`,
-    description,
-    (raw) => (isPrintableSecret(raw, minLength) ? raw : INVALID),
-    () => '<redacted>',
-  );
+  const allowed = `at least ${minLength} printable ASCII characters`;
+  const convert = (raw: string) => (isPrintableSecret(raw, minLength) ? raw : INVALID);
+  // Never echoed: it is a secret.
+  return setting<string | undefined>(env, undefined, allowed, description, convert, () => '<redacted>');
 }
 
 export const SETTINGS = {
@@ -570,10 +535,8 @@ export function configFromEnv(env: Record<string, string | undefined>): SidecarC
 }
 
 /**
- * The whole configuration from code (`startSidecar(config)`): every given option is held to its
- * setting's rule (as if it came from the environment) and the rules between settings, before
- * anything starts. Throws an OptionError naming the option (and its variable) for an unknown
- * option or a bad value, a ConfigError for a rule between settings. Undefined means the default.
+ * The configuration from code (`startSidecar(config)`), held to the same rules as the environment before anything
+ * starts: an OptionError for an unknown option or a bad value, a ConfigError for a rule between settings.
  */
 export function configFromCode(config: Partial<SidecarConfig>): SidecarConfig {
   if (config === null || typeof config !== 'object') throw new OptionError('config', 'an options object', config);
@@ -600,19 +563,13 @@ export function configFromCode(config: Partial<SidecarConfig>): SidecarConfig {
   return settings;
 }
 
-/**
- * The rules between settings, for a configuration from the environment or
- * from code (startSidecar runs them on what it is given); throws a
- * ConfigError naming the setting to change.
- */
-export function checkConfig(config: SidecarConfig): void {
+/** The rules between settings, from the environment or from code; throws a ConfigError naming the setting to change. */
+function checkConfig(config: SidecarConfig): void {
   // Before anything starts: a token given from code is held to the same rule as ADMIN_TOKEN.
-  if (config.adminToken !== undefined && !isPrintableSecret(config.adminToken, ADMIN_TOKEN_MIN_LENGTH)) {
+  if (config.adminToken !== undefined && !isPrintableSecret(config.adminToken, ADMIN_TOKEN_MIN_LENGTH))
     throw new ConfigError('ADMIN_TOKEN', SETTINGS.adminToken.allowed, '<redacted>');
-  }
-  if (config.maxStaleMs < Math.max(config.staleTtlMs, config.negativeStaleTtlMs)) {
+  if (config.maxStaleMs < Math.max(config.staleTtlMs, config.negativeStaleTtlMs))
     throw new ConfigError('MAX_STALE_MS', 'at least STALE_TTL_MS and NEGATIVE_STALE_TTL_MS', String(config.maxStaleMs));
-  }
   if (config.upstreamIdExport === 'on' && config.existenceFilter === 'off') {
     throw new ConfigError(
       'UPSTREAM_ID_EXPORT',
@@ -634,9 +591,8 @@ export function checkConfig(config: SidecarConfig): void {
       config.redisClusterNodes,
     );
   }
-  if (config.mockBackend === 'on' && config.upstreamUrl !== undefined) {
+  if (config.mockBackend === 'on' && config.upstreamUrl !== undefined)
     throw new ConfigError('MOCK_BACKEND', 'off or auto when UPSTREAM_URL is set (choose one)', config.mockBackend);
-  }
   if (config.upstreamUrl === undefined && config.mockBackend !== 'on') {
     if (config.mockBackend === 'off')
       throw new ConfigError('UPSTREAM_URL', 'the URL of the group-profile service (MOCK_BACKEND=off)', '');

@@ -4,24 +4,15 @@ import { defaultFeedShards } from '../shared-tier/redis/redis-tier-options.js';
 import { UNAVAILABLE } from '../shared-tier/contract.js';
 import { redisTierOptions, redisConfigured } from './redis-options.js';
 import type { SidecarConfig } from './config.js';
+import type { CliCommand } from './cli-args.js';
 
-interface Output {
-  write(text: string): unknown;
-}
-
-export type FeedCommand =
-  | { run: 'feed-keys' }
-  | { run: 'invalidate'; ids: string[]; kind: 'changed' | 'deleted'; version?: string };
+type Output = { write(text: string): unknown };
+export type FeedCommand = Extract<CliCommand, { run: 'feed-keys' | 'invalidate' }>;
 
 /** How long the command waits for Redis to answer before giving up, ms. */
 const CONNECT_WAIT_MS = 5000;
 
-/**
- * The operator's side of the change feed, reading the proxies' own
- * configuration: `invalidate` appends a change and exits 0 once Redis
- * acknowledged it (1 otherwise, saying why); `feed-keys` prints the stream
- * keys. Exit code 2 is a usage error.
- */
+/** The operator's side of the change feed, with the proxies' own configuration; resolves to the exit code. */
 export async function runFeedCommand(
   config: SidecarConfig,
   command: FeedCommand,
@@ -38,13 +29,12 @@ export async function runFeedCommand(
     for (const keys of feedShardKeys(config.redisPrefix, shards)) io.out.write(`${keys.shard}\t${keys.changes}\n`);
     return 0;
   }
-  for (const id of command.ids) {
-    if (parseGroupId(id, config.maxGroupId) === undefined) {
-      io.err.write(
-        `group-profile-proxy: invalid group id ${JSON.stringify(id)}: expected a canonical decimal id in [1, ${config.maxGroupId}]\n`,
-      );
-      return 2;
-    }
+  const invalid = command.ids.find((id) => parseGroupId(id, config.maxGroupId) === undefined);
+  if (invalid !== undefined) {
+    io.err.write(
+      `group-profile-proxy: invalid group id ${JSON.stringify(invalid)}: expected a canonical decimal id in [1, ${config.maxGroupId}]\n`,
+    );
+    return 2;
   }
   const { RedisTier } = await import('../shared-tier/redis/redis-tier.js');
   const tier = new RedisTier({

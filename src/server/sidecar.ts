@@ -15,11 +15,11 @@ import { ENGINE_OPTION_SPECS } from '../engine/options.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { Clock } from '../util/clock.js';
 import type { FeedResetReason } from '../shared-tier/contract.js';
-import { ConfigError, configFromCode, configFromEnv, redactedConfig, type SidecarConfig } from './config.js';
+import { ConfigError, configFromCode, redactedConfig, type SidecarConfig } from './config.js';
 import { redactUrl } from '../util/options.js';
 import { redisConfigured, redisTierOptions } from './redis-options.js';
 import { readWarmIds } from './warm-ids.js';
-import { warmStart, type WarmStartResult } from '../engine/warm-start.js';
+import { warmStart } from '../engine/warm-start.js';
 import { parseGroupId } from '../ids.js';
 import { ExistenceFilter } from '../penetration/existence-filter.js';
 import { MissBudget } from '../penetration/miss-budget.js';
@@ -52,7 +52,7 @@ export interface RunningSidecar {
 
 export interface SidecarDependencies {
   logger?: Logger;
-  /** The one clock of the engine, its guard and batching (src/util/clock.ts). Default: the system clock. Tests pass a ManualClock. */
+  /** The one clock of the engine, its guard and batching. Default: the system clock; tests pass a ManualClock. */
   clock?: Clock;
 }
 
@@ -69,8 +69,7 @@ export async function startSidecar(
     settings.warmStartIdsFile === undefined
       ? []
       : await readWarmIds(settings.warmStartIdsFile, (raw) => parseGroupId(raw, settings.maxGroupId));
-  // What has started, each with how it stops: a start that fails stops them again, in reverse, and
-  // so does close(), so the teardown is written once.
+  // How to stop each part started, run in reverse by a failed start and by close(): the teardown is written once.
   const started: (() => unknown)[] = [];
   const stopStarted = async (): Promise<void> => {
     for (const stop of started.splice(0).reverse()) {
@@ -106,7 +105,6 @@ export async function startSidecar(
       started.push(() => l2.close());
       await verifyL2(l2, settings);
     }
-    let cache: GroupProfileCache | undefined;
     const existence =
       settings.existenceFilter === 'on'
         ? new ExistenceFilter({
@@ -116,9 +114,7 @@ export async function startSidecar(
             l2,
             clock: dependencies.clock,
             exportIds:
-              settings.upstreamIdExport === 'on'
-                ? (after, signal) => cache!.origin.exportIds(after, signal)
-                : undefined,
+              settings.upstreamIdExport === 'on' ? (after, signal) => cache.origin.exportIds(after, signal) : undefined,
             onFill: ({ ids, ms, error }) =>
               error === undefined
                 ? logger.info(
@@ -144,16 +140,16 @@ export async function startSidecar(
     const metrics = new ProxyMetrics(
       { gcMetrics: settings.gcMetrics === 'on' },
       {
-        engine: () => cache!.engine.stats(),
-        breaker: () => cache!.guard.breakerState,
-        upstream: () => cache!.guard.stats(),
+        engine: () => cache.engine.stats(),
+        breaker: () => cache.guard.breakerState,
+        upstream: () => cache.guard.stats(),
         feed: () => l2?.feedStatus(),
         pushSubscribers: () => push?.subscribers ?? 0,
         existence: () => existence?.stats(),
         budgetRejections: () => budget?.rejections,
       },
     );
-    cache = createGroupProfileCache({
+    const cache = createGroupProfileCache({
       existence,
       originBudget: budget,
       clock: dependencies.clock,
@@ -182,8 +178,7 @@ export async function startSidecar(
       },
       ...engineSettings(settings),
     });
-    const engineCache = cache;
-    started.push(() => engineCache.close());
+    started.push(() => cache.close());
     // Serve once the feed readers have their positions, so no change appended after the first
     // answer goes unheard; with Redis unreachable, start anyway (the readers flush L1 when they join).
     await l2
@@ -226,8 +221,7 @@ export async function startSidecar(
     // HTTP/1.0 may leave out Host (Node rejects an HTTP/1.1 request without one): Hono needs some
     // host to build the request URL from, and the fast path never looks, so give every route the same.
     const honoListener = getRequestListener(app.fetch, { hostname: 'localhost' });
-    // Profile lookups skip Hono (see fast-path.ts) through the same pipeline as its route: one id rule,
-    // encoder, route label, error path and access log, so ACCESS_LOG=on keeps the fast path.
+    // Profile lookups skip Hono (see fast-path.ts) through the same pipeline as its route, access log included.
     const fastPath = createFastPath(pipeline);
     // Event streams likewise, straight on Node's response: a stream lives long, and holds less this way.
     const eventsFastPath = createEventsFastPath(push, pipeline.parseId, pipeline.cacheName, (error, method, target) =>
@@ -261,7 +255,7 @@ export async function startSidecar(
     const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
     const urlOf = (p: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
     const url = urlOf(port);
-    let metricsServer: Server | undefined;
+    let metricsUrl: string | undefined;
     if (settings.metricsPort !== undefined) {
       const metricsApp = new Hono().get('/metrics', async (c) =>
         c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
@@ -269,9 +263,8 @@ export async function startSidecar(
       const served = serve({ fetch: metricsApp.fetch, port: settings.metricsPort, hostname: settings.host }) as Server;
       await listening(served);
       started.push(() => drain(served, 1000));
-      metricsServer = served;
+      metricsUrl = urlOf((served.address() as AddressInfo).port);
     }
-    const metricsUrl = metricsServer === undefined ? undefined : urlOf((metricsServer.address() as AddressInfo).port);
     logger.info({ url, upstream: upstreamUrl, config: redactedConfig(settings) }, 'group-profile-proxy listening');
 
     let closing: Promise<void> | undefined;
@@ -301,9 +294,8 @@ function listening(server: Server): Promise<void> {
 }
 
 /**
- * Checks what Redis refuses for good (credentials, database, an old server) and reports it as a
- * configuration error naming the setting to change, with no secret in it; an unreachable Redis
- * is not an error: the proxy serves degraded until it is back.
+ * What Redis refuses for good (credentials, database, an old server) is a ConfigError naming the setting, no secret
+ * in it; an unreachable Redis is not an error: the proxy serves degraded until it is back.
  */
 async function verifyL2(l2: RedisTier, settings: SidecarConfig): Promise<void> {
   try {
@@ -312,10 +304,9 @@ async function verifyL2(l2: RedisTier, settings: SidecarConfig): Promise<void> {
     // By its code: the class lives with ioredis, which is loaded only when Redis is configured.
     if ((caught as { code?: unknown }).code !== 'ERR_REDIS_REFUSED') throw caught;
     const error = caught as RedisRefusedError;
-    const url = settings.redisUrl;
     const [variable, shown] =
-      url !== undefined
-        ? ['REDIS_URL', redactUrl(url)]
+      settings.redisUrl !== undefined
+        ? ['REDIS_URL', redactUrl(settings.redisUrl)]
         : error.reason === 'credentials'
           ? [settings.redisPassword !== undefined ? 'REDIS_PASSWORD' : 'REDIS_USERNAME', '<redacted>']
           : ['REDIS_CLUSTER_NODES', settings.redisClusterNodes ?? ''];
@@ -329,9 +320,8 @@ async function verifyL2(l2: RedisTier, settings: SidecarConfig): Promise<void> {
 }
 
 /**
- * Warm start, before listening (so readiness means warm): the fleet's hottest groups from Redis,
- * then WARM_START_IDS_FILE's through ordinary lookups, one batch or UPSTREAM_MAX_CONCURRENCY
- * lookups at a time so a preload is never shed by the proxy's own bound.
+ * Before listening, so readiness means warm: one batch or UPSTREAM_MAX_CONCURRENCY lookups at a time, so a preload
+ * is never shed by the proxy's own bound.
  */
 async function warm(
   cache: GroupProfileCache,
@@ -339,8 +329,8 @@ async function warm(
   keys: string[],
   settings: SidecarConfig,
   logger: Logger,
-): Promise<WarmStartResult | undefined> {
-  if (hottest === 0 && keys.length === 0) return undefined;
+): Promise<void> {
+  if (hottest === 0 && keys.length === 0) return;
   const concurrency = settings.upstreamBatch === 'on' ? settings.batchMaxIds : settings.upstreamMaxConcurrency;
   const result = await warmStart(cache.engine, { hottest, keys, timeoutMs: settings.warmStartTimeoutMs, concurrency });
   const log = result.timedOut ? logger.warn.bind(logger) : logger.info.bind(logger);
@@ -348,7 +338,6 @@ async function warm(
     result,
     `warm start: ${result.filledFromShared} of the fleet's ${result.hottest} hottest groups from Redis, ${result.preloaded} of ${keys.length} listed groups loaded${result.timedOut ? ' (cut short by WARM_START_TIMEOUT_MS)' : ''}`,
   );
-  return result;
 }
 
 async function createL2(
@@ -418,13 +407,9 @@ async function drain(server: Server, deadlineMs: number): Promise<void> {
   }
 }
 
-export { configFromEnv };
-
 /** The engine's options among the settings: each engine setting is named as the option it sets. */
 type EngineSettingKey = Extract<keyof typeof ENGINE_OPTION_SPECS, keyof SidecarConfig>;
 function engineSettings(settings: SidecarConfig): Pick<SidecarConfig, EngineSettingKey> {
-  const picked: Partial<Record<EngineSettingKey, number>> = {};
-  for (const key of Object.keys(ENGINE_OPTION_SPECS) as EngineSettingKey[])
-    if (key in settings) picked[key] = settings[key];
-  return picked as Pick<SidecarConfig, EngineSettingKey>;
+  const keys = Object.keys(ENGINE_OPTION_SPECS).filter((key) => key in settings) as EngineSettingKey[];
+  return Object.fromEntries(keys.map((key) => [key, settings[key]])) as Pick<SidecarConfig, EngineSettingKey>;
 }

@@ -9,11 +9,8 @@ interface Progress {
 }
 
 /**
- * Closes client connections whose answers have waited `timeoutMs` without a
- * byte of them leaving Node's buffer: a client that sends requests but never
- * reads fills the kernel's buffers, then Node pauses its socket, and nothing
- * else (request, headers or keep-alive timeouts) ever ends it. One coarse
- * timer checks every connection; a slow client that keeps reading is never cut.
+ * Closes connections whose answers have waited `timeoutMs` without a byte leaving Node's buffer: a client that never
+ * reads is ended by no other timeout. One coarse timer checks them all; a slow client that keeps reading is never cut.
  */
 export function closeStalledWrites(server: Server, timeoutMs: number): { stop(): void } {
   const connections = new Map<Socket, Progress>();
@@ -46,11 +43,7 @@ export function closeStalledWrites(server: Server, timeoutMs: number): { stop():
   return { stop: () => clearInterval(timer) };
 }
 
-/**
- * How often Node's server looks for requests past `requestTimeout` (and
- * `headersTimeout`): a tenth of it, between 25 ms and 1 s. Node's own default
- * (30 s) let a 4 s REQUEST_TIMEOUT_MS run for 29 s.
- */
+/** A tenth of `requestTimeout`, in [25 ms, 1 s]: Node's default check (30 s) let a 4 s REQUEST_TIMEOUT_MS run 29 s. */
 export function connectionsCheckingInterval(requestTimeoutMs: number): number {
   return Math.min(1000, Math.max(25, Math.floor(requestTimeoutMs / 10)));
 }

@@ -1,12 +1,7 @@
 /** What a timer of a Clock returns, to clear it with. */
 export type TimerHandle = object;
 
-/**
- * The one source of time for every time decision of the engine and its
- * guards: TTLs, wait deadlines, the soft timeout, lease waits, polls and
- * heartbeats, the queue deadline and the batch window. Real by default;
- * tests inject a ManualClock (or use fake timers) instead of sleeping.
- */
+/** The one source of time for every time decision of the engine and its guards, so tests need not sleep. */
 export interface Clock {
   /** Milliseconds since the epoch (entries shared through a tier carry absolute times). */
   now(): number;
@@ -21,19 +16,11 @@ export const SYSTEM_CLOCK: Clock = Object.freeze({
   clearTimeout: (handle: TimerHandle | undefined): void => clearTimeout(handle as NodeJS.Timeout | undefined),
 });
 
-interface ManualTimer {
-  readonly at: number;
-  readonly order: number;
-  readonly callback: () => void;
-}
+type ManualTimer = { readonly at: number; readonly callback: () => void };
 
-/**
- * A clock that moves only when told: `advance(ms)` runs every timer that
- * falls due on the way, in time order, each with `now()` at its due time.
- */
+/** A clock that moves only when told: `advance(ms)` runs the timers due on the way, in order, each at its time. */
 export class ManualClock implements Clock {
   #now: number;
-  #order = 0;
   readonly #timers = new Set<ManualTimer>();
 
   constructor(start = 1_700_000_000_000) {
@@ -45,7 +32,7 @@ export class ManualClock implements Clock {
   }
 
   setTimeout(callback: () => void, ms: number): TimerHandle {
-    const timer: ManualTimer = { at: this.#now + Math.max(0, ms), order: this.#order++, callback };
+    const timer: ManualTimer = { at: this.#now + Math.max(0, ms), callback };
     this.#timers.add(timer);
     return timer;
   }
@@ -64,13 +51,9 @@ export class ManualClock implements Clock {
     const target = this.#now + ms;
     for (;;) {
       let next: ManualTimer | undefined;
-      for (const timer of this.#timers) {
-        if (
-          timer.at <= target &&
-          (next === undefined || timer.at < next.at || (timer.at === next.at && timer.order < next.order))
-        )
-          next = timer;
-      }
+      // A Set iterates in insertion order: of timers due together, the first set runs first.
+      for (const timer of this.#timers)
+        if (timer.at <= target && (next === undefined || timer.at < next.at)) next = timer;
       if (next === undefined) break;
       this.#timers.delete(next);
       this.#now = Math.max(this.#now, next.at);

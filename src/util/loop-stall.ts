@@ -4,11 +4,8 @@ import { SYSTEM_CLOCK, type Clock, type TimerHandle } from './clock.js';
 const PROBE_MS = 10;
 
 /**
- * How long the event loop has been stalled, summed: a coarse timer that runs
- * only while someone holds the probe adds up how late it fires. Time a call
- * spent waiting for a busy event loop is the proxy's, not the upstream's: a
- * call's duration minus the stall during it is the upstream's share, so a
- * burst that keeps the proxy busy does not read as a slow or late upstream.
+ * The event loop's stall, summed from how late a coarse timer fires while held: a call's duration minus the stall
+ * during it is the upstream's share, so a burst that keeps the proxy busy does not read as a slow upstream.
  */
 export class LoopStall {
   readonly #clock: Clock;

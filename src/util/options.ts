@@ -1,11 +1,6 @@
 import { SYSTEM_CLOCK, type Clock } from './clock.js';
 
-/**
- * Option validation shared by every component. Each component declares one
- * options type with documented defaults and validates it once, at
- * construction; errors name the bad option so a misconfiguration is fixed in
- * one read.
- */
+// Option validation shared by every component, once at construction: errors name the bad option, fixed in one read.
 
 export class OptionError extends Error {
   readonly code = 'ERR_INVALID_OPTION';
@@ -37,10 +32,7 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
-/**
- * Rejects option names a component does not know, as the CLI rejects unknown flags: a misspelt
- * option from plain JavaScript would otherwise be silently ignored and its default used.
- */
+/** Rejects unknown option names, as the CLI rejects unknown flags: a misspelt option would silently get its default. */
 export function knownOptions(component: string, options: unknown, known: readonly string[]): void {
   if (options === null || typeof options !== 'object') throw new OptionError(component, 'an options object', options);
   for (const name of Object.keys(options)) {
@@ -69,21 +61,13 @@ export function functionOption<T extends (...args: never[]) => unknown>(name: st
 }
 
 export function urlOption(name: string, value: unknown, protocols: readonly string[]): URL {
-  if (typeof value !== 'string') throw new OptionError(name, `a ${protocols.join(' or ')} URL`, value);
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
+  const url = typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined;
+  if (url === undefined || !protocols.includes(url.protocol))
     throw new OptionError(name, `a ${protocols.join(' or ')} URL`, value);
-  }
-  if (!protocols.includes(url.protocol)) throw new OptionError(name, `a ${protocols.join(' or ')} URL`, value);
   return url;
 }
 
-/**
- * A URL as it may be shown: everything between `//` and the last `@` (user and password, even
- * with `@` or `/` in them, parseable or not) is redacted.
- */
+/** A URL as it may be shown: between `//` and the last `@` (credentials, even with `@` or `/` in them) is redacted. */
 export function redactUrl(raw: string): string {
   return raw.replace(/\/\/.*@/s, '//<redacted>@');
 }
@@ -112,11 +96,7 @@ export function isPrintableSecret(value: unknown, minLength: number): value is s
   return typeof value === 'string' && value.length >= minLength && PRINTABLE_ASCII.test(value);
 }
 
-/**
- * A secret such as a Bearer token: at least `minLength` printable ASCII
- * characters. The OptionError for a bad one describes it by type and length
- * only, so the secret never reaches a message, a log line or `received`.
- */
+/** A secret such as a Bearer token; a bad one is described by type and length only, never reaching a message or log. */
 export function secretOption(name: string, value: unknown, minLength: number): string {
   if (isPrintableSecret(value, minLength)) return value;
   throw new OptionError(
@@ -139,35 +119,20 @@ function describeSecret(value: unknown): string {
 
 /** Drops keys whose value is `undefined` so they fall back to defaults instead of failing validation. */
 export function definedOnly<T extends object>(options: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const key of Object.keys(options) as (keyof T)[]) {
-    if (options[key] !== undefined) out[key] = options[key];
-  }
-  return out;
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
 /** A Clock option (src/util/clock.ts): the system clock when undefined. */
 export function clockOption(name: string, value: unknown): Clock {
   if (value === undefined) return SYSTEM_CLOCK;
-  const clock = value as Partial<Clock> | null;
-  if (
-    typeof clock !== 'object' ||
-    clock === null ||
-    typeof clock.now !== 'function' ||
-    typeof clock.setTimeout !== 'function' ||
-    typeof clock.clearTimeout !== 'function'
-  ) {
+  const clock = value as Record<string, unknown> | null;
+  const methods = ['now', 'setTimeout', 'clearTimeout'];
+  if (typeof clock !== 'object' || clock === null || !methods.every((method) => typeof clock[method] === 'function'))
     throw new OptionError(name, 'a Clock ({ now, setTimeout, clearTimeout })', value);
-  }
-  return clock as Clock;
+  return value as Clock;
 }
 
-/**
- * A numeric option's one declaration: its default and its range. The
- * component validates with it (specOption), and the sidecar's settings, the
- * CLI, `--help` and the docs/configuration.md table read the same object, so a default or a
- * bound is written once.
- */
+/** A numeric option's one declaration, read by the component, the sidecar's settings and the docs: written once. */
 export interface NumberSpec {
   readonly default: number;
   readonly min: number;
