@@ -4,23 +4,32 @@ import type { Unavailable } from './unavailable.js';
 
 export { UNAVAILABLE, type Unavailable } from './unavailable.js';
 
-/** Default and range of the options every shared tier takes (declared once here). */
+/** Default and range of the options every shared tier takes (declared once here; see SharedTierOptions). */
 export const SHARED_TIER_OPTION_SPECS = {
-  /** How long a lease protects one load, ms; if its holder dies, another instance takes over after this. */
   leaseTtlMs: integerSpec(3000, 10, 600_000),
-  /** How long an instance waits for another's load before loading by itself, ms. */
   leaseWaitMs: integerSpec(5000, 0, 600_000),
   /** Changes the feed keeps (per shard); an instance that falls further behind flushes its L1. About 100 bytes each. */
   feedMaxLen: integerSpec(100_000, 100, 100_000_000),
-  /** Keys the fleet's record of its hottest keys keeps (per window): what a starting instance can warm from. */
   hotKeysMax: integerSpec(10_000, 1, 1_000_000),
-  /** The record of hot keys counts reads per window of this length, ms; the current and the previous window count. */
   hotWindowMs: integerSpec(600_000, 1000, 7 * 86_400_000),
 } as const;
 
 export const SHARED_TIER_DEFAULTS = defaultsOf(SHARED_TIER_OPTION_SPECS);
 
-/** How `setBits` writes. */
+/** Options both tiers take. */
+export interface SharedTierOptions {
+  /** How long a lease protects one load, ms; if its holder dies, another instance takes over after this. Default 3000. */
+  leaseTtlMs?: number;
+  /** How long an instance waits for another's load before loading by itself, ms. Default 5000. */
+  leaseWaitMs?: number;
+  /** Keys the fleet's record of its hottest keys keeps per window (a starting instance warms from it). Default 10000. */
+  hotKeysMax?: number;
+  /** Length of a window of the hot-key record, ms; reads of the current and the previous window count. Default 600000. */
+  hotWindowMs?: number;
+  /** Which ids of a change are valid keys; others are dropped (and counted). Default: canonical group ids. */
+  isValidKey?: (key: string) => boolean;
+}
+
 export interface BitsWriteOptions {
   /** The bitmap expires this long after the write, ms (renewed by every write with it). Default: never. */
   ttlMs?: number;
@@ -28,14 +37,9 @@ export interface BitsWriteOptions {
   onlyIfExists?: boolean;
 }
 
-/** Most ids one change may carry. */
 export const MAX_CHANGE_IDS = 1000;
 
-/**
- * What a lookup in the shared tier found: the stored bytes, the lease (this
- * caller now loads the key for everyone), or another instance's lease with
- * the time it has left.
- */
+/** The stored bytes, the lease (this caller now loads the key for everyone), or another's lease and its time left. */
 export type SharedLookup = { type: 'hit'; bytes: Buffer } | { type: 'leased' } | { type: 'held'; pttlMs: number };
 
 /** `changed`: the profiles changed; `deleted`: the groups are gone (dissolved). Both make every copy go. */
@@ -48,11 +52,7 @@ export interface Change {
   kind: ChangeKind;
   /** The source's version or `updatedAt` of the change, if it has one (carried, never interpreted). */
   version?: string;
-  /**
-   * True when the producer deleted the shared copies (entries and leases) before appending, as a
-   * proxy does: readers then only evict their own copies. Producers outside the proxy leave it
-   * unset, and the first reader to apply the change deletes them.
-   */
+  /** The producer deleted the shared copies (entries, leases) first, as a proxy does; else the first reader does. */
   sharedCopiesDeleted?: boolean;
 }
 
@@ -71,31 +71,21 @@ export interface FeedChange extends Change {
   replayed: boolean;
 }
 
-/**
- * Hints between the instances sharing a tier, best-effort (a lost hint costs
- * a poll, never correctness):
- * - `filled`: a lease holder stored the key (waiters read it now);
- * - `failed`: a lease holder's load failed with an upstream error (waiters share it).
- */
+/** A lease holder stored the key, or its load failed upstream (waiters share it). Best-effort: a loss costs a poll. */
 export type LeaseHint =
   | { type: 'filled'; id: string }
   | { type: 'failed'; id: string; code: ErrorCode; status: number; message: string };
 
 /**
- * Why an instance must flush its L1: its feed position can no longer be replayed (`epoch`: the
- * feed was recreated; `trimmed`: it fell behind the retention), or it had none (`joined`: the feed
- * became readable only after the instance had been serving without it, Redis being unreachable).
+ * Why an instance flushes its L1: its position cannot be replayed (`epoch`: feed recreated; `trimmed`: fell behind
+ * the retention), or it had none (`joined`: it served while Redis was unreachable, before the feed was readable).
  */
 export type FeedResetReason = 'epoch' | 'trimmed' | 'joined';
 
 /**
- * What an instance hears from the shared tier:
- * - a lease hint from another instance (`from` is the sender; never one's own);
- * - `change`: a change from the feed, in feed order per shard, each exactly once, own changes
- *   included (`producer` is this instance: it applied them when it appended them, and learns their
- *   place in the feed here);
- * - `reset`: changes may have been missed on a shard (the storage was recreated empty, or the feed
- *   was trimmed past this instance's position): every copy held locally is suspect.
+ * What an instance hears: another instance's lease hint (`from`: the sender); each change once, in feed order per
+ * shard, own ones included (applied when appended, their place in the feed learnt here); `reset`: changes may have
+ * been missed on a shard (storage recreated, or feed trimmed past this position), so every local copy is suspect.
  */
 export type TierEvent =
   | (LeaseHint & { from?: string })
@@ -121,7 +111,6 @@ export interface FeedStatus {
   resumes: number;
 }
 
-/** What a fill under a lease did: stored (with or without a waiter), or fenced. */
 export type FillResult = 'stored' | 'awaited' | 'fenced';
 
 /** Entries and their leases: one load per key for the whole fleet (the engine's miss path). */
@@ -134,26 +123,17 @@ export interface EntryStore {
   readonly leaseWaitMs: number;
   /** False while the storage is known to be unreachable. */
   readonly healthy: boolean;
-  /**
-   * The entry of `key`, or the lease under `token` when there is none (or, with
-   * `force`, whatever is stored: the caller found it unusable), or the state of
-   * another holder's lease.
-   */
+  /** The entry, or the lease under `token` if none (with `force`, even over one: the caller found it unusable). */
   lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable>;
-  /**
-   * Stores `bytes` for `expiryMs` and ends the lease, only while `token` still holds it: `fenced`
-   * when it does not (voided or lost); `awaited` when another lookup found the lease held (someone
-   * waits for the fill, so it is worth a hint), in the same round trip.
-   */
+  /** Stores `bytes`, ending the lease, only while `token` holds it (else `fenced`); `awaited`: someone waits (hint). */
   fillIfLeased(key: string, token: string, bytes: Buffer, expiryMs: number): Promise<FillResult | Unavailable>;
   /** Gives up the lease after a failed load, if `token` still holds it; true when someone waited on it. */
   releaseLease(key: string, token: string): Promise<boolean>;
   /** Keeps the lease of `token` alive for another `leaseTtlMs` while its holder loads. */
   extendLease(key: string, token: string): Promise<void>;
   /**
-   * Deletes the entries of `keys` and voids their leases (a fill under a voided lease fails).
-   * With `position` (of the change on the keys' shard), only for keys no change at or after it has
-   * done so already: the instances applying one change delete once, not once each. False when unreachable.
+   * Deletes the entries and voids the leases (fencing their fills). With the change's `position`, only where no change
+   * at or after it did so already: the instances applying one change delete once. False when unreachable.
    */
   deleteKeys(keys: readonly string[], position?: string): Promise<boolean>;
   /** The stored bytes of each key (`undefined` where there is none), without taking leases: for warming L1. */
@@ -163,10 +143,7 @@ export interface EntryStore {
 
 /** The durable, ordered change feed, and lease hints beside it. */
 export interface ChangeFeed {
-  /**
-   * Appends `change` to the feed, split by shard; resolves once the storage acknowledged every
-   * part, with the parts as they will be delivered. UNAVAILABLE when any part could not be appended.
-   */
+  /** Appends `change`, split by shard; resolves with the parts once all are acknowledged, UNAVAILABLE if any failed. */
   appendChange(change: Change): Promise<FeedChange[] | Unavailable>;
   /** Sends `hint` to every other instance, best-effort. False when unreachable. */
   hint(hint: LeaseHint): Promise<boolean>;
@@ -179,16 +156,12 @@ export interface ChangeFeed {
   feedPositions(): FeedPosition[];
   /** The oldest position a shard still keeps (`undefined`: the shard is empty), to tell whether a position can be replayed. */
   oldestPosition(shard: number): Promise<string | undefined | Unavailable>;
-  /** The feed shard of a key. */
   shardOf(key: string): number;
 }
 
 /** The fleet's record of its hottest keys (warm start). */
 export interface HotKeyRecord {
-  /**
-   * Adds sampled read counts to the fleet's record of its hottest keys: one bounded write per call
-   * (the coldest keys past `hotKeysMax` are dropped). False when unreachable.
-   */
+  /** Adds sampled read counts in one bounded write (the coldest keys past `hotKeysMax` go). False when unreachable. */
   recordReads(counts: ReadonlyMap<string, number>): Promise<boolean>;
   /** The fleet's hottest keys, hottest first, at most `count` (reads of this and the previous window summed). */
   hottestKeys(count: number): Promise<string[] | Unavailable>;
@@ -196,15 +169,9 @@ export interface HotKeyRecord {
 
 /** Plain bitmaps and small shared marks: the fleet's Bloom filter of existing groups. */
 export interface FleetBitmaps {
-  /**
-   * Sets bits of the plain bitmap `name` (positions in bits, bit 0 the most significant of byte
-   * 0, as SETBIT), in one round trip: the fleet's Bloom filter of existing groups. False when unreachable.
-   */
+  /** Sets bits in one round trip (bit 0 the most significant of byte 0, as SETBIT). False when unreachable. */
   setBits(name: string, positions: readonly number[], options?: BitsWriteOptions): Promise<boolean>;
-  /**
-   * Whether every one of `positions` is set in bitmap `name`, in one round trip; `missing` when
-   * there is no such bitmap (the storage lost it: a reader must not take that for "not set").
-   */
+  /** Whether every bit is set; `missing` when the storage lost the bitmap (which must not read as "not set"). */
   testBits(name: string, positions: readonly number[]): Promise<boolean | 'missing' | Unavailable>;
   /** Bits set in bitmap `name` (0 when it does not exist). */
   countBits(name: string): Promise<number | Unavailable>;
@@ -216,37 +183,26 @@ export interface FleetBitmaps {
   writeMark(name: string, value: string, ttlMs: number, onlyIfAbsent?: boolean): Promise<boolean>;
 }
 
+/** What `takeToken` did: `allowed` false when the bucket was empty; `tokens` is what is left. */
+export type TokenTake = { allowed: boolean; tokens: number };
+
 /** Token buckets: the per-client budget of origin-bound misses. */
 export interface FleetBuckets {
-  /**
-   * Takes one token from the fleet's token bucket `bucket` (`burst` tokens at most, refilled at
-   * `perSecond`), in one round trip: the per-client budget of origin-bound misses. `allowed` false
-   * when it is empty; `tokens` is what is left.
-   */
-  takeToken(
-    bucket: string,
-    burst: number,
-    perSecond: number,
-  ): Promise<{ allowed: boolean; tokens: number } | Unavailable>;
+  /** Takes one token in one round trip (`burst` at most, refilled at `perSecond`). */
+  takeToken(bucket: string, burst: number, perSecond: number): Promise<TokenTake | Unavailable>;
 }
 
 /**
- * The tier shared by a fleet of instances, between the engine and its storage
- * (Redis standalone or Cluster, or memory): entries as opaque bytes, one lease
- * per key so one instance in the fleet loads it, lease hints, and the durable
- * ordered change feed. Every operation is best-effort: one that cannot reach
- * the storage answers UNAVAILABLE (or false) and never throws, so the engine
- * falls back to per-process caching. tests/shared-tier.contract.test.ts holds
- * every implementation to the same behaviour.
- *
- * It is the union of small interfaces, one per concern: each component takes only the one it uses.
+ * The tier a fleet shares (Redis or memory): opaque entries, one lease per key, hints and the ordered change feed.
+ * Best-effort: an unreachable storage answers UNAVAILABLE (or false), never throws, so the engine falls back to
+ * per-process caching. One small interface per concern, so each component takes only what it uses;
+ * tests/shared-tier.contract.test.ts holds every implementation to the same behaviour.
  */
 export interface SharedTier extends EntryStore, ChangeFeed, HotKeyRecord, FleetBitmaps, FleetBuckets {}
 
 /**
- * A lease hint read from the shared storage, or `undefined`. Anyone who can
- * write to it can send one, so only a documented error code with its
- * documented status is taken: a peer can never make clients see anything else.
+ * A lease hint read from storage, or `undefined`. Anyone who can write there can send one, so only a documented
+ * error code with its documented status passes: a peer can never make clients see anything else.
  */
 export function parseLeaseHint(value: unknown): (LeaseHint & { from?: string }) | undefined {
   if (value === null || typeof value !== 'object') return undefined;
@@ -255,38 +211,29 @@ export function parseLeaseHint(value: unknown): (LeaseHint & { from?: string }) 
   if (typeof m.id !== 'string' || m.id.length === 0 || m.id.length > 64) return undefined;
   if (m.type === 'filled') return { type: 'filled', id: m.id, from };
   const status = Number(m.status);
-  if (m.type === 'failed' && isErrorCode(m.code) && status === STATUS_OF_CODE[m.code] && status >= 500) {
-    return {
-      type: 'failed',
-      id: m.id,
-      code: m.code,
-      status,
-      message: typeof m.message === 'string' && m.message !== '' ? m.message.slice(0, 500) : 'load failed',
-      from,
-    };
-  }
-  return undefined;
+  if (m.type !== 'failed' || !isErrorCode(m.code) || status !== STATUS_OF_CODE[m.code] || status < 500)
+    return undefined;
+  const message = typeof m.message === 'string' && m.message !== '' ? m.message.slice(0, 500) : 'load failed';
+  return { type: 'failed', id: m.id, code: m.code, status, message, from };
 }
+
+/** Which keys (ids of a change) a tier takes. */
+type KeyCheck = (key: string) => boolean;
 
 /** The canonical group id: what a feed entry's ids must look like unless a tier is told otherwise. */
 export const CANONICAL_GROUP_ID = /^[1-9][0-9]{0,15}$/;
 
-/**
- * Checks a change before it is appended; a TypeError names what is wrong.
- * Duplicate ids are dropped, the order kept.
- */
-export function checkChange(change: Change, isValidKey: (key: string) => boolean): Change {
+/** Checks a change before it is appended (a TypeError names what is wrong); drops duplicate ids, keeping the order. */
+export function checkChange(change: Change, isValidKey: KeyCheck): Change {
   if (change === null || typeof change !== 'object') throw new TypeError('a change must be an object {ids, kind}');
   if (change.kind !== 'changed' && change.kind !== 'deleted')
     throw new TypeError(`change kind must be "changed" or "deleted", got ${JSON.stringify(change.kind)}`);
-  if (!Array.isArray(change.ids) || change.ids.length === 0 || change.ids.length > MAX_CHANGE_IDS) {
+  if (!Array.isArray(change.ids) || change.ids.length === 0 || change.ids.length > MAX_CHANGE_IDS)
     throw new TypeError(`a change carries 1 to ${MAX_CHANGE_IDS} ids`);
-  }
   for (const id of change.ids)
     if (typeof id !== 'string' || !isValidKey(id)) throw new TypeError(`invalid id in change: ${JSON.stringify(id)}`);
-  if (change.version !== undefined && (typeof change.version !== 'string' || change.version.length > 128)) {
+  if (change.version !== undefined && (typeof change.version !== 'string' || change.version.length > 128))
     throw new TypeError('a change version is a string of up to 128 characters');
-  }
   const checked: Change = { ids: [...new Set(change.ids)], kind: change.kind };
   if (change.version !== undefined) checked.version = change.version;
   if (change.sharedCopiesDeleted === true) checked.sharedCopiesDeleted = true;
@@ -300,10 +247,7 @@ export function comparePositions(a: string, b: string): number {
   return am !== bm ? am - bm : as - bs;
 }
 
-/**
- * The position after `last` at `now` (ms), as Redis numbers stream entries: `now-0`, or the next
- * sequence number of `last`'s millisecond when the clock has not moved past it.
- */
+/** The position after `last` at `now`, as Redis numbers stream entries (`now-0`, or `last`'s next sequence number). */
 export function nextPosition(last: string, now: number): string {
   const [lastMs = 0, lastSeq = 0] = last.split('-').map(Number);
   return now > lastMs ? `${now}-0` : `${lastMs}-${lastSeq + 1}`;
@@ -315,18 +259,15 @@ export function timeOfPosition(position: string): number {
 }
 
 /** The read counts a tier records: valid keys with a positive whole count; anything else is dropped. */
-export function countedReads(
-  counts: ReadonlyMap<string, number>,
-  isValidKey: (key: string) => boolean,
-): [string, number][] {
+export function countedReads(counts: ReadonlyMap<string, number>, isValidKey: KeyCheck): [string, number][] {
   return [...counts].filter(([key, reads]) => isValidKey(key) && Number.isInteger(reads) && reads > 0);
 }
 
 /** Merges the read counts of two windows of the hot-key record into the `count` hottest keys, hottest first (ties: lower key first). */
 export function hottestOf(
-  windows: readonly (ReadonlyMap<string, number> | Iterable<[string, number]>)[],
+  windows: readonly Iterable<[string, number]>[],
   count: number,
-  isValidKey: (key: string) => boolean,
+  isValidKey: KeyCheck,
 ): string[] {
   const totals = new Map<string, number>();
   for (const window of windows) {

@@ -1,6 +1,3 @@
-/**
- * Returned by every L2 operation that could not reach Redis in time. In a
- * module of its own so that code testing for it does not load ioredis.
- */
+/** Returned by an operation that could not reach storage in time (a module of its own: checking loads no ioredis). */
 export const UNAVAILABLE: unique symbol = Symbol('redis-unavailable');
 export type Unavailable = typeof UNAVAILABLE;

@@ -21,26 +21,15 @@ import {
   type FillResult,
   type SharedLookup,
   type SharedTier,
+  type SharedTierOptions,
+  type TokenTake,
   type TierEvent,
   type Unavailable,
 } from '../contract.js';
 
-export interface InMemoryTierOptions {
-  /**
-   * Instances made on one store share its entries, leases and events, as
-   * instances sharing one Redis do. Default: a store of the instance's own.
-   */
+export interface InMemoryTierOptions extends SharedTierOptions {
+  /** Instances on one store share entries, leases and events, as on one Redis. Default: a store of its own. */
   store?: InMemoryTierStore;
-  /** How long a lease protects one load, ms. Default 3000. */
-  leaseTtlMs?: number;
-  /** How long an instance waits for another's load before loading by itself, ms. Default 5000. */
-  leaseWaitMs?: number;
-  /** Keys the record of hot keys keeps per window. Default 10000. */
-  hotKeysMax?: number;
-  /** Length of a window of the hot-key record, ms. Default 600000. */
-  hotWindowMs?: number;
-  /** Which ids of a change are valid keys. Default: canonical group ids. */
-  isValidKey?: (key: string) => boolean;
 }
 
 export interface InMemoryTierStoreOptions {
@@ -79,7 +68,8 @@ export class InMemoryTierStore {
   readonly #bitmaps = new Map<string, Uint8Array>();
   readonly #marks = new Map<string, Timed<string>>();
   readonly #buckets = new Map<string, TokenBucket>();
-  readonly #members = new Set<InMemoryTier>();
+  /** @internal The instances on this store: they hear its news and each other's hints. */
+  readonly members = new Set<InMemoryTier>();
   readonly #maxEntries: number;
   readonly #feedMaxLen: number;
   #log: LoggedChange[] = [];
@@ -110,7 +100,7 @@ export class InMemoryTierStore {
     this.#log = [];
     this.#added = 0;
     this.#epoch = randomUUID();
-    for (const member of this.#members) member.wake();
+    for (const member of this.members) member.wake();
   }
 
   /** Keeps only the newest `maxLen` changes, as XTRIM does (for tests of readers left behind). */
@@ -139,14 +129,14 @@ export class InMemoryTierStore {
       replayed: false,
     };
     this.#log.push({ change: logged, ordinal: ++this.#added });
-    if (this.#log.length > this.#feedMaxLen) this.#log.splice(0, this.#log.length - this.#feedMaxLen);
-    for (const member of this.#members) member.wake();
+    this.trim(this.#feedMaxLen);
+    for (const member of this.members) member.wake();
     return logged;
   }
 
   /** @internal The changes after `ordinal`, or 'trimmed' when some of them are no longer kept. */
   changesAfter(ordinal: number): LoggedChange[] | 'trimmed' {
-    const first = this.#log[0]?.ordinal ?? this.#added + 1;
+    const first = this.oldestOrdinal();
     if (ordinal + 1 < first) return 'trimmed';
     return this.#log.slice(ordinal + 1 - first);
   }
@@ -154,8 +144,7 @@ export class InMemoryTierStore {
   /** @internal The position of the change with `ordinal` ('0-0' before the first; the last one known if trimmed). */
   positionAt(ordinal: number): string {
     if (ordinal === 0) return '0-0';
-    const first = this.#log[0]?.ordinal ?? this.#added + 1;
-    return this.#log[ordinal - first]?.change.position ?? this.#lastPosition;
+    return this.#log[ordinal - this.oldestOrdinal()]?.change.position ?? this.#lastPosition;
   }
 
   /** @internal The ordinal of the oldest change kept (one past the last when none is). */
@@ -178,16 +167,9 @@ export class InMemoryTierStore {
   /** @internal Adds read counts to `window`, keeps its `max` hottest keys, and forgets windows before the previous one. */
   recordReads(window: number, counts: ReadonlyMap<string, number>, max: number): void {
     for (const old of this.#reads.keys()) if (old < window - 1) this.#reads.delete(old);
-    let reads = this.#reads.get(window);
-    if (reads === undefined) {
-      reads = new Map();
-      this.#reads.set(window, reads);
-    }
+    const reads = this.#reads.get(window) ?? new Map<string, number>();
     for (const [key, count] of counts) reads.set(key, (reads.get(key) ?? 0) + count);
-    if (reads.size > max) {
-      const kept = [...reads].sort((a, b) => b[1] - a[1]).slice(0, max);
-      this.#reads.set(window, new Map(kept));
-    }
+    this.#reads.set(window, reads.size > max ? new Map([...reads].sort((a, b) => b[1] - a[1]).slice(0, max)) : reads);
   }
 
   /** @internal */ setBits(name: string, positions: readonly number[], onlyIfExists: boolean): void {
@@ -220,7 +202,7 @@ export class InMemoryTierStore {
   }
 
   /** @internal The token bucket of TAKE_TOKEN, in memory. */
-  takeToken(bucket: string, burst: number, perSecond: number): { allowed: boolean; tokens: number } {
+  takeToken(bucket: string, burst: number, perSecond: number): TokenTake {
     const now = this.now();
     const state = this.#buckets.get(bucket) ?? { tokens: burst, at: now };
     this.#buckets.set(bucket, state);
@@ -242,16 +224,10 @@ export class InMemoryTierStore {
     return this.#reads.get(window) ?? new Map();
   }
 
-  /** @internal */ join(tier: InMemoryTier): void {
-    this.#members.add(tier);
-  }
-
-  /** @internal */ leave(tier: InMemoryTier): void {
-    this.#members.delete(tier);
-  }
-
-  /** @internal */ entry(key: string): Buffer | undefined {
-    return this.#live(this.#entries, key)?.value;
+  /** @internal A copy of the stored bytes: no caller may alias the store's. */
+  entry(key: string): Buffer | undefined {
+    const bytes = this.#live(this.#entries, key)?.value;
+    return bytes === undefined ? undefined : Buffer.from(bytes);
   }
 
   /** @internal */ lease(key: string): Lease | undefined {
@@ -266,6 +242,12 @@ export class InMemoryTierStore {
     this.#leases.delete(key);
   }
 
+  /** @internal Deletes the entry and voids the lease. */
+  deleteKey(key: string): void {
+    this.#entries.delete(key);
+    this.#leases.delete(key);
+  }
+
   /** @internal */ setEntry(key: string, bytes: Buffer, expiryMs: number): void {
     this.#entries.delete(key); // re-inserted last: the map's order is the eviction order
     this.#entries.set(key, { value: Buffer.from(bytes), expiresAt: this.now() + expiryMs });
@@ -275,34 +257,21 @@ export class InMemoryTierStore {
     }
   }
 
-  /** @internal */ deleteEntry(key: string): void {
-    this.#entries.delete(key);
-  }
-
   /** @internal */ broadcast(from: InMemoryTier, event: TierEvent): void {
-    for (const member of this.#members) if (member !== from) member.receive(event);
-  }
-
-  /** @internal */ get members(): ReadonlySet<InMemoryTier> {
-    return this.#members;
+    for (const member of this.members) if (member !== from) member.receive(event);
   }
 
   #live<T>(map: Map<string, Timed<T>>, key: string): Timed<T> | undefined {
     const found = map.get(key);
-    if (found === undefined) return undefined;
-    if (found.expiresAt > this.now()) return found;
+    if (found === undefined || found.expiresAt > this.now()) return found;
     map.delete(key);
     return undefined;
   }
 }
 
 /**
- * The shared tier in process memory, with the semantics of RedisTier (the
- * same contract tests hold both to): entries with expiry, leases fenced by
- * token, hints to every other instance of the same store, and one ordered
- * change feed each instance reads from its own position. For tests, and for
- * a single process that wants fleet semantics (leases, fenced invalidation)
- * without Redis. Events are delivered on a later microtask, as over a network.
+ * The shared tier in process memory, held to RedisTier's contract tests: for tests, and for one process that wants
+ * fleet semantics (leases, fenced invalidation) without Redis. Events arrive on a later microtask, as over a network.
  */
 export class InMemoryTier implements SharedTier {
   readonly instanceId = randomUUID();
@@ -335,7 +304,7 @@ export class InMemoryTier implements SharedTier {
     this.#epoch = this.#store.epoch;
     this.#ordinal = this.#store.added;
     this.#lastReadAt = this.#store.now();
-    this.#store.join(this);
+    this.#store.members.add(this);
   }
 
   get healthy(): boolean {
@@ -345,10 +314,8 @@ export class InMemoryTier implements SharedTier {
   async lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable> {
     if (this.#closed) return UNAVAILABLE;
     const store = this.#store;
-    if (mode === 'read') {
-      const bytes = store.entry(key);
-      if (bytes !== undefined) return { type: 'hit', bytes: Buffer.from(bytes) };
-    }
+    const bytes = mode === 'read' ? store.entry(key) : undefined;
+    if (bytes !== undefined) return { type: 'hit', bytes };
     const held = store.lease(key);
     if (held === undefined) {
       store.setLease(key, token, this.leaseTtlMs);
@@ -381,11 +348,8 @@ export class InMemoryTier implements SharedTier {
 
   async deleteKeys(keys: readonly string[], position?: string): Promise<boolean> {
     if (this.#closed) return false;
-    for (const key of keys) {
-      if (position !== undefined && !this.#store.markChange(key, position)) continue;
-      this.#store.deleteEntry(key);
-      this.#store.deleteLease(key);
-    }
+    for (const key of keys)
+      if (position === undefined || this.#store.markChange(key, position)) this.#store.deleteKey(key);
     return true;
   }
 
@@ -404,19 +368,13 @@ export class InMemoryTier implements SharedTier {
   async hottestKeys(count: number): Promise<string[] | Unavailable> {
     if (this.#closed) return UNAVAILABLE;
     const window = this.#window();
-    return hottestOf(
-      [this.#store.readsOf(window), this.#store.readsOf(window - 1)],
-      Math.min(count, this.#hotKeysMax),
-      this.#isValidKey,
-    );
+    const reads = [this.#store.readsOf(window), this.#store.readsOf(window - 1)];
+    return hottestOf(reads, Math.min(count, this.#hotKeysMax), this.#isValidKey);
   }
 
   async readEntries(keys: readonly string[]): Promise<(Buffer | undefined)[] | Unavailable> {
     if (this.#closed) return UNAVAILABLE;
-    return keys.map((key) => {
-      const bytes = this.#store.entry(key);
-      return bytes === undefined ? undefined : Buffer.from(bytes);
-    });
+    return keys.map((key) => this.#store.entry(key));
   }
 
   #window(): number {
@@ -444,11 +402,7 @@ export class InMemoryTier implements SharedTier {
     return true;
   }
 
-  async takeToken(
-    bucket: string,
-    burst: number,
-    perSecond: number,
-  ): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
+  async takeToken(bucket: string, burst: number, perSecond: number): Promise<TokenTake | Unavailable> {
     return this.#closed ? UNAVAILABLE : this.#store.takeToken(bucket, burst, perSecond);
   }
 
@@ -467,12 +421,8 @@ export class InMemoryTier implements SharedTier {
   }
 
   feedStatus(): FeedStatus {
-    return {
-      lagMs: this.feedLagMs(),
-      lagEntries: Math.max(0, this.#store.added - this.#ordinal),
-      skipped: {},
-      resumes: 0,
-    };
+    const lagEntries = Math.max(0, this.#store.added - this.#ordinal);
+    return { lagMs: this.feedLagMs(), lagEntries, skipped: {}, resumes: 0 };
   }
 
   feedPositions(): FeedPosition[] {
@@ -519,26 +469,23 @@ export class InMemoryTier implements SharedTier {
     if (this.#closed || this.#suspended) return;
     const store = this.#store;
     this.#lastReadAt = store.now();
-    const emit = (event: TierEvent): void => {
-      for (const listener of this.#listeners) listener(event);
-    };
     if (this.#epoch !== store.epoch) {
       this.#epoch = store.epoch;
       this.#ordinal = 0;
-      emit({ type: 'reset', reason: 'epoch', shard: 0 });
+      this.#emit({ type: 'reset', reason: 'epoch', shard: 0 });
     }
     let changes = store.changesAfter(this.#ordinal);
     if (changes === 'trimmed') {
       // As the Redis reader does: reset, then apply again what the feed still keeps.
       this.#ordinal = store.oldestOrdinal() - 1;
-      emit({ type: 'reset', reason: 'trimmed', shard: 0 });
+      this.#emit({ type: 'reset', reason: 'trimmed', shard: 0 });
       changes = store.changesAfter(this.#ordinal);
       if (changes === 'trimmed') return;
     }
     for (const { change, ordinal } of changes) {
       if (this.#closed || this.#suspended) return;
       this.#ordinal = ordinal;
-      emit({ type: 'change', change: { ...change, ids: [...change.ids] } });
+      this.#emit({ type: 'change', change: { ...change, ids: [...change.ids] } });
     }
   }
 
@@ -551,15 +498,18 @@ export class InMemoryTier implements SharedTier {
   receive(event: TierEvent): void {
     if (this.#closed) return;
     queueMicrotask(() => {
-      if (this.#closed) return;
-      for (const listener of this.#listeners) listener(event);
+      if (!this.#closed) this.#emit(event);
     });
+  }
+
+  #emit(event: TierEvent): void {
+    for (const listener of this.#listeners) listener(event);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#listeners.clear();
-    this.#store.leave(this);
+    this.#store.members.delete(this);
   }
 }

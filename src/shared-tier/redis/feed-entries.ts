@@ -8,8 +8,7 @@ import {
 } from '../contract.js';
 
 /**
- * The fields of feed entries on Redis, the contract a producer outside the
- * proxy follows (docs/fleet.md, "The change feed"):
+ * The fields of a feed entry, the contract producers outside the proxy follow (docs/fleet.md, "The change feed"):
  *   XADD <changes key> MAXLEN ~ <retention> * kind changed ids 42,43 [version <v>] [producer <name>]
  */
 export function changeFields(change: Change, producer: string): string[] {
@@ -29,13 +28,9 @@ export function hintFields(hint: LeaseHint, producer: string): string[] {
 /** Why an entry of the change stream was not applied (a label of the skipped-entries metric). */
 export type SkipReason = 'unknown_kind' | 'bad_ids' | 'garbage';
 
-export type DecodedChange = { change: FeedChange; droppedIds: number } | { skipped: SkipReason };
-
 /**
- * A change read from the stream. Anyone who can write to the stream can
- * append, so the entry is checked field by field: an unknown kind, no valid
- * id or a malformed entry is skipped (and counted), invalid ids among valid
- * ones are dropped, and nothing in an entry can stop the reader.
+ * A change read from the stream. Anyone who can write there can append, so nothing in an entry may stop the reader:
+ * an unknown kind, no valid id or a malformed entry is skipped (and counted), invalid ids among valid ones dropped.
  */
 export function decodeChange(
   position: unknown,
@@ -43,7 +38,7 @@ export function decodeChange(
   shard: number,
   isValidKey: (key: string) => boolean,
   replayed: boolean,
-): DecodedChange {
+): { change: FeedChange; droppedIds: number } | { skipped: SkipReason } {
   if (typeof position !== 'string' || !/^\d{1,20}-\d{1,20}$/.test(position)) return { skipped: 'garbage' };
   const fields = fieldsOf(raw);
   if (fields === undefined) return { skipped: 'garbage' };
@@ -54,16 +49,9 @@ export function decodeChange(
   const ids = [...new Set(listed.map((id) => id.trim()).filter((id) => isValidKey(id)))];
   if (ids.length === 0) return { skipped: 'bad_ids' };
   const version = fields.get('version');
-  const producer = fields.get('producer') ?? '';
-  const change: FeedChange = {
-    ids,
-    kind,
-    shard,
-    position,
-    appendedAt: timeOfPosition(position),
-    producer: producer.length <= 128 ? producer : '',
-    replayed,
-  };
+  const given = fields.get('producer') ?? '';
+  const producer = given.length <= 128 ? given : '';
+  const change: FeedChange = { ids, kind, shard, position, appendedAt: timeOfPosition(position), producer, replayed };
   if (version !== undefined && version.length <= 128) change.version = version;
   if (fields.get('shared') === 'deleted') change.sharedCopiesDeleted = true;
   return { change, droppedIds: listed.length - ids.length };

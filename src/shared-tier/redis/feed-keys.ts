@@ -11,17 +11,13 @@ export interface FeedShardKeys {
   readonly hints: string;
   /** A random value set beside the stream; a new one means the stream was recreated (Redis restarted empty). */
   readonly epoch: string;
-  /** The shard's Cluster slot. */
   readonly slot: number;
 }
 
 /**
- * The keys of every shard of the feed. Shard `i` of `shards` gets the hash tag
- * `feed-i` (or `feed-i.n`, the first n that does) whose slot lies in the
- * i-th of `shards` equal slot ranges: a Cluster whose slots are split evenly
- * over `shards` masters (what `redis-cli --cluster create` does) puts each
- * shard on a master of its own. The names depend on the prefix and the shard
- * count only, so every instance and producer computes the same ones.
+ * The keys of every feed shard. Shard `i` gets the hash tag `feed-i` (or the first `feed-i.n`) whose slot lies in the
+ * i-th of `shards` equal slot ranges, so a Cluster split evenly over `shards` masters (as `redis-cli --cluster create`
+ * does) puts each shard on a master of its own. Only the prefix and shard count matter: every producer agrees.
  */
 export function feedShardKeys(prefix: string, shards: number): FeedShardKeys[] {
   const keys: FeedShardKeys[] = [];
@@ -29,7 +25,8 @@ export function feedShardKeys(prefix: string, shards: number): FeedShardKeys[] {
     const low = Math.floor((shard * SLOTS) / shards);
     const high = Math.floor(((shard + 1) * SLOTS) / shards);
     let tag = shards === 1 ? 'feed' : `feed-${shard}`;
-    for (let n = 0; shards > 1 && !inRange(calculateSlot(`{${tag}}`), low, high); n++) tag = `feed-${shard}.${n}`;
+    const outside = (slot: number): boolean => slot < low || slot >= high;
+    for (let n = 0; shards > 1 && outside(calculateSlot(`{${tag}}`)); n++) tag = `feed-${shard}.${n}`;
     const base = `${prefix}{${tag}}`;
     keys.push({
       shard,
@@ -42,14 +39,7 @@ export function feedShardKeys(prefix: string, shards: number): FeedShardKeys[] {
   return keys;
 }
 
-function inRange(slot: number, low: number, high: number): boolean {
-  return slot >= low && slot < high;
-}
-
-/**
- * The shard of a key: a decimal group id modulo the shard count (what a
- * producer outside the proxy computes too); any other key by a string hash.
- */
+/** The shard of a key: a decimal group id modulo the shard count (as producers compute it), else a string hash. */
 export function shardOfKey(key: string, shards: number): number {
   if (shards === 1) return 0;
   if (/^[0-9]{1,300}$/.test(key)) return Number(BigInt(key) % BigInt(shards));

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Clock } from '../../util/clock.js';
+import type { Clock, TimerHandle } from '../../util/clock.js';
 import type { FeedResetReason, TierEvent } from '../contract.js';
 import { decodeChange, decodeHint, type SkipReason } from './feed-entries.js';
 import type { FeedShardKeys } from './feed-keys.js';
@@ -59,12 +59,9 @@ export type FeedNotice =
 class StuckRead extends Error {}
 
 /**
- * Reads one shard of the feed from its own position (XREAD BLOCK, no
- * consumer group: every instance sees every entry), on one connection of its
- * own. Before each blocking wait, one script reads what is new and checks
- * that the position can still be replayed (the epoch beside the stream, and
- * the stream's entry counts). After a lost connection it resumes from its
- * position; when that position cannot be replayed it emits a reset.
+ * Reads one feed shard from its own position on a connection of its own (XREAD BLOCK, no consumer group: every
+ * instance sees every entry). Before each wait, FEED_READ reads what is new and checks the position can still be
+ * replayed; after a lost connection the reader resumes from it, or emits a reset when it cannot.
  */
 export class ShardReader {
   readonly #o: ShardReaderOptions;
@@ -188,8 +185,7 @@ export class ShardReader {
       // Read what the stream still keeps (after a restart, all it holds is what came since): the
       // flush covers this instance's L1, and applying those entries deletes the shared copies
       // they changed, which no instance may have done yet.
-      if (status === 'epoch') this.#adopt(epoch, '0-0', 0);
-      else this.#adopt(epoch, '0-0', added - length);
+      this.#adopt(epoch, '0-0', status === 'epoch' ? 0 : added - length);
       this.#lost = false;
       o.notice?.({ type: 'reset', shard: k.shard, reason: status });
       o.emit({ type: 'reset', reason: status, shard: k.shard });
@@ -254,23 +250,15 @@ export class ShardReader {
 
   /** `operation`, or a StuckRead once it took `extraMs` plus the stuck allowance. */
   #deadline<T>(operation: Promise<T>, extraMs = 0): Promise<T> {
-    const clock = this.#o.clock;
-    return new Promise<T>((resolve, reject) => {
-      const timer = clock.setTimeout(
-        () => reject(new StuckRead(`feed read on shard ${this.#o.keys.shard} did not answer`)),
-        extraMs + this.#o.stuckMs,
-      );
-      operation.then(
-        (value) => {
-          clock.clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clock.clearTimeout(timer);
-          reject(error);
-        },
+    const { clock, keys, stuckMs } = this.#o;
+    let timer: TimerHandle | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = clock.setTimeout(
+        () => reject(new StuckRead(`feed read on shard ${keys.shard} did not answer`)),
+        extraMs + stuckMs,
       );
     });
+    return Promise.race([operation, stuck]).finally(() => clock.clearTimeout(timer));
   }
 
   #sleep(ms: number): Promise<void> {

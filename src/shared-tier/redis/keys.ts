@@ -1,7 +1,4 @@
-/**
- * Redis key names. Every key of one cache key shares the hash tag `{key}`, so
- * they live in one Redis Cluster slot and a Lua script may touch them together.
- */
+/** Redis key names. One cache key's keys share the hash tag `{key}`: one Cluster slot, so one script may touch all. */
 export interface KeyNames {
   entry(key: string): string;
   lease(key: string): string;

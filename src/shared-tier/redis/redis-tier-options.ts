@@ -1,10 +1,7 @@
 import { defaultsOf, integerSpec } from '../../util/options.js';
 import { SHARED_TIER_OPTION_SPECS } from '../contract.js';
 
-/**
- * RedisTier's option defaults and ranges, declared once, in a module of their
- * own so the sidecar's settings can read them without loading ioredis.
- */
+/** RedisTier's option defaults and ranges, in a module of their own so settings can read them without ioredis. */
 export const REDIS_TIER_OPTION_SPECS = {
   /** Deadline of one Redis command, ms. */
   commandTimeoutMs: integerSpec(50, 1, 60_000),

@@ -27,6 +27,8 @@ import {
   type FillResult,
   type SharedLookup,
   type SharedTier,
+  type SharedTierOptions,
+  type TokenTake,
   type TierEvent,
   type Unavailable,
 } from '../contract.js';
@@ -50,7 +52,7 @@ import {
 
 export type RedisClient = Redis | Cluster;
 
-export interface RedisTierOptions {
+export interface RedisTierOptions extends SharedTierOptions {
   /** An existing ioredis client (standalone or Cluster). The feed readers get connections of their own; it is never closed by the tier. */
   client?: RedisClient;
   /** `redis://` or `rediss://` URL of a standalone Redis (credentials in the URL). */
@@ -64,93 +66,57 @@ export interface RedisTierOptions {
   prefix?: string;
   /** Deadline of one Redis command, ms; past it the command counts as failed. Default 50. */
   commandTimeoutMs?: number;
-  /** How long a lease protects one load, ms; if its holder dies, another instance takes over after this. Default 3000. */
-  leaseTtlMs?: number;
-  /** How long an instance waits for another's load before loading by itself, ms. Default 5000. */
-  leaseWaitMs?: number;
   /**
-   * Shards of the change feed, each a stream in a slot of its own, read on one connection of its
-   * own. Every instance and producer of a fleet must use the same count. Default 1 on a standalone
-   * Redis, 3 on a Cluster (one per master of an evenly split 3-master Cluster).
+   * Shards of the change feed, each a stream in a slot of its own read on a connection of its own; the same count in
+   * every instance and producer of a fleet. Default 1 on a standalone Redis, 3 on a Cluster (one per master).
    */
   feedShards?: number;
   /** Changes the feed keeps per shard (`XADD … MAXLEN ~`); an instance further behind flushes its L1. Default 100000. */
   feedMaxLen?: number;
   /** How long one blocking feed read waits for news, ms; keep it under half the engine's `feedMaxLagMs`. Default 1000. */
   feedBlockMs?: number;
-  /** Keys the fleet's record of its hottest keys keeps per window (a starting instance warms from it). Default 10000. */
-  hotKeysMax?: number;
-  /** Length of a window of the hot-key record, ms; reads of the current and the previous window count. Default 600000. */
-  hotWindowMs?: number;
-  /** Which ids of a feed entry are valid keys; others are dropped and counted. Default: canonical group ids. */
-  isValidKey?: (key: string) => boolean;
   /** The clock of the feed's lag and deadlines (the engine's clock). Default: the system clock. */
   clock?: Clock;
   /** Told of feed resets, resumes after lost connections, skipped entries and failed reads (for logs). */
   onFeedNotice?: (notice: FeedNotice) => void;
   /**
-   * Notified of the first known state (the first connection or failed attempt, so a Redis
-   * unreachable from the start is reported too), then of every change; never twice in a row with
-   * the same value, and never after `close()`.
+   * Notified of the first known state (so a Redis unreachable from the start is reported too), then of every change;
+   * never twice in a row with the same value, never after `close()`.
    */
   onHealthChange?: (healthy: boolean, error?: Error) => void;
 }
 
-export { REDIS_TIER_DEFAULTS, REDIS_TIER_OPTION_SPECS };
-
-export { UNAVAILABLE, type Unavailable };
-
-export type { FeedNotice };
+export { REDIS_TIER_DEFAULTS, UNAVAILABLE, type Unavailable, type FeedNotice };
 
 /** Retention of the hint stream per shard: hints are only worth something for a moment. */
 const HINT_MAX_LEN = 1000;
 /** How long a key remembers the last change applied to it, so later appliers of the same change skip the delete. */
 const CHANGE_MARKER_MS = 600_000;
-/** Entries one feed read takes at most. */
 const FEED_BATCH = 500;
 /** Keys one MGET of `readEntries` asks for at most, so one answer stays well within the command deadline. */
 const READ_BATCH = 100;
 
+type LeaseKeys = [entry: string, lease: string, waited: string];
+
 type ScriptClient = RedisClient & {
   gppLookupOrLeaseBuffer(
-    entry: string,
-    lease: string,
-    waited: string,
-    token: string,
-    leaseMs: number,
-    mode: string,
+    ...args: [...LeaseKeys, token: string, leaseMs: number, mode: string]
   ): Promise<[number, Buffer | number]>;
-  gppFillIfLeased(
-    entry: string,
-    lease: string,
-    waited: string,
-    token: string,
-    envelope: Buffer,
-    expiryMs: number,
-  ): Promise<number>;
-  gppReleaseLease(entry: string, lease: string, waited: string, token: string): Promise<number>;
+  gppFillIfLeased(...args: [...LeaseKeys, token: string, envelope: Buffer, expiryMs: number]): Promise<number>;
+  gppReleaseLease(...args: [...LeaseKeys, token: string]): Promise<number>;
   gppExtendLease(entry: string, lease: string, token: string, leaseMs: number): Promise<number>;
   gppDeleteForChange(entry: string, lease: string, marker: string, position: string, markerMs: number): Promise<number>;
   gppRecordReads(window: string, max: number, expiryMs: number, ...countsAndKeys: (string | number)[]): Promise<number>;
   gppSetBits(bitmap: string, ttlMs: number, onlyIfExists: string, ...positions: number[]): Promise<number>;
   gppTestBits(bitmap: string, ...positions: number[]): Promise<number>;
-  gppTakeToken(
-    bucket: string,
-    unused: number,
-    burst: number,
-    perSecond: number,
-    expiryMs: number,
-  ): Promise<[number, string]>;
+  gppTakeToken(bucket: string, burst: number, perSecond: number, expiryMs: number): Promise<[number, string]>;
 };
 
 /**
- * The shared tier on Redis (standalone or Cluster), best-effort: every
- * command goes through one path with a short deadline, and a failure answers
- * UNAVAILABLE instead of throwing, so a dead Redis degrades the proxy to
- * per-process caching rather than failing requests. ioredis reconnects by
- * itself. Leases are Lua scripts on keys of one hash tag (scripts.ts). The
- * change feed is Redis Streams, sharded (feed-keys.ts), read by one
- * ShardReader per shard while anyone listens (feed-reader.ts).
+ * The shared tier on Redis (standalone or Cluster). Every command takes one path with a short deadline and answers
+ * UNAVAILABLE instead of throwing, so a dead Redis degrades the proxy to per-process caching; ioredis reconnects by
+ * itself. Leases are Lua scripts on one hash tag (scripts.ts); the feed is sharded Redis Streams (feed-keys.ts), read
+ * by one ShardReader per shard while anyone listens (feed-reader.ts).
  */
 export class RedisTier implements SharedTier {
   readonly instanceId = randomUUID();
@@ -182,9 +148,8 @@ export class RedisTier implements SharedTier {
 
   constructor(options: RedisTierOptions) {
     const o = { ...REDIS_TIER_DEFAULTS, ...definedOnly(options) };
-    if (typeof o.prefix !== 'string' || !PREFIX_PATTERN.test(o.prefix)) {
+    if (typeof o.prefix !== 'string' || !PREFIX_PATTERN.test(o.prefix))
       throw new OptionError('prefix', 'up to 64 characters of [A-Za-z0-9:_.-]', o.prefix);
-    }
     const S = REDIS_TIER_OPTION_SPECS;
     this.#commandTimeoutMs = specOption('commandTimeoutMs', o.commandTimeoutMs, S.commandTimeoutMs);
     this.leaseTtlMs = specOption('leaseTtlMs', o.leaseTtlMs, S.leaseTtlMs);
@@ -210,14 +175,10 @@ export class RedisTier implements SharedTier {
         'exactly one of client, url or clusterNodes',
         sources === 0 ? undefined : 'several',
       );
-    let client: RedisClient;
-    if (o.client !== undefined) {
-      client = o.client;
-      this.#ownsClient = false;
-    } else {
-      this.#ownsClient = true;
-      client = o.url !== undefined ? this.#standalone(o.url) : this.#cluster(o.clusterNodes!, o.username, o.password);
-    }
+    this.#ownsClient = o.client === undefined;
+    const client: RedisClient =
+      o.client ??
+      (o.url !== undefined ? this.#standalone(o.url) : this.#cluster(o.clusterNodes!, o.username, o.password));
     client.defineCommand('gppLookupOrLease', { numberOfKeys: 3, lua: LOOKUP_OR_LEASE });
     client.defineCommand('gppFillIfLeased', { numberOfKeys: 3, lua: FILL_IF_LEASED });
     client.defineCommand('gppReleaseLease', { numberOfKeys: 3, lua: RELEASE_LEASE });
@@ -254,10 +215,8 @@ export class RedisTier implements SharedTier {
   }
 
   /**
-   * Waits (at most `timeoutMs`) for the first connection to answer, then checks what reconnecting
-   * cannot fix: credentials or a database Redis refused, or a server older than 7.0 (the feed reads
-   * XINFO STREAM's entries-added). Throws a RedisRefusedError for those; resolves when Redis is only
-   * unreachable, since the tier serves degraded until it is back.
+   * Waits (at most `timeoutMs`) for the first connection, then throws a RedisRefusedError for what reconnecting cannot
+   * fix (credentials, database, Redis < 7.0); resolves when Redis is only unreachable: the tier serves degraded.
    */
   async verifyServer(timeoutMs = 2000): Promise<void> {
     const client = this.#client;
@@ -279,12 +238,11 @@ export class RedisTier implements SharedTier {
     const info = await this.#run('verifyServer', () => client.info('server'));
     if (info === UNAVAILABLE) return;
     const version = /^redis_version:(\d+)\.(\d+)/m.exec(info);
-    if (version !== null && Number(version[1]) < MIN_REDIS_MAJOR) {
+    if (version !== null && Number(version[1]) < MIN_REDIS_MAJOR)
       throw new RedisRefusedError(
         'version',
         `Redis ${version[1]}.${version[2]} is too old: the change feed needs Redis >= ${MIN_REDIS_MAJOR}.0`,
       );
-    }
   }
 
   /** `ok` when the last command reached Redis and the connection is up. */
@@ -292,7 +250,7 @@ export class RedisTier implements SharedTier {
     return !this.#closed && this.#healthy !== false && this.#client.status === 'ready';
   }
 
-  /** Hints, changes and resets; the feed readers start with the first listener. */
+  /** The feed readers start with the first listener. */
   onEvent(listener: (event: TierEvent) => void): () => void {
     this.#listeners.add(listener);
     if (this.#readers.length === 0 && !this.#closed) this.#startReaders();
@@ -335,9 +293,8 @@ export class RedisTier implements SharedTier {
   }
 
   /**
-   * Round trips to Redis since start, by operation: every command of the tier's own client (a
-   * script is one), and `feedRead` for the feed readers' reads on their connections. The miss
-   * path's budgets (docs/fleet.md) are stated, and tested, in these.
+   * Round trips to Redis since start, by operation (a script is one; `feedRead`: the feed readers' reads): the unit
+   * in which the miss path's budgets (docs/fleet.md) are stated and tested.
    */
   roundTrips(): Record<string, number> {
     const counts = Object.fromEntries(this.#roundTrips);
@@ -346,12 +303,6 @@ export class RedisTier implements SharedTier {
     return counts;
   }
 
-  /** The shard readers' connections, for tests that kill them. */
-  feedConnections(): (FeedConnection | undefined)[] {
-    return this.#readers.map((reader) => reader.connection);
-  }
-
-  /** The shard of a key. */
   shardOf(key: string): number {
     return shardOfKey(key, this.#feed.length);
   }
@@ -368,57 +319,37 @@ export class RedisTier implements SharedTier {
   }
 
   lookupOrLease(key: string, token: string, mode: 'read' | 'force'): Promise<SharedLookup | Unavailable> {
+    const keys = this.#leaseKeys(key);
     return this.#run('lookupOrLease', async () => {
-      const [status, payload] = await this.#client.gppLookupOrLeaseBuffer(
-        this.keys.entry(key),
-        this.keys.lease(key),
-        this.keys.waited(key),
-        token,
-        this.leaseTtlMs,
-        mode,
-      );
+      const [status, payload] = await this.#client.gppLookupOrLeaseBuffer(...keys, token, this.leaseTtlMs, mode);
       if (status === 1) return { type: 'hit', bytes: payload as Buffer };
       if (status === 2) return { type: 'leased' };
       return { type: 'held', pttlMs: Math.max(0, Number(payload)) };
     });
   }
 
-  async fillIfLeased(
-    key: string,
-    token: string,
-    envelope: Buffer,
-    expiryMs: number,
-  ): Promise<FillResult | Unavailable> {
+  async fillIfLeased(key: string, token: string, bytes: Buffer, expiryMs: number): Promise<FillResult | Unavailable> {
     return this.#run('fillIfLeased', async () => {
-      const k = this.keys;
-      const stored = await this.#client.gppFillIfLeased(
-        k.entry(key),
-        k.lease(key),
-        k.waited(key),
-        token,
-        envelope,
-        Math.max(1, expiryMs),
-      );
+      const stored = await this.#client.gppFillIfLeased(...this.#leaseKeys(key), token, bytes, Math.max(1, expiryMs));
       return stored === 2 ? 'awaited' : stored === 1 ? 'stored' : 'fenced';
     });
   }
 
   async releaseLease(key: string, token: string): Promise<boolean> {
-    const k = this.keys;
-    const waited = await this.#run('releaseLease', () =>
-      this.#client.gppReleaseLease(k.entry(key), k.lease(key), k.waited(key), token),
-    );
+    const waited = await this.#run('releaseLease', () => this.#client.gppReleaseLease(...this.#leaseKeys(key), token));
     return waited === 1;
   }
 
-  /** Keeps a lease alive while its holder loads; a holder that dies stops extending it. */
+  #leaseKeys(key: string): LeaseKeys {
+    return [this.keys.entry(key), this.keys.lease(key), this.keys.waited(key)];
+  }
+
   async extendLease(key: string, token: string): Promise<void> {
     await this.#run('extendLease', () =>
       this.#client.gppExtendLease(this.keys.entry(key), this.keys.lease(key), token, this.leaseTtlMs),
     );
   }
 
-  /** Deletes the entries and voids outstanding leases of `keys` (for the change at `position`). False when Redis could not be reached. */
   async deleteKeys(keys: readonly string[], position?: string): Promise<boolean> {
     const k = this.keys;
     // One command per key: on a Cluster the keys of different groups live in different slots.
@@ -456,16 +387,8 @@ export class RedisTier implements SharedTier {
           this.#client.xadd(this.#feed[shard]!.changes, 'MAXLEN', '~', this.#feedMaxLen, '*', ...fields),
         );
         if (position === UNAVAILABLE || position === null) return UNAVAILABLE;
-        const part: FeedChange = {
-          ...change,
-          ids,
-          shard,
-          position,
-          appendedAt: timeOfPosition(position),
-          producer: this.instanceId,
-          replayed: false,
-        };
-        return part;
+        const appendedAt = timeOfPosition(position);
+        return { ...change, ids, shard, position, appendedAt, producer: this.instanceId, replayed: false };
       }),
     );
     return parts.some((part) => part === UNAVAILABLE) ? UNAVAILABLE : (parts as FeedChange[]);
@@ -504,7 +427,6 @@ export class RedisTier implements SharedTier {
     return hottestOf((windows as string[][]).map(pairsOf), count, this.#isValidKey);
   }
 
-  /** The hot-key record's current window. */
   #window(): number {
     return Math.floor(this.#clock.now() / this.#hotWindowMs);
   }
@@ -564,15 +486,11 @@ export class RedisTier implements SharedTier {
     return stored === 'OK';
   }
 
-  async takeToken(
-    bucket: string,
-    burst: number,
-    perSecond: number,
-  ): Promise<{ allowed: boolean; tokens: number } | Unavailable> {
+  async takeToken(bucket: string, burst: number, perSecond: number): Promise<TokenTake | Unavailable> {
     // A bucket left alone refills completely in burst / perSecond: it need not outlive that.
     const expiryMs = Math.max(1000, Math.ceil((burst / perSecond) * 1000));
     const answer = await this.#run('takeToken', () =>
-      this.#client.gppTakeToken(this.keys.bucket(bucket), 0, burst, perSecond, expiryMs),
+      this.#client.gppTakeToken(this.keys.bucket(bucket), burst, perSecond, expiryMs),
     );
     return answer === UNAVAILABLE ? UNAVAILABLE : { allowed: answer[0] === 1, tokens: Number(answer[1]) };
   }

@@ -1,18 +1,10 @@
-/**
- * Lua scripts of the lease protocol. Each touches the keys of one cache key
- * only (one hash tag), so they run on Redis Cluster too.
- *
- * KEYS[1] = entry, KEYS[2] = lease (lease scripts).
- */
+// Lua scripts. Each touches the keys of one hash tag only, so they run on Redis Cluster too.
+// Lease scripts: KEYS[1] = entry, KEYS[2] = lease.
 
 /**
- * Read the entry, or take the lease when there is none.
- * ARGV: token, lease ms, mode (`read`: return an existing entry; `force`: the
- * caller found the entry unusable and wants the lease regardless).
- * Returns {1, entry} on a hit, {2} when the lease was taken, {3, pttl} when
- * another instance holds it; then KEYS[3] marks the lease as waited on, so the
- * holder's fill knows to announce itself (no hint, no feed reader woken, when
- * nobody waits).
+ * Read the entry, or take the lease when there is none. ARGV: token, lease ms, mode (`force`: the lease regardless).
+ * Returns {1, entry} on a hit, {2} when leased, {3, pttl} when another holds it; then KEYS[3] marks the lease
+ * waited on, so the holder's fill announces itself (no hint, no feed reader woken, when nobody waits).
  */
 export const LOOKUP_OR_LEASE = `
 if ARGV[3] == 'read' then
@@ -26,11 +18,9 @@ return {3, pttl}
 `;
 
 /**
- * Store the loaded entry only while still holding the lease (compare-and-set
- * on the token): an invalidation deletes the lease, so a load that began
- * before a change can never write its value back.
- * ARGV: token, envelope, expiry ms. Returns 1 when stored, 2 when stored and
- * another lookup waited on the lease (KEYS[3]), 0 when fenced.
+ * Store the entry only while holding the lease (compare-and-set on the token): an invalidation deletes the lease,
+ * so a load begun before a change never writes back. ARGV: token, envelope, expiry ms.
+ * Returns 1 when stored, 2 when stored and waited on (KEYS[3]), 0 when fenced.
  */
 export const FILL_IF_LEASED = `
 if redis.call('GET', KEYS[2]) == ARGV[1] then
@@ -57,11 +47,9 @@ return 0
 `;
 
 /**
- * Delete the entry and void the lease for a change at a feed position,
- * unless a change at or after it did already: the instances applying one
- * change delete once, so a value refilled after the first delete is kept.
- * KEYS[3] = the key's change marker. ARGV: position (`ms-seq`), marker ms.
- * Returns 1 when deleted, 0 when an equal or later change had.
+ * Delete the entry and void the lease for the change at a position, unless a change at or after it did: the instances
+ * applying one change delete once, so a value refilled after the first delete is kept. KEYS[3] = the change marker.
+ * ARGV: position (`ms-seq`), marker ms. Returns 1 when deleted, else 0.
  */
 export const DELETE_FOR_CHANGE = `
 local function parse(p)
@@ -80,16 +68,11 @@ return 1
 `;
 
 /**
- * One read of a feed shard, with the checks that tell whether the reader's
- * position can still be replayed. KEYS: changes stream, hint stream, epoch.
- * ARGV: position ('' on the first read: start at the end), the epoch the
- * reader knows, its ordinal (how many entries the stream had taken in up to
- * its position), batch size, a fresh epoch in case none is set, the hint
- * position ('' to start at the end).
- * Returns {status, epoch, last id, entries added, changes, hint position, hints, length}:
+ * One read of a feed shard, checking the reader's position can still be replayed. KEYS: changes, hints, epoch.
+ * ARGV: position ('' on the first read), known epoch, ordinal (entries the stream had taken in up to the position),
+ * batch size, a fresh epoch in case none is set, hint position ('' to start at the end). Returns FeedReadReply:
  * - `start`: first read, nothing returned, position = last id;
- * - `epoch`: the epoch changed, or the stream took in fewer entries than the reader has
- *   seen (recreated): the reader's position means nothing here;
+ * - `epoch`: the epoch changed, or the stream took in fewer entries than the reader saw: it was recreated;
  * - `trimmed`: entries after the position were trimmed away;
  * - `ok`: the changes and hints after the positions, up to the batch size each.
  * The entry counts need Redis 7.0 (XINFO STREAM's entries-added).
@@ -124,9 +107,8 @@ return {'ok', epoch, last, added, changes, hintPosition, hints, length}
 `;
 
 /**
- * Add sampled read counts to one window of the fleet's hot-key record, keep its `max` hottest
- * keys, and let the window expire once it no longer counts. One call per flush of an instance.
- * KEYS[1] = the window's sorted set. ARGV: max kept, expiry ms, then count, key pairs.
+ * Add read counts to a window of the hot-key record, keep its `max` hottest keys, and expire it once it no longer
+ * counts. KEYS[1] = the window's sorted set. ARGV: max kept, expiry ms, then count, key pairs.
  */
 export const RECORD_READS = `
 for i = 3, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -136,10 +118,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `;
 
-/**
- * Set bits of one bitmap in one round trip. KEYS[1] = the bitmap. ARGV: expiry ms (0: none),
- * `1` to write only if the bitmap exists, then the bit offsets. Returns 0 when it did not exist.
- */
+/** Set bits of a bitmap. KEYS[1] = the bitmap. ARGV: expiry ms (0: none), `1`: only if it exists, bit offsets. */
 export const SET_BITS = `
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for i = 3, #ARGV do redis.call('SETBIT', KEYS[1], ARGV[i], 1) end
@@ -157,24 +136,23 @@ return 1
 `;
 
 /**
- * Take one token from a token bucket (a hash of tokens and when they were counted), refilling
- * it for the time since, on Redis' clock (instances' clocks differ: a skewed one must not refill
- * the bucket at every call). KEYS[1] = the bucket. ARGV: unused, burst, tokens per second, expiry ms.
+ * Take a token from a bucket (a hash of tokens and when counted), refilled on Redis' clock: a skewed instance clock
+ * must not refill it at every call. KEYS[1] = the bucket. ARGV: burst, tokens per second, expiry ms.
  * Returns {1 or 0 (taken or not), tokens left as a string}.
  */
 export const TAKE_TOKEN = `
 local state = redis.call('HMGET', KEYS[1], 't', 'a')
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local burst = tonumber(ARGV[2])
+local burst = tonumber(ARGV[1])
 local tokens = tonumber(state[1])
 local at = tonumber(state[2])
 if tokens == nil or at == nil then tokens = burst; at = now end
-tokens = math.min(burst, tokens + math.max(0, now - at) * tonumber(ARGV[3]) / 1000)
+tokens = math.min(burst, tokens + math.max(0, now - at) * tonumber(ARGV[2]) / 1000)
 now = math.max(now, at)
 local taken = 0
 if tokens >= 1 then tokens = tokens - 1; taken = 1 end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'a', tostring(now))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {taken, tostring(tokens)}
 `;
