@@ -3,9 +3,8 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
-import { parseGroupId } from '../ids.js';
-import { ADMIN_TOKEN_MIN_LENGTH, functionOption, knownOptions, OptionError, secretOption } from '../util/options.js';
-import { cacheNameOption } from './pipeline.js';
+import { ADMIN_TOKEN_MIN_LENGTH, knownOptions, OptionError, secretOption } from '../util/options.js';
+import { cacheNameOption, parseIdOption } from './pipeline.js';
 import { encodeError, methodNotAllowed } from './respond.js';
 import { send } from './routes.js';
 
@@ -20,32 +19,22 @@ export interface AdminRoutesOptions {
 }
 
 /** Most ids one invalidation request may carry. */
-export const MAX_INVALIDATION_IDS = 1000;
+const MAX_INVALIDATION_IDS = 1000;
 
-/**
- * `credentials = auth-scheme 1*SP token` (RFC 9110 11.4, RFC 6750 2.1); the
- * scheme is case-insensitive (RFC 9110 11.1). The token part takes any
- * printable ASCII, the alphabet tokens are validated against.
- */
+/** `credentials = auth-scheme 1*SP token` (RFC 9110 11.4, RFC 6750 2.1), scheme case-insensitive; tokens are printable ASCII. */
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
 
 /**
- * `POST /invalidate` with `{"ids":[...], "kind"?: "changed" | "deleted", "version"?: "..."}`:
- * appends the change to the fleet's feed and applies it here (L2 entry and
- * lease deleted, L1 evicted); every other instance applies it from the feed.
- * Authorised by `Authorization: Bearer <token>`, compared in constant time.
- * Throws an OptionError naming `token` unless it has at least 16 printable
- * ASCII characters, so an empty or guessable token never opens the routes.
+ * `POST /invalidate` with `{"ids":[...], "kind"?: "changed" | "deleted", "version"?: "..."}`: appends the
+ * change to the fleet's feed and applies it here; other instances apply it from the feed. Authorised by a
+ * Bearer token compared in constant time; one under 16 printable ASCII characters throws an OptionError.
  */
 export function adminRoutes(options: AdminRoutesOptions): Hono {
   knownOptions('adminRoutes', options, ['engine', 'token', 'parseId', 'cacheName']);
   const expected = digest(secretOption('token', options.token, ADMIN_TOKEN_MIN_LENGTH));
   const engine = options.engine;
   if (typeof engine?.invalidate !== 'function') throw new OptionError('engine', 'an engine with invalidate()', engine);
-  const parseId =
-    options.parseId === undefined
-      ? (raw: string) => parseGroupId(raw)
-      : functionOption<(raw: string) => string | undefined>('parseId', options.parseId);
+  const parseId = parseIdOption(options.parseId);
   const cacheName = cacheNameOption(options.cacheName);
   const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, cacheName));
   const app = new Hono();

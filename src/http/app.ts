@@ -4,38 +4,24 @@ import type { CoalescingCache } from '../engine/engine.js';
 import { ProxyError } from '../errors.js';
 import { ADMIN_TOKEN_MIN_LENGTH, knownOptions, secretOption } from '../util/options.js';
 import { adminRoutes } from './admin.js';
-import { LookupPipeline, ROUTE_OPTION_NAMES, type AccessLogLine, type GroupProfileRoutesOptions } from './pipeline.js';
+import { LookupPipeline, ROUTE_OPTION_NAMES, type LookupPipelineOptions } from './pipeline.js';
 import { encodeError } from './respond.js';
 import { groupProfileRoutes, send } from './routes.js';
 import { groupEventRoutes } from './events.js';
 import type { PushHub } from '../push/hub.js';
 
-export interface ProxyAppOptions extends GroupProfileRoutesOptions {
-  engine: GroupProfileRoutesOptions['engine'] & Pick<CoalescingCache<unknown>, 'invalidate' | 'stats'>;
-  /**
-   * Bearer token for `POST /admin/invalidate`: at least 16 printable ASCII
-   * characters (0x21-0x7e), as `ADMIN_TOKEN` requires; anything else (`''`
-   * included) throws an OptionError naming `adminToken`. Unset: the admin routes answer 404.
-   */
+export interface ProxyAppOptions extends LookupPipelineOptions {
+  engine: LookupPipelineOptions['engine'] & Pick<CoalescingCache<unknown>, 'invalidate' | 'stats'>;
+  /** Bearer token for `POST /admin/invalidate`, as `ADMIN_TOKEN` (16+ printable ASCII; else an OptionError). Unset: admin answers 404. */
   adminToken?: string;
   /** False once shutdown has begun, so load balancers stop sending traffic first. Default: always ready. */
   isReady?: () => boolean;
-  /**
-   * Called with one line per answered request when set (the access log): method, path as sent
-   * (without the query), status, the Cache-Status header (or null) and ms. Default: none.
-   */
-  accessLog?: (line: AccessLogLine) => void;
   /** Serve `GET /metrics` from these metrics' registry. Default: no /metrics route (e.g. when it has its own port). */
   metricsRoute?: boolean;
   /** Live updates: `GET /groups/:id/events` and `GET /events?groups=…` (Server-Sent Events) from this hub. Default: no such routes. */
   push?: PushHub;
 }
 
-/**
- * The sidecar's HTTP surface: `/groups/:id`, `/healthz`, `/readyz`, the admin
- * routes, and JSON errors for everything else. Only group-profile lookups are
- * forwarded, and only to the configured upstream: never an open proxy.
- */
 const APP_OPTION_NAMES = [
   'adminToken',
   'isReady',
@@ -44,14 +30,15 @@ const APP_OPTION_NAMES = [
   'push',
 ] as const satisfies readonly (keyof ProxyAppOptions)[];
 
+/**
+ * The sidecar's HTTP surface: `/groups/:id`, `/healthz`, `/readyz`, admin, and JSON errors for the rest.
+ * Only group-profile lookups are forwarded, only to the configured upstream: never an open proxy.
+ */
 export function createProxyApp(options: ProxyAppOptions): Hono {
   return buildProxyApp(options).app;
 }
 
-/**
- * `createProxyApp` with the LookupPipeline its routes answer through, for a
- * server that puts the fast path (over the same pipeline) in front of it.
- */
+/** `createProxyApp` with the LookupPipeline its routes answer through, for a fast path in front over the same one. */
 export function buildProxyApp(options: ProxyAppOptions): { app: Hono; pipeline: LookupPipeline } {
   knownOptions('createProxyApp', options, [...ROUTE_OPTION_NAMES, ...APP_OPTION_NAMES]);
   const pipeline = new LookupPipeline(options);

@@ -8,12 +8,9 @@ import { encodeError } from './respond.js';
 const SINGLE = /^\/groups\/([^/?]+)\/events(?:\?|$)/;
 
 /**
- * The event-stream routes straight on Node's response, for the sidecar: the
- * same checks and hub as the Hono routes (events.ts), without a
- * ReadableStream, a Request or a Hono context per stream, which hold memory
- * for as long as the stream lives (see the push numbers in docs/performance.md). Returns
- * false for anything else (other methods included: Hono answers those). `onError` is told of
- * an unexpected error (a throw of `parseId`) answered 500 `INTERNAL`, as the Hono app's is.
+ * The event-stream routes straight on Node's response, for the sidecar: the Hono routes' checks and hub,
+ * without a ReadableStream, Request or context held per stream (docs/performance.md). False for anything
+ * else, other methods included. `onError` is told of a throwing `parseId`, answered 500 as by Hono.
  */
 export function createEventsFastPath(
   hub: PushHub,

@@ -1,13 +1,10 @@
 import { ServerResponse } from 'node:http';
 import { Hono, type Context } from 'hono';
-import { ProxyError } from '../errors.js';
+import { ProxyError, type ErrorCode } from '../errors.js';
 import { decodeEventId, type FeedVector } from '../push/event-id.js';
 import type { PushHub, PushSink } from '../push/hub.js';
-import { parseGroupId } from '../ids.js';
-import { functionOption, knownOptions, OptionError } from '../util/options.js';
-import { cacheNameOption } from './pipeline.js';
-
-type ParseId = (raw: string) => string | undefined;
+import { knownOptions, OptionError } from '../util/options.js';
+import { cacheNameOption, parseIdOption } from './pipeline.js';
 import { rawListParameter } from './multi-get.js';
 import { encodeError, methodNotAllowed } from './respond.js';
 import { send } from './routes.js';
@@ -39,67 +36,46 @@ export const EVENT_STREAM_HEADERS = {
   'x-accel-buffering': 'no',
 };
 
-/**
- * Checks a stream request: the raw ids (a path segment, or the `groups` list), at most
- * `maxGroups`, valid and distinct, and a Last-Event-ID that is one of ours. Nothing is held open
- * and nothing is loaded for a request this rejects.
- */
+/** Checks a stream request (at most `maxGroups` valid, distinct ids; a Last-Event-ID of ours) before anything is held or loaded. */
 export function checkStreamRequest(
   rawIds: readonly string[],
   lastEventId: string | undefined,
   hub: PushHub,
   parseId: (raw: string) => string | undefined,
 ): StreamRequest {
+  const error = (code: ErrorCode, message: string): StreamRequest => ({ error: new ProxyError(code, message) });
   if (rawIds.length === 0 || (rawIds.length === 1 && rawIds[0] === ''))
-    return { error: new ProxyError('BAD_REQUEST', 'name the groups: /events?groups=1,2,3') };
+    return error('BAD_REQUEST', 'name the groups: /events?groups=1,2,3');
   if (rawIds.length > hub.maxGroups)
-    return {
-      error: new ProxyError('TOO_MANY_GROUPS', `at most ${hub.maxGroups} groups per stream, got ${rawIds.length}`),
-    };
-  const ids: string[] = [];
-  const seen = new Set<string>();
+    return error('TOO_MANY_GROUPS', `at most ${hub.maxGroups} groups per stream, got ${rawIds.length}`);
+  const ids = new Set<string>();
   for (const raw of rawIds) {
     const id = parseId(raw);
     if (id === undefined)
-      return {
-        error: new ProxyError(
-          'INVALID_GROUP_ID',
-          `invalid group id ${JSON.stringify(raw.slice(0, 40))}: expected a canonical decimal id`,
-        ),
-      };
-    if (seen.has(id)) return { error: new ProxyError('BAD_REQUEST', `group ${id} is listed twice`) };
-    seen.add(id);
-    ids.push(id);
+      return error(
+        'INVALID_GROUP_ID',
+        `invalid group id ${JSON.stringify(raw.slice(0, 40))}: expected a canonical decimal id`,
+      );
+    if (ids.has(id)) return error('BAD_REQUEST', `group ${id} is listed twice`);
+    ids.add(id);
   }
-  let resumeFrom: FeedVector | undefined;
-  if (lastEventId !== undefined && lastEventId !== '') {
-    resumeFrom = decodeEventId(lastEventId);
-    if (resumeFrom === undefined)
-      return {
-        error: new ProxyError(
-          'BAD_LAST_EVENT_ID',
-          'Last-Event-ID is not an event id of this proxy: reconnect without it',
-        ),
-      };
-  }
-  return { ids, resumeFrom };
+  const resume = lastEventId === '' ? undefined : lastEventId;
+  const resumeFrom = resume === undefined ? undefined : decodeEventId(resume);
+  if (resume !== undefined && resumeFrom === undefined)
+    return error('BAD_LAST_EVENT_ID', 'Last-Event-ID is not an event id of this proxy: reconnect without it');
+  return { ids: [...ids], resumeFrom };
 }
 
 /**
- * `GET /groups/:id/events` and `GET /events?groups=1,2,3`: Server-Sent Events
- * of the groups' profiles, fed by a PushHub, as a Hono sub-app to mount at
- * the root of any app. The stream is a ReadableStream whose queue, counted in
- * bytes, is what the hub bounds per subscriber.
+ * `GET /groups/:id/events` and `GET /events?groups=1,2,3`: Server-Sent Events from a PushHub, as a Hono
+ * sub-app to mount at the root. The hub bounds each stream's ReadableStream queue, counted in bytes.
  */
 export function groupEventRoutes(options: EventRoutesOptions): Hono {
   knownOptions('groupEventRoutes', options, ['hub', 'parseId', 'cacheName']);
   const hub = options.hub;
   if (typeof (hub as Partial<PushHub> | undefined)?.subscribe !== 'function')
     throw new OptionError('hub', 'a PushHub', hub);
-  const parseId =
-    options.parseId === undefined
-      ? (raw: string) => parseGroupId(raw)
-      : functionOption<ParseId>('parseId', options.parseId);
+  const parseId = parseIdOption(options.parseId);
   const cacheName = cacheNameOption(options.cacheName);
   const fail = (c: Context, error: ProxyError): Response => send(c, encodeError(error, cacheName));
   const notAllowed = methodNotAllowed('GET', cacheName);

@@ -7,15 +7,9 @@ import type { LookupAnswer } from './respond.js';
 const PREFIX = '/groups/';
 
 /**
- * The sidecar's pre-Hono fast path for profile lookups, the bulk of the
- * traffic: `GET|HEAD /groups/{valid id}` is answered straight on the Node
- * response, an L1 hit synchronously, anything else when the pipeline's lookup
- * settles (a burst's 1000 waiters are written without a framework in
- * between). Anything else (a bad id, another route or method) returns false
- * and goes to Hono. A thin adapter over the same LookupPipeline as the Hono
- * route (the sidecar passes the one it built for both), so ids, headers,
- * bytes, metrics, access-log lines and 500s cannot differ
- * (tests/fast-path.test.ts, tests/pipeline.test.ts prove it).
+ * The sidecar's pre-Hono fast path for the bulk of the traffic: `GET|HEAD /groups/{valid id}` answered
+ * straight on the Node response (an L1 hit synchronously); anything else returns false and goes to Hono.
+ * Over the same LookupPipeline as the Hono route, so answers, metrics and logs cannot differ.
  */
 export function createFastPath(
   source: LookupPipeline | LookupPipelineOptions,
@@ -29,9 +23,8 @@ export function createFastPath(
     if (url === undefined || !url.startsWith(PREFIX)) return false;
     const started = timed ? performance.now() : 0;
     try {
-      let end = url.indexOf('?', PREFIX.length);
-      if (end === -1) end = url.length;
-      const raw = url.slice(PREFIX.length, end);
+      const end = url.indexOf('?', PREFIX.length);
+      const raw = url.slice(PREFIX.length, end === -1 ? undefined : end);
       if (raw.includes('/')) return false;
       const key = parseId(raw);
       if (key === undefined) return false;
@@ -51,10 +44,8 @@ export function createFastPath(
 }
 
 /**
- * Writes `answer` (unless the client has left: that request counts as the
- * Hono route's ABORTED), then records it in the metrics and the access log.
- * Never throws, so a settled lookup is never an unhandled rejection: what
- * breaks here is reported and answered 500 if nothing was sent yet.
+ * Writes `answer` (a client that left counts as the Hono route's ABORTED), then records it. Never throws, so
+ * a settled lookup is never an unhandled rejection: a failure here is reported and answered 500 if still possible.
  */
 function finish(
   pipeline: LookupPipeline,

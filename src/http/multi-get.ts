@@ -16,24 +16,14 @@ export const MULTI_GET_DEFAULTS = defaultsOf(MULTI_GET_OPTION_SPECS);
 export type MultiGetOutcome = LookupOutcome | 'error';
 
 /** A multi-get's answer, with how each id was answered (for Cache-Status and metrics). */
-export interface MultiGetAnswer extends EncodedResponse {
+interface MultiGetAnswer extends EncodedResponse {
   readonly outcomes: ReadonlyMap<MultiGetOutcome, number>;
 }
 
 /** An id quoted in an error message is cut to this length: the message must not carry a client's whole payload. */
 const QUOTED_ID_MAX = 24;
 
-/**
- * The ids of `GET /groups?ids=1,2,3`, read from the raw (still percent-encoded) query, so an
- * encoded spelling (`%31`, `%2C`) is rejected rather than aliased, as the single route does. A
- * ProxyError (400) says what is wrong: no or several `ids` parameters, an empty list, too many
- * ids, or which id is invalid. Duplicates are kept here (the engine looks each key up once).
- */
-/**
- * The raw (still percent-encoded) value of the list parameter `name` (`ids`, `groups`), or
- * `undefined` when absent. One rule for every route taking a list: it is given once, as
- * `name=1,2,3`; a second one is a 400 rather than silently ignored.
- */
+/** The raw (still percent-encoded) value of list parameter `name`, or `undefined`; given twice, a 400 rather than ignored. */
 export function rawListParameter(url: string, name: string): string | undefined | ProxyError {
   const query = url.indexOf('?');
   if (query === -1) return undefined;
@@ -47,6 +37,10 @@ export function rawListParameter(url: string, name: string): string | undefined 
   return raw;
 }
 
+/**
+ * The ids of `GET /groups?ids=1,2,3`, from the raw query so an encoded spelling (`%31`, `%2C`) is rejected
+ * rather than aliased, as the single route does; else a 400 saying what is wrong. Duplicates are kept.
+ */
 export function parseIdList(
   url: string,
   parseId: (raw: string) => string | undefined,
@@ -77,14 +71,9 @@ export function parseIdList(
 }
 
 /**
- * The answer to a valid multi-get: 200 with a JSON object from id to the body its single lookup
- * would have (a profile, or `{"error": {...}}` for a group that does not exist or an id whose
- * load failed), written in the order asked, duplicates once. Headers for the whole:
- * - with a per-id failure, `Cache-Control: no-store` (and the longest Retry-After among them);
- * - otherwise a strong ETag over the ids and their entries' ETags (304 on If-None-Match), and a
- *   Cache-Control from the shortest-lived entry: max-age is the least freshness left (the answer
- *   is composed now, so it has no Age), stale-if-error the least window kept past it;
- * - Cache-Status (RFC 9211) with how the ids were answered, e.g. `detail="hit=48 l2-hit=2"`.
+ * 200 with a JSON object from id to the body its single lookup would have, in the order asked. With a
+ * per-id failure `no-store` (and the longest Retry-After); otherwise a strong ETag over the ids' ETags and a
+ * Cache-Control from the shortest-lived entry. Cache-Status counts the outcomes: `detail="hit=48 l2-hit=2"`.
  */
 export function encodeManyAnswer(
   answers: ReadonlyMap<string, Lookup<unknown> | ProxyError>,
@@ -166,11 +155,8 @@ const FROM_CACHE: ReadonlySet<MultiGetOutcome> = new Set(['hit', 'l2-hit', 'stal
 const LOADED: ReadonlySet<MultiGetOutcome> = new Set(['miss', 'collapsed', 'error']);
 
 /**
- * One Cache-Status entry for the whole answer, classified as the single route classifies each
- * id: `hit` when every id was answered without going forward (fresh or stale-while-revalidate
- * from a cache tier, or by the existence filter; no `hit` when the filter answered them all),
- * `fwd=miss` when any had to be loaded or failed (with the worst upstream status), `fwd=stale`
- * when some were served stale because their load failed or was slow; `detail` counts the ids.
+ * One Cache-Status for the whole answer: `hit` when no id went forward (no `hit` when the filter answered all),
+ * `fwd=miss` when any was loaded or failed (worst upstream status), else `fwd=stale`; `detail` counts the ids.
  */
 function cacheStatus(
   cacheName: string,

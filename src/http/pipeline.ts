@@ -1,25 +1,23 @@
 import { performance } from 'node:perf_hooks';
-import type { CoalescingCache } from '../engine/engine.js';
-import { internalCause, ProxyError } from '../errors.js';
+import type { CoalescingCache, GetOptions, LookupOutcome } from '../engine/engine.js';
+import { internalCause, ProxyError, type ErrorCode } from '../errors.js';
 import { DEFAULT_MAX_GROUP_ID, parseGroupId } from '../ids.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { functionOption, integerOption, OptionError, specOption } from '../util/options.js';
 import {
   AnswerEncoder,
-  cacheControlPolicy,
   DEFAULT_CACHE_NAME,
   encodeError,
   type CacheControlPolicy,
   type LookupAnswer,
 } from './respond.js';
 import { encodeManyAnswer, MULTI_GET_OPTION_SPECS, parseIdList, type MultiGetOutcome } from './multi-get.js';
-import type { GetOptions, LookupOutcome } from '../engine/engine.js';
 
 /** The route of profile lookups, as metrics and logs name it, whichever shell answered. */
 export const ROUTE_LABEL = '/groups/:id';
 
 /** The route of multi-gets (`GET /groups?ids=`), as metrics name it. */
-export const MULTI_ROUTE_LABEL = '/groups';
+const MULTI_ROUTE_LABEL = '/groups';
 
 /** What the HTTP shells need of an engine, whatever its value type (without `staleWindows`, no stale directives are stated). */
 export type EngineReader = Pick<CoalescingCache<unknown>, 'hit' | 'get' | 'getMany' | 'now'> &
@@ -44,14 +42,12 @@ export interface RequestLine {
   readonly path: string;
 }
 
-/** One access-log line. */
+/** One access-log line; `cache` is the Cache-Status header, `ms` from the request reaching the shell to the answer handed to Node. */
 export interface AccessLogLine {
   method: string;
   path: string;
   status: number;
-  /** The answer's Cache-Status header, or null when it has none. */
   cache: string | null;
-  /** From the request reaching the shell to the answer handed to Node, ms (two decimals). */
   ms: number;
 }
 
@@ -73,36 +69,30 @@ export interface GroupProfileRoutesOptions {
   engine: EngineReader;
   /** Largest accepted group id. Default 2^53-1. */
   maxGroupId?: number;
-  /**
-   * Turns the raw (still percent-encoded) path segment into a cache key, or
-   * `undefined` to reject it with 400. Default: canonical decimal ids up to `maxGroupId`.
-   */
+  /** Raw (still percent-encoded) path segment to cache key, or `undefined` for a 400. Default: canonical decimal ids up to `maxGroupId`. */
   parseId?: (raw: string) => string | undefined;
   /** Cache name in RFC 9211 Cache-Status (an RFC 8941 token). Default `group-profile-proxy`. */
   cacheName?: string;
   /** Ids one multi-get (`GET /groups?ids=1,2,3`) may ask for; more is 400 TOO_MANY_GROUPS. Default 100. */
   multiGetMaxIds?: number;
   /**
-   * The request header naming the client for the engine's origin budget, set by a trusted proxy
-   * in front (for a list such as X-Forwarded-For, its last element: the one that proxy added).
-   * Without it, or when a request lacks it, the client is the connection's address. Default: none.
+   * The header naming the client for the origin budget, set by a trusted proxy in front (of a list such as
+   * X-Forwarded-For, the last element: the one it added). Otherwise the connection's address. Default: none.
    */
   clientHeader?: string;
   /** Prometheus metrics to record requests into. Default: none. */
   metrics?: ProxyMetrics;
   /** Adds `s-maxage=N` to Cache-Control, a freshness lifetime for shared caches (CDNs) in front, s. Default: none. */
   sMaxAgeSeconds?: number;
-  /**
-   * Called once with an unexpected error (a throw in the engine, the encoder or
-   * the shell; not the engine's own ProxyErrors such as upstream failures) before
-   * the request is answered 500 `INTERNAL`. Default: `console.error`.
-   */
+  /** Told of an unexpected error (a bug, not the engine's ProxyErrors) before the 500 `INTERNAL`. Default: `console.error`. */
   onError?: (error: unknown, request: RequestLine) => void;
 }
 
+type AccessLog = (line: AccessLogLine) => void;
+
 export interface LookupPipelineOptions extends GroupProfileRoutesOptions {
   /** Called with one line per answered request by the shells that keep an access log. Default: none. */
-  accessLog?: (line: AccessLogLine) => void;
+  accessLog?: AccessLog;
 }
 
 /** What the pipeline reads `signal` from on a miss only: a Request, whose signal may be created lazily. */
@@ -110,10 +100,7 @@ export interface Abortable {
   readonly signal: AbortSignal;
 }
 
-/**
- * Where the client key of a miss is read from (only on a miss): Node's request (its headers and
- * socket address), or a Fetch Request (headers only).
- */
+/** Where a miss's client key is read from: Node's request (headers, socket address) or a Fetch Request (headers). */
 export type ClientSource =
   | {
       readonly headers: Readonly<Record<string, string | string[] | undefined>>;
@@ -121,7 +108,7 @@ export type ClientSource =
     }
   | { readonly headers: Headers };
 
-/** Longest client key taken from a header; a longer one is cut. */
+/** Longest client key taken from a header. */
 const CLIENT_KEY_MAX = 128;
 
 const reportToConsole = (error: unknown, request: RequestLine): void => {
@@ -129,25 +116,20 @@ const reportToConsole = (error: unknown, request: RequestLine): void => {
 };
 
 /**
- * The one way a profile lookup is answered, shared by the Hono route and the
- * sidecar's pre-Hono fast path (thin adapters over it): the id rule, the
- * encoder and its memo, the route label metrics are recorded under, the
- * access-log line, and the 500 for an unexpected error. Built once per engine
- * and options; the sidecar's two shells share one.
+ * The one way a profile lookup is answered, shared by the Hono route and the sidecar's fast path (thin
+ * adapters over it): id rule, encoder memo, metrics label, access log, and the 500 for a bug.
  */
 export class LookupPipeline {
   readonly cacheName: string;
   readonly maxGroupId: number;
   readonly multiGetMaxIds: number;
-  /** Raw path segment → cache key, or undefined (answer `invalidId`). A closure: pass it around unbound. */
+  /** Raw path segment → cache key, or undefined (answer `invalidId`). A closure: safe unbound. */
   readonly parseId: (raw: string) => string | undefined;
-  /** Whether `record` or `logAccess` need the time each request started. */
+  /** Whether `record` or `logAccess` need each request's start time. */
   readonly timed: boolean;
-  /** Whether `logAccess` logs anything (shells skip building its arguments otherwise). */
   readonly logsAccess: boolean;
-  /** The 400 for an id `parseId` rejected: built once, shared by every such answer. */
+  /** Prebuilt answers: the same bytes from every shell. */
   readonly invalidId: LookupAnswer;
-  /** The 500 for an unexpected error, built once: the same bytes from every shell. */
   readonly internalError: LookupAnswer;
   /** What a request whose client left before its answer counts as (the Hono route answers it ABORTED, 499). */
   readonly clientClosed: LookupAnswer;
@@ -156,56 +138,40 @@ export class LookupPipeline {
   readonly #metrics: ProxyMetrics | undefined;
   readonly #recordHit: ((status: number, seconds: number) => void) | undefined;
   readonly #onError: (error: unknown, request: RequestLine) => void;
-  readonly #accessLog: ((line: AccessLogLine) => void) | undefined;
+  readonly #accessLog: AccessLog | undefined;
   readonly #clientHeader: string | undefined;
 
   constructor(options: LookupPipelineOptions) {
-    const engine = options.engine;
-    this.#engine = engine;
+    this.#engine = options.engine;
     const maxGroupId = integerOption('maxGroupId', options.maxGroupId ?? DEFAULT_MAX_GROUP_ID, 1, DEFAULT_MAX_GROUP_ID);
     this.maxGroupId = maxGroupId;
     this.multiGetMaxIds = specOption('multiGetMaxIds', options.multiGetMaxIds, MULTI_GET_OPTION_SPECS.maxIds);
-    this.parseId =
-      options.parseId === undefined
-        ? (raw: string) => parseGroupId(raw, maxGroupId)
-        : functionOption<(raw: string) => string | undefined>('parseId', options.parseId);
+    this.parseId = parseIdOption(options.parseId, maxGroupId);
     const cacheName = cacheNameOption(options.cacheName);
     this.cacheName = cacheName;
-    this.#encoder = new AnswerEncoder(cacheName, policyFor(engine, options.sMaxAgeSeconds));
+    this.#encoder = new AnswerEncoder(cacheName, policyFor(options.engine, options.sMaxAgeSeconds));
     this.#metrics = options.metrics;
     this.#recordHit = options.metrics?.hitRecorder();
-    this.#onError =
-      options.onError === undefined
-        ? reportToConsole
-        : functionOption<(error: unknown, request: RequestLine) => void>('onError', options.onError);
+    this.#onError = options.onError === undefined ? reportToConsole : functionOption('onError', options.onError);
     this.#accessLog =
-      options.accessLog === undefined
-        ? undefined
-        : functionOption<(line: AccessLogLine) => void>('accessLog', options.accessLog);
+      options.accessLog === undefined ? undefined : functionOption<AccessLog>('accessLog', options.accessLog);
     this.logsAccess = this.#accessLog !== undefined;
-    if (
-      options.clientHeader !== undefined &&
-      (typeof options.clientHeader !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(options.clientHeader))
-    ) {
-      throw new OptionError('clientHeader', 'a header name such as x-forwarded-for', options.clientHeader);
-    }
-    this.#clientHeader = options.clientHeader?.toLowerCase();
+    const header = options.clientHeader;
+    if (header !== undefined && (typeof header !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(header)))
+      throw new OptionError('clientHeader', 'a header name such as x-forwarded-for', header);
+    this.#clientHeader = header?.toLowerCase();
     this.timed = this.#metrics !== undefined || this.logsAccess;
-    this.invalidId = encodeError(
-      new ProxyError('INVALID_GROUP_ID', `group id must be a decimal integer in [1, ${maxGroupId}]`),
-      cacheName,
-    );
-    this.internalError = encodeError(new ProxyError('INTERNAL', 'internal error'), cacheName);
-    this.clientClosed = encodeError(new ProxyError('ABORTED', 'the caller stopped waiting'), cacheName);
+    const error = (code: ErrorCode, message: string): LookupAnswer =>
+      encodeError(new ProxyError(code, message), cacheName);
+    this.invalidId = error('INVALID_GROUP_ID', `group id must be a decimal integer in [1, ${maxGroupId}]`);
+    this.internalError = error('INTERNAL', 'internal error');
+    this.clientClosed = error('ABORTED', 'the caller stopped waiting');
   }
 
   /**
-   * The answer to `GET|HEAD` of a parsed key: a fresh L1 hit synchronously
-   * (no promise, no allocation: the encoder's memo answers), anything else
-   * through the engine's one coalesced load. Never throws and never rejects:
-   * an unexpected error is `fail`ed. `method` and `target` (the request URL
-   * or target) only name the request in that error's log line; `abort`'s
-   * signal is read on a miss only.
+   * The answer to `GET|HEAD` of a parsed key: a fresh L1 hit synchronously (no promise, no allocation),
+   * anything else through the engine's coalesced load. Never throws or rejects; `method` and `target` only
+   * name the request in an error's log line; `abort`'s signal is read on a miss only.
    */
   answer(
     key: string,
@@ -272,10 +238,8 @@ export class LookupPipeline {
   }
 
   /**
-   * The answer to `GET|HEAD /groups?ids=…` (`url` as sent, the query still percent-encoded): 400
-   * for a malformed list, else every id through the engine's `getMany` (the same lookup as the
-   * single route's, so single and multiple requests share loads) encoded by encodeManyAnswer.
-   * Never rejects; records the request and each id's outcome into the metrics.
+   * The answer to `GET|HEAD /groups?ids=…` (`url` as sent): 400 for a malformed list, else every id through
+   * `getMany` (sharing loads with single lookups). Never rejects; records the request and each id's outcome.
    */
   async answerMany(
     url: string,
@@ -321,10 +285,7 @@ export class LookupPipeline {
     return answer;
   }
 
-  /**
-   * Reports an unexpected error with the request's method and path, and returns the 500 to answer it with.
-   * An `INTERNAL` ProxyError (an engine's `toProxyError` of a bug) is reported as the error it stands for.
-   */
+  /** Reports an unexpected error (an `INTERNAL` ProxyError as the bug it wraps) and returns the 500 to answer it with. */
   fail(error: unknown, method: string, target: string): LookupAnswer {
     this.#report(error, method, target);
     return this.internalError;
@@ -372,16 +333,8 @@ function summaryOf(outcomes: ReadonlyMap<MultiGetOutcome, number>): LookupOutcom
   return SUMMARY_ORDER.find((outcome) => outcomes.has(outcome)) ?? 'hit';
 }
 
-/** The pipeline over `options.engine`; validates every option once (OptionError naming it). */
-export function createLookupPipeline(options: LookupPipelineOptions): LookupPipeline {
-  return new LookupPipeline(options);
-}
-
-/**
- * The path of a request target (`/groups/42?x=1`) or URL (`http://host/groups/42`)
- * as it was sent, still percent-encoded, without query or fragment.
- */
-export function pathOf(target: string): string {
+/** The path of a request target (`/groups/42?x=1`) or URL (`http://host/groups/42`), as sent, without query or fragment. */
+function pathOf(target: string): string {
   let start = 0;
   if (target.charCodeAt(0) !== 47 /* / */) {
     const authority = target.indexOf('//');
@@ -397,11 +350,16 @@ export function pathOf(target: string): string {
   return start === 0 && end === target.length ? target : target.slice(start, end);
 }
 
-/** The Cache-Control policy of a shell over `engine`, with the `sMaxAgeSeconds` option validated. */
-export function policyFor(engine: EngineReader, sMaxAgeSeconds: unknown): CacheControlPolicy {
+/** A shell's Cache-Control policy: the engine's RFC 5861 windows (when it states them) and the validated `sMaxAgeSeconds`. */
+function policyFor(engine: EngineReader, sMaxAgeSeconds: unknown): CacheControlPolicy {
   const shared =
     sMaxAgeSeconds === undefined ? undefined : integerOption('sMaxAgeSeconds', sMaxAgeSeconds, 0, 31_536_000);
-  return cacheControlPolicy(engine.staleWindows?.(), shared);
+  const windows = engine.staleWindows?.();
+  return {
+    staleWhileRevalidateSeconds: Math.floor((windows?.staleWhileRevalidateMs ?? 0) / 1000),
+    negativeStaleWhileRevalidateSeconds: Math.floor((windows?.negativeStaleWhileRevalidateMs ?? 0) / 1000),
+    sharedMaxAgeSeconds: shared,
+  };
 }
 
 /** Validates a `cacheName` option once; every shell answers under the same, checked name. */
@@ -411,4 +369,9 @@ export function cacheNameOption(value: unknown): string {
     throw new OptionError('cacheName', 'an RFC 8941 token such as "group-profile-proxy"', value);
   }
   return value;
+}
+
+/** Validates a `parseId` option; the default takes canonical decimal ids up to `maxGroupId`. */
+export function parseIdOption(value: unknown, maxGroupId?: number): (raw: string) => string | undefined {
+  return value === undefined ? (raw: string) => parseGroupId(raw, maxGroupId) : functionOption('parseId', value);
 }

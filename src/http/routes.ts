@@ -8,13 +8,9 @@ import { methodNotAllowed, type EncodedResponse, type LookupAnswer } from './res
 
 export type { EngineReader, GroupProfileRoutesOptions } from './pipeline.js';
 
-export const ALLOWED_METHODS = 'GET, HEAD';
-
 /**
- * `GET /:id` and the multi-get `GET /?ids=1,2,3` answered from the engine, as a Hono sub-app to
- * mount anywhere, e.g. `app.route('/groups', groupProfileRoutes({ engine }))`. A thin adapter
- * over a LookupPipeline: given options it builds its own, given a pipeline it
- * answers exactly as the other shells over it do.
+ * `GET /:id` and the multi-get `GET /?ids=1,2,3` as a Hono sub-app, e.g. `app.route('/groups',
+ * groupProfileRoutes({ engine }))`: a thin adapter over a LookupPipeline (given, or built from options).
  */
 export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPipeline): Hono {
   if (!(source instanceof LookupPipeline)) knownOptions('groupProfileRoutes', source, ROUTE_OPTION_NAMES);
@@ -22,25 +18,18 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
 
   const getGroupProfile = async (c: Context): Promise<Response> => {
     const started = pipeline.timed ? performance.now() : 0;
-    const url = c.req.url;
+    const { url, method, raw } = c.req;
     let answer: LookupAnswer;
     try {
       const key = pipeline.parseId(rawLastPathSegment(url));
       if (key === undefined) {
         answer = pipeline.invalidId;
       } else {
-        const pending = pipeline.answer(
-          key,
-          c.req.header('if-none-match'),
-          c.req.raw,
-          c.req.method,
-          url,
-          clientSourceOf(c),
-        );
+        const pending = pipeline.answer(key, c.req.header('if-none-match'), raw, method, url, clientSourceOf(c));
         answer = pending instanceof Promise ? await pending : pending;
       }
     } catch (error) {
-      answer = pipeline.fail(error, c.req.method, url);
+      answer = pipeline.fail(error, method, url);
     }
     pipeline.record(answer, started);
     return send(c, answer);
@@ -48,20 +37,19 @@ export function groupProfileRoutes(source: GroupProfileRoutesOptions | LookupPip
 
   const getGroupProfiles = async (c: Context): Promise<Response> => {
     const started = performance.now();
-    return send(
-      c,
-      await pipeline.answerMany(
-        c.req.url,
-        c.req.header('if-none-match'),
-        c.req.raw,
-        c.req.method,
-        started,
-        clientSourceOf(c),
-      ),
+    const { url, method, raw } = c.req;
+    const answer = await pipeline.answerMany(
+      url,
+      c.req.header('if-none-match'),
+      raw,
+      method,
+      started,
+      clientSourceOf(c),
     );
+    return send(c, answer);
   };
 
-  const notAllowed = methodNotAllowed(ALLOWED_METHODS, pipeline.cacheName);
+  const notAllowed = methodNotAllowed('GET, HEAD', pipeline.cacheName);
   const refuseMethod = (c: Context): Response => send(c, notAllowed);
 
   return new Hono()

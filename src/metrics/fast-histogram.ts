@@ -1,5 +1,7 @@
 import type { Registry } from 'prom-client';
 
+type Value = { labels: Record<string, string | number>; value: number; metricName: string };
+
 interface Series {
   labels: Record<string, string>;
   counts: Float64Array;
@@ -9,11 +11,8 @@ interface Series {
 }
 
 /**
- * A Prometheus histogram with pre-resolved label sets, for the L1-hit path:
- * `observe` is a bucket search and three additions, with no label hashing or
- * allocation (prom-client's Histogram costs more than the rest of a hit).
- * It registers on a prom-client Registry like any metric and renders the
- * same `_bucket` / `_sum` / `_count` series.
+ * A histogram with pre-resolved label sets for the L1-hit path: a record is a bucket search and three additions,
+ * no label hashing or allocation (prom-client's costs more than the rest of a hit). Renders like prom-client's.
  */
 export class FastHistogram {
   readonly type = 'histogram';
@@ -58,14 +57,8 @@ export class FastHistogram {
   }
 
   /** The prom-client metric protocol: called by the registry at scrape time. */
-  get(): {
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
-  } {
-    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+  get(): { name: string; help: string; type: string; aggregator: string; values: Value[] } {
+    const values: Value[] = [];
     for (const s of this.#series.values()) {
       let cumulative = 0;
       this.#buckets.forEach((bound, i) => {

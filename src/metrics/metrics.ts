@@ -15,11 +15,8 @@ export interface ProxyMetricsOptions {
   /** Also collect Node's process metrics (CPU, memory, heap, event-loop lag, handles). Default true. */
   processMetrics?: boolean;
   /**
-   * With `processMetrics`, also `nodejs_gc_duration_seconds`. Default false:
-   * it observes every garbage collection through a perf_hooks observer, one
-   * JS callback per scavenge, and with the sidecar's small young generation
-   * (hundreds of scavenges a second under load) that costs about 5% of L1-hit
-   * throughput (measured side by side, see docs/performance.md, "The hot path").
+   * With `processMetrics`, also `nodejs_gc_duration_seconds`. Default false: one JS callback per scavenge
+   * (hundreds a second under load) costs about 5% of L1-hit throughput (docs/performance.md, "The hot path").
    */
   gcMetrics?: boolean;
 }
@@ -44,10 +41,7 @@ const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1,
 /** Upstream call outcome labels. */
 export type OriginOutcome = 'ok' | 'not_found' | 'error' | 'timeout' | 'circuit_open' | 'shed';
 
-/**
- * The proxy's Prometheus metrics, named by Prometheus conventions (`_total`
- * counters, `_seconds` durations, base units). See the metrics table in docs/operations.md.
- */
+/** The proxy's Prometheus metrics, named by Prometheus conventions (`_total`, `_seconds`, base units): docs/operations.md. */
 export class ProxyMetrics {
   readonly registry: Registry;
   readonly requests: Counter<'route' | 'status' | 'cache'>;
@@ -77,6 +71,10 @@ export class ProxyMetrics {
     const p = options.prefix ?? 'gpp_';
     const registers = [registry];
     this.registry = registry;
+    const counter = <T extends string>(name: string, help: string, labelNames: T[], collect?: () => void): Counter<T> =>
+      new Counter({ name: `${p}${name}`, help, labelNames, registers, collect });
+    const histogram = <T extends string>(name: string, help: string, buckets: number[], labelNames: T[] = []) =>
+      new Histogram<T>({ name: `${p}${name}`, help, labelNames, buckets, registers });
     const flushHits = (): void => {
       const pending = this.#pendingHits;
       for (let status = 0; status < pending.length; status++) {
@@ -86,13 +84,12 @@ export class ProxyMetrics {
         }
       }
     };
-    this.requests = new Counter({
-      name: `${p}http_requests_total`,
-      help: 'HTTP requests answered, by route, status and cache outcome (hit, l2-hit, miss, collapsed, stale, stale-if-error, stale-timeout, none).',
-      labelNames: ['route', 'status', 'cache'],
-      registers,
-      collect: flushHits,
-    });
+    this.requests = counter(
+      'http_requests_total',
+      'HTTP requests answered, by route, status and cache outcome (hit, l2-hit, miss, collapsed, stale, stale-if-error, stale-timeout, none).',
+      ['route', 'status', 'cache'],
+      flushHits,
+    );
     this.requestDuration = new FastHistogram(
       `${p}http_request_duration_seconds`,
       'Time to answer an HTTP request.',
@@ -100,118 +97,96 @@ export class ProxyMetrics {
       [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registry,
     );
-    this.multiGetIds = new Counter({
-      name: `${p}multi_get_ids_total`,
-      help: 'Ids asked for by multi-gets (GET /groups?ids=), by how each was answered (hit, l2-hit, miss, collapsed, stale, stale-if-error, stale-timeout, error).',
-      labelNames: ['outcome'],
-      registers,
-    });
-    this.originCalls = new Counter({
-      name: `${p}origin_calls_total`,
-      help: 'Calls to the group-profile service, by kind (single, batch) and outcome (ok, not_found, error, timeout, circuit_open, shed).',
-      labelNames: ['kind', 'outcome'],
-      registers,
-    });
-    this.originDuration = new Histogram({
-      name: `${p}origin_call_duration_seconds`,
-      help: 'Duration of calls that reached the group-profile service.',
-      labelNames: ['kind'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
-    this.waitersPerLoad = new Histogram({
-      name: `${p}coalesced_waiters`,
-      help: 'Requests that shared one load that went to the origin: the coalescing (reduction) factor.',
-      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
-      registers,
-    });
-    this.loads = new Counter({
-      name: `${p}loads_total`,
-      help: 'Loads run for missing or stale entries, by where the entry came from (origin, l2, fleet = another instance load, error).',
-      labelNames: ['source'],
-      registers,
-    });
-    this.leaseEvents = new Counter({
-      name: `${p}lease_events_total`,
-      help: 'Fleet lease protocol: wait (another instance was loading), takeover (lease taken after waiting), deadline (loaded alone after LEASE_WAIT_MS).',
-      labelNames: ['event'],
-      registers,
-    });
-    this.batchSize = new Histogram({
-      name: `${p}batch_size_ids`,
-      help: 'Ids per batch call to the group-profile service.',
-      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
-      registers,
-    });
-    this.breakerTransitions = new Counter({
-      name: `${p}breaker_transitions_total`,
-      help: 'Circuit breaker transitions, by the state entered.',
-      labelNames: ['state'],
-      registers,
-    });
-    this.lookups = new Counter({
-      name: `${p}cache_lookups_total`,
-      help: 'Cache lookups by tier (l1, l2) and result (hit, stale, miss). L2 is looked up on L1 misses only.',
-      labelNames: ['tier', 'result'],
-      registers,
-      collect: () => {
-        if (this.#pendingL1Hits !== 0) {
-          this.lookups.inc({ tier: 'l1', result: 'hit' }, this.#pendingL1Hits);
-          this.#pendingL1Hits = 0;
-        }
+    this.multiGetIds = counter(
+      'multi_get_ids_total',
+      'Ids asked for by multi-gets (GET /groups?ids=), by how each was answered (hit, l2-hit, miss, collapsed, stale, stale-if-error, stale-timeout, error).',
+      ['outcome'],
+    );
+    this.originCalls = counter(
+      'origin_calls_total',
+      'Calls to the group-profile service, by kind (single, batch) and outcome (ok, not_found, error, timeout, circuit_open, shed).',
+      ['kind', 'outcome'],
+    );
+    this.originDuration = histogram(
+      'origin_call_duration_seconds',
+      'Duration of calls that reached the group-profile service.',
+      [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      ['kind'],
+    );
+    this.waitersPerLoad = histogram(
+      'coalesced_waiters',
+      'Requests that shared one load that went to the origin: the coalescing (reduction) factor.',
+      [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+    );
+    this.loads = counter(
+      'loads_total',
+      'Loads run for missing or stale entries, by where the entry came from (origin, l2, fleet = another instance load, error).',
+      ['source'],
+    );
+    this.leaseEvents = counter(
+      'lease_events_total',
+      'Fleet lease protocol: wait (another instance was loading), takeover (lease taken after waiting), deadline (loaded alone after LEASE_WAIT_MS).',
+      ['event'],
+    );
+    this.batchSize = histogram(
+      'batch_size_ids',
+      'Ids per batch call to the group-profile service.',
+      [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    );
+    this.breakerTransitions = counter(
+      'breaker_transitions_total',
+      'Circuit breaker transitions, by the state entered.',
+      ['state'],
+    );
+    this.lookups = counter(
+      'cache_lookups_total',
+      'Cache lookups by tier (l1, l2) and result (hit, stale, miss). L2 is looked up on L1 misses only.',
+      ['tier', 'result'],
+      () => {
+        if (this.#pendingL1Hits !== 0) this.lookups.inc({ tier: 'l1', result: 'hit' }, this.#pendingL1Hits);
+        this.#pendingL1Hits = 0;
       },
-    });
-    this.changesApplied = new Counter({
-      name: `${p}feed_changes_applied_total`,
-      help: 'Changes from the feed applied here, by how they arrived: live, replay (read after a lost connection), local (appended by this instance).',
-      labelNames: ['via'],
-      registers,
-    });
-    this.changePropagation = new Histogram({
-      name: `${p}feed_propagation_seconds`,
-      help: 'Time from a change being appended to the feed (by another instance or a producer) to this instance having applied it.',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
-      registers,
-    });
-    this.feedFlushes = new Counter({
-      name: `${p}feed_flushes_total`,
-      help: 'L1 flushes because the feed position could not be replayed, by reason: epoch (feed recreated, Redis restarted empty), trimmed (fell behind the retention), joined (the feed became readable only after serving had started).',
-      labelNames: ['reason'],
-      registers,
-    });
-    this.pushEvents = new Counter({
-      name: `${p}push_events_total`,
-      help: 'Events written to subscribers of event streams, by type (profile, resync, deleted, error); one per subscriber reached.',
-      labelNames: ['type'],
-      registers,
-    });
-    this.pushDrops = new Counter({
-      name: `${p}push_drops_total`,
-      help: 'Subscribers dropped, by reason (slow: left more than PUSH_MAX_BUFFERED_BYTES unread).',
-      labelNames: ['reason'],
-      registers,
-    });
-    this.pushFanout = new Histogram({
-      name: `${p}push_fanout_seconds`,
-      help: 'From a change applied here to its event written to the last subscriber of the group (the load included).',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers,
-    });
+    );
+    this.changesApplied = counter(
+      'feed_changes_applied_total',
+      'Changes from the feed applied here, by how they arrived: live, replay (read after a lost connection), local (appended by this instance).',
+      ['via'],
+    );
+    this.changePropagation = histogram(
+      'feed_propagation_seconds',
+      'Time from a change being appended to the feed (by another instance or a producer) to this instance having applied it.',
+      [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
+    );
+    this.feedFlushes = counter(
+      'feed_flushes_total',
+      'L1 flushes because the feed position could not be replayed, by reason: epoch (feed recreated, Redis restarted empty), trimmed (fell behind the retention), joined (the feed became readable only after serving had started).',
+      ['reason'],
+    );
+    this.pushEvents = counter(
+      'push_events_total',
+      'Events written to subscribers of event streams, by type (profile, resync, deleted, error); one per subscriber reached.',
+      ['type'],
+    );
+    this.pushDrops = counter(
+      'push_drops_total',
+      'Subscribers dropped, by reason (slow: left more than PUSH_MAX_BUFFERED_BYTES unread).',
+      ['reason'],
+    );
+    this.pushFanout = histogram(
+      'push_fanout_seconds',
+      'From a change applied here to its event written to the last subscriber of the group (the load included).',
+      [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    );
+    // Counters read from their source at scrape time.
     const collectedCounter = (
       name: string,
       help: string,
       labelNames: string[],
       values: () => [Record<string, string>, number][],
     ): void => {
-      new Counter({
-        name: `${p}${name}`,
-        help,
-        labelNames,
-        registers,
-        collect(this: Counter) {
-          this.reset();
-          for (const [labels, value] of values()) this.inc(labels, value);
-        },
+      const metric: Counter = counter(name, help, labelNames, () => {
+        metric.reset();
+        for (const [labels, value] of values()) metric.inc(labels, value);
       });
     };
     collectedCounter(
@@ -240,14 +215,7 @@ export class ProxyMetrics {
     );
     this.#l2Enabled = () => (sources.engine?.().l2 ?? 'disabled') !== 'disabled';
     const gauge = (name: string, help: string, collect: (g: Gauge) => void): void => {
-      new Gauge({
-        name: `${p}${name}`,
-        help,
-        registers,
-        collect(this: Gauge) {
-          collect(this);
-        },
-      });
+      const metric: Gauge = new Gauge({ name: `${p}${name}`, help, registers, collect: () => collect(metric) });
     };
     gauge('breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', (g) =>
       g.set(BREAKER_VALUE[sources.breaker?.() ?? 'closed']),
@@ -330,10 +298,7 @@ export class ProxyMetrics {
     fanout: (ms) => this.pushFanout.observe(ms / 1000),
   };
 
-  /**
-   * Pre-bound children for the L1-hit fast path: label hashing per request
-   * costs more than the rest of a hit, so the label sets are resolved once.
-   */
+  /** Pre-bound recorder for L1 hits: label hashing per request costs more than the rest of a hit. */
   hitRecorder(): (status: number, seconds: number) => void {
     const duration = this.requestDuration.series('/groups/:id');
     const pending = this.#pendingHits;
@@ -344,7 +309,6 @@ export class ProxyMetrics {
     };
   }
 
-  /** One answered request of any outcome (the general path; hits use hitRecorder). */
   /** Counts the ids of one multi-get by how each was answered. */
   recordMultiGetIds(outcomes: ReadonlyMap<string, number>): void {
     for (const [outcome, count] of outcomes) {
@@ -354,10 +318,7 @@ export class ProxyMetrics {
     }
   }
 
-  /**
-   * One answered request. A single lookup's L1 outcome is its cache outcome; a multi-get's are
-   * counted per id by recordMultiGetIds, so its request adds no lookup here.
-   */
+  /** One answered request; a multi-get's (`per-id`) L1 lookups are counted by recordMultiGetIds instead. */
   recordAnswer(route: string, status: number, cache: string, seconds: number, lookups: 'one' | 'per-id' = 'one'): void {
     this.requests.inc({ route, status, cache });
     if (lookups === 'one' && cache !== 'none') this.recordL1(cache);

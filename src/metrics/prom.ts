@@ -2,12 +2,9 @@ import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
 
 /*
- * prom-client's classes, each from its own module. Its index also loads the
- * Pushgateway, the cluster aggregator and the default process-CPU collector,
- * which requires @opentelemetry/api (about 50 modules, ~7 MB resident in a
- * process whose whole budget is its cache) for exemplars this proxy never
- * records. These are the same modules the index re-exports, so a Registry a
- * user made from `prom-client` works here.
+ * prom-client's classes, each from its own module: its index also loads the Pushgateway, the cluster aggregator
+ * and a process-CPU collector requiring @opentelemetry/api (~7 MB resident) for exemplars never recorded here.
+ * They are the modules the index re-exports, so a Registry made from `prom-client` works here.
  */
 const require = createRequire(import.meta.url);
 export const Registry = require('prom-client/lib/registry') as typeof PromClient.Registry;
@@ -38,10 +35,8 @@ const PROCESS_COLLECTORS = [
 ];
 
 /**
- * prom-client's default process metrics, with or without the GC histogram
- * (tests/metrics.test.ts checks the set equals collectDefaultMetrics' own).
- * The three process CPU counters are registered here with prom-client's
- * names and help, without the exemplar support that needs OpenTelemetry.
+ * prom-client's default process metrics, GC optional (tests/metrics.test.ts checks the set equals its own); the
+ * process CPU counters are registered here with prom-client's names and help, without OpenTelemetry exemplars.
  */
 export function collectProcessMetrics(registry: Registry, prefix: string, gc: boolean): void {
   const config = { register: registry, prefix, eventLoopMonitoringPrecision: 10 };

@@ -1,7 +1,6 @@
 /**
- * The mock group-profile backend as a Hono app: deterministic profiles behind
- * configurable latency, missing ids and fault modes, with counters that let
- * tests assert how many upstream calls the proxy really made.
+ * The mock group-profile backend as a Hono app: deterministic profiles behind configurable latency, missing ids
+ * and fault modes, with counters that let tests assert how many upstream calls the proxy really made.
  */
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
@@ -16,9 +15,7 @@ import { MockState, type MockStats } from './state.js';
 import { sleep } from './wait.js';
 
 export type { MockBackendOptions } from './options.js';
-export type { MockMode } from './modes.js';
 export type { MockStats } from './state.js';
-export type { GroupProfile } from './profiles.js';
 
 export interface MockBackend {
   app: Hono;
@@ -139,10 +136,7 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     }
   };
 
-  /**
-   * The id export: existing ids in ascending order, `limit` (≤ 100,000) at a time after `after`.
-   * Scans the id space (it skips missing ids), so a page of a world with few missing ids is cheap.
-   */
+  /** The id export: existing ids ascending, `limit` (≤ 100,000) after `after`, by scanning the id space. */
   app.get('/group-ids', (c) => {
     state.arrive('export', []);
     const limit = Number(c.req.query('limit') ?? '1000');
@@ -213,17 +207,13 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     app,
     stats: () => state.stats(),
     reset: () => state.reset(),
-    setMode: (mode, latencyMs) => setMode(mode, latencyMs),
+    setMode,
     touch: (id) => state.touch(integerOption('id', id, 1)),
     revisionOf: (id) => state.revisionOf(integerOption('id', id, 1)),
   };
 }
 
-/**
- * `down`: over a real socket the connection is destroyed with no answer, as a
- * crashed upstream would. In-process (app.request) there is no socket, so a
- * network-error Response (status 0) stands in for it.
- */
+/** `down`: the socket is destroyed with no answer, as by a crashed upstream; in-process (no socket), a network-error Response. */
 function dropConnection(c: Context): Response {
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
   if (incoming === undefined) return Response.error();

@@ -1,7 +1,6 @@
 /**
- * Standalone mock backend: `node dist/mock-backend/cli.js`, configured by env.
- * Limits are not repeated here: values go through the same option validation
- * as the library, and errors are reported under the env variable's name.
+ * Standalone mock backend: `node dist/mock-backend/cli.js`, configured by env. Values go through the library's
+ * option validation, and errors are reported under the env variable's name.
  */
 import { OptionError } from '../util/options.js';
 import { DEFAULT_MOCK_BACKEND_OPTIONS } from './options.js';
@@ -55,25 +54,12 @@ async function main(): Promise<void> {
     }
     process.exit(1);
   }
-  const { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId } = {
-    ...DEFAULT_MOCK_BACKEND_OPTIONS,
-    ...options,
-  };
-  console.log(
-    JSON.stringify({
-      msg: 'mock backend listening',
-      url: running.url,
-      latencyMs,
-      latencyJitterMs,
-      errorRate,
-      missingEvery,
-      maxId,
-    }),
-  );
+  const resolved = { ...DEFAULT_MOCK_BACKEND_OPTIONS, ...options };
+  const { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId } = resolved;
+  const settings = { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId };
+  console.log(JSON.stringify({ msg: 'mock backend listening', url: running.url, ...settings }));
 
-  const stop = (): void => {
-    void running.close().then(() => process.exit(0));
-  };
+  const stop = (): void => void running.close().then(() => process.exit(0));
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }

@@ -1,5 +1,5 @@
 /** Options of the mock backend, validated once when it is created. */
-import { OptionError, functionOption, integerOption, numberOption } from '../util/options.js';
+import { OptionError, definedOnly, functionOption, integerOption, numberOption } from '../util/options.js';
 
 /** Upper bound for any artificial wait, so a misconfigured mock cannot stall a test run forever. */
 export const MAX_WAIT_MS = 60_000;
@@ -38,9 +38,7 @@ export const DEFAULT_MOCK_BACKEND_OPTIONS: Readonly<MockBackendOptions> = Object
 });
 
 export function resolveMockBackendOptions(options: Partial<MockBackendOptions> = {}): MockBackendOptions {
-  // `undefined` means "use the default", as if the key were absent.
-  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
-  const merged: Record<string, unknown> = { ...DEFAULT_MOCK_BACKEND_OPTIONS, ...given };
+  const merged: Record<string, unknown> = { ...DEFAULT_MOCK_BACKEND_OPTIONS, ...definedOnly(options) };
   return {
     latencyMs: integerOption('latencyMs', merged.latencyMs, 0, MAX_WAIT_MS),
     latencyJitterMs: integerOption('latencyJitterMs', merged.latencyJitterMs, 0, MAX_WAIT_MS),

@@ -1,7 +1,4 @@
-/**
- * Tiny seeded PRNG so generated profiles are reproducible across runs and
- * processes (Math.random would make every response differ).
- */
+/** A seeded PRNG, so generated profiles are the same across runs and processes (Math.random would differ). */
 
 /** mulberry32: 32-bit state, good enough spread for fake data, a few ns per call. */
 export function mulberry32(seed: number): () => number {
@@ -15,10 +12,7 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-/**
- * Folds integers (ids can exceed 32 bits) into one well-mixed 32-bit seed, so
- * neighbouring ids do not produce visibly similar profiles.
- */
+/** Folds integers (ids can exceed 32 bits) into one well-mixed 32-bit seed: neighbouring ids look unalike. */
 export function seedOf(...values: number[]): number {
   let hash = 0x811c9dc5;
   for (const value of values) {
@@ -57,9 +51,7 @@ export function picker(random: () => number): Picker {
       const n = Math.min(count, pool.length);
       for (let i = 0; i < n; i++) {
         const j = int(i, pool.length - 1);
-        const tmp = pool[i] as T;
-        pool[i] = pool[j] as T;
-        pool[j] = tmp;
+        [pool[i], pool[j]] = [pool[j]!, pool[i]!];
       }
       return pool.slice(0, n);
     },

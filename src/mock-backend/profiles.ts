@@ -1,7 +1,6 @@
 /**
- * Deterministic fake QQ group profiles. The same id and revision always give
- * byte-identical JSON, so tests and benchmarks can compare bodies and caches
- * see realistic 1–2 KB payloads.
+ * Deterministic fake QQ group profiles: the same id and revision always give byte-identical JSON, so tests and
+ * benchmarks can compare bodies, and caches see realistic 1–2 KB payloads.
  */
 import { mulberry32, picker, seedOf, type Picker } from './prng.js';
 
@@ -187,9 +186,8 @@ export function generateProfile(id: number, revision = 0): GroupProfile {
 }
 
 /**
- * The admin list alone swings the size by ~500 bytes, so the notice absorbs
- * the difference: sentences are added until the payload reaches a seeded
- * target, keeping every profile inside the 1–2 KB band real groups show.
+ * The admin list alone swings the size by ~500 bytes, so the notice absorbs it: sentences are added up to a
+ * seeded target, keeping every profile inside the 1–2 KB band real groups show.
  */
 function noticeFor(pick: Picker, sizeWithoutNotice: number): string {
   const target = pick.int(1100, 1700);

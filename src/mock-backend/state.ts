@@ -20,12 +20,10 @@ export interface MockStats {
   mode: MockMode;
 }
 
+const noCalls = () => ({ calls: 0, exportCalls: 0, singleCalls: 0, batchCalls: 0, batchIds: 0 });
+
 export class MockState {
-  #calls = 0;
-  #singleCalls = 0;
-  #batchCalls = 0;
-  #batchIds = 0;
-  #exportCalls = 0;
+  #counts = noCalls();
   #byId = new Map<string, number>();
   #inFlight = 0;
   #maxInFlight = 0;
@@ -46,15 +44,16 @@ export class MockState {
 
   /** Counts a /groups* request at arrival and marks it in flight; call `leave` when answered. */
   arrive(kind: 'single' | 'batch' | 'export', ids: readonly string[]): void {
+    const counts = this.#counts;
     if (kind === 'export') {
-      this.#exportCalls++;
+      counts.exportCalls++;
       return;
     }
-    this.#calls++;
-    if (kind === 'single') this.#singleCalls++;
+    counts.calls++;
+    if (kind === 'single') counts.singleCalls++;
     else {
-      this.#batchCalls++;
-      this.#batchIds += ids.length;
+      counts.batchCalls++;
+      counts.batchIds += ids.length;
     }
     for (const id of ids) this.#byId.set(id, (this.#byId.get(id) ?? 0) + 1);
     this.#inFlight++;
@@ -109,11 +108,7 @@ export class MockState {
 
   /** Zeroes counters and touched revisions and returns to `normal`; requests in flight stay counted. */
   reset(): void {
-    this.#calls = 0;
-    this.#exportCalls = 0;
-    this.#singleCalls = 0;
-    this.#batchCalls = 0;
-    this.#batchIds = 0;
+    this.#counts = noCalls();
     this.#byId.clear();
     this.#maxInFlight = this.#inFlight;
     this.#revisions.clear();
@@ -122,11 +117,7 @@ export class MockState {
 
   stats(): MockStats {
     return {
-      calls: this.#calls,
-      exportCalls: this.#exportCalls,
-      singleCalls: this.#singleCalls,
-      batchCalls: this.#batchCalls,
-      batchIds: this.#batchIds,
+      ...this.#counts,
       byId: Object.fromEntries(this.#byId),
       inFlight: this.#inFlight,
       maxInFlight: this.#maxInFlight,

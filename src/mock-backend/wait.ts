@@ -1,8 +1,6 @@
 /**
- * Abortable timer: artificial latency must end when the client goes away, so
- * in-flight counts drop and servers close promptly.
- *
- * Resolves true when the full delay elapsed, false when `signal` aborted first.
+ * Abortable timer (true when the full delay elapsed, false when `signal` aborted first): artificial latency must
+ * end when the client goes away, so in-flight counts drop and servers close promptly.
  */
 export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
   if (signal?.aborted) return Promise.resolve(false);

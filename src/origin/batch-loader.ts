@@ -35,10 +35,8 @@ interface Pending<V> {
 }
 
 /**
- * Turns single-key loads into batched calls: keys arriving within `windowMs`
- * of each other, up to `maxKeys`, go out as one `loadMany`. It sits under the
- * engine's per-key singleflight, so a key normally reaches it once at a time;
- * should it arrive twice for one pending batch, both share that batch's answer.
+ * Turns single-key loads into batched calls: keys arriving within `windowMs`, up to `maxKeys`, go out as one
+ * `loadMany`. Under the engine's singleflight a key arrives once; if twice, both share the batch's answer.
  */
 export class BatchLoader<V> {
   readonly #loadMany: LoadMany<V>;

@@ -17,7 +17,7 @@ import { defaultsOf, integerSpec, specOption, urlOption } from '../util/options.
 export type GroupProfile = Record<string, unknown>;
 
 /** Ids one page of the upstream's id export asks for. */
-export const ID_EXPORT_PAGE = 10_000;
+const ID_EXPORT_PAGE = 10_000;
 
 export interface HttpOriginOptions {
   /** Base URL of the group-profile service; profiles are at `{url}/groups/{id}`. Required. */
@@ -46,11 +46,9 @@ export const HTTP_ORIGIN_OPTION_SPECS = {
 export const HTTP_ORIGIN_DEFAULTS = defaultsOf(HTTP_ORIGIN_OPTION_SPECS);
 
 /**
- * The group-profile service over HTTP: Node's own client with a keep-alive
- * agent (undici from npm would load a second copy of the HTTP client Node
- * already ships, ~8 MB of resident memory). Only fixed,
- * proxy-owned headers go upstream: client headers (Authorization, Cookie, ...)
- * never do, so a cached profile can never carry one user's data to another.
+ * The group-profile service over HTTP, with Node's own client (undici from npm would be a second copy, ~8 MB
+ * resident). Only fixed, proxy-owned headers go upstream, never a client's (Authorization, Cookie, ...): a
+ * cached profile can never carry one user's data to another.
  */
 export class HttpOrigin {
   readonly #agent: HttpAgent;
@@ -97,11 +95,7 @@ export class HttpOrigin {
     return profile;
   };
 
-  /**
-   * Loads several profiles in one call: `GET {url}/groups?ids=1,2,3` answering a
-   * JSON object that maps each id to its profile or `null`. An id missing from
-   * the answer, or mapped to something else, fails alone.
-   */
+  /** `GET {url}/groups?ids=1,2,3`, answering an object from id to profile or `null`; any other value fails that id alone. */
   readonly loadMany = async (ids: readonly string[], context: LoadContext): Promise<BatchResult<GroupProfile>> => {
     const body = await this.#request(`${this.#basePath}/groups?ids=${ids.join(',')}`, context.signal, ids.length);
     if (body === NOT_FOUND)
@@ -124,10 +118,8 @@ export class HttpOrigin {
   };
 
   /**
-   * One page of the upstream's id export, for the existence filter: `GET {url}/group-ids?limit=N`
-   * (then `&after={the last id}`) answering `{"ids":[1,2,…],"next":"2"|null}` with ids ascending.
-   * Anything else (a 404: no export, ids that are not canonical group ids, more than asked, a
-   * `next` not past the page) is a ProxyError: the filter then stays as it was.
+   * One page of the id export, for the existence filter: `GET {url}/group-ids?limit=N[&after=id]` answering
+   * `{"ids":[1,2,…],"next":"2"|null}`, ids ascending. Anything else is a ProxyError (the filter stays as it was).
    */
   readonly exportIds = async (
     after: string | undefined,
@@ -177,13 +169,9 @@ export class HttpOrigin {
   }
 
   /**
-   * Starts the upstream deadline once the request has a connection: time spent
-   * waiting for a pooled socket is the proxy's, not the upstream's. When the
-   * timer fires, time the proxy's own event loop was stalled meanwhile (a
-   * burst being parsed) is given back first, up to tenfold the timeout; then
-   * the abort still waits one turn of the loop (setImmediate runs after the
-   * poll phase), so an answer already received is read before the upstream is
-   * called late.
+   * Starts the deadline once the request has a connection (waiting for a pooled socket is the proxy's time).
+   * When it fires, time the event loop was stalled meanwhile is given back first, up to tenfold; then the abort
+   * waits one turn (setImmediate runs after the poll phase), so an answer already received is read first.
    */
   #startDeadline(controller: AbortController, deadline: Deadline): void {
     if (deadline.timer !== undefined || deadline.settled) return;
@@ -236,12 +224,9 @@ export class HttpOrigin {
       throw this.#failure(error, deadline, callerSignal);
     }
     const statusCode = response.statusCode ?? 0;
-    if (statusCode === 404) {
-      await discard(response);
-      return NOT_FOUND;
-    }
     if (statusCode !== 200) {
       await discard(response);
+      if (statusCode === 404) return NOT_FOUND;
       throw new ProxyError('UPSTREAM_STATUS', `upstream answered ${statusCode}`);
     }
     const declared = Number(response.headers['content-length']);
@@ -313,9 +298,8 @@ function oversized(limit: number): ProxyError {
 }
 
 /**
- * A profile that names another group must never be cached under this one (nor
- * kept as its stale fallback): when the body has an `id`, number or string, it
- * must be the id asked for, in the same canonical decimal spelling.
+ * A profile naming another group must never be cached under this one (nor kept as its stale fallback): an `id`
+ * in the body, number or string, must be the one asked for, in the same canonical decimal spelling.
  */
 function idMismatch(requested: string, profile: GroupProfile): ProxyError | undefined {
   if (!Object.hasOwn(profile, 'id')) return undefined;

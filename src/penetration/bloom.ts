@@ -1,7 +1,6 @@
 /**
- * Bloom filter arithmetic, shared by the in-memory bitmap and the Redis one: the shape for an
- * expected count and false-positive rate, and the bit positions of a key (double hashing,
- * Kirsch–Mitzenmacher, over two independent 32-bit hashes of the key's characters).
+ * Bloom filter arithmetic shared by the in-memory and Redis bitmaps: the shape, and a key's bit positions (double
+ * hashing, Kirsch–Mitzenmacher, over two independent 32-bit hashes of the key's characters).
  */
 
 /** Bits of a filter and hashes per key. */
@@ -11,7 +10,7 @@ export interface BloomShape {
 }
 
 /** Most bits one filter may have: a Redis string holds 2^32 bits (512 MiB). */
-export const MAX_BLOOM_BITS = 2 ** 32;
+const MAX_BLOOM_BITS = 2 ** 32;
 
 /** The optimal shape for `expected` keys at `falsePositiveRate`: m = −n·ln p / ln²2 bits, k = m/n·ln 2 hashes. */
 export function bloomShape(expected: number, falsePositiveRate: number): BloomShape {
@@ -38,9 +37,8 @@ function fmix32(h: number): number {
 }
 
 /**
- * The `shape.hashes` bit positions of `key`, written into `out` (reused by the caller: no
- * allocation per check). Two FNV-1a variants with different bases, each finalized; the second is
- * made odd so the positions of one key never repeat a step.
+ * The bit positions of `key`, written into `out` (reused: no allocation per check). Two FNV-1a variants with
+ * different bases, each finalized; the second made odd so one key's positions never repeat a step.
  */
 export function bloomPositions(key: string, shape: BloomShape, out: number[]): number[] {
   let a = 0x811c9dc5;

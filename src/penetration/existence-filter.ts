@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { SYSTEM_CLOCK, type Clock, type TimerHandle } from '../util/clock.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import {
   clockOption,
   defaultsOf,
@@ -42,9 +42,8 @@ export interface ExistenceFilterOptions {
   /** False-positive rate at `expectedIds`: the share of absent ids that still reach the origin. Default 0.01. */
   falsePositiveRate?: number;
   /**
-   * The upstream's paged id export. With it, the filter is filled from it and becomes
-   * authoritative: an id it rejects is answered as absent with no origin call. Without it, the
-   * filter learns ids from upstream answers and only observes (counts), never rejects. Default: none.
+   * The upstream's paged id export: filled from it, the filter is authoritative (a rejected id is answered absent,
+   * no origin call). Without it, it learns ids from upstream answers and only observes. Default: none.
    */
   exportIds?: ExportIds;
   /** How often the filter is rebuilt from the export (groups deleted since drop out), ms. Default 3600000. */
@@ -56,8 +55,10 @@ export interface ExistenceFilterOptions {
   /** Time of refreshes and syncs. Default: the system clock. */
   clock?: Clock;
   /** Told of every fill (ids, ms) and of a failed one, for logs. */
-  onFill?: (event: { ids: number; ms: number; error?: Error }) => void;
+  onFill?: OnFill;
 }
+
+type OnFill = (event: { ids: number; ms: number; error?: Error }) => void;
 
 /** The fleet's filter state in the shared tier (a mark): the generation checked, its shape, when filled. */
 interface SharedState {
@@ -88,21 +89,14 @@ export interface ExistenceFilterStats {
   store: 'shared' | 'memory';
   /** Bytes of process memory the filter holds (its bitmaps; twice while it rebuilds). */
   bytes: number;
-  /**
-   * Checks since start by verdict: `absent` (answered not found, no origin call), `maybe` (went on
-   * to a load), `observed_absent` (not authoritative, so it went on; an authoritative filter would
-   * have said absent), `unavailable` (the shared bitmap could not be read: failed open).
-   */
+  /** Checks since start by verdict (`observed_absent`: would have been absent if authoritative; `unavailable`: failed open). */
   checks: Readonly<Record<'absent' | 'maybe' | 'observed_absent' | 'unavailable', number>>;
 }
 
 /**
- * A Bloom filter of the groups that exist, so scans of made-up ids (cache penetration) stop at
- * the proxy: with a shared tier one bitmap for the fleet (SETBIT / BITFIELD, one round trip per
- * check, no Redis module), filled from the export once for the fleet under a lock, otherwise
- * this process's. It learns every id the upstream returned and every changed id the feed
- * announces. Fails open: while the shared tier is unreachable, or before a complete fill, it
- * never says absent.
+ * A Bloom filter of the groups that exist, so scans of made-up ids (cache penetration) stop at the proxy: with
+ * a shared tier one bitmap for the fleet (no Redis module), filled once under a lock, else this process's. It
+ * learns ids the upstream returned and the feed announces. Fails open: never absent while unsure.
  */
 export class ExistenceFilter {
   readonly shape: BloomShape;
@@ -111,7 +105,7 @@ export class ExistenceFilter {
   readonly #syncMs: number;
   readonly #l2: FleetBitmaps | undefined;
   readonly #clock: Clock;
-  readonly #onFill: ((event: { ids: number; ms: number; error?: Error }) => void) | undefined;
+  readonly #onFill: OnFill | undefined;
   readonly #positions: number[] = [];
   readonly #closing = new AbortController();
   /** This process's bits: the filter without a shared tier; learned ids only with one (never authoritative then). */
@@ -141,11 +135,8 @@ export class ExistenceFilter {
     if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('testBits' in o.l2)))
       throw new OptionError('l2', 'a shared tier with bitmaps (FleetBitmaps: RedisTier, InMemoryTier)', o.l2);
     this.#l2 = o.l2;
-    this.#clock = clockOption('clock', o.clock ?? SYSTEM_CLOCK);
-    this.#onFill =
-      o.onFill === undefined
-        ? undefined
-        : functionOption<(event: { ids: number; ms: number; error?: Error }) => void>('onFill', o.onFill);
+    this.#clock = clockOption('clock', o.clock);
+    this.#onFill = o.onFill === undefined ? undefined : functionOption<OnFill>('onFill', o.onFill);
     this.#local = new BloomBits(this.shape);
   }
 
@@ -154,25 +145,18 @@ export class ExistenceFilter {
     return this.#l2 !== undefined ? this.#shared !== undefined : this.#localAuthoritative;
   }
 
-  /**
-   * Starts the first fill (or, with a shared tier, the first look at the fleet's filter) and the
-   * periodic ones; resolves once that first round is done. Without an export there is nothing to fill.
-   */
+  /** Starts the periodic fills (with a shared tier, syncs); resolves once the first round is done. */
   start(): Promise<void> {
     this.#running ??= this.#round();
     return this.#running;
   }
 
-  /**
-   * `absent` when the filter is authoritative and `key` is not in it; `maybe` otherwise (the
-   * shared tier unreachable included: it fails open). Synchronous without a shared tier.
-   */
+  /** `absent` when authoritative and `key` is not in it, else `maybe` (failing open). Synchronous without a shared tier. */
   check(key: string): ExistenceVerdict | Promise<ExistenceVerdict> {
     const positions = bloomPositions(key, this.shape, this.#positions);
     const shared = this.#shared;
     const checks = this.#checks;
-    // In this process's bits (filled here, or learned here: with a shared tier that saves the round
-    // trip, and the shared write may not have landed yet) is enough.
+    // In this process's bits is enough (with a shared tier: no round trip, and a learned id's write may not have landed).
     if (this.#local.has(positions)) {
       checks.maybe++;
       return 'maybe';
@@ -206,17 +190,14 @@ export class ExistenceFilter {
     if (this.#l2 === undefined) return;
     const copy = [...positions];
     // Only into bitmaps that exist: a late write must not recreate a dropped one (12 MB with no expiry).
-    if (this.#shared !== undefined)
-      void this.#l2.setBits(bitsName(this.#shared.generation), copy, { onlyIfExists: true });
-    if (this.#sharedFilling !== undefined)
-      void this.#l2.setBits(bitsName(this.#sharedFilling), copy, { onlyIfExists: true });
+    for (const generation of [this.#shared?.generation, this.#sharedFilling])
+      if (generation !== undefined) void this.#l2.setBits(bitsName(generation), copy, { onlyIfExists: true });
   }
 
   stats(): ExistenceFilterStats {
     const setBits = this.#shared !== undefined ? this.#sharedSetBits : this.#local.setBits;
     return {
-      bits: this.shape.bits,
-      hashes: this.shape.hashes,
+      ...this.shape,
       setBits,
       estimatedFalsePositiveRate: falsePositiveRateOf(this.shape, setBits),
       authoritative: this.authoritative,
@@ -265,9 +246,8 @@ export class ExistenceFilter {
   }
 
   /**
-   * The fleet's filter: take up the state in the shared tier; when there is none of this shape, or
-   * it is older than `refreshMs`, the instance that takes the fill lock fills a new generation
-   * from the export and publishes it. The others keep checking the previous one (or none) meanwhile.
+   * Takes up the fleet's filter state; when there is none of this shape, or it is older than `refreshMs`, the
+   * instance that takes the fill lock fills and publishes a new generation (others keep the previous one).
    */
   async #syncShared(l2: FleetBitmaps): Promise<void> {
     const raw = await l2.readMark(STATE_MARK);
@@ -306,13 +286,7 @@ export class ExistenceFilter {
         await flush();
         await l2.writeMark(FILLING_MARK, `${generation} ${started}`, lockMs);
       });
-      const published: SharedState = {
-        generation,
-        bits: this.shape.bits,
-        hashes: this.shape.hashes,
-        filledAt: this.#clock.now(),
-        ids,
-      };
+      const published: SharedState = { generation, ...this.shape, filledAt: this.#clock.now(), ids };
       // The state outlives two refreshes: a fleet that stops refreshing keeps checking the last fill.
       if (!(await l2.writeMark(STATE_MARK, JSON.stringify(published), 3 * this.#refreshMs)))
         throw new Error('could not publish the filled filter');

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { ProxyError } from '../errors.js';
-import { SYSTEM_CLOCK, type Clock } from '../util/clock.js';
+import type { Clock } from '../util/clock.js';
 import {
   clockOption,
   defaultsOf,
@@ -37,10 +37,8 @@ export interface MissBudgetOptions {
 }
 
 /**
- * A token bucket per client for the misses that would go to the origin, so one client scanning
- * ids cannot spend the upstream for everyone: hits, collapsed waits and stale answers are free
- * (the engine charges only a load about to call the origin). Fleet-wide through the shared tier
- * when there is one, this instance's otherwise and while it is unreachable.
+ * A token bucket per client for origin-bound misses, so one client scanning ids cannot spend the upstream for
+ * everyone (hits, collapsed waits, stale answers are free). Fleet-wide through the shared tier while reachable.
  */
 export class MissBudget {
   readonly burst: number;
@@ -61,7 +59,7 @@ export class MissBudget {
     if (o.l2 !== undefined && (typeof o.l2 !== 'object' || o.l2 === null || !('takeToken' in o.l2)))
       throw new OptionError('l2', 'a shared tier with token buckets (FleetBuckets: RedisTier, InMemoryTier)', o.l2);
     this.#l2 = o.l2;
-    this.#clock = clockOption('clock', o.clock ?? SYSTEM_CLOCK);
+    this.#clock = clockOption('clock', o.clock);
     this.policy = `"misses";q=${this.burst};w=${Math.max(1, Math.ceil(this.burst / this.perSecond))}`;
   }
 

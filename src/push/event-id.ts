@@ -1,11 +1,8 @@
 import type { FeedPosition } from '../shared-tier/contract.js';
 
 /**
- * SSE event ids are feed positions: for every shard, the epoch's first 8
- * characters and the position up to which every change has been pushed
- * (`3f2a9c1e.0.1796170625192-0_…`). A client resuming with one gets, per
- * group, what it missed since; a position of another epoch, or one the feed
- * no longer keeps, gets a resync.
+ * SSE event ids are feed positions: per shard, the epoch's first 8 characters and the position up to which every
+ * change was pushed (`3f2a9c1e.0.1796170625192-0_…`). Another epoch's, or one the feed no longer keeps, gets a resync.
  */
 export type FeedVector = Map<number, { epoch: string; position: string }>;
 

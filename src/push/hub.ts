@@ -1,7 +1,6 @@
 import type { CoalescingCache, EngineChange } from '../engine/engine.js';
-import type { CacheEntry } from '../engine/entry.js';
 import { toProxyError } from '../errors.js';
-import { SYSTEM_CLOCK, type Clock, type TimerHandle } from '../util/clock.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import { clockOption, definedOnly, OptionError, specOption } from '../util/options.js';
 import { PUSH_DEFAULTS, PUSH_OPTION_SPECS } from './options.js';
 import { comparePositions, type UNAVAILABLE, type FeedChange } from '../shared-tier/contract.js';
@@ -39,11 +38,9 @@ export interface PushObserver {
 }
 
 /**
- * - `profile`: the group's current profile (first event, and after a change);
- * - `resync`: the current profile, when what was missed cannot be told (a resumed position the feed
- *   no longer keeps, or a flush);
- * - `deleted`: the group does not exist (anymore); data `{"id":"42"}`;
- * - `error`: the profile could not be loaded; data `{"id":"42","code":"…","message":"…"}`.
+ * `profile`: the current profile (first event, and after a change); `resync`: the current profile when
+ * what was missed cannot be told (a position the feed no longer keeps, a flush); `deleted`: data
+ * `{"id":"42"}`, the group is gone; `error`: the load failed, data `{"id":"42","code":"…","message":"…"}`.
  */
 export type PushEventType = 'profile' | 'resync' | 'deleted' | 'error';
 
@@ -101,13 +98,9 @@ const OPENED = Buffer.from(': open\n\n');
 const INDEX_LIMIT = 100_000;
 
 /**
- * Live profile updates for subscribers of groups, HTTP-free (the SSE routes
- * and the library's subscribe are thin shells over it). One subscription to
- * the engine's changes; per change, each group with subscribers is loaded
- * once through the engine (coalesced, and one origin call for the fleet
- * through the lease), its event encoded once and the same bytes written to
- * every subscriber. A subscriber that leaves more than `maxBufferedBytes`
- * unread is dropped; one timer writes heartbeats to idle streams.
+ * Live profile updates, HTTP-free (the SSE routes are thin shells over it). Per change, each followed
+ * group is loaded once through the engine (coalesced, leased fleet-wide), encoded once, and the same
+ * bytes written to every subscriber. One left more than `maxBufferedBytes` unread is dropped.
  */
 export class PushHub {
   readonly #engine: PushEngine;
@@ -138,7 +131,7 @@ export class PushHub {
       retryMs: specOption('retryMs', o.retryMs, S.retryMs),
     };
     this.#engine = options.engine;
-    this.#clock = o.clock === undefined ? SYSTEM_CLOCK : clockOption('clock', o.clock);
+    this.#clock = clockOption('clock', o.clock);
     this.#observer = options.observer ?? {};
     this.#watermark = vectorOf(this.#engine.feedPositions());
     this.#indexFrom = new Map(this.#watermark);
@@ -166,11 +159,7 @@ export class PushHub {
     return this.#count;
   }
 
-  /**
-   * Starts a stream of `ids` (valid, distinct, at most `maxGroups`; the caller checks) into `sink`.
-   * Without `resumeFrom`, the first event of each group is its current profile; with the vector
-   * of a Last-Event-ID, only what was missed since (see PushEventType).
-   */
+  /** Streams `ids` (valid, distinct, at most `maxGroups`: the caller checks) into `sink`; with `resumeFrom`, only what was missed. */
   subscribe(ids: readonly string[], sink: PushSink, resumeFrom?: FeedVector): SubscribeResult {
     if (this.full) return { refused: 'subscribers' };
     const subscriber: Subscriber = { ids: [...ids], sink, lastWriteAt: this.#clock.now(), closed: false };
@@ -178,11 +167,8 @@ export class PushHub {
     // At once, so the client sees the stream open even when it missed nothing.
     sink.write(OPENED);
     for (const id of subscriber.ids) {
-      let group = this.#groups.get(id);
-      if (group === undefined) {
-        group = { subscribers: new Set(), chain: Promise.resolve(), queued: undefined };
-        this.#groups.set(id, group);
-      }
+      const group = this.#groups.get(id) ?? { subscribers: new Set(), chain: Promise.resolve(), queued: undefined };
+      this.#groups.set(id, group);
       group.subscribers.add(subscriber);
     }
     void this.#firstEvents(subscriber, resumeFrom);
@@ -190,11 +176,9 @@ export class PushHub {
   }
 
   /**
-   * The same stream for code: the events of `ids` as they come, until `signal` aborts, the hub
-   * closes or this consumer falls more than `maxBufferedBytes` behind (then it throws; resume with
-   * the last event's `id`). Throws a TypeError unless `ids` are 1 to `maxGroups` distinct ids, an
-   * OptionError naming `lastEventId` for one that is not an event id of this hub, and an Error when
-   * the hub holds as many subscribers as it may.
+   * The same stream for code, until `signal` aborts, the hub closes, or this consumer falls more than
+   * `maxBufferedBytes` behind (it throws: resume with the last event's `id`). Throws a TypeError for bad
+   * `ids`, an OptionError for a foreign `lastEventId`, an Error when the hub is full.
    */
   async *events(
     ids: readonly string[],
@@ -334,25 +318,17 @@ export class PushHub {
       return;
     }
     const change = event.change;
+    const { shard, position } = change;
     // Built before the readers had a position: take the epoch now that they have one.
-    if ((this.#watermark.get(change.shard)?.epoch ?? '') === '') {
-      const known = vectorOf(this.#engine.feedPositions()).get(change.shard);
+    if ((this.#watermark.get(shard)?.epoch ?? '') === '') {
+      const known = vectorOf(this.#engine.feedPositions()).get(shard);
       if (known !== undefined && known.epoch !== '')
-        this.#watermark.set(change.shard, { ...known, position: this.#watermark.get(change.shard)?.position ?? '0-0' });
+        this.#watermark.set(shard, { ...known, position: this.#watermark.get(shard)?.position ?? '0-0' });
     }
     this.#remember(change);
-    const step: PendingStep = {
-      shard: change.shard,
-      position: change.position,
-      remaining: 0,
-      done: false,
-      appliedAt: this.#clock.now(),
-    };
-    let queue = this.#pending.get(change.shard);
-    if (queue === undefined) {
-      queue = [];
-      this.#pending.set(change.shard, queue);
-    }
+    const step: PendingStep = { shard, position, remaining: 0, done: false, appliedAt: this.#clock.now() };
+    const queue = this.#pending.get(shard) ?? [];
+    this.#pending.set(shard, queue);
     queue.push(step);
     for (const id of change.ids) {
       const group = this.#groups.get(id);
@@ -369,10 +345,7 @@ export class PushHub {
       this.#lastChange.set(id, { shard: change.shard, position: change.position });
     }
     while (this.#lastChange.size > INDEX_LIMIT) {
-      const [forgotten, { shard, position }] = this.#lastChange.entries().next().value as [
-        string,
-        { shard: number; position: string },
-      ];
+      const [forgotten, { shard, position }] = this.#lastChange.entries().next().value!;
       this.#lastChange.delete(forgotten);
       // What is known of its shard now starts after the forgotten change.
       const from = this.#indexFrom.get(shard);
@@ -404,10 +377,8 @@ export class PushHub {
   }
 
   /**
-   * Loads the group once, after what is queued for it, and writes one encoding of its event to
-   * `only` (a new subscriber's first event) or to every subscriber. Broadcasts not yet started
-   * take in later changes: however fast a group changes, one load is queued for it at most, and it
-   * loads the latest profile.
+   * Loads the group after what is queued for it and writes one encoding to `only` (a first event) or to
+   * every subscriber. A broadcast not yet started takes in later changes: one queued load per group at most.
    */
   #send(group: Group, id: string, type: PushEventType, cause: PendingStep | undefined, only?: Subscriber): void {
     if (only === undefined && group.queued !== undefined && group.queued.type === type) {
@@ -423,12 +394,8 @@ export class PushHub {
         let data: Buffer;
         try {
           const { entry } = await this.#engine.get(id);
-          if (entry.kind === 'missing') {
-            event = 'deleted';
-            data = Buffer.from(JSON.stringify({ id }));
-          } else {
-            data = profileData(entry);
-          }
+          if (entry.kind === 'missing') event = 'deleted';
+          data = entry.kind === 'missing' ? Buffer.from(JSON.stringify({ id })) : entry.body;
         } catch (error) {
           const failure = toProxyError(error);
           event = 'error';
@@ -492,10 +459,6 @@ export class PushHub {
       if (group.subscribers.size === 0) this.#groups.delete(id);
     }
   }
-}
-
-function profileData(entry: CacheEntry<unknown>): Buffer {
-  return entry.body;
 }
 
 /** An event as `PushHub.events()` yields it. */

@@ -1,9 +1,7 @@
 /**
- * Server-Sent Events frames (WHATWG HTML, "Server-sent events"). The data is
- * the profile's JSON on one line: a body with a raw CR or LF (pretty-printed
- * by a custom serializer, or written into L2 by someone else) would otherwise
- * end the data line and start fields of its own, so it is re-encoded on one
- * line, or, if it is not JSON, sent as several data lines as the format says.
+ * Server-Sent Events frames (WHATWG HTML). A body with a raw CR or LF (a custom serializer's, or written into L2
+ * by someone else) would end the data line and start fields of its own: JSON is re-encoded on one line, anything
+ * else sent as several data lines.
  */
 export function eventFrame(id: string, event: string, data: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`id: ${id}\nevent: ${event}\n`), dataLines(data), Buffer.from('\n')]);

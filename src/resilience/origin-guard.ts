@@ -10,15 +10,11 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 export interface OriginGuardOptions {
   /** Origin calls in progress at most (a batch counts as one). Default 64. */
   maxConcurrency?: number;
-  /**
-   * Calls waiting for a slot at most: a memory bound, generous on purpose.
-   * Admission is decided by the expected wait well before it. Default 10000.
-   */
+  /** Calls waiting for a slot at most: a memory bound, generous on purpose (the expected wait decides first). Default 10000. */
   maxQueue?: number;
   /**
-   * Longest wait for a slot, ms. A call whose expected wait (calls ahead of it
-   * against the measured upstream throughput) exceeds it is shed at once with
-   * 503 OVERLOADED; one still waiting when it runs out is shed then. Default 2000 (the upstream timeout's default: a miss may wait as long for a slot as for the answer).
+   * Longest wait for a slot, ms: a call expected to wait longer (calls ahead vs. measured throughput) is shed at
+   * once with 503 OVERLOADED, one still waiting then is shed. Default 2000, as the upstream timeout's default.
    */
   queueTimeoutMs?: number;
   /** Opens the breaker when more than this percentage of calls in the window failed (1–99). Default 50. */
@@ -69,17 +65,10 @@ interface QueuedCall {
 }
 
 /**
- * Protects the origin: an opossum circuit breaker on the failure rate, then a
- * bound on concurrent calls with a queue admitted by expected wait. Every
- * origin call (single or batch) goes through `run`.
- *
- * Admission: with every slot busy, a call joins the queue only if the calls
- * ahead of it can be expected to drain within `queueTimeoutMs` at the
- * upstream's measured throughput (slots ÷ mean call duration). A healthy
- * upstream drains a large burst well inside the deadline, so none of it is
- * shed; a slow or failing one gets its excess shed at once, before the proxy
- * holds it. Time spent queued here is the proxy's own: it ends in 503
- * OVERLOADED and never reaches the breaker.
+ * Protects the origin: an opossum circuit breaker on the failure rate, then a bound on concurrent calls. With
+ * every slot busy a call queues only if the calls ahead can drain within `queueTimeoutMs` at the measured
+ * throughput (slots ÷ mean call duration): a healthy upstream drains a burst, a slow one has its excess shed at
+ * once. Queueing is the proxy's own time: it ends in 503 OVERLOADED and never reaches the breaker.
  */
 export class OriginGuard {
   readonly #breaker: CircuitBreaker<[Call], unknown>;
@@ -117,11 +106,8 @@ export class OriginGuard {
       resetTimeout: resetMs,
       errorFilter: (error: unknown) => !(error instanceof ProxyError && ORIGIN_FAILURES.has(error.code)),
     });
-    const notify =
-      o.onBreakerChange === undefined
-        ? undefined
-        : functionOption<(state: BreakerState) => void>('onBreakerChange', o.onBreakerChange);
-    if (notify !== undefined) {
+    if (o.onBreakerChange !== undefined) {
+      const notify = functionOption<(state: BreakerState) => void>('onBreakerChange', o.onBreakerChange);
       this.#breaker.on('open', () => notify('open'));
       this.#breaker.on('halfOpen', () => notify('half-open'));
       this.#breaker.on('close', () => notify('closed'));
@@ -129,10 +115,8 @@ export class OriginGuard {
   }
 
   /**
-   * Runs one origin call under the concurrency bound, then the breaker. The
-   * bound sits outside the breaker so that shed calls never reach it: opossum
-   * counts a filtered error as a success, and shedding would keep a hanging
-   * upstream's failure rate below the threshold.
+   * Runs one origin call under the concurrency bound, then the breaker: shed calls never reach it, since opossum
+   * counts a filtered error as a success and shedding would keep a hanging upstream below the threshold.
    */
   async run<T>(call: () => Promise<T>): Promise<T> {
     if (this.#breaker.opened) throw this.#circuitOpen();
