@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -37,6 +37,7 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
   const dir = mkdtempSync(join(tmpdir(), 'gpp-redis-'));
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
+    mkdirSync(dir, { recursive: true }); // stop() removes it; a restart makes it again
     child = spawn(
       'redis-server',
       ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
@@ -62,6 +63,7 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
     start,
     async stop() {
       await stop();
+      rmSync(dir, { recursive: true, force: true });
     },
     cli: (...args) => cli(chosen, ...args),
   };
