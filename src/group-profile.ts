@@ -3,18 +3,25 @@ import { CoalescingCache } from './engine/engine.js';
 import { NOT_FOUND, type EngineOptions, type Loader } from './engine/options.js';
 import { ProxyError, type ErrorCode } from './errors.js';
 import type { ProxyMetrics, OriginOutcome } from './metrics/metrics.js';
-import { BatchLoader } from './origin/batch-loader.js';
-import { HttpOrigin, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';
+import { AutoBatchLoader } from './origin/auto-batch.js';
+import { BATCH_DEFAULTS, BATCH_OPTION_SPECS, BatchLoader, type LoadMany } from './origin/batch-loader.js';
+import { HttpOrigin, meansNoBatchRoute, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';
 import { OriginGuard, type OriginGuardOptions } from './resilience/origin-guard.js';
-import { clockOption, OptionError } from './util/options.js';
+import { clockOption, OptionError, specOption } from './util/options.js';
+
+/** With batching `auto`, after the upstream showed it has no batch route: single calls for a minute, then a batch probes again. */
+const NO_BATCH_ROUTE_RETRY_MS = 60_000;
 
 export interface GroupProfileCacheOptions extends Omit<EngineOptions<GroupProfile>, 'load'> {
   /** The group-profile service. Required. */
   upstream: HttpOriginOptions;
   /** Circuit breaker and concurrency bound around every upstream call. Defaults: see OriginGuardOptions. */
   guard?: OriginGuardOptions;
-  /** Batch misses into `GET {url}/groups?ids=...` calls (default: off); a batch counts once against the guard. */
-  batch?: { windowMs?: number; maxIds?: number };
+  /**
+   * Batch misses into `GET {url}/groups?ids=...` calls (default: off); a batch counts once against the guard. `mode`
+   * `auto` batches only while the upstream serves the batch route (AutoBatchLoader), `on` (the default) always.
+   */
+  batch?: { mode?: 'on' | 'auto'; windowMs?: number; maxIds?: number };
   /** Prometheus metrics to record into. Default: none. */
   metrics?: ProxyMetrics;
 }
@@ -24,6 +31,8 @@ export interface GroupProfileCache {
   readonly engine: CoalescingCache<GroupProfile>;
   readonly origin: HttpOrigin;
   readonly guard: OriginGuard;
+  /** With `batch.mode` auto: whether misses go out in batches (undefined until a batch call has told). */
+  batching(): boolean | undefined;
   /** Closes the engine, then the upstream connections. */
   close(): Promise<void>;
 }
@@ -44,27 +53,44 @@ export function createGroupProfileCache(options: GroupProfileCacheOptions): Grou
       metrics?.recordBreaker(state);
       guardOptions?.onBreakerChange?.(state);
     },
+    onShed: (reason) => {
+      metrics?.shedCalls.inc({ reason });
+      guardOptions?.onShed?.(reason);
+    },
   });
   const call = <T>(kind: 'single' | 'batch', run: () => Promise<T>): Promise<T> =>
     metrics === undefined ? guard.run(run) : measured(metrics, kind, () => guard.run(() => timed(metrics, kind, run)));
-  const load: Loader<GroupProfile> =
-    batch === undefined
-      ? (id, context) => call('single', () => origin.load(id, context))
-      : new BatchLoader<GroupProfile>({
-          loadMany: (ids, context) => {
-            metrics?.batchSize.observe(ids.length);
-            return call('batch', () => origin.loadMany(ids, context));
-          },
-          windowMs: batch.windowMs,
-          maxKeys: batch.maxIds,
+  const loadOne: Loader<GroupProfile> = (id, context) => call('single', () => origin.load(id, context));
+  const loadMany: LoadMany<GroupProfile> = (ids, context) => {
+    metrics?.batchSize.observe(ids.length);
+    return call('batch', () => origin.loadMany(ids, context));
+  };
+  const mode = batch?.mode ?? 'on';
+  if (mode !== 'on' && mode !== 'auto') throw new OptionError('batch.mode', "'on' or 'auto'", mode);
+  const windowMs = batch?.windowMs;
+  const maxKeys = batch?.maxIds;
+  const autoBatch =
+    batch !== undefined && mode === 'auto'
+      ? new AutoBatchLoader<GroupProfile>({
+          loadOne,
+          loadMany,
+          meansNoBatchRoute,
+          windowMs: specOption('batch.windowMs', windowMs ?? BATCH_DEFAULTS.windowMs, BATCH_OPTION_SPECS.windowMs),
+          maxKeys: specOption('batch.maxIds', maxKeys ?? BATCH_DEFAULTS.maxKeys, BATCH_OPTION_SPECS.maxKeys),
+          retryMs: NO_BATCH_ROUTE_RETRY_MS,
           clock,
-        }).load;
+        })
+      : undefined;
+  const load: Loader<GroupProfile> =
+    autoBatch?.load ??
+    (batch === undefined ? loadOne : new BatchLoader<GroupProfile>({ loadMany, windowMs, maxKeys, clock }).load);
   const observer = engineOptions.observer ?? metrics?.engineObserver;
   const engine = new CoalescingCache<GroupProfile>({ ...engineOptions, clock, observer, load });
   return {
     engine,
     origin,
     guard,
+    batching: () => (autoBatch === undefined ? batch !== undefined : autoBatch.batching),
     async close() {
       await engine.close();
       guard.close();

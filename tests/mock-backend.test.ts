@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { createMockBackend, type MockBackendOptions, type MockStats } from '../src/mock-backend/app.js';
 import { MOCK_MODES } from '../src/mock-backend/modes.js';
 import { generateProfile, type GroupProfile } from '../src/mock-backend/profiles.js';
 import { startMockBackend } from '../src/mock-backend/server.js';
+import { Slots } from '../src/mock-backend/slots.js';
 import { OptionError } from '../src/util/options.js';
 
 // No artificial latency: tests assert behaviour and counts, never speed.
@@ -217,6 +218,49 @@ describe('counters', () => {
     backend.setMode('normal');
     expect((await pending).status).toBe(200);
     expect(backend.stats()).toMatchObject({ calls: 1, inFlight: 0, maxInFlight: 1 });
+  });
+});
+
+describe('capacity', () => {
+  it('serves `capacity` calls at once; the rest wait their turn, in order, so latency grows with the queue', async () => {
+    vi.useFakeTimers();
+    try {
+      const backend = createMockBackend({ latencyMs: 100, latencyJitterMs: 0, capacity: 2 });
+      const answered: number[] = [];
+      const calls = [1, 2, 3, 4, 5].map(async (id) => {
+        const response = await backend.app.request(`/groups/${id}`);
+        answered.push(id);
+        return response.status;
+      });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(backend.stats()).toMatchObject({ inFlight: 5, maxInFlight: 5 });
+      await vi.advanceTimersByTimeAsync(100);
+      expect(answered).toEqual([1, 2]);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(answered).toEqual([1, 2, 3, 4]);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(await Promise.all(calls)).toEqual([200, 200, 200, 200, 200]);
+      expect(answered).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a waiter whose client went away leaves the queue without taking a slot', async () => {
+    const slots = new Slots(1);
+    expect(await slots.acquire(new AbortController().signal)).toBe(true);
+    const gone = new AbortController();
+    const leaving = slots.acquire(gone.signal);
+    const next = slots.acquire(new AbortController().signal);
+    gone.abort();
+    expect(await leaving).toBe(false);
+    slots.release();
+    expect(await next).toBe(true);
+  });
+
+  it('refuses a capacity that is not a whole number of calls', () => {
+    expect(() => createMockBackend({ capacity: -1 })).toThrow(OptionError);
+    expect(() => createMockBackend({ capacity: 1.5 })).toThrow(/capacity/);
   });
 });
 

@@ -230,12 +230,15 @@ describe('upstream request hygiene', () => {
         },
       });
       expect(response.status).toBe(200);
-      expect(seen).toHaveLength(1);
-      const forwarded = Object.keys(seen[0]!).sort();
-      expect(forwarded).not.toContain('authorization');
-      expect(forwarded).not.toContain('cookie');
-      expect(forwarded).not.toContain('x-user');
-      expect(forwarded).not.toContain('x-forwarded-for');
+      // UPSTREAM_BATCH=auto: a batch call first, answered with no batch answer, then the single call.
+      expect(seen).toHaveLength(2);
+      for (const headers of seen) {
+        const forwarded = Object.keys(headers).sort();
+        expect(forwarded).not.toContain('authorization');
+        expect(forwarded).not.toContain('cookie');
+        expect(forwarded).not.toContain('x-user');
+        expect(forwarded).not.toContain('x-forwarded-for');
+      }
     } finally {
       await proxy.close();
       upstream.closeAllConnections();
@@ -258,7 +261,8 @@ describe('upstream request hygiene', () => {
     });
     try {
       expect((await fetch(`${proxy.url}/groups/3`)).status).toBe(200);
-      expect(paths).toEqual(['/v2/groups/3']);
+      // UPSTREAM_BATCH=auto: this upstream answers the batch route with a single profile, so the id goes alone.
+      expect(paths).toEqual(['/v2/groups?ids=3', '/v2/groups/3']);
     } finally {
       await proxy.close();
       upstream.closeAllConnections();

@@ -178,6 +178,9 @@ describe('waiter deadline', () => {
   });
 });
 
+/** The bound before the adaptive limit: 64 calls at once, whatever the upstream does. */
+const FIXED_64 = { concurrency: 'fixed', maxConcurrency: 64 } as const;
+
 describe('OriginGuard admission by expected wait', () => {
   afterEach(() => {
     vi.useRealTimers();
@@ -209,9 +212,9 @@ describe('OriginGuard admission by expected wait', () => {
   const codesOf = (settled: PromiseSettledResult<unknown>[]) =>
     settled.map((s) => (s.status === 'fulfilled' ? 'ok' : (s.reason as ProxyError).code));
 
-  it('sheds nothing of a 1000-call burst that a healthy 50 ms upstream drains within the queue timeout (defaults)', async () => {
+  it('sheds nothing of a 1000-call burst that a healthy 50 ms upstream drains within the queue timeout (fixed 64)', async () => {
     vi.useFakeTimers();
-    const guard = new OriginGuard();
+    const guard = new OriginGuard(FIXED_64);
     const { upstream, call } = upstreamOf(50);
     // 64 slots × 50 ms ≈ 1280 calls/s: the 936 queued drain in ~730 ms, inside the 2000 ms queue timeout.
     const settled = await settleAll(
@@ -228,7 +231,7 @@ describe('OriginGuard admission by expected wait', () => {
 
   it('sheds at once what a slow upstream cannot start within the queue timeout, before holding it', async () => {
     vi.useFakeTimers();
-    const guard = new OriginGuard();
+    const guard = new OriginGuard(FIXED_64);
     const { upstream, call } = upstreamOf(1500);
     await settleAll([guard.run(call)], 100); // measures 1.5 s per call
     const results = Array.from({ length: 1000 }, () => guard.run(call));
@@ -246,7 +249,7 @@ describe('OriginGuard admission by expected wait', () => {
 
   it('before anything is measured admits by count and sheds at the deadline what could not start; then sheds new arrivals at once', async () => {
     vi.useFakeTimers();
-    const guard = new OriginGuard();
+    const guard = new OriginGuard(FIXED_64);
     const { upstream, call } = upstreamOf(200);
     const results = Array.from({ length: 5000 }, () => guard.run(call));
     for (const result of results) result.catch(() => {}); // settled below; shed ones reject before that
@@ -266,9 +269,107 @@ describe('OriginGuard admission by expected wait', () => {
     guard.close();
   });
 
+  /**
+   * An upstream that serves `capacity` calls at once, each in `latency()` ms of (fake) time; the rest wait their
+   * turn inside it, so beyond its capacity latency grows, as a real one's does.
+   */
+  function queueingUpstream(capacity: number, latency: () => number) {
+    const upstream = { inside: 0, peakInside: 0, serving: 0, calls: 0 };
+    const waiting: (() => void)[] = [];
+    const serve = (resolve: (value: string) => void) => {
+      upstream.serving++;
+      setTimeout(() => {
+        upstream.serving--;
+        upstream.inside--;
+        waiting.shift()?.();
+        resolve('ok');
+      }, latency());
+    };
+    const call = () =>
+      new Promise<string>((resolve) => {
+        upstream.calls++;
+        upstream.inside++;
+        upstream.peakInside = Math.max(upstream.peakInside, upstream.inside);
+        if (upstream.serving < capacity) serve(resolve);
+        else waiting.push(() => serve(resolve));
+      });
+    return { upstream, call };
+  }
+
+  it('adaptive (the default): sheds nothing of 5000 calls at once that a healthy 50 ms upstream can take, and grows past the old fixed 64', async () => {
+    vi.useFakeTimers();
+    const guard = new OriginGuard();
+    const { upstream, call } = upstreamOf(50);
+    const settled = await settleAll(
+      Array.from({ length: 5000 }, () => guard.run(call)),
+      10,
+    );
+    expect(codesOf(settled).filter((c) => c !== 'ok')).toEqual([]);
+    expect(upstream.calls).toBe(5000);
+    expect(upstream.peak).toBeGreaterThan(64);
+    expect(guard.stats()).toMatchObject({ shed: 0, active: 0, queued: 0, minLatencyMs: 50 });
+    expect(guard.breakerState).toBe('closed');
+    guard.close();
+  });
+
+  it('adaptive: an upstream serving 10 at a time (100 ms) facing 3000 calls sees little more than 10 at once; the excess is shed fast, never timed out', async () => {
+    vi.useFakeTimers();
+    const shedReasons: string[] = [];
+    const guard = new OriginGuard({ onShed: (reason) => shedReasons.push(reason) });
+    const { upstream, call } = queueingUpstream(10, () => 100);
+    // Warm: a steady stream of 30 callers for 5 s, so the limit has met the upstream's capacity.
+    let stop = false;
+    const steady = Array.from({ length: 30 }, async () => {
+      while (!stop) await guard.run(call).catch(() => vi.advanceTimersByTimeAsync(1));
+    });
+    await vi.advanceTimersByTimeAsync(5000);
+    const warmedLimit = guard.limit;
+    const peakWhenSteady = upstream.peakInside;
+    stop = true;
+    await settleAll(steady, 10);
+    const burst = Array.from({ length: 3000 }, () => guard.run(call));
+    for (const result of burst) result.catch(() => {});
+    const codes = codesOf(await settleAll(burst, 10));
+    expect(new Set(codes)).toEqual(new Set(['ok', 'OVERLOADED']));
+    expect(warmedLimit).toBeGreaterThanOrEqual(10);
+    expect(warmedLimit).toBeLessThanOrEqual(20);
+    expect(peakWhenSteady).toBeLessThanOrEqual(24);
+    // The shed ones are shed on arrival, by expected wait, not after waiting out the queue timeout.
+    expect(shedReasons.filter((r) => r === 'expected_wait').length).toBeGreaterThan(2000);
+    expect(guard.breakerState).toBe('closed');
+    guard.close();
+  });
+
+  it('adaptive: the limit falls within seconds when the upstream slows down tenfold, and recovers once it is back', async () => {
+    vi.useFakeTimers();
+    let latencyMs = 50;
+    const guard = new OriginGuard();
+    const { call } = queueingUpstream(Number.POSITIVE_INFINITY, () => latencyMs);
+    let stop = false;
+    const callers = Array.from({ length: 200 }, async () => {
+      while (!stop) await guard.run(call).catch(() => vi.advanceTimersByTimeAsync(5));
+    });
+    await vi.advanceTimersByTimeAsync(3000);
+    const healthy = guard.limit;
+    latencyMs = 500;
+    await vi.advanceTimersByTimeAsync(3000);
+    const slowed = guard.limit;
+    latencyMs = 50;
+    await vi.advanceTimersByTimeAsync(3000);
+    const recovered = guard.limit;
+    stop = true;
+    await settleAll(callers, 50);
+    expect(healthy).toBeGreaterThanOrEqual(200);
+    expect(slowed).toBeLessThan(healthy / 4);
+    expect(recovered).toBeGreaterThanOrEqual(200);
+    // Slowness alone is the upstream's state, never a failure: the breaker stays closed.
+    expect(guard.breakerState).toBe('closed');
+    guard.close();
+  });
+
   it('never sheds more than maxQueue allows to wait, whatever the estimate', async () => {
     vi.useFakeTimers();
-    const guard = new OriginGuard({ maxConcurrency: 2, maxQueue: 3 });
+    const guard = new OriginGuard({ concurrency: 'fixed', maxConcurrency: 2, maxQueue: 3 });
     const { call } = upstreamOf(1);
     const codes = codesOf(
       await settleAll(
@@ -284,7 +385,12 @@ describe('OriginGuard admission by expected wait', () => {
 
 describe('OriginGuard', () => {
   it('bounds concurrent calls and sheds beyond the queue with 503 OVERLOADED', async () => {
-    const guard = new OriginGuard({ maxConcurrency: 5, maxQueue: 10, breakerVolumeThreshold: 1_000_000 });
+    const guard = new OriginGuard({
+      concurrency: 'fixed',
+      maxConcurrency: 5,
+      maxQueue: 10,
+      breakerVolumeThreshold: 1_000_000,
+    });
     let active = 0;
     let peak = 0;
     const gate = deferred<void>();
@@ -307,7 +413,7 @@ describe('OriginGuard', () => {
   });
 
   it('sheds a call that waited in the queue past its deadline', async () => {
-    const guard = new OriginGuard({ maxConcurrency: 1, maxQueue: 5, queueTimeoutMs: 10 });
+    const guard = new OriginGuard({ concurrency: 'fixed', maxConcurrency: 1, maxQueue: 5, queueTimeoutMs: 10 });
     const gate = deferred<void>();
     const first = guard.run(() => gate.promise);
     await expect(guard.run(async () => 'late')).rejects.toMatchObject({ code: 'OVERLOADED', retryAfterSeconds: 1 });
@@ -344,6 +450,7 @@ describe('OriginGuard', () => {
 
   it('opens on a hanging upstream even while most calls are shed', async () => {
     const guard = new OriginGuard({
+      concurrency: 'fixed',
       maxConcurrency: 2,
       maxQueue: 0,
       breakerVolumeThreshold: 2,

@@ -251,7 +251,7 @@ export class CoalescingCache<V = unknown> {
     this.#changes.close();
     this.#fleet?.close();
     this.#closing.abort(closedError());
-    await this.#flights.fenceAll();
+    await this.#flights.drain();
     this.#l1.clear();
   }
 
@@ -328,7 +328,7 @@ export class CoalescingCache<V = unknown> {
     if (reason === 'joined' && this.#l1.size === 0 && this.#flights.size === 0) return false;
     this.#l1.clear();
     this.#sharedFill?.changed();
-    void this.#flights.fenceAll();
+    this.#flights.fenceAll();
     this.#fleet!.deliver({ type: 'reset', reason, shard: -1 });
     this.#options.observer.feedReset?.(reason);
     return true;

@@ -119,13 +119,15 @@ export class Flights<V> {
     this.#flights.delete(key);
   }
 
-  /** Fences every load; resolves once they settled. */
-  fenceAll(): Promise<void> {
-    const pending: Promise<unknown>[] = [];
-    for (const flight of this.#flights.values()) {
-      flight.fenced = true;
-      pending.push(flight.promise.catch(() => undefined));
-    }
+  /** Fences every load (a reset: their results may predate changes missed) and forgets them. */
+  fenceAll(): void {
+    for (const flight of this.#flights.values()) flight.fenced = true;
+    this.#flights.clear();
+  }
+
+  /** Forgets every load, unfenced (a load that ends still fills the shared tier for the fleet); resolves once they settled. */
+  drain(): Promise<void> {
+    const pending = [...this.#flights.values()].map((flight) => flight.promise.catch(() => undefined));
     this.#flights.clear();
     return Promise.all(pending).then(() => undefined);
   }

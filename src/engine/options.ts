@@ -207,7 +207,8 @@ export function resolveEngineOptions<V>(options: EngineOptions<V>): ResolvedEngi
   const S = ENGINE_OPTION_SPECS;
   const clock = resolveClock(o.clock, o.now);
   const numbers = {} as { -readonly [K in keyof typeof S]: number };
-  for (const name of Object.keys(S) as (keyof typeof S)[]) numbers[name] = specOption(name, o[name], S[name]);
+  for (const name of Object.keys(S) as (keyof typeof S)[])
+    if (name !== 'maxStaleMs') numbers[name] = specOption(name, o[name], S[name]);
   // Stale-if-error keeps an entry at least as long as stale-while-revalidate serves it.
   const { staleTtlMs, negativeStaleTtlMs } = numbers;
   const maxStaleMin = Math.max(S.maxStaleMs.min, staleTtlMs, negativeStaleTtlMs);

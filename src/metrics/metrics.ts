@@ -3,7 +3,7 @@ import type { EngineStats } from '../engine/engine.js';
 import type { EngineObserver } from '../engine/observer.js';
 import type { FeedStatus } from '../shared-tier/contract.js';
 import type { PushObserver } from '../push/hub.js';
-import type { BreakerState } from '../resilience/origin-guard.js';
+import { SHED_REASONS, type BreakerState } from '../resilience/origin-guard.js';
 import { FastHistogram } from './fast-histogram.js';
 import type { ExistenceFilterStats } from '../penetration/existence-filter.js';
 
@@ -25,7 +25,9 @@ export interface ProxyMetricsOptions {
 export interface GaugeSources {
   engine?: () => EngineStats;
   breaker?: () => BreakerState;
-  upstream?: () => { active: number; queued: number };
+  upstream?: () => { active: number; queued: number; limit: number; minLatencyMs: number | undefined };
+  /** With UPSTREAM_BATCH=auto: whether misses go out in batches (undefined: not known yet). */
+  batching?: () => boolean | undefined;
   /** The shared tier's change feed (resumes, skipped entries); lag comes from the engine's stats. */
   feed?: () => FeedStatus | undefined;
   /** Event streams held now. */
@@ -61,6 +63,7 @@ export class ProxyMetrics {
   readonly pushDrops: Counter<'reason'>;
   readonly pushFanout: Histogram;
   readonly multiGetIds: Counter<'outcome'>;
+  readonly shedCalls: Counter<'reason'>;
   readonly #l2Enabled: () => boolean;
   /** L1-hit answers by status, counted as plain numbers and added to the counters at scrape time. */
   readonly #pendingHits = new Float64Array(600);
@@ -107,6 +110,12 @@ export class ProxyMetrics {
       'Calls to the group-profile service, by kind (single, batch) and outcome (ok, not_found, error, timeout, circuit_open, shed).',
       ['kind', 'outcome'],
     );
+    this.shedCalls = counter(
+      'origin_shed_total',
+      'Loads shed with 503 OVERLOADED before reaching the group-profile service, by reason: expected_wait (the calls ahead would not drain within UPSTREAM_QUEUE_TIMEOUT_MS at the current limit), queue_timeout (waited that long), queue_full (UPSTREAM_MAX_QUEUE).',
+      ['reason'],
+    );
+    for (const reason of SHED_REASONS) this.shedCalls.inc({ reason }, 0);
     this.originDuration = histogram(
       'origin_call_duration_seconds',
       'Duration of calls that reached the group-profile service.',
@@ -272,6 +281,24 @@ export class ProxyMetrics {
       g.set(sources.upstream?.().active ?? 0),
     );
     gauge('origin_queued_calls', 'Loads waiting for an upstream slot.', (g) => g.set(sources.upstream?.().queued ?? 0));
+    gauge(
+      'origin_concurrency_limit',
+      'Upstream calls allowed in progress now: the adaptive limit (UPSTREAM_CONCURRENCY=adaptive), or UPSTREAM_MAX_CONCURRENCY.',
+      (g) => g.set(sources.upstream?.().limit ?? 0),
+    );
+    gauge(
+      'origin_min_latency_seconds',
+      "The upstream's no-load latency the adaptive limit works from (least seen over the last 30-60 s); -1 before a call has ended.",
+      (g) => g.set((sources.upstream?.().minLatencyMs ?? -1000) / 1000),
+    );
+    gauge(
+      'origin_batching',
+      'Whether misses go out in batch calls: 1 yes, 0 one by one (UPSTREAM_BATCH=off, or auto after the upstream showed no batch route), -1 auto and not known yet.',
+      (g) => {
+        const batching = sources.batching?.();
+        g.set(batching === undefined ? -1 : batching ? 1 : 0);
+      },
+    );
     if (options.processMetrics ?? true) collectProcessMetrics(registry, p, options.gcMetrics ?? false);
   }
 

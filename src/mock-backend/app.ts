@@ -12,6 +12,7 @@ import { DEFAULT_SLOW_LATENCY_MS, isMockMode, MOCK_MODES, type MockMode } from '
 import { MAX_WAIT_MS, resolveMockBackendOptions, type MockBackendOptions } from './options.js';
 import { generateProfile } from './profiles.js';
 import { MockState, type MockStats } from './state.js';
+import { Slots } from './slots.js';
 import { sleep } from './wait.js';
 
 export type { MockBackendOptions } from './options.js';
@@ -69,6 +70,8 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     state.setMode(mode, integerOption('latencyMs', latencyMs ?? DEFAULT_SLOW_LATENCY_MS, 0, MAX_WAIT_MS));
   };
 
+  const serving = new Slots(config.capacity);
+
   const normalLatency = (): number => {
     if (config.latencyJitterMs === 0) return config.latencyMs;
     return Math.max(0, config.latencyMs + (config.random() * 2 - 1) * config.latencyJitterMs);
@@ -107,7 +110,12 @@ export function createMockBackend(options?: Partial<MockBackendOptions>): MockBa
     const mode = state.mode;
     if (mode === 'down') return dropConnection(c);
     // The data is read at arrival (revisions above); the wait only delays the answer, as with a real slow server.
-    await sleep(mode === 'slow' ? state.slowLatencyMs : normalLatency(), signal);
+    if (!(await serving.acquire(signal))) return errorJson(c, 503, 'OVERLOADED', 'the client went away while queued');
+    try {
+      await sleep(mode === 'slow' ? state.slowLatencyMs : normalLatency(), signal);
+    } finally {
+      serving.release();
+    }
     switch (mode) {
       case 'error':
         return errorJson(c, 500, 'INTERNAL', 'injected failure (mode error)');

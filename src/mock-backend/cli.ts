@@ -13,6 +13,7 @@ const ENV_TO_OPTION = {
   MOCK_ERROR_RATE: 'errorRate',
   MOCK_MISSING_EVERY: 'missingEvery',
   MOCK_MAX_ID: 'maxId',
+  MOCK_CAPACITY: 'capacity',
 } as const;
 
 const DEFAULT_PORT = 9090;
@@ -55,8 +56,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const resolved = { ...DEFAULT_MOCK_BACKEND_OPTIONS, ...options };
-  const { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId } = resolved;
-  const settings = { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId };
+  const { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId, capacity } = resolved;
+  const settings = { latencyMs, latencyJitterMs, errorRate, missingEvery, maxId, capacity };
   console.log(JSON.stringify({ msg: 'mock backend listening', url: running.url, ...settings }));
 
   const stop = (): void => void running.close().then(() => process.exit(0));

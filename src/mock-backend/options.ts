@@ -21,6 +21,8 @@ export interface MockBackendOptions {
   maxBatchIds: number;
   /** In `hang` mode, answer 503 after this long at most, in ms (≤ 60 000). Default 60 000. */
   hangTimeoutMs: number;
+  /** /groups* calls served at once; more wait their turn, so latency grows with load. 0 = no limit. Default 0. */
+  capacity: number;
   /** Source of randomness for jitter and errorRate, returning [0, 1). Default Math.random. */
   random: () => number;
 }
@@ -34,6 +36,7 @@ export const DEFAULT_MOCK_BACKEND_OPTIONS: Readonly<MockBackendOptions> = Object
   maxId: 100_000_000,
   maxBatchIds: 1000,
   hangTimeoutMs: MAX_WAIT_MS,
+  capacity: 0,
   random: Math.random,
 });
 
@@ -48,6 +51,7 @@ export function resolveMockBackendOptions(options: Partial<MockBackendOptions> =
     maxId: integerOption('maxId', merged.maxId, 1),
     maxBatchIds: integerOption('maxBatchIds', merged.maxBatchIds, 1, 100_000),
     hangTimeoutMs: integerOption('hangTimeoutMs', merged.hangTimeoutMs, 0, MAX_WAIT_MS),
+    capacity: integerOption('capacity', merged.capacity, 0, 1_000_000),
     random: functionOption<() => number>('random', merged.random),
   };
 }

@@ -29,7 +29,7 @@ export interface HttpOriginOptions {
   timeoutMs?: number;
   /** Largest accepted body, bytes; bigger answers are an error. Default 1 MiB. */
   maxBodyBytes?: number;
-  /** Keep-alive connections to the upstream at most. Default 64. */
+  /** Keep-alive connections to the upstream at most (at least the concurrency ceiling). Default 1000. */
   connections?: number;
   /** How long an idle upstream connection is kept, ms. Default 10000. */
   keepAliveTimeoutMs?: number;
@@ -39,7 +39,7 @@ export interface HttpOriginOptions {
 export const HTTP_ORIGIN_OPTION_SPECS = {
   timeoutMs: integerSpec(2000, 1, 600_000),
   maxBodyBytes: integerSpec(1024 * 1024, 1, 64 * 1024 * 1024),
-  connections: integerSpec(64, 1, 10_000),
+  connections: integerSpec(1000, 1, 100_000),
   keepAliveTimeoutMs: integerSpec(10_000, 1, 600_000),
 } as const;
 
@@ -98,8 +98,7 @@ export class HttpOrigin {
   /** `GET {url}/groups?ids=1,2,3`, answering an object from id to profile or `null`; any other value fails that id alone. */
   readonly loadMany = async (ids: readonly string[], context: LoadContext): Promise<BatchResult<GroupProfile>> => {
     const body = await this.#request(`${this.#basePath}/groups?ids=${ids.join(',')}`, context.signal, ids.length);
-    if (body === NOT_FOUND)
-      throw new ProxyError('UPSTREAM_STATUS', 'upstream has no batch endpoint (404 on /groups?ids=)');
+    if (body === NOT_FOUND) throw new UpstreamStatusError(404, 'upstream has no batch endpoint (404 on /groups?ids=)');
     const answer = parseObject(body);
     const results: BatchResult<GroupProfile> = new Map();
     for (const id of ids) {
@@ -227,7 +226,7 @@ export class HttpOrigin {
     if (statusCode !== 200) {
       await discard(response);
       if (statusCode === 404) return NOT_FOUND;
-      throw new ProxyError('UPSTREAM_STATUS', `upstream answered ${statusCode}`);
+      throw new UpstreamStatusError(statusCode, `upstream answered ${statusCode}`);
     }
     const declared = Number(response.headers['content-length']);
     if (declared > maxBodyBytes) {
@@ -307,6 +306,28 @@ function idMismatch(requested: string, profile: GroupProfile): ProxyError | unde
   if ((typeof id === 'number' || typeof id === 'string') && String(id) === requested) return undefined;
   const shown = JSON.stringify(id)?.slice(0, 40) ?? String(id);
   return new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream answered the profile of id ${shown} for group ${requested}`);
+}
+
+/** An upstream answer with a status other than 200 or 404 (or a 404 where an answer was due): UPSTREAM_STATUS. */
+export class UpstreamStatusError extends ProxyError {
+  constructor(
+    readonly upstreamStatus: number,
+    message: string,
+  ) {
+    super('UPSTREAM_STATUS', message);
+  }
+}
+
+/** Statuses by which a server says it has no such route or does not take the request: not a failure of its own. */
+const NO_ROUTE_STATUSES = new Set([400, 404, 405, 501]);
+
+/**
+ * Whether a failed batch call says the upstream does not serve the batch route (no such route, a request it does
+ * not take, or an answer that is not a batch answer), rather than that it is failing (5xx, timeouts, refusals).
+ */
+export function meansNoBatchRoute(error: unknown): boolean {
+  if (error instanceof UpstreamStatusError) return NO_ROUTE_STATUSES.has(error.upstreamStatus);
+  return error instanceof ProxyError && error.code === 'UPSTREAM_BAD_RESPONSE';
 }
 
 function parseObject(body: Buffer): GroupProfile {

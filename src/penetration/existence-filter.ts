@@ -96,7 +96,7 @@ export interface ExistenceFilterStats {
 /**
  * A Bloom filter of the groups that exist, so scans of made-up ids (cache penetration) stop at the proxy: with
  * a shared tier one bitmap for the fleet (no Redis module), filled once under a lock, else this process's. It
- * learns ids the upstream returned and the feed announces. Fails open: never absent while unsure.
+ * learns ids the upstream returned and the feed announces. Fails open: never absent while the shared tier is unreachable or before a complete fill.
  */
 export class ExistenceFilter {
   readonly shape: BloomShape;

@@ -286,16 +286,27 @@ export const SETTINGS = {
   ),
   upstreamBatch: oneOf(
     'UPSTREAM_BATCH',
-    'off',
-    ['on', 'off'],
-    'Batch misses of distinct ids into `GET {UPSTREAM_URL}/groups?ids=1,2,3` calls (the upstream must support it).',
+    'auto',
+    ['auto', 'on', 'off'],
+    'Batch misses of distinct ids into `GET {UPSTREAM_URL}/groups?ids=1,2,3` calls. `auto`: while the upstream serves that route (the first batch finds out; after a 404, 405, 400, 501 or a non-batch answer, misses go one by one for a minute, then a batch tries again); `on`: always (the upstream must support it); `off`: never.',
   ),
   batchWindowMs: option('BATCH_WINDOW_MS', BATCH.windowMs, 'How long the first miss of a batch waits for others, ms.'),
   batchMaxIds: option('BATCH_MAX_IDS', BATCH.maxKeys, 'Ids per batch call at most; a full batch leaves at once.'),
+  upstreamConcurrency: oneOf(
+    'UPSTREAM_CONCURRENCY',
+    'adaptive',
+    ['adaptive', 'fixed'],
+    "How many upstream calls may be in progress. `adaptive`: a limit that follows the upstream's latency (grows while calls take about the least time seen, shrinks when they take longer, time out or fail with 5xx), between UPSTREAM_MIN_CONCURRENCY and UPSTREAM_MAX_CONCURRENCY, starting at 20; `fixed`: UPSTREAM_MAX_CONCURRENCY. Further loads queue.",
+  ),
+  upstreamMinConcurrency: option(
+    'UPSTREAM_MIN_CONCURRENCY',
+    GUARD.minConcurrency,
+    'The adaptive limit never falls below this (at most UPSTREAM_MAX_CONCURRENCY).',
+  ),
   upstreamMaxConcurrency: option(
     'UPSTREAM_MAX_CONCURRENCY',
     GUARD.maxConcurrency,
-    'Upstream calls in progress at most; further loads queue.',
+    'Upstream calls in progress at most: the adaptive limit grows no higher (UPSTREAM_CONCURRENCY=fixed: the limit itself). Keep UPSTREAM_CONNECTIONS at least as high.',
   ),
   upstreamMaxQueue: option(
     'UPSTREAM_MAX_QUEUE',
@@ -305,7 +316,7 @@ export const SETTINGS = {
   upstreamQueueTimeoutMs: option(
     'UPSTREAM_QUEUE_TIMEOUT_MS',
     GUARD.queueTimeoutMs,
-    'Longest wait for an upstream slot, ms. A miss whose expected wait (queue length against the measured upstream throughput) exceeds it is shed at once with 503 OVERLOADED, and so is one still waiting when it runs out.',
+    'Longest wait for an upstream slot, ms. A miss whose expected wait (the loads queued ahead of it against the throughput of the current limit at the measured latency) exceeds it is shed at once with 503 OVERLOADED, and so is one still waiting when it runs out.',
   ),
   breakerErrorPercent: option(
     'BREAKER_ERROR_PERCENT',

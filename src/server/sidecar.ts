@@ -143,6 +143,7 @@ export async function startSidecar(
         engine: () => cache.engine.stats(),
         breaker: () => cache.guard.breakerState,
         upstream: () => cache.guard.stats(),
+        batching: () => cache.batching(),
         feed: () => l2?.feedStatus(),
         pushSubscribers: () => push?.subscribers ?? 0,
         existence: () => existence?.stats(),
@@ -163,10 +164,12 @@ export async function startSidecar(
         connections: settings.upstreamConnections,
       },
       batch:
-        settings.upstreamBatch === 'on'
-          ? { windowMs: settings.batchWindowMs, maxIds: settings.batchMaxIds }
-          : undefined,
+        settings.upstreamBatch === 'off'
+          ? undefined
+          : { mode: settings.upstreamBatch, windowMs: settings.batchWindowMs, maxIds: settings.batchMaxIds },
       guard: {
+        concurrency: settings.upstreamConcurrency,
+        minConcurrency: settings.upstreamMinConcurrency,
         maxConcurrency: settings.upstreamMaxConcurrency,
         maxQueue: settings.upstreamMaxQueue,
         queueTimeoutMs: settings.upstreamQueueTimeoutMs,
@@ -320,8 +323,8 @@ async function verifyL2(l2: RedisTier, settings: SidecarConfig): Promise<void> {
 }
 
 /**
- * Before listening, so readiness means warm: one batch or UPSTREAM_MAX_CONCURRENCY lookups at a time, so a preload
- * is never shed by the proxy's own bound.
+ * Before listening, so readiness means warm: one batch, or as many lookups as the upstream limit allows from the
+ * start, at a time, so a preload of a healthy upstream is never shed by the proxy's own bound.
  */
 async function warm(
   cache: GroupProfileCache,
@@ -331,7 +334,7 @@ async function warm(
   logger: Logger,
 ): Promise<void> {
   if (hottest === 0 && keys.length === 0) return;
-  const concurrency = settings.upstreamBatch === 'on' ? settings.batchMaxIds : settings.upstreamMaxConcurrency;
+  const concurrency = settings.upstreamBatch === 'off' ? cache.guard.limit : settings.batchMaxIds;
   const result = await warmStart(cache.engine, { hottest, keys, timeoutMs: settings.warmStartTimeoutMs, concurrency });
   const log = result.timedOut ? logger.warn.bind(logger) : logger.info.bind(logger);
   log(

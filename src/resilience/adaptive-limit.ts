@@ -1,0 +1,111 @@
+import type { Clock } from '../util/clock.js';
+
+export interface AdaptiveLimitOptions {
+  /** Where the limit starts. */
+  initial: number;
+  /** The limit never falls below this. */
+  min: number;
+  /** Nor grows past this (UPSTREAM_MAX_CONCURRENCY). */
+  max: number;
+  /** The no-load latency is the minimum seen over the last one to two of these windows, ms. */
+  minLatencyWindowMs: number;
+  clock: Clock;
+}
+
+/** A window with a timeout or 5xx shrinks the limit by this factor. */
+const BACKOFF = 0.9;
+
+/**
+ * Concurrency toward the upstream that follows it (TCP Vegas, as in Netflix's concurrency-limits):
+ * with `limit` calls out and a no-load latency `minMs`, calls that took `ms` on average say about
+ * `limit × (1 − minMs/ms)` calls were queued at the upstream. None: the upstream has room, the
+ * limit grows by half; a few: it holds; more: it shrinks, at once in proportion when latency has
+ * more than doubled, and by a tenth on a timeout or 5xx. Samples are taken together over a window
+ * of one turn of the calls out and at least one no-load latency, so the limit moves once per round
+ * trip, as TCP's window does.
+ * The no-load latency is a windowed minimum: an upstream that became slower for good is learnt anew.
+ */
+export class AdaptiveLimit {
+  readonly #min: number;
+  readonly #max: number;
+  readonly #windowMs: number;
+  readonly #clock: Clock;
+  #limit: number;
+  /** Minimum latency of the current minimum window and of the one before it. */
+  #windowMin = Infinity;
+  #previousMin = Infinity;
+  #windowStart: number;
+  /** The samples since the limit last moved. */
+  #batchStart: number;
+  #count = 0;
+  #sumMs = 0;
+  #maxInFlight = 0;
+  #dropped = false;
+
+  constructor(options: AdaptiveLimitOptions) {
+    this.#min = options.min;
+    this.#max = options.max;
+    this.#windowMs = options.minLatencyWindowMs;
+    this.#clock = options.clock;
+    this.#limit = Math.min(options.max, Math.max(options.min, options.initial));
+    this.#windowStart = this.#batchStart = this.#clock.now();
+  }
+
+  /** Calls that may be out at once now. */
+  get limit(): number {
+    return Math.floor(this.#limit);
+  }
+
+  /** The no-load latency the limit works from, ms; undefined before the first call ends well. */
+  get minLatencyMs(): number | undefined {
+    const min = Math.min(this.#windowMin, this.#previousMin);
+    return min === Infinity ? undefined : min;
+  }
+
+  /**
+   * A call ended after `ms` of the upstream's time, with `inFlight` calls out when it started;
+   * `dropped`: it timed out or the upstream failed it (5xx, refused).
+   */
+  sample(ms: number, inFlight: number, dropped: boolean): void {
+    const now = this.#clock.now();
+    this.#rotate(now);
+    // A 0 ms answer (a cached or local upstream) would make every later call look queued.
+    const latency = Math.max(ms, 0.1);
+    if (dropped) this.#dropped = true;
+    else {
+      if (latency < this.#windowMin) this.#windowMin = latency;
+      this.#count++;
+      this.#sumMs += latency;
+    }
+    if (inFlight > this.#maxInFlight) this.#maxInFlight = inFlight;
+    const minMs = Math.min(this.#windowMin, this.#previousMin);
+    // A window ends once the calls out when it began could all have reported: one turn of the limit.
+    const enough = this.#dropped || this.#count >= Math.min(this.#maxInFlight, this.limit);
+    if (!enough || now - this.#batchStart < (minMs === Infinity ? 0 : minMs)) return;
+    this.#limit = Math.min(this.#max, Math.max(this.#min, this.#next(minMs)));
+    this.#batchStart = now;
+    this.#count = this.#sumMs = this.#maxInFlight = 0;
+    this.#dropped = false;
+  }
+
+  #next(minMs: number): number {
+    const limit = this.#limit;
+    if (this.#dropped) return limit * BACKOFF;
+    const latency = this.#sumMs / this.#count;
+    // Too few calls out to have tested the limit: nothing learnt about room above it.
+    if (this.#maxInFlight * 2 < limit && latency <= minMs * 2) return limit;
+    const queued = limit * (1 - minMs / latency);
+    const step = Math.max(1, Math.log10(limit));
+    if (queued <= step) return limit * 1.5;
+    if (queued <= 6 * step) return limit;
+    return Math.min(limit - step, (limit * 2 * minMs) / latency);
+  }
+
+  #rotate(now: number): void {
+    if (now - this.#windowStart < this.#windowMs) return;
+    // A whole window with no sample leaves nothing to remember.
+    this.#previousMin = now - this.#windowStart < 2 * this.#windowMs ? this.#windowMin : Infinity;
+    this.#windowMin = Infinity;
+    this.#windowStart = now;
+  }
+}
