@@ -278,3 +278,30 @@ describe('close and options', () => {
     expect(build).toThrow(new RegExp(`invalid option ${name}:`));
   });
 });
+
+describe('close', () => {
+  it('lets a load that ends after close() still fill the shared tier for the fleet (its caller gets CLOSED)', async () => {
+    const { InMemoryTier, InMemoryTierStore } = await import('../src/index.js');
+    const store = new InMemoryTierStore();
+    const tier = new InMemoryTier({ store });
+    const answer = deferred<{ id: string }>();
+    // A loader that does not stop when the engine's signal aborts: its answer arrives after close().
+    const cache = new CoalescingCache<{ id: string }>({ load: () => answer.promise, l2: tier });
+    const lookup = cache.get('7');
+    await vi.waitFor(() => expect(cache.stats().inFlight).toBe(1));
+    const closed = cache.close();
+    answer.resolve({ id: '7' });
+    await expect(lookup).rejects.toMatchObject({ code: 'CLOSED' });
+    await closed;
+    const [stored] = (await tier.readEntries(['7'])) as (Buffer | undefined)[];
+    expect(stored).toBeInstanceOf(Buffer);
+    await tier.close();
+  });
+});
+
+describe('options', () => {
+  it('states the range maxStaleMs really has: at least both stale windows', () => {
+    const load: Loader<unknown> = async () => NOT_FOUND;
+    expect(() => new CoalescingCache({ load, maxStaleMs: -1 })).toThrow(/maxStaleMs.*\[300000, 604800000\]/);
+  });
+});
