@@ -86,6 +86,18 @@ describe('AdaptiveLimit', () => {
     expect(limit.limit).toBe(1000);
   });
 
+  it('takes the no-load latency from wall time: stall accounting that takes out too much does not make every call look queued', () => {
+    const clock = new ManualClock();
+    const limit = limiter(clock);
+    for (let round = 0; round < 3; round++) {
+      clock.advance(50);
+      // Stall-corrected 20-50 ms, wall time 50 ms: the upstream took 50.
+      for (let i = 0; i < limit.limit; i++) limit.sample(i % 2 === 0 ? 20 : 50, limit.limit, false, 50);
+    }
+    expect(limit.minLatencyMs).toBe(50);
+    expect(limit.limit).toBeGreaterThan(20);
+  });
+
   it('starts within its bounds', () => {
     expect(limiter(undefined, { initial: 1 }).limit).toBe(4);
     expect(limiter(undefined, { initial: 5000 }).limit).toBe(1000);

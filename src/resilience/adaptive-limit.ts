@@ -14,6 +14,10 @@ export interface AdaptiveLimitOptions {
 
 /** A window with a timeout or 5xx shrinks the limit by this factor. */
 const BACKOFF = 0.9;
+/** Latency up to this many times the no-load latency is the upstream's own spread, not a queue. */
+const TOLERANCE = 1.2;
+/** The no-load latency of a window: its 10th-percentile call, robust to one fast outlier and to jitter. */
+const BASE_PERCENTILE = 0.1;
 
 /**
  * Concurrency toward the upstream that follows it (TCP Vegas, as in Netflix's concurrency-limits):
@@ -39,6 +43,7 @@ export class AdaptiveLimit {
   #batchStart: number;
   #count = 0;
   #sumMs = 0;
+  #samples: number[] = [];
   #maxInFlight = 0;
   #dropped = false;
 
@@ -63,28 +68,37 @@ export class AdaptiveLimit {
   }
 
   /**
-   * A call ended after `ms` of the upstream's time, with `inFlight` calls out when it started;
-   * `dropped`: it timed out or the upstream failed it (5xx, refused).
+   * A call ended after `ms` of the upstream's time (the proxy's own event-loop stalls taken out), `wallMs` as
+   * measured, with `inFlight` calls out when it started; `dropped`: it timed out or the upstream failed it (5xx,
+   * refused). The no-load latency comes from `wallMs`: taking stalls out can take too much (a stall while the
+   * upstream was still working did not delay the answer), and an underestimated no-load latency reads as a queue.
    */
-  sample(ms: number, inFlight: number, dropped: boolean): void {
+  sample(ms: number, inFlight: number, dropped: boolean, wallMs = ms): void {
     const now = this.#clock.now();
     this.#rotate(now);
     // A 0 ms answer (a cached or local upstream) would make every later call look queued.
     const latency = Math.max(ms, 0.1);
     if (dropped) this.#dropped = true;
     else {
-      if (latency < this.#windowMin) this.#windowMin = latency;
       this.#count++;
       this.#sumMs += latency;
+      this.#samples.push(Math.max(wallMs, 0.1));
     }
     if (inFlight > this.#maxInFlight) this.#maxInFlight = inFlight;
-    const minMs = Math.min(this.#windowMin, this.#previousMin);
+    // Before any window closed, the least sample so far stands in for the no-load latency.
+    const minMs = Math.min(this.#windowMin, this.#previousMin, this.#windowMin === Infinity ? latency : Infinity);
     // A window ends once the calls out when it began could all have reported: one turn of the limit.
     const enough = this.#dropped || this.#count >= Math.min(this.#maxInFlight, this.limit);
-    if (!enough || now - this.#batchStart < (minMs === Infinity ? 0 : minMs)) return;
-    this.#limit = Math.min(this.#max, Math.max(this.#min, this.#next(minMs)));
+    if (!enough || (!this.#dropped && now - this.#batchStart < minMs)) return;
+    if (this.#samples.length > 0) {
+      const sorted = this.#samples.sort((a, b) => a - b);
+      const base = sorted[Math.floor(sorted.length * BASE_PERCENTILE)]!;
+      if (base < this.#windowMin) this.#windowMin = base;
+    }
+    this.#limit = Math.min(this.#max, Math.max(this.#min, this.#next(Math.min(this.#windowMin, this.#previousMin))));
     this.#batchStart = now;
     this.#count = this.#sumMs = this.#maxInFlight = 0;
+    this.#samples = [];
     this.#dropped = false;
   }
 
@@ -94,9 +108,10 @@ export class AdaptiveLimit {
     const latency = this.#sumMs / this.#count;
     // Too few calls out to have tested the limit: nothing learnt about room above it.
     if (this.#maxInFlight * 2 < limit && latency <= minMs * 2) return limit;
-    const queued = limit * (1 - minMs / latency);
+    const queued = limit * Math.max(0, 1 - (TOLERANCE * minMs) / latency);
     const step = Math.max(1, Math.log10(limit));
     if (queued <= step) return limit * 1.5;
+    if (queued < 3 * step) return limit + step;
     if (queued <= 6 * step) return limit;
     return Math.min(limit - step, (limit * 2 * minMs) / latency);
   }

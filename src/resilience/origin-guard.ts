@@ -198,8 +198,8 @@ export class OriginGuard {
     } finally {
       // Only calls that reached the upstream measure it; and an answer that waited for a busy
       // event loop measures the proxy, not the upstream.
-      const ms = Math.max(0, this.#clock.now() - started - (this.#loop.stalledMs() - stalledBefore));
-      if (ran) this.#observe(ms, inFlight, dropped);
+      const wallMs = this.#clock.now() - started;
+      if (ran) this.#observe(Math.max(0, wallMs - (this.#loop.stalledMs() - stalledBefore)), wallMs, inFlight, dropped);
       this.#release();
       this.#loop.release();
     }
@@ -273,12 +273,12 @@ export class OriginGuard {
    * A call that ran took `durationMs` of the upstream's time with `inFlight` calls out: updates the mean admission
    * works from and the adaptive limit; a limit that grew lets queued calls start at once.
    */
-  #observe(durationMs: number, inFlight: number, dropped: boolean): void {
+  #observe(durationMs: number, wallMs: number, inFlight: number, dropped: boolean): void {
     const previous = this.#latencyMs;
     if (!dropped)
       this.#latencyMs = previous === undefined ? durationMs : previous + LATENCY_SMOOTHING * (durationMs - previous);
     if (this.#adaptive === undefined) return;
-    this.#adaptive.sample(durationMs, inFlight, dropped);
+    this.#adaptive.sample(durationMs, inFlight, dropped, wallMs);
     // The caller's own slot is still counted: it is released (and perhaps handed on) after this.
     while (this.#active < this.limit) {
       const next = this.#dequeue();
