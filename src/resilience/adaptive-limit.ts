@@ -12,6 +12,8 @@ export interface AdaptiveLimitOptions {
   clock: Clock;
 }
 
+/** A window that finds the upstream with room grows the limit by this factor. */
+export const GROWTH = 1.5;
 /** A window with a timeout or 5xx shrinks the limit by this factor. */
 const BACKOFF = 0.9;
 /** Latency up to this many times the no-load latency is the upstream's own spread, not a queue. */
@@ -46,6 +48,8 @@ export class AdaptiveLimit {
   #samples: number[] = [];
   #maxInFlight = 0;
   #dropped = false;
+  /** Until a window shows otherwise, an upstream is taken to have room: the limit starts modest on purpose. */
+  #growing = true;
 
   constructor(options: AdaptiveLimitOptions) {
     this.#min = options.min;
@@ -59,6 +63,11 @@ export class AdaptiveLimit {
   /** Calls that may be out at once now. */
   get limit(): number {
     return Math.floor(this.#limit);
+  }
+
+  /** Whether the upstream has shown room (or nothing else yet), so the limit grows by half each round trip. */
+  get growing(): boolean {
+    return this.#growing;
   }
 
   /** The no-load latency the limit works from, ms; undefined before the first call ends well. */
@@ -104,13 +113,20 @@ export class AdaptiveLimit {
 
   #next(minMs: number): number {
     const limit = this.#limit;
-    if (this.#dropped) return limit * BACKOFF;
+    if (this.#dropped) {
+      this.#growing = false;
+      return limit * BACKOFF;
+    }
     const latency = this.#sumMs / this.#count;
     // Too few calls out to have tested the limit: nothing learnt about room above it.
     if (this.#maxInFlight * 2 < limit && latency <= minMs * 2) return limit;
+    this.#growing = false;
     const queued = limit * Math.max(0, 1 - (TOLERANCE * minMs) / latency);
     const step = Math.max(1, Math.log10(limit));
-    if (queued <= step) return limit * 1.5;
+    if (queued <= step) {
+      this.#growing = limit < this.#max;
+      return limit * GROWTH;
+    }
     if (queued < 3 * step) return limit + step;
     if (queued <= 6 * step) return limit;
     return Math.min(limit - step, (limit * 2 * minMs) / latency);

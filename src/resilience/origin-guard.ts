@@ -2,7 +2,7 @@ import CircuitBreaker from 'opossum';
 import { definedOnly } from '../engine/options.js';
 import { ProxyError } from '../errors.js';
 import { LoopStall } from '../util/loop-stall.js';
-import { AdaptiveLimit } from './adaptive-limit.js';
+import { AdaptiveLimit, GROWTH } from './adaptive-limit.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import {
   clockOption,
@@ -266,7 +266,17 @@ export class OriginGuard {
   /** How long a call with `ahead` calls queued before it can expect to wait for a slot, ms (0 while nothing is measured). */
   #expectedWaitMs(ahead: number): number {
     const latency = this.#latencyMs;
-    return latency === undefined ? 0 : ((ahead + 1) * latency) / this.limit;
+    if (latency === undefined) return 0;
+    let limit = this.limit;
+    if (this.#adaptive?.growing !== true) return ((ahead + 1) * latency) / limit;
+    // A limit still growing (by half a round trip while the upstream has room) drains the queue sooner.
+    let left = ahead + 1;
+    let rounds = 0;
+    for (; left > limit && rounds < 100; rounds++) {
+      left -= limit;
+      limit = Math.min(this.#maxConcurrency, limit * GROWTH);
+    }
+    return (rounds + left / limit) * latency;
   }
 
   /**
