@@ -71,9 +71,8 @@ export class AutoBatchLoader<V> {
     this.#batching = false;
     const settled = await Promise.allSettled(keys.map((key) => this.#options.loadOne(key, context)));
     const results: BatchResult<V> = new Map();
-    settled.forEach((outcome, i) =>
-      results.set(keys[i]!, outcome.status === 'fulfilled' ? outcome.value : toLoaderError(outcome.reason)),
-    );
+    for (const [i, outcome] of settled.entries())
+      results.set(keys[i]!, outcome.status === 'fulfilled' ? outcome.value : toLoaderError(outcome.reason));
     return results;
   }
 }
