@@ -68,6 +68,8 @@ describe('benchmark helpers', () => {
       backendMaxInFlight: 3,
       breakerOpened: 0,
       breakerState: 'closed',
+      shedBy: { expected_wait: 1, queue_timeout: 0, queue_full: 0 },
+      limitAfter: 20,
       probe: '200',
       loopLagMaxMs: 1,
       latencies: Float64Array.from([200, 201, 202, 250]),

@@ -27,6 +27,10 @@ export interface RoundResult {
   backendMaxInFlight: number;
   breakerOpened: number;
   breakerState: string;
+  /** Loads shed by the proxy, by reason (gpp_origin_shed_total): expected_wait, queue_timeout, queue_full. */
+  shedBy: Record<string, number>;
+  /** The upstream limit after the burst (gpp_origin_concurrency_limit). */
+  limitAfter: number;
   /** A new cold id asked right after the burst: what it got. */
   probe: string;
   loopLagMaxMs: number;
@@ -98,7 +102,7 @@ export function roundRows(o: DistinctBurstOptions, results: readonly RoundResult
 async function oneBurst(proxy: Running, mock: Running, requests: number, base: number): Promise<RoundResult> {
   const client = await BurstClient.open(proxy.url, requests);
   try {
-    await scrape(proxy.url); // resets the event-loop lag maximum, so the next scrape covers the burst alone
+    const before = await scrape(proxy.url); // also resets the event-loop lag maximum, so the next scrape covers the burst alone
     const { answers, durationMs } = await client.burst((i) => `/groups/${base + i}`, 120_000);
     const after = await scrape(proxy.url);
     const probe = await fetch(`${proxy.url}/groups/${base + requests}`);
@@ -110,6 +114,14 @@ async function oneBurst(proxy: Running, mock: Running, requests: number, base: n
       backendMaxInFlight: stats.maxInFlight,
       breakerOpened: metricValue(after, 'gpp_breaker_transitions_total{state="open"}'),
       breakerState: ['closed', 'half-open', 'open'][metricValue(after, 'gpp_breaker_state')] ?? '?',
+      shedBy: Object.fromEntries(
+        ['expected_wait', 'queue_timeout', 'queue_full'].map((reason) => [
+          reason,
+          metricValue(after, `gpp_origin_shed_total{reason="${reason}"}`) -
+            metricValue(before, `gpp_origin_shed_total{reason="${reason}"}`),
+        ]),
+      ),
+      limitAfter: metricValue(after, 'gpp_origin_concurrency_limit'),
       probe: probe.status === 200 ? '200' : `${probe.status} ${codeOf(probeBody)}`,
       loopLagMaxMs: metricValue(after, 'gpp_nodejs_eventloop_lag_max_seconds') * 1000,
       latencies: Float64Array.from(answers.map((a) => a.latencyMs)).sort(),
@@ -153,13 +165,13 @@ function printTable(o: DistinctBurstOptions, results: readonly RoundResult[]): v
   const codes = [...new Set(results.flatMap((r) => [...r.answers.keys()]))].sort();
   const lines = [
     `\n### distinct-burst: ${o.requests} distinct cold ids at once, ${o.originLatencyMs} ms origin, default settings, ${o.warmupRequests} warm-up misses\n`,
-    `| round | ${codes.join(' | ')} | backend calls | backend max in flight | breaker opened | breaker after | new cold id after | max loop lag ms | p99 ms |`,
-    `| ---: | ${codes.map(() => '---:').join(' | ')} | ---: | ---: | ---: | --- | --- | ---: | ---: |`,
+    `| round | ${codes.join(' | ')} | backend calls | backend max in flight | shed by expected wait / queue timeout / queue full | limit after | breaker opened | breaker after | new cold id after | max loop lag ms | p99 ms |`,
+    `| ---: | ${codes.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |`,
   ];
   results.forEach((r, i) => {
     const cells = codes.map((code) => String(r.answers.get(code) ?? 0));
     lines.push(
-      `| ${i + 1} | ${cells.join(' | ')} | ${r.backendCalls} | ${r.backendMaxInFlight} | ${r.breakerOpened} | ${r.breakerState} | ${r.probe} | ${r.loopLagMaxMs.toFixed(0)} | ${percentile(r.latencies, 99).toFixed(0)} |`,
+      `| ${i + 1} | ${cells.join(' | ')} | ${r.backendCalls} | ${r.backendMaxInFlight} | ${r.shedBy.expected_wait} / ${r.shedBy.queue_timeout} / ${r.shedBy.queue_full} | ${r.limitAfter} | ${r.breakerOpened} | ${r.breakerState} | ${r.probe} | ${r.loopLagMaxMs.toFixed(0)} | ${percentile(r.latencies, 99).toFixed(0)} |`,
     );
   });
   console.log(lines.join('\n'));
