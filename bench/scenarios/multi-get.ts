@@ -92,18 +92,22 @@ export async function multiGet(options: Partial<MultiGetOptions> = {}): Promise<
   const lists = listsOf(o);
   const distinct = new Set(lists.flat()).size;
   const rows: Row[] = [];
+  // The old defaults (a fixed bound of 64, batching off) beside today's (adaptive limit, batching auto).
+  const OLD_DEFAULTS = { UPSTREAM_CONCURRENCY: 'fixed', UPSTREAM_MAX_CONCURRENCY: '64', UPSTREAM_CONNECTIONS: '64' };
   const runs = [
-    { mode: 'single', batch: 'off' },
-    { mode: 'multi', batch: 'off' },
-    { mode: 'single', batch: 'on' },
-    { mode: 'multi', batch: 'on' },
+    { mode: 'multi', batch: 'off', limit: 'fixed 64', env: OLD_DEFAULTS },
+    { mode: 'single', batch: 'off', limit: 'adaptive', env: {} },
+    { mode: 'multi', batch: 'off', limit: 'adaptive', env: {} },
+    { mode: 'single', batch: 'auto', limit: 'adaptive', env: {} },
+    { mode: 'multi', batch: 'auto', limit: 'adaptive', env: {} },
   ] as const;
-  for (const { mode, batch } of runs) {
+  for (const { mode, batch, limit, env } of runs) {
     const mock = await startMock({ MOCK_LATENCY_MS: String(o.originLatencyMs), MOCK_MAX_ID: String(o.ids) });
     const proxy = await startProxy({
       UPSTREAM_URL: mock.url,
       UPSTREAM_BATCH: batch,
       MAX_CONNECTIONS: String(o.connections * 2),
+      ...env,
     }).catch(async (error: unknown) => {
       await mock.stop();
       throw error;
@@ -116,7 +120,7 @@ export async function multiGet(options: Partial<MultiGetOptions> = {}): Promise<
           ? `1 multi-get of ${o.groupsPerClient} per client`
           : `${o.groupsPerClient} single requests per client`;
       rows.push({
-        scenario: `${o.clients} clients × ${o.groupsPerClient} of ${o.ids} groups: ${label}, batching ${batch}`,
+        scenario: `${o.clients} clients × ${o.groupsPerClient} of ${o.ids} groups: ${label}, batching ${batch}, ${limit} limit`,
         requests: run.requests,
         downstreamCalls: stats.calls,
         distinctIds: Object.keys(stats.byId).length,
