@@ -72,7 +72,8 @@ return 1
  * ARGV: position ('' on the first read), known epoch, ordinal (entries the stream had taken in up to the position),
  * batch size, a fresh epoch in case none is set, hint position ('' to start at the end). Returns FeedReadReply:
  * - `start`: first read, nothing returned, position = last id;
- * - `epoch`: the epoch changed, or the stream took in fewer entries than the reader saw: it was recreated;
+ * - `epoch`: the epoch changed, the stream took in fewer entries than the reader saw (it was recreated), or it
+ *   lost its tail (it is behind the position, or lost the entry there without trimming it);
  * - `trimmed`: entries after the position were trimmed away;
  * - `ok`: the changes and hints after the positions, up to the batch size each.
  * The entry counts need Redis 7.0 (XINFO STREAM's entries-added).
@@ -99,7 +100,23 @@ local hintPosition = ARGV[6]
 if hintPosition == '' then hintPosition = info(KEYS[2]) end
 if ARGV[1] == '' then return {'start', epoch, last, added, {}, hintPosition, {}, length} end
 local ordinal = tonumber(ARGV[3])
-if epoch ~= ARGV[2] or added < ordinal then return {'epoch', epoch, last, added, {}, hintPosition, {}, length} end
+local function behind(id, position)
+  local im, is = string.match(id, '^(%d+)-(%d+)$')
+  local pm, ps = string.match(position, '^(%d+)-(%d+)$')
+  im, is, pm, ps = tonumber(im), tonumber(is), tonumber(pm), tonumber(ps)
+  return im < pm or (im == pm and is < ps)
+end
+-- A lost tail (a failover to a replica that never had it) is a reset too: the stream is gone, is behind the
+-- position, or no longer holds the entry at the position although it would not have been trimmed yet.
+local function lostTail()
+  if behind(last, ARGV[1]) then return true end
+  if ARGV[1] == '0-0' or length == 0 or #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then return false end
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  return first ~= nil and not behind(ARGV[1], first[1])
+end
+if epoch ~= ARGV[2] or added < ordinal or lostTail() then
+  return {'epoch', epoch, last, added, {}, hintPosition, {}, length}
+end
 if added - ordinal > length then return {'trimmed', epoch, last, added, {}, hintPosition, {}, length} end
 local changes = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[4])
 local hints = redis.call('XRANGE', KEYS[2], '(' .. hintPosition, '+', 'COUNT', ARGV[4])
