@@ -4,10 +4,10 @@ import { NOT_FOUND, type EngineOptions, type Loader } from './engine/options.js'
 import { ProxyError, type ErrorCode } from './errors.js';
 import type { ProxyMetrics, OriginOutcome } from './metrics/metrics.js';
 import { AutoBatchLoader } from './origin/auto-batch.js';
-import { BATCH_DEFAULTS, BATCH_OPTION_SPECS, BatchLoader, type LoadMany } from './origin/batch-loader.js';
+import { BatchLoader, type LoadMany } from './origin/batch-loader.js';
 import { HttpOrigin, meansNoBatchRoute, type GroupProfile, type HttpOriginOptions } from './origin/http-origin.js';
 import { OriginGuard, type OriginGuardOptions } from './resilience/origin-guard.js';
-import { clockOption, OptionError, specOption } from './util/options.js';
+import { clockOption, OptionError } from './util/options.js';
 
 /** With batching `auto`, after the upstream showed it has no batch route: single calls for a minute, then a batch probes again. */
 const NO_BATCH_ROUTE_RETRY_MS = 60_000;
@@ -75,8 +75,8 @@ export function createGroupProfileCache(options: GroupProfileCacheOptions): Grou
           loadOne,
           loadMany,
           meansNoBatchRoute,
-          windowMs: specOption('batch.windowMs', windowMs ?? BATCH_DEFAULTS.windowMs, BATCH_OPTION_SPECS.windowMs),
-          maxKeys: specOption('batch.maxIds', maxKeys ?? BATCH_DEFAULTS.maxKeys, BATCH_OPTION_SPECS.maxKeys),
+          windowMs,
+          maxKeys,
           retryMs: NO_BATCH_ROUTE_RETRY_MS,
           clock,
         })

@@ -10,8 +10,9 @@ export interface AutoBatchOptions<V> {
   loadMany: LoadMany<V>;
   /** Whether a failed batch call means the upstream has no batch route (rather than that it is failing). */
   meansNoBatchRoute: (error: unknown) => boolean;
-  windowMs: number;
-  maxKeys: number;
+  /** The batch window and size, defaulted and checked by BatchLoader. */
+  windowMs?: number;
+  maxKeys?: number;
   /** After the batch route was found missing, single calls for this long before a batch is tried again, ms. */
   retryMs: number;
   clock: Clock;

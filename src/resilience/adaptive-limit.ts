@@ -24,12 +24,13 @@ const BASE_PERCENTILE = 0.1;
 /**
  * Concurrency toward the upstream that follows it (TCP Vegas, as in Netflix's concurrency-limits):
  * with `limit` calls out and a no-load latency `minMs`, calls that took `ms` on average say about
- * `limit × (1 − minMs/ms)` calls were queued at the upstream. None: the upstream has room, the
- * limit grows by half; a few: it holds; more: it shrinks, at once in proportion when latency has
- * more than doubled, and by a tenth on a timeout or 5xx. Samples are taken together over a window
- * of one turn of the calls out and at least one no-load latency, so the limit moves once per round
- * trip, as TCP's window does.
- * The no-load latency is a windowed minimum: an upstream that became slower for good is learnt anew.
+ * `limit × (1 − TOLERANCE·minMs/ms)` calls were queued at the upstream. None: the upstream has
+ * room, the limit grows by half; a few: it grows by a step or holds; more: it shrinks, at once in
+ * proportion when latency has more than doubled, and by a tenth on a timeout or 5xx. Samples are
+ * taken together over a window of one turn of the calls out and at least one no-load latency, so
+ * the limit moves once per round trip, as TCP's window does. The no-load latency is the least
+ * window 10th percentile over the last one to two minimum windows: an upstream that became slower
+ * for good is learnt anew.
  */
 export class AdaptiveLimit {
   readonly #min: number;
@@ -43,7 +44,7 @@ export class AdaptiveLimit {
   #windowStart: number;
   /** The samples since the limit last moved. */
   #batchStart: number;
-  #count = 0;
+  /** Stall-corrected durations summed, and wall-clock durations, of the calls that ended well. */
   #sumMs = 0;
   #samples: number[] = [];
   #maxInFlight = 0;
@@ -89,7 +90,6 @@ export class AdaptiveLimit {
     const latency = Math.max(ms, 0.1);
     if (dropped) this.#dropped = true;
     else {
-      this.#count++;
       this.#sumMs += latency;
       this.#samples.push(Math.max(wallMs, 0.1));
     }
@@ -97,7 +97,7 @@ export class AdaptiveLimit {
     // Before any window closed, the least sample so far stands in for the no-load latency.
     const minMs = Math.min(this.#windowMin, this.#previousMin, this.#windowMin === Infinity ? latency : Infinity);
     // A window ends once the calls out when it began could all have reported: one turn of the limit.
-    const enough = this.#dropped || this.#count >= Math.min(this.#maxInFlight, this.limit);
+    const enough = this.#dropped || this.#samples.length >= Math.min(this.#maxInFlight, this.limit);
     if (!enough || (!this.#dropped && now - this.#batchStart < minMs)) return;
     if (this.#samples.length > 0) {
       const sorted = this.#samples.sort((a, b) => a - b);
@@ -106,7 +106,7 @@ export class AdaptiveLimit {
     }
     this.#limit = Math.min(this.#max, Math.max(this.#min, this.#next(Math.min(this.#windowMin, this.#previousMin))));
     this.#batchStart = now;
-    this.#count = this.#sumMs = this.#maxInFlight = 0;
+    this.#sumMs = this.#maxInFlight = 0;
     this.#samples = [];
     this.#dropped = false;
   }
@@ -117,7 +117,7 @@ export class AdaptiveLimit {
       this.#growing = false;
       return limit * BACKOFF;
     }
-    const latency = this.#sumMs / this.#count;
+    const latency = this.#sumMs / this.#samples.length;
     // Too few calls out to have tested the limit: nothing learnt about room above it.
     if (this.#maxInFlight * 2 < limit && latency <= minMs * 2) return limit;
     this.#growing = false;

@@ -106,7 +106,7 @@ interface QueuedCall {
 /**
  * Protects the origin: an opossum circuit breaker on the failure rate, then a bound on concurrent calls. With
  * every slot busy a call queues only if the calls ahead can drain within `queueTimeoutMs` at the measured
- * throughput (slots ÷ mean call duration): a healthy upstream drains a burst, a slow one has its excess shed at
+ * throughput (the limit ÷ mean call duration): a healthy upstream drains a burst, a slow one has its excess shed at
  * once. Queueing is the proxy's own time: it ends in 503 OVERLOADED and never reaches the breaker.
  */
 export class OriginGuard {
